@@ -1,0 +1,86 @@
+"""The ``rfcx-kit`` command line.
+
+Sub-commands live in the module of the step they run and are imported only when used, so
+``rfcx-kit --help`` answers without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+# name -> "module:attribute" of a click command. Order is the order of the method.
+COMMANDS: dict[str, str] = {
+    "demo": "rfcx_kit.demo:demo_cmd",
+    "synth": "rfcx_kit.synth.cli:synth_cmd",
+    "download": "rfcx_kit.kaggle_client:download_cmd",
+    "features": "rfcx_kit.features:features_cmd",
+    "windows": "rfcx_kit.window:windows_cmd",
+    "stage1": "rfcx_kit.stage1:stage1_cmd",
+    "relabel": "rfcx_kit.cycle:relabel_cmd",
+    "labels": "rfcx_kit.pseudo:labels_cmd",
+    "ensemble": "rfcx_kit.ensemble:ensemble_cmd",
+    "validate": "rfcx_kit.submission:validate_cmd",
+    "submit": "rfcx_kit.kaggle_client:submit_cmd",
+    "score": "rfcx_kit.metrics:score_cmd",
+    "report": "rfcx_kit.report:report_cmd",
+}
+
+_SHORT_HELP = {
+    "demo": "Run the whole method on a small synthetic set: data, stage 1, 3 cycles, ensemble, submit.",
+    "synth": "Write an RFCX-shaped synthetic data set with hidden ground truth.",
+    "download": "Download and unpack the competition files through the official Kaggle client.",
+    "features": "Build the memory-mapped log-mel feature cache of a competition folder.",
+    "windows": "Print the sliding-window layout as a JSON list of [start, end] frames.",
+    "stage1": "Train the SED model over folds and predict by soft frame-wise prediction.",
+    "relabel": "Stage 2: cycle re-labeling with pseudo-positives.",
+    "labels": "Pseudo-label tables (e.g. from out-of-fold predictions made elsewhere).",
+    "ensemble": "Average fold predictions (and other submissions) into one submission CSV.",
+    "validate": "Check a submission CSV: header, recording ids, finite numbers.",
+    "submit": "Validate and submit a CSV through the official Kaggle client.",
+    "score": "LWLRAP, precision and recall of a submission-format file against 0/1 labels.",
+    "report": "Write report.md with figures for a run directory.",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        if ctx.resilient_parsing or (ctx.info_name and _listing_only()):
+            # Listing commands for --help: a placeholder with the short help, no import.
+            return click.Command(name, short_help=_SHORT_HELP.get(name, ""))
+        module_name, attr = target.split(":")
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+
+
+def _listing_only() -> bool:
+    """True when the command line is just ``rfcx-kit [--help]`` (no sub-command given)."""
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return not args
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(package_name="rfcx-kit")
+def main(verbose: int, quiet: bool) -> None:
+    """rfcx-kit: windowed SED, cycle re-labeling and Kaggle submission for RFCX-style competitions.
+
+    \b
+    The method, in order:
+      synth | download -> features -> stage1 -> relabel -> ensemble -> validate -> submit
+    Start with `rfcx-kit demo` to see all of it run on a small synthetic data set.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

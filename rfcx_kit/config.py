@@ -1,0 +1,294 @@
+"""One typed configuration for every stage, with defaults that reproduce the method post.
+
+A recipe (``pipelines/*.yaml``) holds only what differs from these defaults; ``--set section.key=value``
+overrides a recipe from the command line. Unknown sections or keys are an error naming the key, so a
+typo never silently trains the wrong model. The resolved config is saved next to every output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rfcx_kit.errors import ConfigError
+from rfcx_kit.io import atomic_write_text
+
+__all__ = ["Config", "ConfigError", "load_config", "load_saved_config", "parse_override"]
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel parameters (notes/rfcx.md): a 60 s recording becomes exactly 128 x 3751."""
+
+    sample_rate: int = 32000
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 20.0
+    fmax: float = 16000.0
+    power: float = 2.0
+    top_db: float | None = 80.0
+    amin: float = 1e-10
+    ref: float = 1.0
+    seconds: float = 60.0
+    dtype: str = "float16"  # cache dtype; float16 keeps 0.01 dB resolution at these magnitudes
+    batch_size: int = 8  # recordings per torch STFT batch
+    n_jobs: int = -1  # joblib workers over files (-1: all cores)
+
+    @property
+    def frames(self) -> int:
+        """Centred frames of a full recording: 1 + samples // hop (3751 for 60 s)."""
+        return 1 + int(round(self.seconds * self.sample_rate)) // self.hop_length
+
+
+@dataclass
+class WindowConfig:
+    """Sliding windows over the frame axis (the post: 8 x 512 frames with 49 frames of cover).
+
+    Give either ``cover`` (frames shared by neighbouring windows) or ``n_windows``; the test-time layout
+    may differ (``test_cover``/``test_n_windows``; ``None`` means the same as training).
+    """
+
+    window: int = 512
+    cover: int | None = 49
+    n_windows: int | None = None
+    test_cover: int | None = None
+    test_n_windows: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """SED model: a timm backbone without pooling, mean over frequency, frame and attention heads."""
+
+    backbone: str = "resnet18"
+    pretrained: bool = False
+    weights: str | None = None  # local checkpoint for the backbone; nothing is downloaded
+    in_channels: int = 3  # 3: the post's standardise -> 3-channel image; 1: a plain 1-channel input
+    normalize: str = "post"  # "post" (standardise, min-max, ImageNet mean/std) or "standardize"
+    n_species: int = 24
+    dropout: float = 0.2
+
+
+@dataclass
+class TrainConfig:
+    """Fold training. Defaults are the post's stage 1: Adam 1e-3, cosine, 50 epochs."""
+
+    folds: int = 5
+    seed: int = 42
+    epochs: int = 50
+    batch_size: int = 16  # windows per step (the post: 2 recordings x 8 windows)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam | adamw | sgd
+    scheduler: str = "cosine"  # cosine | constant
+    warmup_epochs: int = 0
+    loss: str = "clipwise_bce"  # clipwise_bce (the post's stage 1) | masked (TP->1, FP->0, rest ignored)
+    pos_weight: float = 1.0  # weight of positive targets in the masked loss
+    sampling: str = "tp_crops"  # tp_crops (crops around TP boxes + FP windows) | all_windows
+    fp_per_tp: float = 1.0  # FP windows drawn per TP crop in an epoch
+    crop_jitter: bool = True  # random offset of the TP box inside its crop
+    steps_per_epoch: int | None = None  # None: one pass over the sampled windows
+    num_workers: int = 0
+    amp: bool = True  # mixed precision (CUDA only)
+    channels_last: bool = True  # CUDA only
+    compile: bool = False  # torch.compile (CUDA only)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    val_every: int = 1
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass
+class PredictConfig:
+    """Soft frame-wise prediction: framewise sigmoid, max over time, max over windows."""
+
+    mode: str = "framewise"  # framewise | clipwise | stitched
+    batch_recordings: int = 8
+    max_windows: int = 128  # windows per forward (the memory budget)
+    threshold: float = 0.5  # for precision / recall in reports
+
+
+@dataclass
+class RelabelConfig:
+    """Cycle re-labeling (the post's stage 2)."""
+
+    cycles: int = 3
+    source: str = "oof"  # oof (out-of-fold) | vote (all fold models, >= votes of n above threshold)
+    threshold: float = 0.5
+    votes: int = 3
+    species_thresholds: dict[int, float] = field(default_factory=dict)
+    pseudo_weight: float = 1.0  # 1.0 hard pseudo-positives; e.g. 0.5 soft
+    pseudo_negative_threshold: float | None = None  # off by default: they hurt in the competition
+    keep_original_p: float = 0.5  # chance a batch slot holds an originally labelled window
+    init: str = "previous"  # previous | stage1 | scratch
+    epochs: int | None = None  # None: train.epochs
+    lr: float | None = None  # None: train.lr
+    early_stop: bool = False
+    early_stop_metric: str = "cv"  # cv | truth
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of a run."""
+
+    name: str = "method-post-resnet18"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    relabel: RelabelConfig = field(default_factory=RelabelConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (atomically)."""
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value against a dataclass field type; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = args
+        return {_coerce(k, kt, f"{key}.{k}"): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    """Apply a nested mapping of updates to a dataclass instance, refusing unknown keys."""
+    hints = typing.get_type_hints(type(obj))
+    known = {f.name for f in fields(obj)}
+    for key, value in updates.items():
+        full = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"unknown config key '{full}' (known: {', '.join(sorted(known))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full}: expected a section (mapping), got {value!r}")
+            _apply(current, value, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    path, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = path.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the recipe's differences, then ``--set`` overrides; validated and typed."""
+    cfg = Config()
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.is_file():
+            raise ConfigError(f"recipe {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"recipe {path} must be a mapping of sections")
+        try:
+            _apply(cfg, data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        if "name" not in data:
+            cfg.name = path.stem
+    for text in overrides:
+        _apply(cfg, parse_override(text))
+    validate_config(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config saved with :meth:`Config.save` (e.g. a run directory's config.yaml)."""
+    cfg = Config()
+    _apply(cfg, data)
+    validate_config(cfg)
+    return cfg
+
+
+def load_saved_config(path: str | Path) -> Config:
+    return config_from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+
+_CHOICES = {
+    "model.normalize": ("post", "standardize"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.scheduler": ("cosine", "constant"),
+    "train.loss": ("clipwise_bce", "masked"),
+    "train.sampling": ("tp_crops", "all_windows"),
+    "predict.mode": ("framewise", "clipwise", "stitched"),
+    "relabel.source": ("oof", "vote"),
+    "relabel.init": ("previous", "stage1", "scratch"),
+    "relabel.early_stop_metric": ("cv", "truth"),
+}
+
+
+def validate_config(cfg: Config) -> None:
+    """Value checks that types alone cannot express."""
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    w = cfg.windows
+    if w.window <= 0:
+        raise ConfigError("windows.window must be positive")
+    if w.cover is None and w.n_windows is None:
+        raise ConfigError("windows: give cover or n_windows")
+    if w.cover is not None and not 0 <= w.cover < w.window:
+        raise ConfigError(f"windows.cover must be in [0, window), got {w.cover}")
+    if cfg.model.in_channels not in (1, 3):
+        raise ConfigError("model.in_channels must be 1 or 3")
+    if cfg.train.folds < 2:
+        raise ConfigError("train.folds must be at least 2")
+    if not 0.0 <= cfg.relabel.keep_original_p <= 1.0:
+        raise ConfigError("relabel.keep_original_p must be in [0, 1]")
+    if not 0.0 < cfg.relabel.pseudo_weight <= 1.0:
+        raise ConfigError("relabel.pseudo_weight must be in (0, 1]")
+    if cfg.relabel.votes > cfg.train.folds:
+        raise ConfigError(f"relabel.votes ({cfg.relabel.votes}) exceeds train.folds ({cfg.train.folds})")

@@ -1,0 +1,44 @@
+"""Error types that reach the user as one clear line, and the decorator that turns them into exit codes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RfcxError(Exception):
+    """Base of every error rfcx-kit reports to a user (message is the whole story)."""
+
+    exit_code = 1
+
+
+class DataError(RfcxError, ValueError):
+    """A data file or folder is malformed: the message names the file, row and field."""
+
+    exit_code = 2
+
+
+class ConfigError(RfcxError, ValueError):
+    """A recipe or override names an unknown key or holds a bad value."""
+
+    exit_code = 2
+
+
+def cli_errors(func: F) -> F:
+    """Report :class:`RfcxError` as ``Error: <message>`` with the error's exit code (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RfcxError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,121 @@
+"""Framewise labels: TP/FP boxes on the feature frames, and the window-level labels derived from them.
+
+Frame ``f`` is centred at ``f * hop / sr`` seconds (centred STFT). A box covers the frames whose centre
+lies in ``[t_min, t_max]``: ``first = ceil(t_min * sr / hop)``, ``last = floor(t_max * sr / hop)``; a box
+too short to hold a frame centre gets the frame nearest its middle. In the grid, +1 marks TP, -1 FP and
+0 unknown; TP wins where a TP and an FP box of the same species overlap.
+
+A window is positive for a species if any of its frames is TP, negative if any is FP (and none TP),
+unknown otherwise (the method post's masked loss).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rfcx_kit.species import N_SPECIES
+from rfcx_kit.window import split_windows
+
+
+def box_frames(t_min: np.ndarray, t_max: np.ndarray, sample_rate: int = 32000, hop_length: int = 512,
+               frames: int = 3751) -> tuple[np.ndarray, np.ndarray]:
+    """``[first, stop)`` frame ranges of boxes given in seconds (arrays of shape (M,))."""
+    scale = sample_rate / hop_length
+    first = np.ceil(np.asarray(t_min, dtype=np.float64) * scale - 1e-9).astype(np.int64)
+    last = np.floor(np.asarray(t_max, dtype=np.float64) * scale + 1e-9).astype(np.int64)
+    middle = np.rint((np.asarray(t_min) + np.asarray(t_max)) / 2 * scale).astype(np.int64)
+    short = last < first
+    first = np.where(short, middle, first)
+    last = np.where(short, middle, last)
+    first = np.clip(first, 0, frames - 1)
+    stop = np.clip(last + 1, first + 1, frames)
+    return first, stop
+
+
+class FramewiseLabels:
+    """TP/FP boxes of a set of recordings, indexed for fast grids and window labels.
+
+    Args:
+        boxes: columns ``recording_id, species_id, t_min, t_max, label`` (+1 TP / -1 FP); ``f_min`` and
+            ``f_max`` are kept when present (the box's band, for band-aware uses).
+        recording_ids: row order of every output.
+    """
+
+    def __init__(self, boxes: pd.DataFrame, recording_ids: list[str], frames: int = 3751,
+                 sample_rate: int = 32000, hop_length: int = 512):
+        self.recording_ids = list(recording_ids)
+        self.frames = frames
+        index = {rid: i for i, rid in enumerate(self.recording_ids)}
+        rows = boxes["recording_id"].map(index)
+        boxes = boxes[rows.notna().to_numpy()]
+        rows = rows.dropna().astype(np.int64).to_numpy()
+        order = np.argsort(rows, kind="stable")
+        self.row = rows[order]
+        self.species = boxes["species_id"].to_numpy(np.int64)[order]
+        self.label = boxes["label"].to_numpy(np.int8)[order]
+        self.first, self.stop = box_frames(boxes["t_min"].to_numpy()[order], boxes["t_max"].to_numpy()[order],
+                                           sample_rate, hop_length, frames)
+        self.bands = boxes[["f_min", "f_max"]].to_numpy()[order] if {"f_min", "f_max"} <= set(boxes.columns) else None
+        # CSR offsets: boxes of row r are [offsets[r], offsets[r + 1]).
+        self.offsets = np.searchsorted(self.row, np.arange(len(self.recording_ids) + 1))
+
+    def grid(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        """``(B, 24, T)`` int8 framewise labels of the recordings at ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        counts = ends - starts
+        box = np.repeat(starts, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        batch = np.repeat(np.arange(len(rows)), counts)
+        # Difference arrays: +1 at a box's first frame, -1 after its last; a cumsum marks covered frames.
+        cover = np.zeros((2, len(rows), N_SPECIES, self.frames + 1), dtype=np.int32)
+        kind = (self.label[box] < 0).astype(np.int64)  # 0: TP, 1: FP
+        np.add.at(cover, (kind, batch, self.species[box], self.first[box]), 1)
+        np.add.at(cover, (kind, batch, self.species[box], self.stop[box]), -1)
+        covered = np.cumsum(cover, axis=-1)[..., : self.frames] > 0
+        return np.where(covered[0], 1, np.where(covered[1], -1, 0)).astype(np.int8)
+
+    def windows(self, positions: list[list[int]], rows: np.ndarray | None = None) -> np.ndarray:
+        """``(R, N, 24)`` int8 window labels (+1 / -1 / 0) for fixed windows, without a dense grid.
+
+        Boxes x windows overlap by broadcasting: memory is O(boxes x windows), not O(R x 24 x T).
+        """
+        rows = np.arange(len(self.recording_ids)) if rows is None else np.asarray(rows, dtype=np.int64)
+        where = np.full(len(self.recording_ids), -1, dtype=np.int64)
+        where[rows] = np.arange(len(rows))
+        pos = np.asarray(positions, dtype=np.int64)
+        keep = where[self.row] >= 0
+        first, stop = self.first[keep][:, None], self.stop[keep][:, None]
+        overlap = (first < pos[None, :, 1]) & (stop > pos[None, :, 0])  # (M, N)
+        out = np.zeros((len(rows), len(pos), N_SPECIES), dtype=np.int8)
+        box_i, win_i = np.nonzero(overlap)
+        r, s, lab = where[self.row[keep]][box_i], self.species[keep][box_i], self.label[keep][box_i]
+        fp = lab < 0
+        out[r[fp], win_i[fp], s[fp]] = -1
+        out[r[~fp], win_i[~fp], s[~fp]] = 1  # written last: TP wins
+        return out
+
+    def crops(self, rows: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+        """``(B, 24)`` int8 labels of arbitrary crops ``[start, start + width)`` of the recordings at ``rows``."""
+        grid = self.grid(rows)
+        pad = max(0, int(np.max(starts)) + width - self.frames)
+        if pad:
+            grid = np.pad(grid, ((0, 0), (0, 0), (0, pad)))
+        index = np.asarray(starts)[:, None] + np.arange(width)[None, :]  # (B, W)
+        window = np.take_along_axis(grid, index[:, None, :].repeat(N_SPECIES, axis=1), axis=-1)
+        return reduce_window_labels(window)
+
+
+def reduce_window_labels(window: np.ndarray) -> np.ndarray:
+    """``(..., 24, W)`` framewise labels -> ``(..., 24)``: +1 if any TP frame, else -1 if any FP frame."""
+    positive = (window == 1).any(axis=-1)
+    negative = (window == -1).any(axis=-1)
+    return np.where(positive, 1, np.where(negative, -1, 0)).astype(np.int8)
+
+
+def window_labels_from_grid(grid: np.ndarray, positions: list[list[int]]) -> np.ndarray:
+    """``(R, 24, T)`` grid -> ``(R, N, 24)`` window labels through :func:`split_windows` (reference path)."""
+    split = split_windows(torch.from_numpy(grid), positions).numpy()  # (N*R, 24, W), window-major
+    labels = reduce_window_labels(split).reshape(len(positions), grid.shape[0], N_SPECIES)
+    return labels.transpose(1, 0, 2)
