@@ -19,19 +19,30 @@ from rfcx_kit.species import N_SPECIES
 from rfcx_kit.window import split_windows
 
 
+# Box edges in train_tp/train_fp often sit exactly on a frame centre (2446 of 8997 real t_min values are
+# multiples of 16 ms). t * sr / hop then lands a rounding error above or below the integer, and a bare
+# ceil/floor would move the edge by a whole frame; snapping within 1e-6 frames keeps [t_min, t_max] exact.
+_FRAME_EPS = 1e-6
+
+
 def box_frames(t_min: np.ndarray, t_max: np.ndarray, sample_rate: int = 32000, hop_length: int = 512,
                frames: int = 3751) -> tuple[np.ndarray, np.ndarray]:
-    """``[first, stop)`` frame ranges of boxes given in seconds (arrays of shape (M,))."""
+    """``[first, stop)`` frame ranges of boxes given in seconds: two ``(M,)`` int64 arrays.
+
+    ``first = ceil(t_min * sr / hop)``, ``stop = floor(t_max * sr / hop) + 1``; a box too short to hold a
+    frame centre covers the frame nearest its middle (rounding half up). Clipped to the recording; a box
+    wholly past the end covers nothing (``stop <= first``).
+    """
     scale = sample_rate / hop_length
-    first = np.ceil(np.asarray(t_min, dtype=np.float64) * scale - 1e-9).astype(np.int64)
-    last = np.floor(np.asarray(t_max, dtype=np.float64) * scale + 1e-9).astype(np.int64)
-    middle = np.rint((np.asarray(t_min) + np.asarray(t_max)) / 2 * scale).astype(np.int64)
+    lo = np.asarray(t_min, dtype=np.float64) * scale
+    hi = np.asarray(t_max, dtype=np.float64) * scale
+    first = np.ceil(lo - _FRAME_EPS).astype(np.int64)
+    last = np.floor(hi + _FRAME_EPS).astype(np.int64)
+    nearest = np.floor((lo + hi) / 2 + 0.5).astype(np.int64)
     short = last < first
-    first = np.where(short, middle, first)
-    last = np.where(short, middle, last)
-    first = np.clip(first, 0, frames - 1)
-    stop = np.clip(last + 1, first + 1, frames)
-    return first, stop
+    first = np.where(short, nearest, first)
+    last = np.where(short, nearest, last)
+    return np.maximum(first, 0), np.minimum(last, frames - 1) + 1
 
 
 class FramewiseLabels:

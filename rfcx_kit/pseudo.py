@@ -1,0 +1,615 @@
+"""Pseudo-labels: window-level predictions -> the label table that the re-labeling cycles train on.
+
+The method post's cycle re-labeling marks a window/species as a *pseudo-positive* when the models are
+confident there is a call there and nobody labelled it: out-of-fold predictions above a threshold, or
+"at least 3 of 5 fold models above 0.5". Original TP/FP labels are never overwritten. Pseudo-negatives
+(all predictions below a low threshold) are optional and off by default: they hurt in the competition.
+
+The label table (CSV) has one row per known (recording, window, species)::
+
+    recording_id,window,species_id,source,weight
+
+``source`` is ``tp``, ``fp``, ``pseudo_positive`` or ``pseudo_negative``; the target is 1 for
+tp/pseudo_positive and 0 for fp/pseudo_negative; ``weight`` is the loss weight (1.0 for originals, the
+pseudo weight for pseudo-labels). A (recording, window, species) without a row is unknown (masked out).
+
+Shapes: ``R`` recordings, ``N`` windows per recording, 24 species, ``F`` fold models.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from rfcx_kit.errors import DataError, cli_errors
+from rfcx_kit.framewise import FramewiseLabels
+from rfcx_kit.io import atomic_write_csv
+from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
+
+TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
+# Index = code used in the (R, N, 24) source array of build_label_table; 0 means unknown (no row).
+SOURCES = ("tp", "fp", "pseudo_positive", "pseudo_negative")
+_SOURCE_CODE = {name: code for code, name in enumerate(SOURCES, start=1)}
+_TARGET = {"tp": 1.0, "fp": 0.0, "pseudo_positive": 1.0, "pseudo_negative": 0.0}
+
+# Spectrogram grid of the method post (Theo Viel's 32 kHz arrays): 60 s -> 3751 centred frames.
+FRAMES = 3751
+SAMPLE_RATE = 32000
+HOP_LENGTH = 512
+
+
+# --------------------------------------------------------------------------------------------------
+# Original labels: boxes -> windows
+# --------------------------------------------------------------------------------------------------
+def original_window_labels(
+    boxes: pd.DataFrame,
+    recording_ids: Sequence[str],
+    positions: Sequence[Sequence[int]],
+    frames: int = FRAMES,
+    sample_rate: int = SAMPLE_RATE,
+    hop_length: int = HOP_LENGTH,
+) -> np.ndarray:
+    """Window-level original labels of the TP/FP boxes.
+
+    Args:
+        boxes: columns ``recording_id, species_id, t_min, t_max, label`` (``label`` +1 TP, -1 FP), one row
+            per box. Boxes of recordings not in ``recording_ids`` are ignored (the caller may pass a subset).
+        recording_ids: the ``R`` recordings, in the row order of the result.
+        positions: ``N`` windows as ``[start, end)`` frames (``rfcx_kit.window.window_positions``); frames
+            at or past ``frames`` are padding and hold no box.
+        frames, sample_rate, hop_length: the spectrogram grid (see :func:`box_frames`).
+    Returns:
+        ``(R, N, 24)`` int8: +1 where a TP box overlaps the window, -1 where an FP box does and no TP box
+        of the same species does (TP wins), 0 unknown.
+    """
+    ids = pd.Index(np.asarray(recording_ids, dtype=object))
+    if not ids.is_unique:
+        raise ValueError("recording_ids must be unique")
+    pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+    if len(pos) == 0 or np.any(pos[:, 1] <= pos[:, 0]) or np.any(pos[:, 0] < 0):
+        raise ValueError(f"positions must be non-empty [start, end) pairs with end > start >= 0: {positions}")
+    boxes = _check_boxes(boxes)
+    return FramewiseLabels(boxes, list(ids), frames, sample_rate, hop_length).windows(pos.tolist())
+
+
+def _check_boxes(boxes: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
+    """Validate the box frame (columns, species range, finite ordered times, labels +-1).
+
+    Errors name ``box row i`` (0-based), or ``path: line i + 2`` for a frame read from ``path``."""
+    missing = [c for c in ("recording_id", "species_id", "t_min", "t_max", "label") if c not in boxes.columns]
+    if missing:
+        raise DataError(f"boxes lack column(s) {missing}; have {list(boxes.columns)}")
+    species = pd.to_numeric(boxes["species_id"], errors="coerce").to_numpy(np.float64)
+    t_min = pd.to_numeric(boxes["t_min"], errors="coerce").to_numpy(np.float64)
+    t_max = pd.to_numeric(boxes["t_max"], errors="coerce").to_numpy(np.float64)
+    label = pd.to_numeric(boxes["label"], errors="coerce").to_numpy(np.float64)
+    checks = [
+        (~np.isin(species, np.arange(N_SPECIES)), f"species_id must be an integer 0..{N_SPECIES - 1}"),
+        (~(np.isfinite(t_min) & np.isfinite(t_max)), "t_min/t_max must be finite numbers"),
+        (t_max < t_min, "t_max is before t_min"),
+        (~np.isin(label, (1, -1)), "label must be +1 (TP) or -1 (FP)"),
+        (boxes["recording_id"].isna().to_numpy(), "recording_id is empty"),
+    ]
+    for bad, why in checks:
+        if bad.any():
+            i = int(np.argmax(bad))
+            where = f"box row {i}" if path is None else f"{path}: line {i + 2}"
+            raise DataError(f"{where}: {why} (row: {boxes.iloc[i].to_dict()})")
+    return boxes
+
+
+def read_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd.DataFrame:
+    """Read ``train_tp.csv`` / ``train_fp.csv`` into one box frame with ``label`` +1 (TP) / -1 (FP).
+
+    Recording ids are read as text: 133 real ids are all digits and would lose leading zeros otherwise.
+    """
+    parts = []
+    for path, label in ((tp, 1), (fp, -1)):
+        if path is None:
+            continue
+        try:
+            frame = pd.read_csv(path, dtype={"recording_id": str})
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
+        need = ["recording_id", "species_id", "t_min", "t_max"]
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; have {list(frame.columns)}")
+        frame = frame[need].assign(label=label)
+        parts.append(_check_boxes(frame, path))
+    if not parts:
+        return pd.DataFrame({"recording_id": [], "species_id": [], "t_min": [], "t_max": [], "label": []})
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Predictions -> pseudo-labels
+# --------------------------------------------------------------------------------------------------
+def detect_scale(values: np.ndarray) -> str:
+    """``"prob"`` if every finite value lies in ``[0, 1]``, else ``"logit"`` (non-finite values are ignored)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size and (v.min() < 0.0 or v.max() > 1.0):
+        return "logit"
+    return "prob"
+
+
+def to_prob(values: np.ndarray, scale: str) -> np.ndarray:
+    """Predictions as probabilities: ``"prob"`` unchanged (float64), ``"logit"`` through the sigmoid,
+    ``"auto"`` as :func:`detect_scale` says. Same shape as ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    if scale == "auto":
+        scale = detect_scale(v)
+    if scale == "prob":
+        return v
+    if scale == "logit":
+        # tanh form of the sigmoid: no overflow warning for large negative logits.
+        return 0.5 * (1.0 + np.tanh(0.5 * v))
+    raise ValueError(f"scale must be 'prob', 'logit' or 'auto', got {scale!r}")
+
+
+def species_threshold_array(
+    threshold: float | np.ndarray = 0.5, species_thresholds: dict[int, float] | None = None
+) -> np.ndarray:
+    """``(24,)`` float64 thresholds: ``threshold`` (scalar or ``(24,)``) with ``species_thresholds`` overrides."""
+    out = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (N_SPECIES,)).copy()
+    for species, value in (species_thresholds or {}).items():
+        if not 0 <= int(species) < N_SPECIES or int(species) != species:
+            raise ValueError(f"species_thresholds: species {species!r} is not in 0..{N_SPECIES - 1}")
+        out[int(species)] = value
+    if not np.all((out >= 0) & (out <= 1)):
+        raise ValueError(f"thresholds are probabilities and must lie in [0, 1]: {out.tolist()}")
+    return out
+
+
+def _fold_axis(preds: np.ndarray) -> np.ndarray:
+    """``(R, N, 24)`` -> ``(1, R, N, 24)``; ``(F, R, N, 24)`` unchanged; anything else is an error."""
+    p = np.asarray(preds)
+    if p.ndim not in (3, 4) or p.shape[-1] != N_SPECIES:
+        raise ValueError(f"preds must be (R, N, {N_SPECIES}) or (F, R, N, {N_SPECIES}), got {p.shape}")
+    return p[None] if p.ndim == 3 else p
+
+
+def _resolve_votes(n_models: int, votes: int | None) -> int:
+    """Votes needed out of ``n_models``: default one for a single (OOF) prediction, else a majority."""
+    if votes is None:
+        return n_models // 2 + 1  # 1 of 1; 3 of 5 as the post's team did
+    if not 1 <= votes <= n_models:
+        raise ValueError(f"votes must be in 1..{n_models} (the number of fold models), got {votes}")
+    return int(votes)
+
+
+def pseudo_positive_mask(
+    preds: np.ndarray, threshold: float | np.ndarray = 0.5, votes: int | None = None
+) -> np.ndarray:
+    """Where the predictions call a pseudo-positive.
+
+    Args:
+        preds: probabilities, ``(R, N, 24)`` out-of-fold (one vote per window) or ``(F, R, N, 24)`` from
+            ``F`` fold models.
+        threshold: scalar or ``(24,)`` per species; a vote is ``p > threshold`` (strictly above).
+        votes: how many of the ``F`` models must vote; default a majority (``F // 2 + 1``: 3 of 5,
+            1 of 1 for out-of-fold predictions).
+    Returns:
+        ``(R, N, 24)`` bool. NaN never votes. Original labels are not considered here (see
+        :func:`build_label_table`).
+    """
+    p = _fold_axis(preds)
+    need = _resolve_votes(p.shape[0], votes)
+    thr = species_threshold_array(threshold)
+    return (p > thr).sum(axis=0) >= need
+
+
+def pseudo_negative_mask(preds: np.ndarray, negative_threshold: float | np.ndarray) -> np.ndarray:
+    """``(R, N, 24)`` bool: every prediction (all ``F`` models, or the single OOF one) below the threshold."""
+    p = _fold_axis(preds)
+    thr = species_threshold_array(negative_threshold)
+    return (p < thr).all(axis=0)
+
+
+def build_label_table(
+    recording_ids: Sequence[str],
+    original: np.ndarray,
+    preds: np.ndarray,
+    threshold: float | np.ndarray = 0.5,
+    votes: int | None = None,
+    species_thresholds: dict[int, float] | None = None,
+    pseudo_weight: float = 1.0,
+    negative_threshold: float | None = None,
+    scale: str = "prob",
+) -> pd.DataFrame:
+    """The label table of one cycle: originals plus pseudo-labels.
+
+    Args:
+        recording_ids: the ``R`` recordings, in the row order of ``original`` and ``preds``.
+        original: ``(R, N, 24)`` int8 from :func:`original_window_labels` (+1 TP, -1 FP, 0 unknown).
+        preds: ``(R, N, 24)`` out-of-fold or ``(F, R, N, 24)`` fold-model predictions, on ``scale``
+            (``"prob"``, ``"logit"`` or ``"auto"``); thresholds apply to probabilities.
+        threshold, votes: see :func:`pseudo_positive_mask`; ``species_thresholds`` ({species: threshold})
+            overrides ``threshold`` per species.
+        pseudo_weight: loss weight of pseudo-labels (e.g. 0.5 for soft positives); originals weigh 1.
+        negative_threshold: if given, an unknown window/species whose predictions are all below it (and
+            that is not a pseudo-positive) becomes a pseudo-negative. Off by default (hurt in the post).
+    Returns:
+        DataFrame ``recording_id, window, species_id, source, weight`` (one row per known entry), sorted by
+        the given recording order, then window, then species. Pseudo-labels only fill unknown entries.
+    """
+    ids = np.asarray(recording_ids, dtype=object)
+    original = np.asarray(original)
+    if original.ndim != 3 or original.shape != (len(ids), original.shape[1], N_SPECIES):
+        raise ValueError(f"original must be (R={len(ids)}, N, {N_SPECIES}), got {original.shape}")
+    if not np.isin(original, (-1, 0, 1)).all():
+        raise ValueError("original labels must be +1 (TP), -1 (FP) or 0 (unknown)")
+    if len(pd.unique(ids)) != len(ids):
+        raise ValueError("recording_ids must be unique")
+    if scale == "prob" and detect_scale(preds) == "logit":
+        # Thresholding logits as if they were probabilities would make nearly every entry positive.
+        raise ValueError("scale='prob' but some predictions lie outside [0, 1]: pass scale='logit' or 'auto'")
+    probs = _fold_axis(to_prob(preds, scale))
+    if probs.shape[1:] != original.shape:
+        raise ValueError(f"preds {np.shape(preds)} do not match original {original.shape}")
+    if not np.isfinite(probs).all():
+        raise DataError("predictions hold NaN or infinite values")
+    if not (math.isfinite(pseudo_weight) and pseudo_weight > 0):
+        raise ValueError(f"pseudo_weight must be a positive number (0 would mean unknown), got {pseudo_weight}")
+
+    unknown = original == 0
+    positive = pseudo_positive_mask(probs, species_threshold_array(threshold, species_thresholds), votes)
+    positive &= unknown  # never overwrite an original TP/FP
+    code = np.zeros(original.shape, dtype=np.int8)
+    code[original == 1] = _SOURCE_CODE["tp"]
+    code[original == -1] = _SOURCE_CODE["fp"]
+    code[positive] = _SOURCE_CODE["pseudo_positive"]
+    if negative_threshold is not None:
+        negative = pseudo_negative_mask(probs, negative_threshold) & unknown & ~positive
+        code[negative] = _SOURCE_CODE["pseudo_negative"]
+
+    # np.nonzero walks C order: recording, then window, then species -- the table's sort order.
+    r, n, s = np.nonzero(code)
+    c = code[r, n, s]
+    source = np.array(("",) + SOURCES, dtype=object)
+    weight = np.array([0.0, 1.0, 1.0, pseudo_weight, pseudo_weight])
+    return pd.DataFrame({
+        "recording_id": ids[r].astype(str),
+        "window": n.astype(np.int64),
+        "species_id": s.astype(np.int64),
+        "source": source[c],
+        "weight": weight[c],
+    })
+
+
+def label_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows per species and source: 24 rows indexed ``species_id`` = ``s0..s23``, columns
+    ``tp, fp, pseudo_positive, pseudo_negative`` (int64, zeros included)."""
+    species = pd.Categorical(table["species_id"].astype(np.int64), categories=range(N_SPECIES))
+    source = pd.Categorical(table["source"], categories=SOURCES)
+    counts = pd.crosstab(species, source, dropna=False).reindex(index=range(N_SPECIES), columns=SOURCES)
+    counts = counts.fillna(0).astype(np.int64)
+    counts.index = pd.Index(SPECIES_COLUMNS, name="species_id")
+    counts.columns = pd.Index(list(SOURCES))
+    return counts
+
+
+def table_to_arrays(
+    table: pd.DataFrame, recording_ids: Sequence[str], n_windows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label table -> dense training arrays.
+
+    Args:
+        table: label table (:func:`build_label_table` or :func:`read_label_table`).
+        recording_ids: the ``R`` recordings, in the row order wanted; every table row must name one.
+        n_windows: ``N``.
+    Returns:
+        ``target`` and ``weight``, both ``(R, N, 24)`` float32: target 1 for tp/pseudo_positive, 0 for
+        fp/pseudo_negative; weight the row's loss weight, 0 where the table has no row (unknown).
+    """
+    ids = pd.Index(np.asarray(recording_ids, dtype=object))
+    if not ids.is_unique:
+        raise ValueError("recording_ids must be unique")
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"label table lacks column(s) {missing}; have {list(table.columns)}")
+    row = ids.get_indexer(table["recording_id"].astype(str))
+    window = pd.to_numeric(table["window"], errors="coerce").to_numpy(np.float64)
+    species = pd.to_numeric(table["species_id"], errors="coerce").to_numpy(np.float64)
+    weight = pd.to_numeric(table["weight"], errors="coerce").to_numpy(np.float64)
+    target = table["source"].map(_TARGET).to_numpy(np.float64)
+    checks = [
+        (row < 0, "recording_id is not among the given recordings"),
+        (~np.isin(window, np.arange(n_windows)), f"window must be an integer 0..{n_windows - 1}"),
+        (~np.isin(species, np.arange(N_SPECIES)), f"species_id must be an integer 0..{N_SPECIES - 1}"),
+        (np.isnan(target), f"source must be one of {list(SOURCES)}"),
+        (~(np.isfinite(weight) & (weight >= 0)), "weight must be a finite number >= 0"),
+    ]
+    for bad, why in checks:
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"label table row {i}: {why} (row: {table.iloc[i].to_dict()})")
+    flat = (row * n_windows + window.astype(np.int64)) * N_SPECIES + species.astype(np.int64)
+    dup = pd.Series(flat).duplicated()
+    if dup.any():
+        i = int(np.argmax(dup.to_numpy()))
+        raise DataError(f"label table row {i}: a second row for the same recording/window/species "
+                        f"({table.iloc[i].to_dict()})")
+    shape = (len(ids), n_windows, N_SPECIES)
+    target_out = np.zeros(shape, dtype=np.float32)
+    weight_out = np.zeros(shape, dtype=np.float32)
+    target_out.reshape(-1)[flat] = target
+    weight_out.reshape(-1)[flat] = weight
+    return target_out, weight_out
+
+
+def read_label_table(path: str | Path) -> pd.DataFrame:
+    """Read a label table CSV, keeping recording ids as text (all-digit ids keep their leading zeros)."""
+    try:
+        table = pd.read_csv(path, dtype={"recording_id": str, "source": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; have {list(table.columns)}")
+    return table[TABLE_COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------------
+# Window predictions made elsewhere: patch,recording_id,s0..s23
+# --------------------------------------------------------------------------------------------------
+def _read_oof_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One file in the external layout -> (recording_id (n,) object, patch (n,) int64, values (n, 24)
+    float64, line (n,) int64 file line of each row: header = line 1). Checks columns, types, finiteness,
+    and that each recording has patches 0..P-1 exactly once (P = this file's largest patch + 1)."""
+    try:
+        frame = pd.read_csv(path, dtype={"recording_id": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
+    need = ["patch", "recording_id"] + SPECIES_COLUMNS
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected patch,recording_id,s0..s23")
+    if frame.empty:
+        raise DataError(f"{path}: no rows")
+    line = np.arange(len(frame), dtype=np.int64) + 2
+
+    rid = frame["recording_id"]
+    if rid.isna().any():
+        i = int(np.argmax(rid.isna().to_numpy()))
+        raise DataError(f"{path}: line {line[i]}: recording_id is empty")
+    patch_f = pd.to_numeric(frame["patch"], errors="coerce").to_numpy(np.float64)
+    bad = ~(np.isfinite(patch_f) & (patch_f >= 0) & (patch_f == np.round(patch_f)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{path}: line {line[i]}: patch {frame['patch'].iloc[i]!r} is not an integer >= 0")
+    patch = patch_f.astype(np.int64)
+
+    values = frame[SPECIES_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise DataError(f"{path}: line {line[i]}, column {SPECIES_COLUMNS[j]}: "
+                        f"{frame[SPECIES_COLUMNS[j]].iloc[i]!r} is not a finite number")
+
+    keys = pd.DataFrame({"recording_id": rid.to_numpy(object), "patch": patch})
+    dup = keys.duplicated(keep="first").to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        first = int(np.argmax(((keys["recording_id"] == keys["recording_id"].iat[i])
+                               & (keys["patch"] == patch[i])).to_numpy()))
+        raise DataError(f"{path}: line {line[i]}: recording {rid.iat[i]} patch {patch[i]} appears a second "
+                        f"time (first at line {line[first]}); each patch must appear exactly once")
+    n_patches = int(patch.max()) + 1
+    sizes = keys.groupby("recording_id", sort=False).size()
+    short = sizes[sizes < n_patches]
+    if len(short):
+        name = short.index[0]
+        rows = np.flatnonzero((keys["recording_id"] == name).to_numpy())
+        lacking = sorted(set(range(n_patches)) - set(patch[rows].tolist()))
+        raise DataError(f"{path}: recording {name} (first row at line {line[rows[0]]}) has no patch "
+                        f"{', '.join(map(str, lacking))}: every recording needs patches 0..{n_patches - 1} "
+                        f"exactly once ({len(short)} recording(s) incomplete)")
+    return rid.to_numpy(object), patch, values, line
+
+
+def read_oof_files(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, str]:
+    """Read window predictions in the external layout ``patch,recording_id,s0..s23`` (one file per fold).
+
+    The files are parts of one out-of-fold set: every recording must sit in exactly one file, with patches
+    (windows) ``0..N-1`` exactly once each, and ``N`` the same in all files.
+
+    Returns:
+        ``recording_ids`` (``R``, in order of first appearance, file by file), ``preds`` ``(R, N, 24)``
+        float64 as stored (not converted), and the detected scale (:func:`detect_scale`).
+    Raises:
+        DataError naming the file and line of the first problem.
+    """
+    if not paths:
+        raise DataError("no prediction files given")
+    parts = [_read_oof_file(p) for p in paths]
+    n_patches = [int(part[1].max()) + 1 for part in parts]
+    if len(set(n_patches)) > 1:
+        detail = ", ".join(f"{p}: {n}" for p, n in zip(paths, n_patches))
+        raise DataError(f"files disagree on the number of patches per recording ({detail})")
+
+    # A recording in two files: name both files and lines (first row of the recording in each).
+    firsts = pd.concat(
+        [pd.DataFrame({"recording_id": rid, "file": k, "line": line}).drop_duplicates("recording_id")
+         for k, (rid, _, _, line) in enumerate(parts)],
+        ignore_index=True,
+    )
+    twice = firsts.duplicated("recording_id", keep=False)
+    if twice.any():
+        name = firsts.loc[twice, "recording_id"].iat[0]
+        where = firsts[firsts["recording_id"] == name]
+        detail = " and ".join(f"{paths[f]} (line {ln})" for f, ln in zip(where["file"], where["line"]))
+        raise DataError(f"recording {name} is in two files: {detail} "
+                        f"({int(twice.sum() // 2)} recording(s) shared); out-of-fold files must not overlap")
+
+    rid = np.concatenate([part[0] for part in parts])
+    patch = np.concatenate([part[1] for part in parts])
+    values = np.concatenate([part[2] for part in parts])
+    row, ids = pd.factorize(rid)  # order of first appearance
+    preds = np.empty((len(ids), n_patches[0], N_SPECIES), dtype=np.float64)
+    preds[row, patch] = values  # every (row, patch) is set exactly once: checked above
+    return [str(x) for x in ids], preds, detect_scale(preds)
+
+
+# --------------------------------------------------------------------------------------------------
+# rfcx-kit labels from-oof
+# --------------------------------------------------------------------------------------------------
+def _parse_species_thresholds(items: Sequence[str]) -> dict[int, float]:
+    """``("3=0.6", "s12=0.7")`` -> ``{3: 0.6, 12: 0.7}``."""
+    out: dict[int, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower().removeprefix("s")
+        try:
+            species, thr = int(key), float(value)
+        except ValueError:
+            species, thr = -1, math.nan
+        if not sep or not 0 <= species < N_SPECIES or not 0 <= thr <= 1:
+            raise click.BadParameter(
+                f"{item!r}: expected SPECIES=THRESHOLD with species 0..{N_SPECIES - 1} and threshold in [0, 1]",
+                param_hint="--species-threshold",
+            )
+        if species in out:
+            raise click.BadParameter(f"species {species} given twice", param_hint="--species-threshold")
+        out[species] = thr
+    return out
+
+
+def _read_votes(files: Sequence[str]) -> tuple[list[str], np.ndarray, str]:
+    """Each file = one model's predictions of the same recordings -> ``(F, R, N, 24)`` aligned to file 1."""
+    ids, first, _ = read_oof_files([files[0]])
+    index = pd.Index(ids)
+    stack = [first]
+    for path in files[1:]:
+        other_ids, preds, _ = read_oof_files([path])
+        other = pd.Index(other_ids)
+        if preds.shape[1] != first.shape[1]:
+            raise DataError(f"{path}: {preds.shape[1]} patches per recording, {files[0]} has {first.shape[1]}")
+        if len(other) != len(index) or not index.isin(other).all():
+            lacking = index.difference(other)
+            extra = other.difference(index)
+            raise DataError(
+                f"with --votes every FILE is one model's predictions of the same recordings; {path} lacks "
+                f"{len(lacking)} and adds {len(extra)} recording(s) compared with {files[0]} "
+                f"(without --votes, FILES are joined as disjoint out-of-fold parts)"
+            )
+        stack.append(preds[other.get_indexer(index)])
+    preds = np.stack(stack)
+    return ids, preds, detect_scale(preds)
+
+
+def _describe_scale(preds: np.ndarray, detected: str, asked: str) -> tuple[str, str]:
+    """(scale to use, one line for the user saying which and why)."""
+    lo, hi = float(preds.min()), float(preds.max())
+    span = f"{preds.size:,} values in [{lo:.4g}, {hi:.4g}]"
+    if asked == "auto":
+        if detected == "prob":
+            return "prob", f"values are probabilities (all in [0,1]: {span}); --scale logit if they are logits"
+        return "logit", f"values are logits (not all in [0,1]: {span}); converted with the sigmoid"
+    if asked == "prob" and detected == "logit":
+        raise DataError(f"--scale prob, but the values are not all in [0,1] ({span}): are they logits?")
+    if asked == "prob":
+        return "prob", f"values taken as probabilities (--scale prob; {span})"
+    note = "; note: all are in [0,1], as probabilities would be" if detected == "prob" else ""
+    return "logit", f"values taken as logits (--scale logit; {span}){note}; converted with the sigmoid"
+
+
+@click.group("labels")
+def labels_cmd() -> None:
+    """Pseudo-label tables (recording_id,window,species_id,source,weight) from window predictions."""
+
+
+@labels_cmd.command("from-oof")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="A vote is a probability strictly above this (logits go through the sigmoid first).")
+@click.option("--scale", type=click.Choice(["auto", "prob", "logit"]), default="auto", show_default=True,
+              help="Scale of the values; auto: probabilities if all lie in [0,1], else logits.")
+@click.option("--votes", type=int, default=None,
+              help="Treat each FILE as one model's predictions of the same recordings (e.g. 5 fold models "
+                   "each predicting every recording) and need K of them above the threshold. Without it, "
+                   "FILES are disjoint out-of-fold parts: one vote per window.")
+@click.option("--pseudo-weight", type=float, default=1.0, show_default=True,
+              help="Loss weight of pseudo-labels (e.g. 0.5 for soft positives).")
+@click.option("--species-threshold", "species_threshold", multiple=True, metavar="SPECIES=T",
+              help="Per-species threshold, e.g. 3=0.6 (repeatable).")
+@click.option("--negative-threshold", type=click.FloatRange(0, 1), default=None,
+              help="Also make pseudo-negatives where every prediction is below this (off by default; "
+                   "they hurt in the competition).")
+@click.option("--tp", "tp_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="train_tp.csv: its windows become tp rows and are never overwritten.")
+@click.option("--fp", "fp_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="train_fp.csv: its windows become fp rows and are never overwritten.")
+@click.option("--window", type=int, default=512, show_default=True, help="Window length in frames.")
+@click.option("--cover", type=int, default=49, show_default=True, help="Frames each window overlaps the previous.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the label table here (CSV).")
+@cli_errors
+def from_oof_cmd(
+    files: tuple[str, ...], threshold: float, scale: str, votes: int | None, pseudo_weight: float,
+    species_threshold: tuple[str, ...], negative_threshold: float | None, tp_path: str | None,
+    fp_path: str | None, window: int, cover: int, out: str | None,
+) -> None:
+    """Turn window predictions FILES (patch,recording_id,s0..s23) into a pseudo-label table.
+
+    \b
+    Without --tp/--fp every window is unknown, so every window/species above the threshold becomes a
+    pseudo-positive. With them, the original TP/FP windows are included and never overwritten.
+    """
+    start = time.perf_counter()
+    species_thresholds = _parse_species_thresholds(species_threshold)
+    if not (math.isfinite(pseudo_weight) and pseudo_weight > 0):
+        raise click.BadParameter("must be a positive number", param_hint="--pseudo-weight")
+
+    if votes is None:
+        ids, preds, detected = read_oof_files(list(files))
+        how = "one out-of-fold vote per window"
+    else:
+        if not 1 <= votes <= len(files):
+            raise click.BadParameter(f"need 1..{len(files)} (one vote per FILE)", param_hint="--votes")
+        ids, preds, detected = _read_votes(list(files))
+        how = f"at least {votes} of {len(files)} models"
+    n_windows = preds.shape[-2]
+    click.echo(f"read {len(files)} file(s): {len(ids)} recordings x {n_windows} windows x {N_SPECIES} species "
+               f"({time.perf_counter() - start:.2f} s)")
+    use_scale, line = _describe_scale(preds, detected, scale)
+    click.echo(line)
+    thresholds = species_threshold_array(threshold, species_thresholds)
+    extra = "".join(f", s{k} > {v:g}" for k, v in sorted(species_thresholds.items()))
+    click.echo(f"pseudo-positive: {how} with p > {threshold:g}{extra}; weight {pseudo_weight:g}")
+
+    original = np.zeros((len(ids), n_windows, N_SPECIES), dtype=np.int8)
+    if tp_path or fp_path:
+        from rfcx_kit.window import window_positions  # imports torch: only when boxes are used
+
+        positions = window_positions(FRAMES, window=window, cover=cover)
+        if len(positions) != n_windows:
+            raise DataError(f"the files hold {n_windows} patches per recording, but --window {window} "
+                            f"--cover {cover} gives {len(positions)} windows over {FRAMES} frames")
+        boxes = read_boxes(tp_path, fp_path)
+        known = boxes["recording_id"].isin(pd.Index(ids))
+        original = original_window_labels(boxes, ids, positions)
+        click.echo(f"originals: {int((boxes['label'] > 0).sum())} TP and {int((boxes['label'] < 0).sum())} FP "
+                   f"boxes; {int((~known).sum())} of them name recordings absent from the predictions (left out)")
+    else:
+        click.echo("no --tp/--fp: every window is unknown, so every vote above the threshold is a pseudo-positive")
+
+    table = build_label_table(
+        ids, original, preds, threshold=thresholds, votes=votes, pseudo_weight=pseudo_weight,
+        negative_threshold=negative_threshold, scale=use_scale,
+    )
+    counts = label_counts(table)
+    click.echo("\nrows per species and source:")
+    click.echo(counts.to_string())
+    totals = counts.sum()
+    click.echo("total  " + "  ".join(f"{k} {int(v)}" for k, v in totals.items()))
+    if out:
+        atomic_write_csv(out, table)
+        click.echo(f"wrote {len(table)} rows to {out}")
+    click.echo(f"done in {time.perf_counter() - start:.2f} s")
