@@ -1,0 +1,112 @@
+"""Multilabel-stratified folds over recordings, and dispatching fold work through joblib.
+
+Folds are made once per run (``folds.csv``) so every stage and cycle of a run uses the same split.
+Stratification uses each recording's TP species and FP species (48 columns), so both the rare species'
+positives and their confusers spread evenly over folds.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rfcx_kit.errors import DataError, RfcxError
+from rfcx_kit.io import atomic_write_csv
+
+log = logging.getLogger(__name__)
+
+
+def make_folds(recording_ids: Sequence[str], tp_presence: np.ndarray, fp_presence: np.ndarray,
+               n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
+    """Assign each recording to one of ``n_folds`` folds, stratified on its TP and FP species.
+
+    Args:
+        recording_ids: R ids.
+        tp_presence, fp_presence: ``(R, 24)`` 0/1.
+    Returns:
+        DataFrame ``recording_id, fold`` (R rows, in the given order).
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    if len(recording_ids) < n_folds:
+        raise DataError(f"{len(recording_ids)} labelled recordings cannot make {n_folds} folds")
+    y = np.concatenate([tp_presence, fp_presence], axis=1).astype(np.int64)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold = np.full(len(recording_ids), -1, dtype=np.int64)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(recording_ids)), y)):
+        fold[val] = k
+    return pd.DataFrame({"recording_id": list(recording_ids), "fold": fold})
+
+
+def load_or_make_folds(path: Path, recording_ids: Sequence[str], tp_presence: np.ndarray,
+                       fp_presence: np.ndarray, n_folds: int, seed: int) -> pd.DataFrame:
+    """Reuse ``folds.csv`` when it exists (and matches the recordings), else make and save it."""
+    if path.exists():
+        folds = pd.read_csv(path, dtype={"recording_id": str})
+        if sorted(folds["recording_id"]) != sorted(recording_ids) or folds["fold"].nunique() != n_folds:
+            raise DataError(f"{path}: folds of another data set or fold count; use a new run directory")
+        return folds.set_index("recording_id").loc[list(recording_ids)].reset_index()
+    folds = make_folds(recording_ids, tp_presence, fp_presence, n_folds, seed)
+    atomic_write_csv(path, folds)
+    return folds
+
+
+@dataclass
+class FoldResult:
+    """What one fold task returned: its value, or the error that stopped it."""
+
+    fold: int
+    value: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _guarded(func: Callable[..., Any], fold: int, kwargs: dict[str, Any]) -> FoldResult:
+    """Run one fold; a failure becomes a FoldResult with the error so other folds' results survive."""
+    try:
+        return FoldResult(fold, value=func(fold=fold, **kwargs))
+    except Exception as exc:  # reported with the fold id by run_folds
+        detail = str(exc) if isinstance(exc, RfcxError) else "".join(traceback.format_exception(exc))
+        return FoldResult(fold, error=f"{type(exc).__name__}: {detail}")
+
+
+def run_folds(func: Callable[..., Any], folds: Sequence[int], kwargs: dict[str, Any],
+              backend: str = "loky", workers: int = 1, scheduler: str | None = None) -> list[FoldResult]:
+    """Run ``func(fold=k, **kwargs)`` for every fold through joblib.
+
+    Args:
+        backend: ``loky`` (local processes; ``workers=1`` runs in this process) or ``dask`` (an existing
+            Dask cluster at ``scheduler``, e.g. ``tcp://host:8786``; one fold per worker task).
+    Returns:
+        one FoldResult per fold, in fold order. Failures are logged with their fold id.
+    """
+    from joblib import Parallel, delayed, parallel_config
+
+    calls = [delayed(_guarded)(func, k, kwargs) for k in folds]
+    if backend == "dask":
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise RfcxError("--backend dask needs the `distributed` package: pip install 'rfcx-kit[cluster]'") from exc
+        if not scheduler:
+            raise RfcxError("--backend dask needs --scheduler tcp://HOST:PORT of a running Dask scheduler")
+        with Client(scheduler, timeout="30s"), parallel_config(backend="dask"):
+            results = Parallel(n_jobs=-1)(calls)
+    elif backend == "loky":
+        results = Parallel(n_jobs=workers, backend="loky")(calls) if workers > 1 else [c[0](*c[1], **c[2]) for c in calls]
+    else:
+        raise RfcxError(f"unknown backend {backend!r} (loky or dask)")
+    for result in results:
+        if not result.ok:
+            log.error("fold %d failed: %s", result.fold, result.error)
+    return sorted(results, key=lambda r: r.fold)

@@ -1,0 +1,243 @@
+"""``rfcx-kit stage1``: folds -> training -> out-of-fold and test predictions -> LWLRAP CV report.
+
+A stage's folds are trained through :func:`rfcx_kit.folds.run_folds` (in process, local processes, or a
+Dask cluster); then :func:`collect_stage` gathers the folds' predictions into stage-level files and
+metrics. Re-labeling cycles (``cycle.py``) reuse both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+import yaml
+
+from rfcx_kit.config import Config, load_config
+from rfcx_kit.errors import RfcxError, cli_errors
+from rfcx_kit.features import resolve_store
+from rfcx_kit.folds import FoldResult, load_or_make_folds, run_folds
+from rfcx_kit.inputs import recording_stats
+from rfcx_kit.io import atomic_save_npy, atomic_write_csv, atomic_write_text
+from rfcx_kit.metrics import lwlrap, per_species_ap, precision_recall
+from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.train import load_context, load_prediction, train_fold
+
+log = logging.getLogger(__name__)
+
+
+def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resume: bool,
+                n_jobs: int | None = None, progress: bool = True) -> None:
+    """Validate the data, build the feature cache if needed, write config, data, folds and statistics.
+
+    Everything is checked before any training: a bad recipe or data folder stops here.
+    """
+    config_path = run_dir / "config.yaml"
+    if config_path.exists() and not resume:
+        raise RfcxError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run")
+    comp, store, cache_dir = resolve_store(data, cache, cfg.features, build=True, n_jobs=n_jobs, progress=progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config_path.exists():
+        saved = yaml.safe_load(config_path.read_text())
+        if saved != cfg.to_dict():
+            raise RfcxError(f"{config_path}: --resume with another config than the run's; drop the changes or use a new --run")
+    else:
+        cfg.save(config_path)
+    atomic_write_text(run_dir / "data.yaml", yaml.safe_dump(
+        {"data": str(Path(data).resolve()), "cache": str(Path(cache_dir).resolve()) if cache_dir else None,
+         "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids)}, sort_keys=False))
+    fp_presence = np.zeros_like(comp.tp_presence())
+    index = {rid: i for i, rid in enumerate(comp.train_ids)}
+    fp_presence[comp.fp["recording_id"].map(index).to_numpy(), comp.fp["species_id"].to_numpy()] = 1
+    load_or_make_folds(run_dir / "folds.csv", comp.train_ids, comp.tp_presence(), fp_presence,
+                       cfg.train.folds, cfg.train.seed)
+    for split in ("train", "test"):
+        path = run_dir / f"stats_{split}.npy"
+        if not path.exists():
+            atomic_save_npy(path, recording_stats(store, split, comp.ids(split)))
+
+
+def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
+    """Gather a stage's fold outputs: ``oof_windows.npy``, ``oof.csv``, ``test.csv`` (fold mean), metrics.
+
+    Returns:
+        metrics: cv_lwlrap / precision / recall on the original labels; and, when the data set has a
+        ``truth/`` folder (synthetic), the same against the full truth (train OOF and test).
+    """
+    ctx = load_context(run_dir)
+    cfg = ctx.cfg
+    stage_dir = run_dir / stage
+    n_train = len(ctx.train_ids)
+    oof = np.full((n_train, len(ctx.positions), N_SPECIES), np.nan, dtype=np.float32)
+    oof_clip = np.full((n_train, N_SPECIES), np.nan, dtype=np.float32)
+    index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+    tests = []
+    folds_done = []
+    for fold in range(cfg.train.folds):
+        fold_dir = stage_dir / f"fold{fold}"
+        if not (fold_dir / "done.json").exists():
+            continue
+        folds_done.append(fold)
+        ids, pred = load_prediction(fold_dir / "val_pred.npz")
+        rows = np.asarray([index[i] for i in ids])
+        oof[rows] = pred.windows
+        oof_clip[rows] = pred.clip(cfg.predict.mode)
+        tests.append(pd.read_csv(fold_dir / "test.csv", dtype={"recording_id": str})[SPECIES_COLUMNS].to_numpy())
+    if not folds_done:
+        raise RfcxError(f"{stage_dir}: no finished fold to collect")
+    atomic_write_text(stage_dir / "train_ids.txt", "\n".join(ctx.train_ids) + "\n")
+    atomic_write_text(stage_dir / "test_ids.txt", "\n".join(ctx.comp.test_ids) + "\n")
+    atomic_save_npy(stage_dir / "oof_windows.npy", oof)
+    have = ~np.isnan(oof_clip).any(axis=1)
+    frame = pd.DataFrame(oof_clip[have], columns=SPECIES_COLUMNS)
+    frame.insert(0, "recording_id", [r for r, h in zip(ctx.train_ids, have) if h])
+    atomic_write_csv(stage_dir / "oof.csv", frame)
+    test_mean = np.mean(tests, axis=0)
+    frame = pd.DataFrame(test_mean, columns=SPECIES_COLUMNS)
+    frame.insert(0, "recording_id", ctx.comp.test_ids)
+    atomic_write_csv(stage_dir / "test.csv", frame)
+
+    metrics = stage_metrics(ctx, oof_clip, have, test_mean)
+    metrics.update({"stage": stage, "folds": folds_done, "window": cfg.windows.window,
+                    "model": cfg.model.backbone, "run": run_dir.name})
+    history = [pd.read_csv(stage_dir / f"fold{k}" / "history.csv").assign(fold=k) for k in folds_done]
+    atomic_write_csv(stage_dir / "history.csv", pd.concat(history, ignore_index=True))
+    seconds = [json.loads((stage_dir / f"fold{k}" / "done.json").read_text())["seconds"] for k in folds_done]
+    metrics["train_seconds"] = float(np.sum(seconds))
+    atomic_write_text(stage_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    return metrics
+
+
+def _read_presence(path: Path, ids: list[str]) -> np.ndarray:
+    frame = pd.read_csv(path, dtype={"recording_id": str}).set_index("recording_id")
+    return frame.loc[ids, SPECIES_COLUMNS].to_numpy().astype(np.int8)
+
+
+def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: np.ndarray) -> dict[str, Any]:
+    """CV metrics on the original labels, plus truth metrics where ``truth/`` exists.
+
+    ``cv_lwlrap``: OOF clip predictions against TP-only clip labels (recordings with a TP), as the post.
+    ``precision``/``recall`` at ``predict.threshold`` over the labelled cells only (TP = 1, FP = 0): with
+    incomplete labels, unlabelled cells say nothing about a prediction.
+    """
+    thr = ctx.cfg.predict.threshold
+    tp = ctx.tp_truth[have]
+    scores = oof_clip[have]
+    index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+    fp = np.zeros_like(ctx.tp_truth)
+    fp[ctx.comp.fp["recording_id"].map(index).to_numpy(), ctx.comp.fp["species_id"].to_numpy()] = 1
+    fp = fp[have] & (tp == 0)
+    known = (tp == 1) | (fp == 1)
+    predicted = scores > thr
+    n_pred = (predicted & known).sum()
+    out: dict[str, Any] = {
+        "cv_lwlrap": lwlrap(tp, scores),
+        "precision": float((predicted & (tp == 1)).sum() / n_pred) if n_pred else float("nan"),
+        "recall": float((predicted & (tp == 1)).sum() / max(1, tp.sum())),
+        "per_species_ap": per_species_ap(tp, scores).tolist(),
+    }
+    truth = ctx.comp.truth_dir
+    if truth is not None and (truth / "train_presence.csv").exists():
+        train_truth = _read_presence(truth / "train_presence.csv", [r for r, h in zip(ctx.train_ids, have) if h])
+        out["truth_oof_lwlrap"] = lwlrap(train_truth, scores)
+        out["truth_oof_precision"], out["truth_oof_recall"] = precision_recall(train_truth, scores, thr)
+        test_truth = _read_presence(truth / "test_presence.csv", ctx.comp.test_ids)
+        out["truth_test_lwlrap"] = lwlrap(test_truth, test_pred)
+        out["truth_test_precision"], out["truth_test_recall"] = precision_recall(test_truth, test_pred, thr)
+        out["truth_test_per_species_ap"] = per_species_ap(test_truth, test_pred).tolist()
+    return out
+
+
+def train_stage(run_dir: Path, stage: str, folds: list[int], backend: str, workers: int, scheduler: str | None,
+                resume: bool, init_from: dict[int, str] | None = None, progress: bool = True) -> list[FoldResult]:
+    """Train the given folds of a stage (in parallel where asked). Failures are reported per fold."""
+    results: list[FoldResult] = []
+    if init_from:  # each fold starts from its own previous weights
+        for fold in folds:
+            results += run_folds(train_fold, [fold], dict(run_dir=str(run_dir), stage=stage, resume=resume,
+                                 init_from=init_from.get(fold), progress=progress), backend, 1, scheduler)
+    else:
+        results = run_folds(train_fold, folds, dict(run_dir=str(run_dir), stage=stage, resume=resume,
+                            progress=progress), backend, workers, scheduler)
+    return results
+
+
+def parse_folds(text: str | None, n_folds: int) -> list[int]:
+    if not text:
+        return list(range(n_folds))
+    try:
+        folds = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError as exc:
+        raise RfcxError(f"--folds {text!r}: expected comma-separated fold numbers, e.g. 0,1") from exc
+    bad = [f for f in folds if not 0 <= f < n_folds]
+    if bad:
+        raise RfcxError(f"--folds {text!r}: folds must be in 0..{n_folds - 1}")
+    return folds
+
+
+def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, overrides: tuple[str, ...] = (),
+               folds: str | None = None, resume: bool = False, backend: str = "loky", workers: int = 1,
+               scheduler: str | None = None, cache: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """The whole of ``rfcx-kit stage1``; returns the stage's metrics."""
+    cfg = load_config(pipeline, overrides)
+    fold_list = parse_folds(folds, cfg.train.folds)
+    started = time.time()
+    prepare_run(run_dir, data, cache, cfg, resume, progress=progress)
+    results = train_stage(run_dir, "stage1", fold_list, backend, workers, scheduler, resume, progress=progress)
+    failed = [r for r in results if not r.ok]
+    metrics = collect_stage(run_dir, "stage1")
+    metrics["wall_seconds"] = round(time.time() - started, 1)
+    from rfcx_kit.report import write_cv_tables
+
+    write_cv_tables(run_dir)
+    if failed:
+        raise RfcxError("; ".join(f"fold {r.fold} failed: {r.error.splitlines()[-1] if r.error else ''}" for r in failed)
+                        + f" (the other folds' results are kept in {run_dir / 'stage1'}; rerun with --resume)")
+    return metrics
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    keys = ["cv_lwlrap", "precision", "recall", "truth_oof_lwlrap", "truth_test_lwlrap"]
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+@click.command("stage1")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Competition folder (Kaggle layout with FLAC, or precomputed .npy spectrograms).")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory to write (e.g. runs/resnet18-a); later stages read it.")
+@click.option("--pipeline", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Recipe YAML holding what differs from the defaults (e.g. pipelines/demo.yaml) "
+                   "[default: the method post's settings].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one config value, e.g. --set train.epochs=3 (repeatable; unknown keys are errors).")
+@click.option("--folds", default=None, metavar="0,1", help="Train only these folds [default: all].")
+@click.option("--resume", is_flag=True, help="Continue a killed run: finished folds are kept, others resume from last.pt.")
+@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+              help="Where folds run: local processes (loky) or an existing Dask cluster.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Folds trained at once with --backend loky.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler address (with --backend dask).")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Feature cache folder for the FLAC layout [default: DATA/features_cache].")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@cli_errors
+def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tuple[str, ...], folds: str | None,
+               resume: bool, backend: str, workers: int, scheduler: str | None, cache: Path | None,
+               no_progress: bool) -> None:
+    """Stage 1 of the method post: train the SED model over multilabel-stratified folds.
+
+    \b
+    Writes RUN/: config.yaml (resolved), data.yaml, folds.csv, stage1/fold{k}/ (last.pt, best.pt,
+    history.csv, val/test predictions, test.csv), stage1/oof_windows.npy, oof.csv, test.csv,
+    metrics.json, and the CV table (RUN/report/cv.md, cv.csv). The data folder and the recipe are
+    validated before any training.
+    """
+    metrics = run_stage1(data, run_dir, pipeline, overrides, folds, resume, backend, workers, scheduler, cache,
+                         progress=not no_progress)
+    click.echo(f"stage1 done in {metrics['wall_seconds']:.0f} s: {format_metrics(metrics)}")
+    click.echo(f"report: {run_dir / 'report' / 'cv.md'}")

@@ -1,0 +1,348 @@
+"""The fold training loop: plain code, one function, resumable to the exact weights.
+
+``train_fold(fold, run_dir=..., stage=...)`` reads everything it needs from the run directory (so joblib or
+Dask can run it in another process or machine), trains with the configured sampling and loss, validates
+every epoch with soft frame-wise prediction on the held-out fold (best epoch by validation LWLRAP), writes
+``last.pt``/``best.pt``/``history.csv`` every epoch, and finally predicts the held-out recordings (out-of-fold)
+and the test set with the best weights.
+
+Exact resume: the epoch's samples come from a generator seeded by (seed, fold, stage, epoch), the torch
+RNG state and optimizer state are in the checkpoint, and the learning rate is a function of the step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from rfcx_kit.config import Config, load_saved_config
+from rfcx_kit.errors import RfcxError
+from rfcx_kit.features import FeatureStore, resolve_store
+from rfcx_kit.framewise import FramewiseLabels
+from rfcx_kit.inputs import crop_batch
+from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_text
+from rfcx_kit.losses import clipwise_bce, masked_bce
+from rfcx_kit.metrics import lwlrap
+from rfcx_kit.model import SEDModel
+from rfcx_kit.predict import Prediction, predict_recordings
+from rfcx_kit.reader import Competition
+from rfcx_kit.sampling import Items, all_windows, labels_to_loss_arrays, table_windows, tp_crops
+from rfcx_kit.window import window_positions
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RfcxError(f"train.device={name} but no CUDA device is available")
+    return device
+
+
+def learning_rate(step: int, total_steps: int, base: float, scheduler: str, warmup_steps: int) -> float:
+    """Linear warm-up, then cosine decay to 0 over the remaining steps (or constant)."""
+    if warmup_steps and step < warmup_steps:
+        return base * (step + 1) / warmup_steps
+    if scheduler == "constant":
+        return base
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
+    params, t = model.parameters(), cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
+
+
+def build_model(cfg: Config) -> SEDModel:
+    m = cfg.model
+    return SEDModel(m.backbone, m.n_species, m.in_channels, m.pretrained, m.weights, m.dropout)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` through a temporary file: a killed save never leaves a truncated checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@dataclass
+class RunContext:
+    """What every fold of a run shares, loaded from the run directory."""
+
+    run_dir: Path
+    cfg: Config
+    comp: Competition
+    store: FeatureStore
+    folds: pd.DataFrame
+    labels: FramewiseLabels
+    positions: list[list[int]]
+    test_positions: list[list[int]]
+    train_stats: np.ndarray
+    test_stats: np.ndarray
+    window_labels: np.ndarray  # (R, N, 24) int8 original labels on the train windows
+    tp_truth: np.ndarray  # (R, 24) 0/1 TP presence
+
+    @property
+    def train_ids(self) -> list[str]:
+        return self.comp.train_ids
+
+
+def load_context(run_dir: str | Path) -> RunContext:
+    """Open a run directory written by ``rfcx-kit stage1`` (config, data, folds, statistics)."""
+    run_dir = Path(run_dir)
+    cfg = load_saved_config(run_dir / "config.yaml")
+    data = yaml.safe_load((run_dir / "data.yaml").read_text())
+    comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False)
+    folds = pd.read_csv(run_dir / "folds.csv", dtype={"recording_id": str})
+    folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()
+    frames = cfg.features.frames
+    labels = FramewiseLabels(comp.boxes(), comp.train_ids, frames, cfg.features.sample_rate, cfg.features.hop_length)
+    w = cfg.windows
+    positions = window_positions(frames, w.window, w.cover, w.n_windows)
+    test_cover = w.test_cover if (w.test_cover is not None or w.test_n_windows is not None) else w.cover
+    test_n = w.test_n_windows if (w.test_cover is not None or w.test_n_windows is not None) else w.n_windows
+    test_positions = window_positions(frames, w.window, test_cover, test_n)
+    return RunContext(run_dir, cfg, comp, store, folds, labels, positions, test_positions,
+                      np.load(run_dir / "stats_train.npy"), np.load(run_dir / "stats_test.npy"),
+                      labels.windows(positions), comp.tp_presence())
+
+
+def _sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.Generator,
+                  table: tuple[np.ndarray, np.ndarray] | None) -> Items:
+    t, cfg = ctx.cfg.train, ctx.cfg
+    if table is not None:  # a re-labeling cycle: windows with original + pseudo labels, masked loss
+        size = t.steps_per_epoch * t.batch_size if t.steps_per_epoch else None
+        return table_windows(table[0], table[1], ctx.window_labels, rows, ctx.positions,
+                             cfg.relabel.keep_original_p, size, rng)
+    if t.sampling == "tp_crops":
+        items = tp_crops(ctx.labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng)
+    else:
+        items = all_windows(ctx.window_labels, rows, ctx.positions, t.loss)
+    order = rng.permutation(len(items))
+    if t.steps_per_epoch:
+        order = np.resize(order, t.steps_per_epoch * t.batch_size)
+    return items.take(order)
+
+
+def _loss(out: dict[str, torch.Tensor], target: torch.Tensor, weight: torch.Tensor, cfg: Config, masked: bool) -> torch.Tensor:
+    if masked:
+        return masked_bce(out["clipwise"], target, weight, pos_weight=cfg.train.pos_weight)
+    return clipwise_bce(out["clipwise"], target)
+
+
+def _stage_seed(stage: str) -> int:
+    return 0 if stage == "stage1" else int(stage.removeprefix("cycle") or 0)
+
+
+def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume: bool = False,
+               init_from: str | None = None, progress: bool = True,
+               on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train one fold of a stage and write its checkpoints, history and predictions.
+
+    Args:
+        fold: the held-out fold.
+        run_dir: the run directory (config.yaml, data.yaml, folds.csv, stats_*.npy).
+        stage: ``stage1`` or ``cycleN``; a cycle reads its label table from ``STAGE/labels.csv``.
+        resume: continue from ``last.pt`` if present (a finished fold is always skipped).
+        init_from: a checkpoint whose model weights start this training (re-labeling).
+        on_epoch_end: called with the finished epoch (tests use it to simulate a kill).
+    Returns:
+        a summary: fold, best_epoch, best_val_lwlrap, epochs, seconds.
+    """
+    run_dir = Path(run_dir)
+    fold_dir = run_dir / stage / f"fold{fold}"
+    done_path = fold_dir / "done.json"
+    if done_path.exists():
+        return json.loads(done_path.read_text())
+    ctx = load_context(run_dir)
+    cfg = ctx.cfg
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    cuda = device.type == "cuda"
+    fold_of = ctx.folds["fold"].to_numpy()
+    train_rows, val_rows = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+    is_cycle = stage != "stage1"
+    table = None
+    if is_cycle:
+        from rfcx_kit.pseudo import table_to_arrays
+
+        label_table = pd.read_csv(run_dir / stage / "labels.csv", dtype={"recording_id": str})
+        table = table_to_arrays(label_table, ctx.train_ids, len(ctx.positions))
+    masked = is_cycle or cfg.train.loss == "masked"
+    epochs = (cfg.relabel.epochs or cfg.train.epochs) if is_cycle else cfg.train.epochs
+    base_lr = (cfg.relabel.lr or cfg.train.lr) if is_cycle else cfg.train.lr
+    seed = cfg.train.seed
+
+    torch.manual_seed(seed + 1000 * fold + _stage_seed(stage))
+    model = build_model(cfg)
+    if init_from:
+        model.load_state_dict(load_checkpoint(Path(init_from))["model"])
+    model.to(device)
+    if cuda and cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg, base_lr)
+    history: list[dict[str, Any]] = []
+    start_epoch, step, best_score, best_epoch = 0, 0, -math.inf, -1
+    last_path, best_path = fold_dir / "last.pt", fold_dir / "best.pt"
+    if last_path.exists():
+        if not resume:
+            raise RfcxError(f"{fold_dir} holds a checkpoint of an earlier run: pass --resume to continue it, "
+                            "or use a new run directory")
+        state = load_checkpoint(last_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+        best_score, best_epoch = state["best_score"], state["best_epoch"]
+        history = pd.read_csv(fold_dir / "history.csv").to_dict("records")[: start_epoch]
+        log.info("fold %d: resuming %s at epoch %d", fold, stage, start_epoch + 1)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+
+    # One epoch's size is fixed by the sampler; compute it once for the schedule.
+    probe = _sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), table)
+    steps_per_epoch = max(1, -(-len(probe) // cfg.train.batch_size))
+    total_steps = steps_per_epoch * epochs
+    warmup = cfg.train.warmup_epochs * steps_per_epoch
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp)
+    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=cuda and cfg.train.amp)
+    if cuda and cfg.train.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    val_target, val_weight = labels_to_loss_arrays(ctx.window_labels[val_rows], "masked" if masked else cfg.train.loss)
+    from tqdm.auto import tqdm
+
+    started = time.time()
+    for epoch in range(start_epoch, epochs):
+        epoch_start = time.time()
+        rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
+        items = probe if epoch == 0 and start_epoch == 0 else _sample_epoch(ctx, stage, train_rows, rng, table)
+        model.train()
+        losses = []
+        bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False)
+        for lo in range(0, len(items), cfg.train.batch_size):
+            batch = items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items))))
+            x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
+                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
+            x = x.to(device, non_blocking=True)
+            if cuda and cfg.train.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            target = torch.from_numpy(batch.target).to(device)
+            weight = torch.from_numpy(batch.weight).to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
+            with autocast:
+                out = model(x)
+            loss = _loss({k: v.float() for k, v in out.items()}, target, weight, cfg, masked)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.update(len(batch))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        bar.close()
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                               "lr": optimizer.param_groups[0]["lr"]}
+        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
+            pred = _predict(model, ctx, "train", val_rows, ctx.positions, device)
+            with torch.no_grad():
+                row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(pred.clipwise.reshape(-1, 24))},
+                                              torch.from_numpy(val_target.reshape(-1, 24)),
+                                              torch.from_numpy(val_weight.reshape(-1, 24)), cfg, masked))
+            row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], pred.clip(cfg.predict.mode))
+            score = row["val_lwlrap"] if np.isfinite(row["val_lwlrap"]) else -row["val_loss"]
+            if score > best_score:
+                best_score, best_epoch = score, epoch + 1
+                save_checkpoint(best_path, {"model": _state(model), "epoch": epoch, "score": score})
+        row["seconds"] = round(time.time() - epoch_start, 2)
+        history.append(row)
+        save_checkpoint(last_path, {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                                    "step": step, "torch_rng": torch.get_rng_state(), "best_score": best_score,
+                                    "best_epoch": best_epoch, "config": cfg.to_dict()})
+        atomic_write_csv(fold_dir / "history.csv", pd.DataFrame(history))
+        log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, epochs,
+                 ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+
+    model.load_state_dict(load_checkpoint(best_path)["model"])
+    write_predictions(model, ctx, fold_dir, val_rows, device, all_train=cfg.relabel.source == "vote")
+    summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_val_lwlrap": best_score,
+               "epochs": epochs, "seconds": round(time.time() - started, 1), "device": str(device)}
+    atomic_write_text(done_path, json.dumps(summary, indent=2))
+    return summary
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    inner = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
+    return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
+
+
+def _predict(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.ndarray, positions: list[list[int]],
+             device: torch.device, progress: bool = False) -> Prediction:
+    cfg = ctx.cfg
+    ids = ctx.comp.ids(split)
+    stats = ctx.train_stats if split == "train" else ctx.test_stats
+    return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
+                              cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
+                              cfg.predict.max_windows, device=device, amp=cfg.train.amp,
+                              channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress)
+
+
+def save_prediction(path: Path, pred: Prediction, ids: list[str]) -> None:
+    """All outputs of a prediction in one ``.npz`` (written atomically)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, ids=np.asarray(ids), windows=pred.windows, clipwise=pred.clipwise,
+                     stitched=pred.stitched, framewise=pred.framewise)
+
+
+def load_prediction(path: Path) -> tuple[list[str], Prediction]:
+    with np.load(path, allow_pickle=False) as data:
+        return [str(i) for i in data["ids"]], Prediction(data["windows"], data["clipwise"], data["stitched"],
+                                                          data["framewise"])
+
+
+def write_predictions(model: torch.nn.Module, ctx: RunContext, fold_dir: Path, val_rows: np.ndarray,
+                      device: torch.device, all_train: bool = False) -> None:
+    """Out-of-fold (train windows), test (test windows) and, for fold votes, all-train predictions."""
+    from rfcx_kit.submission import write_submission
+    from rfcx_kit.species import SPECIES_COLUMNS
+
+    cfg = ctx.cfg
+    val = _predict(model, ctx, "train", val_rows, ctx.positions, device)
+    save_prediction(fold_dir / "val_pred.npz", val, [ctx.train_ids[i] for i in val_rows])
+    if all_train:
+        rows = np.arange(len(ctx.train_ids))
+        save_prediction(fold_dir / "train_pred.npz", _predict(model, ctx, "train", rows, ctx.positions, device),
+                        ctx.train_ids)
+    test_rows = np.arange(len(ctx.comp.test_ids))
+    test = _predict(model, ctx, "test", test_rows, ctx.test_positions, device, progress=False)
+    save_prediction(fold_dir / "test_pred.npz", test, ctx.comp.test_ids)
+    frame = pd.DataFrame(test.clip(cfg.predict.mode), columns=SPECIES_COLUMNS)
+    frame.insert(0, "recording_id", ctx.comp.test_ids)
+    write_submission(frame, fold_dir / "test.csv", ctx.comp.test_ids)
