@@ -1,0 +1,221 @@
+"""The SED model of the method post: a timm CNN backbone with attention and frame heads over time.
+
+    x (B, C, F, W) --backbone--> (B, D, F', T') --mean over F'--> (B, D, T') --dropout-->
+        cla = Conv1d(D, K, 1)  -> frame logits        (B, K, T')   = segmentwise
+        att = Conv1d(D, K, 1)  -> softmax over time   (B, K, T')
+        clipwise  = sum_t att * cla                    (B, K)
+        framewise = cla repeated back to W frames      (B, K, W)
+
+All three outputs are logits. Training uses ``clipwise``; soft frame-wise prediction takes
+``sigmoid(framewise)``, max over time in each window, then max over windows.
+
+:func:`prepare_input` turns a recording's dB mel spectrogram into the backbone's input, once per
+recording before it is cut into windows, so every window of a recording shares one normalisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SEDModel(nn.Module):
+    """Sound event detection over a window of frames: clip-, segment- and frame-level species logits.
+
+    Args:
+        backbone: timm model name; any CNN whose ``forward_features`` gives a feature map
+            (``resnet18``, ``efficientnet_b0``, ``test_efficientnet``, ...). NHWC backbones are permuted.
+        n_species: number of output classes K.
+        in_channels: input channels C (3 for the post's image recipe, 1 for a plain spectrogram).
+        pretrained: only allowed together with ``weights``: nothing is ever downloaded.
+        weights: path to a local backbone checkpoint (a timm/torchvision state dict, optionally under a
+            ``state_dict`` or ``model`` key, ``backbone.``-prefixed keys accepted). Loaded non-strictly:
+            missing and unexpected keys are logged; a first convolution with another channel count is
+            adapted by timm's ``adapt_input_conv``.
+        dropout: dropout probability on the time sequence before the heads.
+
+    Attributes:
+        reduction: input frames per output segment (``W / T'``), e.g. 32 for resnet18.
+        uniform_attention: when True, attention is ``1 / T'`` everywhere (clipwise = mean over time of the
+            frame logits); for tests and ablations.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        n_species: int = 24,
+        in_channels: int = 3,
+        pretrained: bool = False,
+        weights: str | None = None,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if pretrained and weights is None:
+            raise ValueError(
+                f"pretrained=True needs a local weights file for {backbone!r}: rfcx-kit never downloads weights"
+            )
+        # pretrained=False always: timm would otherwise try the network. Local weights are loaded below.
+        self.backbone = timm.create_model(
+            backbone, pretrained=False, num_classes=0, global_pool="", in_chans=in_channels
+        )
+        if weights is not None:
+            self._load_backbone_weights(Path(weights))
+        self.backbone_name = backbone
+        self.in_channels = in_channels
+        self.n_species = n_species
+        self.channels_last_features = getattr(self.backbone, "output_fmt", "NCHW") == "NHWC"
+        self.reduction = self._time_reduction()
+        self.uniform_attention = False
+
+        n_features = self.backbone.num_features
+        self.dropout = nn.Dropout(dropout)
+        self.cla = nn.Conv1d(n_features, n_species, kernel_size=1)
+        self.att = nn.Conv1d(n_features, n_species, kernel_size=1)
+
+    def _time_reduction(self) -> int:
+        """Input frames per feature column, from timm's feature_info, else measured on a probe input."""
+        info = getattr(self.backbone, "feature_info", None)
+        if info:
+            return int(info[-1]["reduction"])
+        probe_width = 256
+        was_training = self.backbone.training
+        self.backbone.eval()  # no batch-norm statistics update from the probe
+        with torch.no_grad():
+            columns = self._features(torch.zeros(1, self.in_channels, 64, probe_width)).shape[-1]
+        self.backbone.train(was_training)
+        return max(1, round(probe_width / columns))
+
+    def _load_backbone_weights(self, path: Path) -> None:
+        """Load a local backbone state dict non-strictly (see the class docstring); never unpickles objects."""
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+        state = {k.removeprefix("backbone."): v for k, v in state.items()}
+        own = self.backbone.state_dict()
+        kept: dict[str, torch.Tensor] = {}
+        for name, tensor in state.items():
+            if name in own and tensor.shape != own[name].shape:
+                want = own[name].shape
+                if tensor.ndim == 4 and tensor.shape[0] == want[0] and tensor.shape[2:] == want[2:]:
+                    # Same filters, other input channel count (ImageNet RGB -> 1-channel spectrogram).
+                    # Sums the filters for 1 channel, repeats and rescales them for more.
+                    tensor = timm.models.adapt_input_conv(want[1], tensor, base_chans=tensor.shape[1])
+                else:
+                    log.warning(
+                        "weights %s: skipping %s, shape %s != %s", path, name, tuple(tensor.shape), tuple(want)
+                    )
+                    continue
+            kept[name] = tensor
+        result = self.backbone.load_state_dict(kept, strict=False)
+        if result.missing_keys:
+            missing = result.missing_keys
+            log.warning("weights %s: %d backbone keys missing: %s", path, len(missing), missing)
+        if result.unexpected_keys:
+            # Usually the checkpoint's classifier (e.g. ``fc.*``), which the SED heads replace.
+            unexpected = result.unexpected_keys
+            log.info("weights %s: %d unexpected keys ignored: %s", path, len(unexpected), unexpected)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone feature map ``(B, D, F', T')`` (before any pooling)."""
+        features = self.backbone.forward_features(x)
+        if features.ndim != 4:
+            raise ValueError(
+                f"backbone {self.backbone_name!r} gives {features.ndim}-D features {tuple(features.shape)}, "
+                "not a (B, D, F', T') map: use a CNN backbone"
+            )
+        if self.channels_last_features:
+            features = features.permute(0, 3, 1, 2)
+        return features
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Species logits of a batch of windows.
+
+        Args:
+            x: ``(B, C, F, W)``, e.g. ``(B, 3, 128, 512)`` from :func:`prepare_input` and windowing.
+        Returns:
+            ``{"clipwise": (B, K), "framewise": (B, K, W), "segmentwise": (B, K, T')}``, all logits,
+            ``T'`` the backbone's output width (``W / reduction``, rounded up for most CNNs).
+        """
+        width = x.shape[-1]
+        sequence = self.dropout(self._features(x).mean(dim=2))  # (B, D, T')
+        segmentwise = self.cla(sequence)  # (B, K, T')
+        if self.uniform_attention:
+            attention = torch.full_like(segmentwise, 1.0 / segmentwise.shape[-1])
+        else:
+            attention = torch.softmax(self.att(sequence), dim=-1)
+        clipwise = (attention * segmentwise).sum(dim=-1)
+        return {
+            "clipwise": clipwise,
+            "framewise": upsample_frames(segmentwise, width),
+            "segmentwise": segmentwise,
+        }
+
+
+def upsample_frames(segmentwise: torch.Tensor, width: int) -> torch.Tensor:
+    """Bring ``(B, K, T')`` segment values back to ``(B, K, width)`` frames, as the post (PANNs) does.
+
+    Each segment is repeated ``width // T'`` times (nearest-neighbour upsampling by that integer factor: x32
+    for resnet18 on 512 frames); the frames left over at the end (when ``width`` is not a multiple of
+    ``T'``) repeat the last segment, and any excess is cropped, so the result always has exactly ``width``
+    frames whatever the backbone's reduction.
+    """
+    segments = segmentwise.shape[-1]
+    factor = max(1, width // segments)
+    frames = torch.repeat_interleave(segmentwise, factor, dim=-1)
+    if frames.shape[-1] < width:
+        frames = F.pad(frames, (0, width - frames.shape[-1]), mode="replicate")
+    return frames[..., :width]
+
+
+def prepare_input(x: torch.Tensor, mode: str = "post", in_channels: int = 3) -> torch.Tensor:
+    """Normalise whole recordings' dB mel spectrograms into model input (before windowing).
+
+    Args:
+        x: ``(B, F, T)`` log-mel spectrograms in dB, one per recording.
+        mode: ``"post"``: the post's image recipe: min-max each recording to [0, 1] (the post standardises
+            first, but min-max after an affine map is the same, so that step is implied; its uint8 rounding
+            is left out), repeat to ``in_channels``, then subtract the ImageNet mean and divide by the
+            ImageNet std of each channel (for 1 channel, the means of the three). A constant recording
+            becomes 0 before the ImageNet step.
+            ``"standardize"``: subtract each recording's mean and divide by its std, repeated to channels.
+        in_channels: output channels C (1 or 3 for ``"post"``; any for ``"standardize"``).
+    Returns:
+        ``(B, in_channels, F, T)`` float32.
+    """
+    if x.ndim != 3:
+        raise ValueError(f"expected (B, F, T) spectrograms, got {tuple(x.shape)}")
+    x = x.float()
+    if mode == "post":
+        if in_channels == 3:
+            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        elif in_channels == 1:
+            mean, std = torch.tensor(IMAGENET_MEAN).mean(0, True), torch.tensor(IMAGENET_STD).mean(0, True)
+        else:
+            raise ValueError(f"mode 'post' uses ImageNet statistics: in_channels must be 1 or 3 ({in_channels})")
+        low = x.amin(dim=(1, 2), keepdim=True)
+        span = x.amax(dim=(1, 2), keepdim=True) - low
+        scaled = torch.where(span > 0, (x - low) / span.clamp_min(1e-12), torch.zeros_like(x))
+        image = scaled.unsqueeze(1).expand(-1, in_channels, -1, -1)
+        mean, std = mean.to(x.device).view(1, -1, 1, 1), std.to(x.device).view(1, -1, 1, 1)
+        return (image - mean) / std
+    if mode == "standardize":
+        mean = x.mean(dim=(1, 2), keepdim=True)
+        std = x.std(dim=(1, 2), keepdim=True, unbiased=False)
+        standard = (x - mean) / (std + 1e-6)
+        return standard.unsqueeze(1).repeat(1, in_channels, 1, 1)
+    raise ValueError(f"unknown input mode {mode!r}: use 'post' or 'standardize'")
