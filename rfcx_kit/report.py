@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.io import atomic_write_csv, atomic_write_text
+from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_text
 from rfcx_kit.species import SPECIES_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -109,3 +109,67 @@ def species_table(run_dir: Path) -> pd.DataFrame:
         if "truth_test_per_species_ap" in m:
             out[f"truth_test_ap_{stage}"] = m["truth_test_per_species_ap"]
     return out
+
+
+def relabel_table(run_dir: Path) -> pd.DataFrame:
+    """One row per stage: CV, pseudo-positives added, their precision/recall vs truth, test LWLRAP vs truth."""
+    rows = []
+    for stage in stage_names(run_dir):
+        m = json.loads((Path(run_dir) / stage / "metrics.json").read_text())
+        rows.append({"stage": stage, "cv_lwlrap": m.get("cv_lwlrap"),
+                     "pseudo_positives": m.get("pseudo_positives", 0 if stage == "stage1" else None),
+                     "pseudo_precision": m.get("pseudo_precision", float("nan")),
+                     "pseudo_recall": m.get("pseudo_recall", float("nan")),
+                     "truth_oof_lwlrap": m.get("truth_oof_lwlrap", float("nan")),
+                     "truth_test_lwlrap": m.get("truth_test_lwlrap", float("nan"))})
+    return pd.DataFrame(rows)
+
+
+def write_relabel_report(run_dir: Path) -> Path:
+    """``RUN/report/relabel.md|csv``, per-species pseudo counts, and ``relabel.png`` (metrics by cycle)."""
+    run_dir = Path(run_dir)
+    report = run_dir / "report"
+    table = relabel_table(run_dir)
+    atomic_write_csv(report / "relabel.csv", table)
+    counts = pd.DataFrame({"species": SPECIES_COLUMNS})
+    for stage in stage_names(run_dir):
+        m = json.loads((run_dir / stage / "metrics.json").read_text())
+        if "pseudo_per_species" in m:
+            counts[stage] = m["pseudo_per_species"]
+    atomic_write_csv(report / "pseudo_per_species.csv", counts)
+    plot_relabel(table, report / "relabel.png")
+    text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
+            "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
+            "the planted calls (synthetic truth). truth_test_lwlrap: fold-mean test prediction vs truth.\n\n"
+            + markdown_table(table) + "\n![metrics by cycle](relabel.png)\n\n## Pseudo-positives per species\n\n"
+            + markdown_table(counts))
+    atomic_write_text(report / "relabel.md", text)
+    return report / "relabel.md"
+
+
+def plot_relabel(table: pd.DataFrame, path: Path) -> None:
+    """LWLRAP (CV, truth) and pseudo-positive precision/recall by stage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    x = np.arange(len(table))
+    styles = {"cv_lwlrap": ("CV LWLRAP (TP labels)", "o-"), "truth_test_lwlrap": ("test LWLRAP vs truth", "s-"),
+              "truth_oof_lwlrap": ("OOF LWLRAP vs truth", "^--"),
+              "pseudo_precision": ("pseudo-positive precision", "d:"), "pseudo_recall": ("pseudo-positive recall", "v:")}
+    for key, (label, style) in styles.items():
+        values = pd.to_numeric(table[key], errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(values).any():
+            ax.plot(x, values, style, label=label)
+    ax.set_xticks(x, table["stage"])
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("score")
+    ax.set_title("Metrics by re-labeling cycle")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,250 @@
+"""``rfcx-kit relabel``: the method post's stage 2, cycle re-labeling.
+
+Each cycle ``c`` reads the previous stage's window predictions of every TP∪FP train recording
+(out-of-fold by default, or every fold model's vote), turns confident unknown windows into
+pseudo-positives (never overwriting a TP/FP label), retrains the folds on original + pseudo labels with
+the masked loss (starting from the previous weights, stage 1's, or scratch), predicts as stage 1 did, and
+writes ``RUN/cycle{c}/`` beside ``RUN/stage1/``. A killed loop resumes at the cycle and fold it stopped in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from rfcx_kit.config import ConfigError, _apply, parse_override, validate_config
+from rfcx_kit.errors import RfcxError, cli_errors
+from rfcx_kit.framewise import FramewiseLabels
+from rfcx_kit.io import atomic_write_csv, atomic_write_text
+from rfcx_kit.pseudo import build_label_table, label_counts, read_label_table
+from rfcx_kit.stage1 import collect_stage, format_metrics, train_stage
+from rfcx_kit.train import RunContext, _predict, build_model, load_checkpoint, load_context, load_prediction, save_prediction
+
+log = logging.getLogger(__name__)
+
+# Changing these after stage 1 would make the cycles incomparable with it (or unreadable).
+_FROZEN = ("features.", "windows.", "model.", "train.folds", "train.seed")
+
+
+def update_run_config(run_dir: Path, overrides: tuple[str, ...]) -> None:
+    """Apply ``--set`` overrides to the run's saved config (re-labeling settings, training lengths...)."""
+    if not overrides:
+        return
+    for text in overrides:
+        if text.split("=", 1)[0].strip().startswith(_FROZEN):
+            raise ConfigError(f"{text.split('=', 1)[0]} is fixed by stage 1 and cannot change in re-labeling")
+    ctx_cfg = load_context_config(run_dir)
+    for text in overrides:
+        _apply(ctx_cfg, parse_override(text))
+    validate_config(ctx_cfg)
+    ctx_cfg.save(run_dir / "config.yaml")
+
+
+def load_context_config(run_dir: Path):  # noqa: ANN201 - a Config
+    from rfcx_kit.config import load_saved_config
+
+    return load_saved_config(run_dir / "config.yaml")
+
+
+def previous_stage(cycle: int) -> str:
+    return "stage1" if cycle == 1 else f"cycle{cycle - 1}"
+
+
+def fold_votes(ctx: RunContext, stage: str) -> np.ndarray:
+    """``(F, R, N, 24)`` predictions of every fold model of ``stage`` on all train recordings.
+
+    Folds trained without all-train predictions (stage 1 run with ``relabel.source=oof``) are predicted
+    now from their best checkpoint and saved, so a later vote needs no recomputation.
+    """
+    out = []
+    for fold in range(ctx.cfg.train.folds):
+        fold_dir = ctx.run_dir / stage / f"fold{fold}"
+        path = fold_dir / "train_pred.npz"
+        if not path.exists():
+            model = build_model(ctx.cfg)
+            model.load_state_dict(load_checkpoint(fold_dir / "best.pt")["model"])
+            device = torch.device("cpu")
+            pred = _predict(model, ctx, "train", np.arange(len(ctx.train_ids)), ctx.positions, device)
+            save_prediction(path, pred, ctx.train_ids)
+        ids, pred = load_prediction(path)
+        if ids != ctx.train_ids:
+            raise RfcxError(f"{path}: predictions of other recordings than the run's")
+        out.append(pred.windows)
+    return np.stack(out)
+
+
+def truth_windows(ctx: RunContext) -> np.ndarray | None:
+    """``(R, N, 24)`` bool: windows overlapping a planted call (synthetic ``truth/calls.csv``), else None."""
+    truth = ctx.comp.truth_dir
+    if truth is None or not (truth / "calls.csv").exists():
+        return None
+    calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
+    calls = calls[(calls["split"] == "train") & (calls["kind"] == "call")].assign(label=np.int8(1))
+    cfg = ctx.cfg.features
+    labels = FramewiseLabels(calls, ctx.train_ids, cfg.frames, cfg.sample_rate, cfg.hop_length)
+    return labels.windows(ctx.positions) == 1
+
+
+def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | None) -> dict[str, float]:
+    """Precision and recall of the pseudo-positives against the planted calls.
+
+    precision: share of pseudo-positive (window, species) cells that overlap a planted call;
+    recall: share of planted-call cells left unknown by the original labels that became pseudo-positives.
+    """
+    pseudo = table[table["source"] == "pseudo_positive"]
+    out: dict[str, float] = {"pseudo_positives": float(len(pseudo))}
+    if truth is None:
+        return out
+    index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+    rows = pseudo["recording_id"].map(index).to_numpy()
+    hit = truth[rows, pseudo["window"].to_numpy(), pseudo["species_id"].to_numpy()]
+    unknown_true = truth & (ctx.window_labels == 0)
+    out["pseudo_precision"] = float(hit.mean()) if len(hit) else float("nan")
+    out["pseudo_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else float("nan")
+    return out
+
+
+def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
+    """The cycle's label table from the previous stage's predictions (saved; reused on resume)."""
+    stage_dir = ctx.run_dir / f"cycle{cycle}"
+    path = stage_dir / "labels.csv"
+    if path.exists():
+        return read_label_table(path)
+    r = ctx.cfg.relabel
+    prev = ctx.run_dir / previous_stage(cycle)
+    if r.source == "vote":
+        preds, votes = fold_votes(ctx, previous_stage(cycle)), r.votes
+    else:
+        preds, votes = np.load(prev / "oof_windows.npy"), None
+        missing = np.isnan(preds).any(axis=(1, 2))
+        if missing.any():
+            raise RfcxError(f"{prev}: {int(missing.sum())} recordings have no out-of-fold prediction "
+                            "(train every fold before re-labeling)")
+    table = build_label_table(ctx.train_ids, ctx.window_labels, preds, threshold=r.threshold, votes=votes,
+                              species_thresholds=r.species_thresholds or None, pseudo_weight=r.pseudo_weight,
+                              negative_threshold=r.pseudo_negative_threshold, scale="prob")
+    counts = label_counts(table)
+    atomic_write_csv(stage_dir / "label_counts.csv", counts, index=True)
+    atomic_write_csv(path, table)
+    log.info("cycle %d: %d pseudo-positives from %s (%s)", cycle, int(counts["pseudo_positive"].sum()),
+             previous_stage(cycle), r.source)
+    return table
+
+
+def _init_weights(run_dir: Path, cycle: int, init: str, folds: list[int]) -> dict[int, str] | None:
+    if init == "scratch":
+        return None
+    stage = "stage1" if init == "stage1" else previous_stage(cycle)
+    return {k: str(run_dir / stage / f"fold{k}" / "best.pt") for k in folds}
+
+
+def _improved(metric: str, history: list[dict[str, Any]]) -> bool:
+    key = "truth_test_lwlrap" if metric == "truth" else "cv_lwlrap"
+    values = [h.get(key) for h in history]
+    if any(v is None for v in values):
+        raise RfcxError(f"early stop on {metric!r} needs {key} in every stage's metrics (truth/ for 'truth')")
+    return values[-1] > max(values[:-1])
+
+
+def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, ...] = (), backend: str = "loky",
+                workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) the cycles; returns the metrics of stage 1 and every cycle run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "stage1" / "metrics.json").exists():
+        raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
+    update_run_config(run_dir, overrides)
+    ctx = load_context(run_dir)
+    r = ctx.cfg.relabel
+    cycles = cycles if cycles is not None else r.cycles
+    folds = list(range(ctx.cfg.train.folds))
+    truth = truth_windows(ctx)
+    history = [json.loads((run_dir / "stage1" / "metrics.json").read_text())]
+    for cycle in range(1, cycles + 1):
+        stage = f"cycle{cycle}"
+        stage_dir = run_dir / stage
+        metrics_path = stage_dir / "metrics.json"
+        if metrics_path.exists() and (stage_dir / "done").exists():
+            history.append(json.loads(metrics_path.read_text()))
+            log.info("%s already done: %s", stage, format_metrics(history[-1]))
+        else:
+            table = make_labels(ctx, cycle)
+            quality = pseudo_quality(table, ctx, truth)
+            results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True,
+                                  init_from=_init_weights(run_dir, cycle, r.init, folds), progress=progress)
+            failed = [res for res in results if not res.ok]
+            if failed:
+                raise RfcxError("; ".join(f"{stage} fold {res.fold} failed: {(res.error or '').splitlines()[-1]}"
+                                          for res in failed) + " (finished folds are kept; rerun to resume)")
+            metrics = collect_stage(run_dir, stage)
+            metrics.update(quality)
+            metrics["source"], metrics["threshold"] = r.source, r.threshold
+            counts = pd.read_csv(stage_dir / "label_counts.csv", index_col=0)
+            metrics["pseudo_per_species"] = counts["pseudo_positive"].astype(int).tolist()
+            atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float))
+            atomic_write_text(stage_dir / "done", "")
+            history.append(metrics)
+            log.info("%s: %s", stage, format_metrics(metrics))
+        if r.early_stop and not _improved(r.early_stop_metric, history):
+            log.info("early stop after %s: %s did not improve", stage, r.early_stop_metric)
+            break
+    from rfcx_kit.report import write_cv_tables, write_relabel_report
+
+    write_cv_tables(run_dir)
+    write_relabel_report(run_dir)
+    return history
+
+
+@click.command("relabel")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory with a finished stage 1.")
+@click.option("--cycles", type=int, default=None, help="Number of cycles [default: relabel.cycles, 3].")
+@click.option("--source", type=click.Choice(["oof", "vote"]), default=None,
+              help="Pseudo-labels from out-of-fold predictions (oof) or every fold model's vote (vote).")
+@click.option("--threshold", type=float, default=None, help="Probability above which a window/species is positive.")
+@click.option("--votes", type=int, default=None, help="With --source vote: folds that must agree (the post: 3 of 5).")
+@click.option("--pseudo-weight", type=float, default=None, help="Loss weight of pseudo-positives (1 hard, 0.5 soft).")
+@click.option("--keep-original-p", type=float, default=None,
+              help="Chance a batch slot holds an originally labelled window (the 2nd place: 0.5).")
+@click.option("--init", type=click.Choice(["previous", "stage1", "scratch"]), default=None,
+              help="Weights each cycle starts from.")
+@click.option("--early-stop", is_flag=True, default=None, help="Stop when the metric stops improving.")
+@click.option("--early-stop-metric", type=click.Choice(["cv", "truth"]), default=None,
+              help="CV LWLRAP on the original labels, or test LWLRAP against truth/ (synthetic data).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Any other override, e.g. --set relabel.epochs=10 --set relabel.species_thresholds={3: 0.7}.")
+@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+              help="Where folds run: local processes or an existing Dask cluster.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Folds at once with --backend loky.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@cli_errors
+def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold: float | None, votes: int | None,
+                pseudo_weight: float | None, keep_original_p: float | None, init: str | None,
+                early_stop: bool | None, early_stop_metric: str | None, overrides: tuple[str, ...],
+                backend: str, workers: int, scheduler: str | None, no_progress: bool) -> None:
+    """Stage 2: cycle re-labeling on a stage-1 run directory.
+
+    \b
+    Each cycle: pseudo-positives from the previous stage's window predictions (only where the original
+    label is unknown) -> retrain the folds with the masked loss -> predict OOF and test -> report.
+    Writes RUN/cycle{c}/ (labels.csv, label_counts.csv, fold{k}/, oof_windows.npy, test.csv, metrics.json)
+    and RUN/report/relabel.md with a plot of the metrics by cycle. Rerun the same command to resume.
+    """
+    options = {"cycles": cycles, "source": source, "threshold": threshold, "votes": votes,
+               "pseudo_weight": pseudo_weight, "keep_original_p": keep_original_p, "init": init,
+               "early_stop": early_stop, "early_stop_metric": early_stop_metric}
+    sets = tuple(f"relabel.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                 for k, v in options.items() if v is not None)
+    history = run_relabel(run_dir, cycles, sets + overrides, backend, workers, scheduler, progress=not no_progress)
+    for m in history:
+        click.echo(f"{m['stage']}: {format_metrics(m)}" + (f", pseudo-positives={int(m['pseudo_positives'])}"
+                                                           if "pseudo_positives" in m else ""))
+    click.echo(f"report: {run_dir / 'report' / 'relabel.md'}")
