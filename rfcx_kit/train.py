@@ -192,8 +192,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         label_table = pd.read_csv(run_dir / stage / "labels.csv", dtype={"recording_id": str})
         table = table_to_arrays(label_table, ctx.train_ids, len(ctx.positions))
     masked = is_cycle or cfg.train.loss == "masked"
-    epochs = (cfg.relabel.epochs or cfg.train.epochs) if is_cycle else cfg.train.epochs
-    base_lr = (cfg.relabel.lr or cfg.train.lr) if is_cycle else cfg.train.lr
+    epochs = cfg.relabel.epochs if is_cycle and cfg.relabel.epochs is not None else cfg.train.epochs
+    base_lr = cfg.relabel.lr if is_cycle and cfg.relabel.lr is not None else cfg.train.lr
     seed = cfg.train.seed
 
     torch.manual_seed(seed + 1000 * fold + _stage_seed(stage))
