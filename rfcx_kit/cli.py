@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 
 import click
 
@@ -56,18 +55,20 @@ class LazyGroup(click.Group):
         target = COMMANDS.get(name)
         if target is None:
             return None
-        if ctx.resilient_parsing or (ctx.info_name and _listing_only()):
+        if ctx.resilient_parsing or getattr(self, "_listing", False):
             # Listing commands for --help: a placeholder with the short help, no import.
             return click.Command(name, short_help=_SHORT_HELP.get(name, ""))
         module_name, attr = target.split(":")
         module = importlib.import_module(module_name)
         return getattr(module, attr)
 
-
-def _listing_only() -> bool:
-    """True when the command line is just ``rfcx-kit [--help]`` (no sub-command given)."""
-    args = [a for a in sys.argv[1:] if not a.startswith("-")]
-    return not args
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's --help: list the commands from placeholders (decided here, not from ``sys.argv``)."""
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

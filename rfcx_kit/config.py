@@ -8,6 +8,7 @@ typo never silently trains the wrong model. The resolved config is saved next to
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,7 +37,7 @@ class FeatureConfig:
     amin: float = 1e-10
     ref: float = 1.0
     seconds: float = 60.0
-    dtype: str = "float16"  # cache dtype; float16 keeps 0.01 dB resolution at these magnitudes
+    dtype: str = "float16"  # cache dtype; float16 rounds dB values of -128..-64 to within 0.031 dB
     batch_size: int = 8  # recordings per torch STFT batch
     n_jobs: int = -1  # joblib workers over files (-1: all cores)
 
@@ -151,6 +152,9 @@ class Config:
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check/convert a YAML value against a dataclass field type; raise ConfigError naming ``key``."""
     origin = typing.get_origin(tp)
@@ -171,6 +175,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads `1e-3` (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

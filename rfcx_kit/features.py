@@ -131,13 +131,17 @@ def _compute_chunk(items: list[tuple[str, str, str, str]], cfg: FeatureConfig) -
     Returns:
         manifest rows.
     """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process per core: threads inside would only fight each other
-    waves, statuses = [], []
-    for _, _, source, _ in items:
-        wave, status = load_audio(source, cfg.sample_rate, cfg.seconds)
-        waves.append(wave)
-        statuses.append(status)
-    features = LogMel(cfg)(torch.from_numpy(np.stack(waves))).numpy().astype(cfg.dtype)
+    try:  # with n_jobs=1 joblib runs this in the caller's process: give its thread count back
+        waves, statuses = [], []
+        for _, _, source, _ in items:
+            wave, status = load_audio(source, cfg.sample_rate, cfg.seconds)
+            waves.append(wave)
+            statuses.append(status)
+        features = LogMel(cfg)(torch.from_numpy(np.stack(waves))).numpy().astype(cfg.dtype)
+    finally:
+        torch.set_num_threads(threads)
     rows = []
     for (split, rid, _, target), array, status in zip(items, features, statuses):
         atomic_save_npy(target, array)
@@ -194,7 +198,12 @@ def build_cache(
             rows.extend(chunk_rows)
             bar.update(len(chunk_rows))
         bar.close()
-    manifest = pd.DataFrame(rows).sort_values(["split", "recording_id"], kind="stable")
+    manifest = pd.DataFrame(rows)
+    old_path = cache / "manifest.csv"
+    if old_path.exists():  # keep the rows of splits built earlier (e.g. --split train, then --split test)
+        old = pd.read_csv(old_path, dtype={"recording_id": str})
+        manifest = pd.concat([old[~old["split"].isin(splits)], manifest], ignore_index=True)
+    manifest = manifest.sort_values(["split", "recording_id"], kind="stable")
     atomic_write_csv(cache / "manifest.csv", manifest)
     changed = manifest[~manifest["status"].isin(["ok", "cached"])]
     for row in changed.itertuples():
@@ -289,11 +298,12 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     cfg = load_config(pipeline, overrides).features
     if batch_size:
         cfg.batch_size = batch_size
-    comp = read_competition(data)
+    splits = splits or ("train", "test")
+    comp = read_competition(data, require_test="test" in splits)
     if comp.layout == "npy":
         click.echo(f"{data}: precomputed spectrogram layout ({len(comp.train_ids)} train, {len(comp.test_ids)} test); "
                    "no cache needed, arrays are memory-mapped directly.")
         return
     cache_dir = cache or default_cache_dir(comp.root)
-    build_cache(comp, cache_dir, cfg, splits=splits or ("train", "test"), n_jobs=n_jobs)
+    build_cache(comp, cache_dir, cfg, splits=splits, n_jobs=n_jobs)
     click.echo(f"feature cache ready: {cache_dir} ({len(comp.train_ids)} train, {len(comp.test_ids)} test)")

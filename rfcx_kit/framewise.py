@@ -69,6 +69,11 @@ class FramewiseLabels:
         self.first, self.stop = box_frames(boxes["t_min"].to_numpy()[order], boxes["t_max"].to_numpy()[order],
                                            sample_rate, hop_length, frames)
         self.bands = boxes[["f_min", "f_max"]].to_numpy()[order] if {"f_min", "f_max"} <= set(boxes.columns) else None
+        covers = self.stop > self.first  # a box wholly past the last frame (features.seconds < 60) covers nothing
+        if not covers.all():
+            self.row, self.species, self.label = self.row[covers], self.species[covers], self.label[covers]
+            self.first, self.stop = self.first[covers], self.stop[covers]
+            self.bands = None if self.bands is None else self.bands[covers]
         # CSR offsets: boxes of row r are [offsets[r], offsets[r + 1]).
         self.offsets = np.searchsorted(self.row, np.arange(len(self.recording_ids) + 1))
 
