@@ -12,10 +12,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_text
+from rfcx_kit.errors import cli_errors
+from rfcx_kit.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.species import SPECIES_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,7 @@ def relabel_table(run_dir: Path) -> pd.DataFrame:
     for stage in stage_names(run_dir):
         m = json.loads((Path(run_dir) / stage / "metrics.json").read_text())
         rows.append({"stage": stage, "cv_lwlrap": m.get("cv_lwlrap"),
-                     "pseudo_positives": m.get("pseudo_positives", 0 if stage == "stage1" else None),
+                     "pseudo_positives": int(m.get("pseudo_positives", 0)),
                      "pseudo_precision": m.get("pseudo_precision", float("nan")),
                      "pseudo_recall": m.get("pseudo_recall", float("nan")),
                      "truth_oof_lwlrap": m.get("truth_oof_lwlrap", float("nan")),
@@ -137,7 +139,9 @@ def write_relabel_report(run_dir: Path) -> Path:
         if "pseudo_per_species" in m:
             counts[stage] = m["pseudo_per_species"]
     atomic_write_csv(report / "pseudo_per_species.csv", counts)
-    plot_relabel(table, report / "relabel.png")
+    from rfcx_kit.plots import relabel_metrics
+
+    relabel_metrics(table, report / "relabel.png")
     text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
             "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
             "the planted calls (synthetic truth). truth_test_lwlrap: fold-mean test prediction vs truth.\n\n"
@@ -147,29 +151,95 @@ def write_relabel_report(run_dir: Path) -> Path:
     return report / "relabel.md"
 
 
-def plot_relabel(table: pd.DataFrame, path: Path) -> None:
-    """LWLRAP (CV, truth) and pseudo-positive precision/recall by stage."""
-    import matplotlib
+def _pick_recording(ctx, stage_dir: Path) -> tuple[str, int]:  # noqa: ANN001 - a RunContext
+    """A train recording worth showing: it has a TP box, and (synthetic) the most planted calls."""
+    tp_ids = set(ctx.comp.tp["recording_id"])
+    truth = ctx.comp.truth_dir
+    if truth is not None and (truth / "calls.csv").exists():
+        calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
+        calls = calls[(calls["split"] == "train") & calls["recording_id"].isin(tp_ids)]
+        if len(calls):
+            rid = calls["recording_id"].value_counts().index[0]
+            return rid, ctx.train_ids.index(rid)
+    rid = sorted(tp_ids)[0]
+    return rid, ctx.train_ids.index(rid)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    x = np.arange(len(table))
-    styles = {"cv_lwlrap": ("CV LWLRAP (TP labels)", "o-"), "truth_test_lwlrap": ("test LWLRAP vs truth", "s-"),
-              "truth_oof_lwlrap": ("OOF LWLRAP vs truth", "^--"),
-              "pseudo_precision": ("pseudo-positive precision", "d:"), "pseudo_recall": ("pseudo-positive recall", "v:")}
-    for key, (label, style) in styles.items():
-        values = pd.to_numeric(table[key], errors="coerce").to_numpy(dtype=float)
-        if np.isfinite(values).any():
-            ax.plot(x, values, style, label=label)
-    ax.set_xticks(x, table["stage"])
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("score")
-    ax.set_title("Metrics by re-labeling cycle")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+def write_report(run_dir: Path, log_path: Path | None = None) -> Path:
+    """``RUN/report.md`` with the CV table, relabel table and PNG figures (written under ``RUN/report/``)."""
+    from rfcx_kit import plots
+    from rfcx_kit.features import mel_bin_of
+    from rfcx_kit.train import load_context, load_prediction
+
+    run_dir = Path(run_dir)
+    report = run_dir / "report"
+    cv = write_cv_tables(run_dir, log_path)
+    stages = stage_names(run_dir)
+    ctx = load_context(run_dir)
+    figures = []
+    plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png")
+    figures.append(("LWLRAP by stage", "lwlrap_by_stage.png"))
+    species = species_table(run_dir)
+    plots.species_ap(species, report / "species_ap.png")
+    figures.append(("Per-species AP", "species_ap.png"))
+    sections = [f"# rfcx-kit report: {run_dir.name}\n",
+                f"Data: `{ctx.comp.root}` ({ctx.comp.layout} layout, {len(ctx.train_ids)} train / "
+                f"{len(ctx.comp.test_ids)} test recordings). Model: {ctx.cfg.model.backbone}, "
+                f"{len(ctx.positions)} windows x {ctx.cfg.windows.window} frames (train), "
+                f"{len(ctx.test_positions)} (test), {ctx.cfg.train.folds} folds.\n",
+                "## CV table (the method post's columns)\n",
+                "lwlrap/precision/recall: out-of-fold vs the original labels (TP-only clip truth; precision and "
+                "recall over labelled cells). truth_*: against the synthetic set's hidden truth. "
+                "LB: from submissions/log.csv.\n", markdown_table(cv)]
+    if any(s.startswith("cycle") for s in stages):
+        write_relabel_report(run_dir)
+        counts = pd.read_csv(report / "pseudo_per_species.csv")
+        plots.pseudo_per_species(counts, report / "pseudo_per_species.png")
+        sections += ["## Cycle re-labeling\n", markdown_table(relabel_table(run_dir)),
+                     "\n![metrics by cycle](report/relabel.png)\n"]
+        figures.append(("Pseudo-positives per species and cycle", "pseudo_per_species.png"))
+    history = {s: pd.read_csv(run_dir / s / "history.csv") for s in stages if (run_dir / s / "history.csv").exists()}
+    if history:
+        plots.training_curves(history, report / "training_curves.png")
+        figures.append(("Training curves", "training_curves.png"))
+    last = stages[-1]
+    rid, row = _pick_recording(ctx, run_dir / last)
+    fold = int(ctx.folds.loc[row, "fold"])
+    ids, pred = load_prediction(run_dir / last / f"fold{fold}" / "val_pred.npz")
+    framewise = pred.framewise[ids.index(rid)].astype(np.float32)
+    boxes = ctx.comp.boxes()
+    boxes = boxes[boxes["recording_id"] == rid]
+    truth_calls = None
+    if ctx.comp.truth_dir is not None and (ctx.comp.truth_dir / "calls.csv").exists():
+        calls = pd.read_csv(ctx.comp.truth_dir / "calls.csv", dtype={"recording_id": str})
+        truth_calls = calls[(calls["recording_id"] == rid) & (calls["kind"] == "call")]
+    spec = ctx.store.batch("train", [rid])[0]
+    hop_s = ctx.cfg.features.hop_length / ctx.cfg.features.sample_rate
+    pool = -(-spec.shape[1] // framewise.shape[1])
+    plots.recording_overlay(spec, ctx.positions, boxes, truth_calls, framewise, pool,
+                            f"{rid} (out-of-fold, {last}, fold {fold})", report / "recording.png",
+                            lambda f: mel_bin_of(np.asarray(f), ctx.cfg.features) + 0.5, hop_s)
+    figures.append((f"One recording: {rid}, its windows, labels and framewise predictions", "recording.png"))
+    sections.append("## Figures\n")
+    sections += [f"### {title}\n\n![{title}](report/{name})\n" for title, name in figures]
+    sections += ["## Per-species AP\n", markdown_table(species)]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(sections))
+    return path
+
+
+
+@click.command("report")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory (after stage1, and relabel if run).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Submission log for the LB column [default: submissions/log.csv].")
+@cli_errors
+def report_cmd(run_dir: Path, log_path: Path | None) -> None:
+    """Write RUN/report.md with the CV and re-labeling tables and PNG figures under RUN/report/.
+
+    Figures: LWLRAP by stage (CV, truth, LB), per-species AP, pseudo-positives per species and cycle, one
+    recording's spectrogram with its windows, labels and framewise predictions, and the training curves.
+    """
+    path = write_report(run_dir, log_path)
+    click.echo(f"report: {path}")
