@@ -1,0 +1,293 @@
+"""Submission files: validation, atomic writing, scale detection, and ``rfcx-kit validate``.
+
+A submission is a CSV with the header ``recording_id,s0,...,s23`` (exactly, in this order), one row per
+test recording (each expected id exactly once, any row order) and a finite number in every species cell.
+Kaggle only ranks the species within each recording (LWLRAP), so any real-valued scale is accepted;
+:func:`detect_scale` tells probabilities from logits so that callers never average the two by accident.
+
+Every problem is a :class:`~rfcx_kit.errors.DataError` naming the file, the first bad row (1-based data
+row and its line in the file) and the column, in the wording of ``reader.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from rfcx_kit.errors import DataError, cli_errors
+from rfcx_kit.io import atomic_write_csv
+from rfcx_kit.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
+
+__all__ = [
+    "HEADER",
+    "PROBABILITY",
+    "LOGIT",
+    "detect_scale",
+    "read_expected_ids",
+    "validate_submission",
+    "write_submission",
+    "validate_cmd",
+]
+
+HEADER = ["recording_id", *SPECIES_COLUMNS]
+PROBABILITY = "probability"
+LOGIT = "logit"
+
+
+def _name_ids(ids: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(ids[:limit])
+    return f"{len(ids)} ({shown}{', ...' if len(ids) > limit else ''})"
+
+
+def _read_csv_rows(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
+    """Parse a submission CSV with the ``csv`` module so that every error can name its line.
+
+    Returns ``(ids, values, lines)``: ``ids`` (R,), ``values`` (R, 24) float64 with NaN where a cell is not
+    a number, ``lines`` the 1-based file line of each row. The header is checked here.
+    """
+    try:
+        handle = open(path, newline="", encoding="utf-8-sig")  # utf-8-sig: Excel's BOM is harmless
+    except OSError as exc:
+        raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    ids: list[str] = []
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: empty file; expected the header {','.join(HEADER)}")
+            _check_header(path, header)
+            for cells in reader:
+                if not cells:  # a blank line (a trailing newline too many) carries no row
+                    continue
+                if len(cells) != len(HEADER):
+                    raise DataError(
+                        f"{path}: row {len(rows) + 1} (line {reader.line_num}): {len(cells)} fields, "
+                        f"expected {len(HEADER)} (recording_id + 24 species)"
+                    )
+                ids.append(cells[0])
+                rows.append(cells[1:])
+                lines.append(reader.line_num)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: line {reader.line_num}: not a readable CSV ({exc})") from exc
+    values = np.full((len(rows), len(SPECIES_COLUMNS)), np.nan)
+    for i, cells in enumerate(rows):
+        for j, text in enumerate(cells):
+            try:
+                values[i, j] = float(text)
+            except ValueError:
+                pass  # stays NaN; validate_submission names the cell
+    return ids, values, lines
+
+
+def _check_header(where: object, header: Sequence[object]) -> None:
+    names = [str(h) for h in header]
+    if names == HEADER:
+        return
+    for k, (got, want) in enumerate(zip(names, HEADER)):
+        if got != want:
+            raise DataError(
+                f"{where}: header column {k + 1} is {got!r}, expected {want!r} "
+                f"(the header must be {HEADER[0]},s0..s23 in this order)"
+            )
+    raise DataError(
+        f"{where}: header has {len(names)} columns, expected {len(HEADER)} ({HEADER[0]},s0..s23)"
+    )
+
+
+def read_expected_ids(data_dir: str | Path) -> list[str]:
+    """Recording ids of ``DATA_DIR/sample_submission.csv`` in file order (header and uniqueness checked)."""
+    path = Path(data_dir) / "sample_submission.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (--data must be a competition folder holding sample_submission.csv)")
+    ids, _, lines = _read_csv_rows(path)
+    duplicate = _first_duplicate(path, ids, lines)
+    if duplicate is not None:
+        raise DataError(duplicate[1])
+    return ids
+
+
+def _first_duplicate(where: object, ids: Sequence[str], lines: Sequence[int] | None) -> tuple[int, str] | None:
+    """``(row, message)`` of the first id that repeats an earlier one, or None."""
+    seen: dict[str, int] = {}
+    for i, rid in enumerate(ids):
+        if rid in seen:
+            return i, (
+                f"{where}: {_row(i, lines)}, column recording_id: {rid!r} appears again "
+                f"(first at {_row(seen[rid], lines)}); each recording must appear once"
+            )
+        seen[rid] = i
+    return None
+
+
+def _row(i: int, lines: Sequence[int] | None, recording: str | None = None) -> str:
+    """'row 3 (line 4, recording 'abc')' for files, 'row 3 (...)' for in-memory frames (1-based data rows)."""
+    details = ([f"line {lines[i]}"] if lines is not None else []) + (
+        [f"recording {recording!r}"] if recording is not None else []
+    )
+    return f"row {i + 1}" + (f" ({', '.join(details)})" if details else "")
+
+
+def validate_submission(
+    path_or_df: str | Path | pd.DataFrame,
+    expected_ids: Iterable[str] | None = None,
+    *,
+    check_ids: bool = True,
+    ids_from: str | None = None,
+) -> pd.DataFrame:
+    """Check a submission and return it as a frame.
+
+    Args:
+        path_or_df: a CSV path or a frame with the columns ``recording_id,s0..s23``.
+        expected_ids: the recording ids the file must hold, each exactly once (any order). ``None`` means the
+            real competition's 1992 test ids (:func:`rfcx_kit.species.competition_test_ids`).
+        check_ids: ``False`` checks only the format (header, unique ids, finite numbers), not the id set.
+        ids_from: where the expected ids come from, for messages (e.g. a sample_submission.csv path).
+
+    Returns:
+        ``(R, 25)`` frame in the input's row order: ``recording_id`` (str) and ``s0..s23`` (float64).
+
+    Raises:
+        DataError: naming the file, the first bad row (and line) and the column.
+    """
+    if isinstance(path_or_df, pd.DataFrame):
+        where: object = "submission frame"
+        _check_header(where, list(path_or_df.columns))
+        ids = [str(v) for v in path_or_df["recording_id"].tolist()]
+        lines = None
+        raw_frame = path_or_df[SPECIES_COLUMNS]
+        values = raw_frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    else:
+        where = Path(path_or_df)
+        ids, values, lines = _read_csv_rows(where)
+        raw_frame = None
+    if not ids:
+        raise DataError(f"{where}: no rows after the header")
+
+    # Row-level problems: report the one in the earliest row (a cell, a repeated id, an unknown id).
+    problems: list[tuple[int, str]] = []
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])  # row-major: the first bad row, then its first bad cell
+        if raw_frame is not None:
+            cell = raw_frame.iloc[i, j]
+            text = str(cell) if isinstance(cell, (float, np.floating)) else cell  # 'inf', not np.float64(inf)
+        else:
+            text = _cell_text(where, lines[i], j)  # re-read one line: cheaper than keeping every cell as text
+        reason = "is not a finite number" if _parses(text) else "is not a number"
+        problems.append((i, f"{where}: {_row(i, lines, ids[i])}, column {SPECIES_COLUMNS[j]}: {text!r} {reason}"))
+    duplicate = _first_duplicate(where, ids, lines)
+    if duplicate is not None:
+        problems.append(duplicate)
+    expected: list[str] = []
+    if check_ids:
+        expected = list(competition_test_ids() if expected_ids is None else expected_ids)
+        expected_set = set(expected)
+        unknown = [i for i, rid in enumerate(ids) if rid not in expected_set]
+        if unknown:
+            i = unknown[0]
+            source = ids_from or ("the competition's test ids" if expected_ids is None else "the expected ids")
+            problems.append((i, f"{where}: {_row(i, lines)}, column recording_id: {ids[i]!r} is not one of {source}"
+                                f"{f' ({len(unknown)} such rows)' if len(unknown) > 1 else ''}"))
+    if problems:
+        raise DataError(min(problems)[1])
+    if check_ids:
+        present = set(ids)
+        missing = [rid for rid in expected if rid not in present]
+        if missing:
+            raise DataError(
+                f"{where}: {len(ids)} rows, expected {len(expected)}; missing recording(s) {_name_ids(missing)}"
+            )
+
+    frame = pd.DataFrame(values, columns=SPECIES_COLUMNS)
+    frame.insert(0, "recording_id", ids)
+    return frame
+
+
+def _parses(text: object) -> bool:
+    try:
+        float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _cell_text(path: object, line: int, column: int) -> str:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # type: ignore[arg-type]
+        reader = csv.reader(handle)
+        for cells in reader:
+            if reader.line_num == line:
+                return cells[column + 1]
+    return ""  # pragma: no cover - the line was read moments ago
+
+
+def write_submission(
+    df: pd.DataFrame,
+    path: str | Path,
+    expected_ids: Iterable[str] | None = None,
+    *,
+    check_ids: bool = True,
+) -> Path:
+    """Validate ``df`` (as :func:`validate_submission`) and write it atomically to ``path``.
+
+    Values are written with full float precision (``repr``), so reading the file back gives the same
+    numbers. A file under ``path`` is therefore always a complete, valid submission.
+    """
+    frame = validate_submission(df, expected_ids, check_ids=check_ids)
+    atomic_write_csv(path, frame)
+    return Path(path)
+
+
+def detect_scale(values: pd.DataFrame | np.ndarray) -> str:
+    """``"probability"`` if every value lies in [0, 1], else ``"logit"``.
+
+    Why this rule: a probability can never leave [0, 1], so a single value outside it proves the input is
+    not probabilities (logits, or scores of another kind, which we call logits). The converse is only a
+    presumption: logits that all happen to lie in [0, 1] are reported as probabilities; callers that know
+    better can declare the scale explicitly. A frame's non-species columns are ignored.
+    """
+    if isinstance(values, pd.DataFrame):
+        columns = [c for c in SPECIES_COLUMNS if c in values.columns] or list(values.columns)
+        array = values[columns].to_numpy(dtype=np.float64)
+    else:
+        array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        raise DataError("cannot detect the scale of an empty prediction")
+    return PROBABILITY if (np.nanmin(array) >= 0.0 and np.nanmax(array) <= 1.0) else LOGIT
+
+
+@click.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Competition folder: check the ids against DATA/sample_submission.csv. "
+    f"Default: the {len(competition_test_ids())} test ids of the real {COMPETITION} competition, shipped with rfcx-kit.",
+)
+@cli_errors
+def validate_cmd(file: Path, data_dir: Path | None) -> None:
+    """Check a submission CSV: header recording_id,s0..s23, exactly the expected recording ids (each once),
+    finite numbers. Prints one OK line, or one error line naming the first bad row and column (exit code 2)."""
+    if data_dir is not None:
+        expected: list[str] | None = read_expected_ids(data_dir)
+        source = f"the ids of {data_dir / 'sample_submission.csv'}"
+    else:
+        expected = None  # the shipped ids of the real competition
+        source = f"the real {COMPETITION} test ids"
+    frame = validate_submission(file, expected, ids_from=source)
+    values = frame[SPECIES_COLUMNS].to_numpy()
+    scale = detect_scale(values)
+    click.echo(
+        f"OK: {file}: {len(frame)} recordings x {len(SPECIES_COLUMNS)} species, exactly {source}; "
+        f"values in [{values.min():.4g}, {values.max():.4g}] "
+        + ("look like probabilities (all within [0, 1])" if scale == PROBABILITY else "are logits (outside [0, 1])")
+    )
