@@ -128,6 +128,7 @@ class RelabelConfig:
     init: str = "previous"  # previous | stage1 | scratch
     epochs: int | None = None  # None: train.epochs
     lr: float | None = None  # None: train.lr
+    windows_per_epoch: int | None = None  # None: twice the originally labelled windows of the fold
     early_stop: bool = False
     early_stop_metric: str = "cv"  # cv | truth
 

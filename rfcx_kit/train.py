@@ -133,7 +133,9 @@ def _sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.
                   table: tuple[np.ndarray, np.ndarray] | None) -> Items:
     t, cfg = ctx.cfg.train, ctx.cfg
     if table is not None:  # a re-labeling cycle: windows with original + pseudo labels, masked loss
-        size = t.steps_per_epoch * t.batch_size if t.steps_per_epoch else None
+        size = cfg.relabel.windows_per_epoch
+        if size is None:  # each original window about once per epoch at keep_original_p = 0.5
+            size = 2 * int((ctx.window_labels[rows] != 0).any(axis=-1).sum())
         return table_windows(table[0], table[1], ctx.window_labels, rows, ctx.positions,
                              cfg.relabel.keep_original_p, size, rng)
     if t.sampling == "tp_crops":

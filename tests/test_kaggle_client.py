@@ -22,10 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-try:
-    from kaggle_standin import StandIn
-except ImportError:  # tests/ imported as a package
-    from tests.kaggle_standin import StandIn
+from rfcx_kit.standin import StandIn
 
 from rfcx_kit.species import SPECIES_COLUMNS, competition_test_ids
 from rfcx_kit.submission import write_submission

@@ -1,4 +1,4 @@
-"""A stand-in for the Kaggle API on 127.0.0.1, for driving the REAL ``kaggle`` client in tests.
+"""A stand-in for the Kaggle API on 127.0.0.1, for driving the REAL ``kaggle`` client in tests and the demo.
 
 Standard library only. It speaks the wire protocol of ``kaggle`` 2.2.x / ``kagglesdk`` 0.1.x
 (../shared/notes/kaggle-api.md): ``POST /api/v1/competitions.CompetitionApiService/<Method>`` with camelCase
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 API_PREFIX = "/api/v1/"
@@ -65,6 +66,7 @@ class _Submission:
     file_name: str
     description: str
     date: datetime
+    blob: str = ""
     status: str = "PENDING"
     public_score: str = ""
     error_description: str = ""
@@ -100,6 +102,7 @@ class StandIn:
         hide_new_submissions: ListSubmissions/GetSubmission act as if a created ref did not exist.
         cut_blob_after: the next full blob GET sends only this many bytes, then drops the connection.
         data_files: name -> bytes of the competition's data; served as one zip and listed by ListDataFiles.
+        scorer: scores a submission from its uploaded bytes (the demo scores against the synthetic truth).
     """
 
     competition: str = "rfcx-species-audio-detection"
@@ -116,6 +119,7 @@ class StandIn:
     hide_new_submissions: bool = False
     cut_blob_after: int | None = None
     data_files: dict[str, bytes] = field(default_factory=dict)
+    scorer: Callable[[bytes], str] | None = None  # uploaded bytes -> public score (else public_score)
     last_modified: datetime = field(default_factory=lambda: datetime(2021, 1, 15, 12, 0, 0, tzinfo=timezone.utc))
 
     requests: list[Recorded] = field(default_factory=list)
@@ -359,7 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, "Submission limit reached for today")
         ref = 50_000_000 + len(s.submissions) + 1
         s.submissions.append(
-            _Submission(ref, s._upload_names[token], str(body.get("submissionDescription", "")), datetime.now(timezone.utc))
+            _Submission(ref, s._upload_names[token], str(body.get("submissionDescription", "")), datetime.now(timezone.utc),
+                        blob=token)
         )
         self._json(200, {"message": "Successfully submitted to Rainforest Connection Species Audio Detection", "ref": ref})
 
@@ -378,7 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
         if sub.status == "PENDING" and sub.reads > self.standin.reads_until_scored:
             sub.status = self.standin.final_status
             if sub.status == "COMPLETE":
-                sub.public_score = self.standin.public_score
+                scorer = self.standin.scorer
+                sub.public_score = scorer(self.standin.uploads[sub.blob]) if scorer else self.standin.public_score
             else:
                 sub.error_description = self.standin.error_description
         return sub.to_json()

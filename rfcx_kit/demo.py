@@ -1,0 +1,182 @@
+"""``rfcx-kit demo``: the whole method on a small synthetic set, in minutes on a laptop CPU.
+
+Steps: synthesise an RFCX-shaped data set (FLAC, with hidden truth) -> feature cache -> stage 1 (folds,
+soft frame-wise prediction, CV) -> 3 cycles of re-labeling -> ensemble -> validate -> submit through the
+REAL ``kaggle`` client to a stand-in Kaggle server on 127.0.0.1 that scores against the synthetic truth
+(``--submit dry-run`` only prints what would be sent) -> report.md with figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from rfcx_kit.errors import RfcxError, cli_errors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+
+
+def _step(i: int, n: int, text: str) -> float:
+    click.secho(f"\n[{i}/{n}] {text}", bold=True)
+    return time.time()
+
+
+def _done(started: float, text: str = "") -> None:
+    click.echo(f"      done in {time.time() - started:.0f} s{': ' + text if text else ''}")
+
+
+def truth_scorer(truth_csv: Path):  # noqa: ANN201 - Callable[[bytes], str]
+    """The stand-in's "public LB": LWLRAP of an uploaded submission against the synthetic test truth."""
+    import io
+
+    from rfcx_kit.metrics import lwlrap
+    from rfcx_kit.species import SPECIES_COLUMNS
+
+    truth = pd.read_csv(truth_csv, dtype={"recording_id": str}).set_index("recording_id")
+
+    def score(data: bytes) -> str:
+        sub = pd.read_csv(io.BytesIO(data), dtype={"recording_id": str}).set_index("recording_id")
+        return f"{lwlrap(truth.loc[sub.index, SPECIES_COLUMNS].to_numpy(), sub[SPECIES_COLUMNS].to_numpy()):.5f}"
+
+    return score
+
+
+def submit_to_standin(file: Path, message: str, data: Path, log_path: Path, home: Path) -> str:
+    """Submit ``file`` with the real client (a subprocess) to a stand-in on 127.0.0.1; returns its score line."""
+    from rfcx_kit.standin import StandIn
+
+    config_dir = home / "kaggle-standin"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    standin = StandIn(scorer=truth_scorer(data / "truth" / "test_presence.csv"))
+    (config_dir / "kaggle.json").write_text(json.dumps({"username": standin.username, "key": standin.key}))
+    (config_dir / "kaggle.json").chmod(0o600)
+    with standin:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+        env.update(standin.client_env())
+        env["KAGGLE_CONFIG_DIR"] = str(config_dir)
+        cmd = [sys.executable, "-m", "rfcx_kit", "submit", str(file), "-m", message, "--data", str(data),
+               "--wait", "--poll-seconds", "0.2", "--timeout", "60", "--log", str(log_path)]
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if standin.foreign_requests():
+            raise RfcxError("the demo's submit tried to leave 127.0.0.1")
+    if result.returncode != 0:
+        raise RfcxError(f"demo submit failed (exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+
+def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 60.0, seed: int = 7,
+             recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int = 3,
+             submit: str = "standin", fmt: str = "flac", progress: bool = True) -> dict:
+    """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
+    from rfcx_kit.cycle import run_relabel
+    from rfcx_kit.ensemble import ensemble_cmd
+    from rfcx_kit.features import build_cache
+    from rfcx_kit.reader import read_competition
+    from rfcx_kit.report import relabel_table, write_report
+    from rfcx_kit.stage1 import format_metrics, run_stage1
+    from rfcx_kit.submission import validate_submission
+    from rfcx_kit.synth.scene import SynthConfig
+    from rfcx_kit.synth.writer import write_dataset
+
+    recipe = recipe or DEFAULT_RECIPE
+    if not recipe.is_file():
+        raise RfcxError(f"demo recipe {recipe} not found: pass --pipeline pipelines/demo.yaml")
+    out = Path(out)
+    data, run_dir, subs = out / "data", out / "runs" / "demo", out / "submissions"
+    n = 7
+    started = time.time()
+
+    t = _step(1, n, f"synthesise {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s) -> {data}")
+    write_dataset(SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed), data, fmt=fmt,
+                  n_jobs=-1, progress=progress)
+    comp = read_competition(data)
+    _done(t, f"{len(comp.tp)} TP rows, {len(comp.fp)} FP rows; planted calls are in {data / 'truth'} "
+             "(never read by training)")
+
+    if comp.layout == "audio":
+        t = _step(2, n, "log-mel feature cache (parallel, resumable)")
+        build_cache(comp, data / "features_cache", progress=progress)
+        _done(t)
+    else:
+        _step(2, n, "precomputed spectrograms: no feature cache needed")
+
+    t = _step(3, n, f"stage 1: {recipe.name}, folds -> train -> soft frame-wise prediction")
+    metrics = run_stage1(data, run_dir, recipe, overrides, resume=(run_dir / "config.yaml").exists(),
+                         progress=progress)
+    _done(t, format_metrics(metrics))
+
+    t = _step(4, n, f"stage 2: {cycles} cycles of re-labeling")
+    history = run_relabel(run_dir, cycles=cycles, progress=progress)
+    _done(t, "; ".join(f"{h['stage']}: {format_metrics(h)}" for h in history[1:]))
+
+    t = _step(5, n, "ensemble the last stage's folds -> validate")
+    sub_path = subs / "demo.csv"
+    ensemble_cmd.main(["--run", str(run_dir), "--stage", "latest", "--out", str(sub_path)], standalone_mode=False)
+    validate_submission(sub_path, comp.test_ids)
+    _done(t, f"{sub_path} is a valid submission ({len(comp.test_ids)} rows)")
+
+    log_path = subs / "log.csv"
+    if submit == "standin":
+        t = _step(6, n, "submit with the official kaggle client to a stand-in Kaggle on 127.0.0.1 "
+                        "(its 'public LB' is LWLRAP against the synthetic test truth)")
+        line = submit_to_standin(sub_path, "rfcx-kit demo", data, log_path, out)
+        _done(t, line)
+    else:
+        t = _step(6, n, "submit --dry-run (nothing is sent)")
+        from rfcx_kit.kaggle_client import submit as kaggle_submit
+
+        kaggle_submit(sub_path, "rfcx-kit demo", data_dir=data, dry_run=True, log_path=log_path)
+        _done(t)
+
+    t = _step(7, n, "report")
+    report = write_report(run_dir, log_path)
+    _done(t, str(report))
+
+    table = relabel_table(run_dir)
+    summary = {"seconds": round(time.time() - started, 1), "report": str(report), "submission": str(sub_path),
+               "stages": table.to_dict("records")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    click.secho(f"\nrfcx-kit demo finished in {summary['seconds']:.0f} s", bold=True)
+    shown = table[["stage", "cv_lwlrap", "truth_test_lwlrap", "pseudo_positives", "pseudo_precision", "pseudo_recall"]]
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}" if np.isfinite(v) else "-"))
+    click.echo(f"report: {report}\nsubmission: {sub_path}")
+    return summary
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True,
+              help="Folder for everything the demo writes (data, run, submissions, report).")
+@click.option("--train", "n_train", type=int, default=100, show_default=True, help="Synthetic train recordings.")
+@click.option("--test", "n_test", type=int, default=40, show_default=True, help="Synthetic test recordings.")
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="Recording length (RFCX: 60).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data and training.")
+@click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="flac", show_default=True,
+              help="flac: audio + feature cache (the Kaggle path); npy: precomputed spectrograms (faster).")
+@click.option("--cycles", type=int, default=3, show_default=True, help="Re-labeling cycles.")
+@click.option("--pipeline", "recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Recipe [default: pipelines/demo.yaml].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (repeatable).")
+@click.option("--submit", type=click.Choice(["standin", "dry-run"]), default="standin", show_default=True,
+              help="standin: the real kaggle client against a local stand-in server; dry-run: print only.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@cli_errors
+def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, cycles: int,
+             recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool) -> None:
+    """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
+
+    Synthesise data (with hidden truth) -> features -> stage 1 -> re-labeling cycles -> ensemble ->
+    validate -> submit (to a local stand-in Kaggle, or --submit dry-run) -> OUT/runs/demo/report.md.
+    Rerunning the same command resumes where it stopped.
+    """
+    run_demo(out, n_train, n_test, seconds, seed, recipe, overrides, cycles, submit, fmt, progress=not no_progress)
