@@ -46,8 +46,9 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.errors import ConfigError, DataError, cli_errors
+from rfcx_kit.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
 from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS, species_table
-from rfcx_kit.submission import LOGIT, PROBABILITY, detect_scale, read_expected_ids, validate_submission, write_submission
+from rfcx_kit.submission import read_expected_ids, validate_submission, write_submission
 
 __all__ = [
     "Member",
@@ -194,11 +195,6 @@ def parse_with(spec: str) -> tuple[Path, float, str | None]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Combining
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logits -> probabilities (numerically stable for large |x|)."""
-    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def within_recording_ranks(values: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ import pandas as pd
 from rfcx_kit.errors import DataError, cli_errors
 from rfcx_kit.framewise import FramewiseLabels
 from rfcx_kit.io import atomic_write_csv
+from rfcx_kit.scale import detect_scale, to_prob
 from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
 
 TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
@@ -131,29 +132,6 @@ def read_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd
 # --------------------------------------------------------------------------------------------------
 # Predictions -> pseudo-labels
 # --------------------------------------------------------------------------------------------------
-def detect_scale(values: np.ndarray) -> str:
-    """``"prob"`` if every finite value lies in ``[0, 1]``, else ``"logit"`` (non-finite values are ignored)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size and (v.min() < 0.0 or v.max() > 1.0):
-        return "logit"
-    return "prob"
-
-
-def to_prob(values: np.ndarray, scale: str) -> np.ndarray:
-    """Predictions as probabilities: ``"prob"`` unchanged (float64), ``"logit"`` through the sigmoid,
-    ``"auto"`` as :func:`detect_scale` says. Same shape as ``values``."""
-    v = np.asarray(values, dtype=np.float64)
-    if scale == "auto":
-        scale = detect_scale(v)
-    if scale == "prob":
-        return v
-    if scale == "logit":
-        # tanh form of the sigmoid: no overflow warning for large negative logits.
-        return 0.5 * (1.0 + np.tanh(0.5 * v))
-    raise ValueError(f"scale must be 'prob', 'logit' or 'auto', got {scale!r}")
-
-
 def species_threshold_array(
     threshold: float | np.ndarray = 0.5, species_thresholds: dict[int, float] | None = None
 ) -> np.ndarray:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from rfcx_kit.errors import DataError, cli_errors
 from rfcx_kit.io import atomic_write_csv
+from rfcx_kit.scale import LOGIT, PROBABILITY, detect_scale
 from rfcx_kit.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
 
 __all__ = [
@@ -35,8 +36,6 @@ __all__ = [
 ]
 
 HEADER = ["recording_id", *SPECIES_COLUMNS]
-PROBABILITY = "probability"
-LOGIT = "logit"
 
 
 def _name_ids(ids: Sequence[str], limit: int = 5) -> str:
@@ -243,24 +242,6 @@ def write_submission(
     frame = validate_submission(df, expected_ids, check_ids=check_ids)
     atomic_write_csv(path, frame)
     return Path(path)
-
-
-def detect_scale(values: pd.DataFrame | np.ndarray) -> str:
-    """``"probability"`` if every value lies in [0, 1], else ``"logit"``.
-
-    Why this rule: a probability can never leave [0, 1], so a single value outside it proves the input is
-    not probabilities (logits, or scores of another kind, which we call logits). The converse is only a
-    presumption: logits that all happen to lie in [0, 1] are reported as probabilities; callers that know
-    better can declare the scale explicitly. A frame's non-species columns are ignored.
-    """
-    if isinstance(values, pd.DataFrame):
-        columns = [c for c in SPECIES_COLUMNS if c in values.columns] or list(values.columns)
-        array = values[columns].to_numpy(dtype=np.float64)
-    else:
-        array = np.asarray(values, dtype=np.float64)
-    if array.size == 0:
-        raise DataError("cannot detect the scale of an empty prediction")
-    return PROBABILITY if (np.nanmin(array) >= 0.0 and np.nanmax(array) <= 1.0) else LOGIT
 
 
 @click.command("validate")

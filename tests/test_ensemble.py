@@ -296,7 +296,7 @@ def _uniform_prior(root: Path) -> Path:
     ("a.csv", (Path("a.csv"), 1.0, None)),
     ("a.csv:2", (Path("a.csv"), 2.0, None)),
     ("a.csv:0.5:logit", (Path("a.csv"), 0.5, "logit")),
-    ("a.csv:prob", (Path("a.csv"), 1.0, "probability")),
+    ("a.csv:prob", (Path("a.csv"), 1.0, "prob")),
     ("C:/x/a.csv:2", (Path("C:/x/a.csv"), 2.0, None)),
 ])
 def test_parse_with(spec: str, expected: tuple):
