@@ -79,6 +79,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
              recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int = 3,
              submit: str = "standin", fmt: str = "flac", progress: bool = True) -> dict:
     """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
+    from rfcx_kit.config import load_config
     from rfcx_kit.cycle import run_relabel
     from rfcx_kit.ensemble import ensemble_cmd
     from rfcx_kit.features import build_cache
@@ -93,6 +94,8 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     if not recipe.is_file():
         raise RfcxError(f"demo recipe {recipe} not found: pass --pipeline pipelines/demo.yaml")
     out = Path(out)
+    if seconds != 60.0:  # the features must know the recordings' length
+        overrides = (f"features.seconds={seconds}",) + tuple(overrides)
     data, run_dir, subs = out / "data", out / "runs" / "demo", out / "submissions"
     n = 7
     started = time.time()
@@ -106,7 +109,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
 
     if comp.layout == "audio":
         t = _step(2, n, "log-mel feature cache (parallel, resumable)")
-        build_cache(comp, data / "features_cache", progress=progress)
+        build_cache(comp, data / "features_cache", load_config(recipe, overrides).features, progress=progress)
         _done(t)
     else:
         _step(2, n, "precomputed spectrograms: no feature cache needed")

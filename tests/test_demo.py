@@ -1,0 +1,62 @@
+"""`rfcx-kit demo` end to end at a reduced size: every artefact it promises exists and holds what it should."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rfcx_kit.demo import run_demo
+from rfcx_kit.metrics import lwlrap
+from rfcx_kit.species import SPECIES_COLUMNS
+from rfcx_kit.submission import validate_submission
+
+FAST = ("model.backbone=mobilenetv3_small_050", "train.epochs=1", "relabel.epochs=1", "train.threads=1",
+        "relabel.windows_per_epoch=32")
+
+
+@pytest.mark.timeout(600)
+def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
+    """Synth (FLAC) -> cache -> stage1 -> 3 cycles -> ensemble -> validate -> stand-in submit -> report."""
+    out = tmp_path / "demo"
+    summary = run_demo(out, n_train=24, n_test=8, seconds=10.0, seed=3, overrides=FAST, cycles=3,
+                       submit="standin", progress=False)
+    data, run = out / "data", out / "runs" / "demo"
+    # data: competition layout, hidden truth, feature cache
+    for name in ("train_tp.csv", "train_fp.csv", "sample_submission.csv", "truth/calls.csv",
+                 "truth/test_presence.csv", "features_cache/manifest.csv"):
+        assert (data / name).exists(), name
+    assert len(list((data / "train").glob("*.flac"))) == 24
+    # run: stage 1 and three cycles, each with per-fold outputs and metrics
+    stages = ["stage1", "cycle1", "cycle2", "cycle3"]
+    for stage in stages:
+        metrics = json.loads((run / stage / "metrics.json").read_text())
+        assert 0.0 <= metrics["cv_lwlrap"] <= 1.0 and 0.0 <= metrics["truth_test_lwlrap"] <= 1.0
+        for k in range(3):
+            assert (run / stage / f"fold{k}" / "best.pt").exists()
+    for cycle in stages[1:]:
+        assert (run / cycle / "labels.csv").exists() and (run / cycle / "label_counts.csv").exists()
+    # the submission is valid and the stand-in's score is its LWLRAP against the synthetic truth
+    sub = validate_submission(out / "submissions" / "demo.csv", pd.read_csv(data / "sample_submission.csv")["recording_id"])
+    truth = pd.read_csv(data / "truth" / "test_presence.csv", dtype={"recording_id": str}).set_index("recording_id")
+    expected = lwlrap(truth.loc[sub["recording_id"], SPECIES_COLUMNS].to_numpy(), sub[SPECIES_COLUMNS].to_numpy())
+    log = pd.read_csv(out / "submissions" / "log.csv")
+    assert len(log) == 1 and log["status"].iloc[0] == "COMPLETE"
+    assert float(log["score"].iloc[0]) == pytest.approx(expected, abs=1e-5)
+    # the report: markdown with figures that exist and are real pictures; LB filled from the log
+    report = (run / "report.md").read_text()
+    for png in ("lwlrap_by_stage.png", "species_ap.png", "pseudo_per_species.png", "recording.png",
+                "training_curves.png", "relabel.png"):
+        path = run / "report" / png
+        assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+        if png != "relabel.png":
+            assert f"report/{png}" in report
+    cv = pd.read_csv(run / "report" / "cv.csv", keep_default_na=False)
+    assert cv["stage"].tolist() == stages
+    assert float(cv.loc[cv["stage"] == "cycle3", "LB"].iloc[0]) == pytest.approx(expected, abs=1e-5)
+    assert (out / "runs" / "cv_table.md").exists()
+    assert [s["stage"] for s in summary["stages"]] == stages
+    assert np.isfinite(summary["seconds"])
