@@ -159,10 +159,10 @@ def train_stage(run_dir: Path, stage: str, folds: list[int], backend: str, worke
     results: list[FoldResult] = []
     if init_from:  # each fold starts from its own previous weights
         for fold in folds:
-            results += run_folds(train_fold, [fold], dict(run_dir=str(run_dir), stage=stage, resume=resume,
+            results += run_folds(train_fold, [fold], dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume,
                                  init_from=init_from.get(fold), progress=progress), backend, 1, scheduler)
     else:
-        results = run_folds(train_fold, folds, dict(run_dir=str(run_dir), stage=stage, resume=resume,
+        results = run_folds(train_fold, folds, dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume,
                             progress=progress), backend, workers, scheduler)
     return results
 
