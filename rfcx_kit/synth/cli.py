@@ -1,0 +1,80 @@
+"""``rfcx-kit synth``: write an RFCX-shaped synthetic data set with hidden ground truth."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from rfcx_kit.errors import ConfigError, cli_errors
+from rfcx_kit.synth.scene import SynthConfig, label_counts, plan_dataset
+from rfcx_kit.synth.writer import FORMATS, write_dataset
+
+
+def _parse_snr(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"synth: --snr wants LOW,HIGH in dB (e.g. -3,15), got {text!r}") from None
+    return low, high
+
+
+@click.command("synth")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="New (or empty) folder to write; the same command resumes an interrupted run.")
+@click.option("--train", "n_train", type=int, default=SynthConfig.n_train, show_default=True, help="Train recordings.")
+@click.option("--test", "n_test", type=int, default=SynthConfig.n_test, show_default=True, help="Test recordings.")
+@click.option("--seconds", type=float, default=SynthConfig.seconds, show_default=True,
+              help="Recording length, 10-60 (the competition: 60; shorter FLACs are padded by the reader).")
+@click.option("--seed", type=int, default=SynthConfig.seed, show_default=True, help="Same seed and sizes: same bytes.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="flac", show_default=True,
+              help="flac: 48 kHz 16-bit audio; npy: 128 x 3751 log-mel arrays (fast, for large sizes).")
+@click.option("--snr", default=f"{SynthConfig.snr_low:g},{SynthConfig.snr_high:g}", show_default=True,
+              help="In-band SNR range of calls and confusers, LOW,HIGH dB.")
+@click.option("--label-scale", type=float, default=SynthConfig.label_scale, show_default=True,
+              help="Multiply the real TP-label ratio (1 = RFCX's: ~0.26 TP rows per train recording).")
+@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write a PNG of one train recording's spectrogram with its planted boxes "
+                   "(without --out: only the PNG).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@cli_errors
+def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, snr: str,
+              label_scale: float, n_jobs: int, preview: Path | None, progress: bool) -> None:
+    """Write an RFCX-shaped synthetic data set with hidden ground truth.
+
+    \b
+    OUT gets the competition layout (train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/)
+    and truth/ (every planted call and confuser, presence matrices, README.md), which the pipeline never
+    reads. 24 species call in their real bands and lengths; labels are as incomplete as RFCX's.
+    """
+    low, high = _parse_snr(snr)
+    cfg = SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, snr_low=low, snr_high=high,
+                      label_scale=label_scale)
+    cfg.validate()
+    if n_jobs == 0:
+        raise ConfigError("synth: --n-jobs must be a number of processes (>= 1) or negative (-1: all cores)")
+    if out is None and preview is None:
+        raise ConfigError("synth: give --out DIR (and/or --preview PNG)")
+    plan = None
+    if out is not None:
+        start = time.perf_counter()
+        plan, stats = write_dataset(cfg, out, fmt=fmt, n_jobs=n_jobs, progress=progress)
+        wall = time.perf_counter() - start
+        done = stats[~stats["skipped"]]
+        counts = label_counts(n_train, label_scale)
+        events = plan.events
+        click.echo(f"{out}: {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s), "
+                   f"{counts['tp_rows']} TP rows, {counts['fp_rows']} FP rows; "
+                   f"{int((events['kind'] == 'call').sum())} calls and {int((events['kind'] == 'confuser').sum())} "
+                   f"confusers planted (truth/)")
+        per_recording = done["seconds"].mean() if len(done) else float("nan")
+        click.echo(f"{len(done)} recordings written in {wall:.1f} s ({per_recording:.3f} s of worker time each"
+                   + (f", {len(stats) - len(done)} already there" if len(done) < len(stats) else "")
+                   + f"; {int((done['gain'] < 1).sum())} scaled down to stay below full scale)")
+    if preview is not None:
+        from rfcx_kit.synth.preview import write_preview
+
+        write_preview(plan if plan is not None else plan_dataset(cfg), preview)
+        click.echo(f"preview: {preview}")
