@@ -38,7 +38,9 @@ class FeatureConfig:
     ref: float = 1.0
     seconds: float = 60.0
     dtype: str = "float16"  # cache dtype; float16 rounds dB values of -128..-64 to within 0.031 dB
-    batch_size: int = 8  # recordings per torch STFT batch
+    # Recordings per torch STFT call. 1 is fastest on CPU: an 8-recording STFT (8 x 1025 x 3751 complex) falls
+    # out of cache and costs 184 ms per recording against 84 ms alone (benchmarks/RESULTS.md); raise it on GPU.
+    batch_size: int = 1
     n_jobs: int = -1  # joblib workers over files (-1: all cores)
 
     @property

@@ -76,8 +76,9 @@ def submit_to_standin(file: Path, message: str, data: Path, log_path: Path, home
 
 
 def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 60.0, seed: int = 7,
+             label_scale: float = 8.0,
              recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int = 3,
-             submit: str = "standin", fmt: str = "flac", progress: bool = True) -> dict:
+             submit: str = "standin", fmt: str = "npy", progress: bool = True) -> dict:
     """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
     from rfcx_kit.config import load_config
     from rfcx_kit.cycle import run_relabel
@@ -101,7 +102,8 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     started = time.time()
 
     t = _step(1, n, f"synthesise {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s) -> {data}")
-    write_dataset(SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed), data, fmt=fmt,
+    write_dataset(SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, label_scale=label_scale),
+                  data, fmt=fmt,
                   n_jobs=-1, progress=progress)
     comp = read_competition(data)
     _done(t, f"{len(comp.tp)} TP rows, {len(comp.fp)} FP rows; planted calls are in {data / 'truth'} "
@@ -164,8 +166,10 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
 @click.option("--test", "n_test", type=int, default=40, show_default=True, help="Synthetic test recordings.")
 @click.option("--seconds", type=float, default=60.0, show_default=True, help="Recording length (RFCX: 60).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data and training.")
-@click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="flac", show_default=True,
-              help="flac: audio + feature cache (the Kaggle path); npy: precomputed spectrograms (faster).")
+@click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="npy", show_default=True,
+              help="npy: precomputed spectrograms (fast); flac: 48 kHz audio + feature cache (the Kaggle layout).")
+@click.option("--label-scale", type=float, default=8.0, show_default=True,
+              help="TP labels per train recording, as a multiple of RFCX's ratio (8: ~2 labelled calls of ~30).")
 @click.option("--cycles", type=int, default=3, show_default=True, help="Re-labeling cycles.")
 @click.option("--pipeline", "recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe [default: pipelines/demo.yaml].")
@@ -174,7 +178,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
               help="standin: the real kaggle client against a local stand-in server; dry-run: print only.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @cli_errors
-def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, cycles: int,
+def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, label_scale: float, cycles: int,
              recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool) -> None:
     """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
 
@@ -182,4 +186,5 @@ def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fm
     validate -> submit (to a local stand-in Kaggle, or --submit dry-run) -> OUT/runs/demo/report.md.
     Rerunning the same command resumes where it stopped.
     """
-    run_demo(out, n_train, n_test, seconds, seed, recipe, overrides, cycles, submit, fmt, progress=not no_progress)
+    run_demo(out, n_train, n_test, seconds, seed, label_scale, recipe, overrides, cycles, submit, fmt,
+             progress=not no_progress)

@@ -279,7 +279,7 @@ def default_cache_dir(root: Path) -> Path:
 @click.option("--split", "splits", type=click.Choice(["train", "test"]), multiple=True,
               help="Only these splits (repeatable) [default: both].")
 @click.option("--n-jobs", type=int, default=None, help="Parallel worker processes over files [default: all cores].")
-@click.option("--batch-size", type=int, default=None, help="Recordings per batched STFT in a worker [default: 8].")
+@click.option("--batch-size", type=int, default=None, help="Recordings per batched STFT in a worker [default: 1, fastest on CPU].")
 @click.option("--pipeline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe whose `features` section sets the parameters [default: the method post's].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -23,7 +23,7 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
     """Synth (FLAC) -> cache -> stage1 -> 3 cycles -> ensemble -> validate -> stand-in submit -> report."""
     out = tmp_path / "demo"
     summary = run_demo(out, n_train=24, n_test=8, seconds=10.0, seed=3, overrides=FAST, cycles=3,
-                       submit="standin", progress=False)
+                       submit="standin", fmt="flac", progress=False)
     data, run = out / "data", out / "runs" / "demo"
     # data: competition layout, hidden truth, feature cache
     for name in ("train_tp.csv", "train_fp.csv", "sample_submission.csv", "truth/calls.csv",
