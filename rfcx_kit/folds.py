@@ -8,6 +8,9 @@ positives and their confusers spread evenly over folds.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,39 +63,60 @@ def load_or_make_folds(path: Path, recording_ids: Sequence[str], tp_presence: np
 
 @dataclass
 class FoldResult:
-    """What one fold task returned: its value, or the error that stopped it."""
+    """What one fold task returned: its value, or the error that stopped it, and where it ran.
+
+    ``worker`` is the Dask worker's address (``tcp://host:port``) for ``--backend dask``, else
+    ``host:pid`` of the process that ran the fold.
+    """
 
     fold: int
     value: Any = None
     error: str | None = None
+    worker: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+def _where() -> str:
+    """The Dask worker running this task (its address), else ``host:pid``."""
+    if "distributed" in sys.modules:  # only a Dask worker has it loaded; never import it for a local run
+        try:
+            from distributed import get_worker
+
+            return get_worker().address
+        except (ImportError, ValueError):  # ValueError: not inside a worker
+            pass
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _guarded(func: Callable[..., Any], fold: int, kwargs: dict[str, Any]) -> FoldResult:
     """Run one fold; a failure becomes a FoldResult with the error so other folds' results survive."""
     try:
-        return FoldResult(fold, value=func(fold=fold, **kwargs))
+        return FoldResult(fold, value=func(fold=fold, **kwargs), worker=_where())
     except Exception as exc:  # reported with the fold id by run_folds
         detail = str(exc) if isinstance(exc, RfcxError) else "".join(traceback.format_exception(exc))
-        return FoldResult(fold, error=f"{type(exc).__name__}: {detail}")
+        return FoldResult(fold, error=f"{type(exc).__name__}: {detail}", worker=_where())
 
 
 def run_folds(func: Callable[..., Any], folds: Sequence[int], kwargs: dict[str, Any],
-              backend: str = "loky", workers: int = 1, scheduler: str | None = None) -> list[FoldResult]:
-    """Run ``func(fold=k, **kwargs)`` for every fold through joblib.
+              backend: str = "loky", workers: int = 1, scheduler: str | None = None,
+              fold_kwargs: dict[int, dict[str, Any]] | None = None) -> list[FoldResult]:
+    """Run ``func(fold=k, **kwargs, **fold_kwargs[k])`` for every fold through joblib.
 
     Args:
         backend: ``loky`` (local processes; ``workers=1`` runs in this process) or ``dask`` (an existing
             Dask cluster at ``scheduler``, e.g. ``tcp://host:8786``; one fold per worker task).
+        fold_kwargs: arguments that differ per fold (e.g. each fold's ``init_from`` checkpoint), so folds
+            with their own arguments still run in parallel in one dispatch.
     Returns:
         one FoldResult per fold, in fold order. Failures are logged with their fold id.
     """
     from joblib import Parallel, delayed, parallel_config
 
-    calls = [delayed(_guarded)(func, k, kwargs) for k in folds]
+    fold_kwargs = fold_kwargs or {}
+    calls = [delayed(_guarded)(func, k, {**kwargs, **fold_kwargs.get(k, {})}) for k in folds]
     if backend == "dask":
         try:
             from distributed import Client
@@ -107,6 +131,8 @@ def run_folds(func: Callable[..., Any], folds: Sequence[int], kwargs: dict[str, 
     else:
         raise RfcxError(f"unknown backend {backend!r} (loky or dask)")
     for result in results:
-        if not result.ok:
-            log.error("fold %d failed: %s", result.fold, result.error)
+        if result.ok:
+            log.info("fold %d finished on %s", result.fold, result.worker)
+        else:
+            log.error("fold %d failed on %s: %s", result.fold, result.worker, result.error)
     return sorted(results, key=lambda r: r.fold)

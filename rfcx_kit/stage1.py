@@ -156,15 +156,9 @@ def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: n
 def train_stage(run_dir: Path, stage: str, folds: list[int], backend: str, workers: int, scheduler: str | None,
                 resume: bool, init_from: dict[int, str] | None = None, progress: bool = True) -> list[FoldResult]:
     """Train the given folds of a stage (in parallel where asked). Failures are reported per fold."""
-    results: list[FoldResult] = []
-    if init_from:  # each fold starts from its own previous weights
-        for fold in folds:
-            results += run_folds(train_fold, [fold], dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume,
-                                 init_from=init_from.get(fold), progress=progress), backend, 1, scheduler)
-    else:
-        results = run_folds(train_fold, folds, dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume,
-                            progress=progress), backend, workers, scheduler)
-    return results
+    common = dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume, progress=progress)
+    per_fold = {k: {"init_from": init_from.get(k)} for k in folds} if init_from else None
+    return run_folds(train_fold, folds, common, backend, workers, scheduler, fold_kwargs=per_fold)
 
 
 def parse_folds(text: str | None, n_folds: int) -> list[int]:
