@@ -32,22 +32,27 @@ def lwlrap_by_stage(table: pd.DataFrame, path: Path) -> Path:
               ("truth_oof_lwlrap", "OOF LWLRAP vs hidden truth", "^--"),
               ("truth_test_lwlrap", "test LWLRAP vs hidden truth", "s-"),
               ("LB", "public LB", "D-")]
+    shown = 0
     for key, label, style in series:
         if key not in table:
             continue
         values = pd.to_numeric(table[key], errors="coerce").to_numpy(dtype=float)
         if not np.isfinite(values).any():
             continue
-        ax.plot(x, values, style, label=label, lw=2, ms=7)
-        for xi, v in zip(x, values):
+        line = ax.plot(x, values, style, label=label, lw=2, ms=7)[0]
+        for xi, v in zip(x, values):  # each series' values on its own side, so labels do not overlap
             if np.isfinite(v):
-                ax.annotate(f"{v:.3f}", (xi, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+                dx, dy = [(-16, 8), (16, 8), (-16, -14), (16, -14)][shown % 4]
+                ax.annotate(f"{v:.3f}", (xi, v), textcoords="offset points", xytext=(dx, dy), ha="center",
+                            fontsize=7, color=line.get_color())
+        shown += 1
     ax.set_xticks(x, table["stage"])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("LWLRAP")
     ax.set_title("LWLRAP by stage")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.margins(x=0.08)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     return save(fig, path)
 
 
@@ -96,7 +101,8 @@ def training_curves(history: dict[str, pd.DataFrame], path: Path) -> Path:
         for i, (fold, part) in enumerate(frame.groupby("fold")):
             for ax, key in zip(axes, ("train_loss", "val_loss", "val_lwlrap")):
                 if key in part:
-                    ax.plot(part["epoch"], part[key], color=colour, alpha=0.8, marker=".",
+                    points = part[["epoch", key]].dropna()  # validation may run every few epochs only
+                    ax.plot(points["epoch"], points[key], color=colour, alpha=0.8, marker="o", ms=4,
                             label=stage if i == 0 else None)
     for ax, title in zip(axes, ("train loss", "validation loss", "validation LWLRAP (TP labels)")):
         ax.set_title(title)
@@ -124,8 +130,8 @@ def recording_overlay(spec: np.ndarray, positions: list[list[int]], boxes: pd.Da
     top.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, spec.shape[0]))
     for i, (start, end) in enumerate(positions):  # window layout as brackets along the top
         y = spec.shape[0] + 2 + (i % 2) * 3
-        top.plot([start * hop_s, min(end, spec.shape[1]) * hop_s], [y, y], color="deepskyblue" if i % 2 else "white", lw=3,
-                 clip_on=False)
+        top.plot([start * hop_s, min(end, spec.shape[1]) * hop_s], [y, y], color="tab:orange" if i % 2 else "tab:blue",
+                 lw=3, clip_on=False, solid_capstyle="butt")
     if truth is not None:
         for row in truth.itertuples():
             lo, hi = mel_bin(row.f_min), mel_bin(row.f_max)
