@@ -1,0 +1,169 @@
+"""Training input pipeline: the share of a training step spent waiting for data, and windows/s.
+
+The fold loop of ``rfcx_kit.train.train_fold`` is replayed step by step on CPU with the same library calls in
+the same order: an epoch's items from ``_sample_epoch`` (TP crops + FP windows, the post's stage 1), then per
+step ``items.take`` + ``crop_batch`` (read 512-frame crops from the memory-mapped store, normalise) =
+*data*, and learning-rate update + forward + loss + ``zero_grad`` + backward + optimizer step = *compute*.
+Data share = data / (data + compute), summed over the measured steps (target < 10% with a tiny model).
+
+Rows: each backbone with the page cache warm (``prepare_run``'s statistics pass has just read every file,
+as in a real run), the tiny model also with the page cache dropped before the steps (a first epoch on a
+machine whose RAM cannot hold the data set), and the tiny model with a one-thread prefetch of the next
+batch (not in the library: what a prefetching loader would give).
+
+    python benchmarks/bench_train_input.py [--data DIR] [--train 400] [--steps 30]
+        [--backbones mobilenetv3_small_050,resnet18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from rfcx_kit.config import load_config  # noqa: E402
+from rfcx_kit.inputs import crop_batch  # noqa: E402
+from rfcx_kit.stage1 import prepare_run  # noqa: E402
+from rfcx_kit.train import _loss, _sample_epoch, build_model, build_optimizer, learning_rate, load_context  # noqa: E402
+
+TARGET = 0.10
+TINY = "mobilenetv3_small_050"
+
+
+def run_steps(ctx, backbone: str, steps: int, warmup: int, prefetch: bool = False,  # noqa: ANN001
+              before: callable = None) -> dict:
+    """Replay ``warmup + steps`` training steps of fold 0; time data and compute of the last ``steps``."""
+    cfg = ctx.cfg
+    cfg.model.backbone = backbone
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    optimizer = build_optimizer(model, cfg, cfg.train.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)  # as train_fold on CPU
+    autocast = torch.autocast("cpu", dtype=torch.float16, enabled=False)
+    fold_of = ctx.folds["fold"].to_numpy()
+    rows = np.flatnonzero(fold_of != 0)
+    items = _sample_epoch(ctx, "stage1", rows, np.random.default_rng([cfg.train.seed, 0, 0, 0]), None)
+    bs = cfg.train.batch_size
+    total_steps = warmup + steps
+    order = np.resize(np.arange(len(items)), total_steps * bs)
+    items = items.take(order)
+
+    def load(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        batch = items.take(np.arange(step * bs, (step + 1) * bs))
+        x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
+                       cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
+        return x, torch.from_numpy(batch.target), torch.from_numpy(batch.weight), len(batch)
+
+    model.train()
+    data_s = compute_s = 0.0
+    pool = ThreadPoolExecutor(1) if prefetch else None
+    pending = pool.submit(load, 0) if pool else None
+    start_all = 0.0
+    for step in range(total_steps):
+        if step == warmup:
+            if before is not None:
+                before()
+            data_s = compute_s = 0.0
+            start_all = time.perf_counter()
+        t0 = time.perf_counter()
+        if pool:
+            x, target, weight, n = pending.result()
+            if step + 1 < total_steps:
+                pending = pool.submit(load, step + 1)
+        else:
+            x, target, weight, n = load(step)
+        t1 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, cfg.train.lr, cfg.train.scheduler, 0)
+        with autocast:
+            out = model(x)
+        loss = _loss({k: v.float() for k, v in out.items()}, target, weight, cfg, False)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        float(loss.detach())
+        t2 = time.perf_counter()
+        data_s += t1 - t0
+        compute_s += t2 - t1
+    wall = time.perf_counter() - start_all
+    if pool:
+        pool.shutdown()
+    return {"steps": steps, "batch": bs, "data s": data_s, "compute s": compute_s, "wall s": wall,
+            "data share %": 100 * data_s / (data_s + compute_s), "data ms/step": 1000 * data_s / steps,
+            "compute ms/step": 1000 * compute_s / steps, "windows/s": steps * bs / wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="npy competition folder [default: a subset of /tmp/bench/synth_full, or a small synthetic set]")
+    parser.add_argument("--train", type=int, default=400, help="Train recordings of the subset (with --data unset).")
+    parser.add_argument("--steps", type=int, default=30, help="Measured steps for the tiny model (resnet18: a third).")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--backbones", type=lambda t: t.split(","), default=[TINY, "resnet18"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, = cores].")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    if args.data is None:
+        full = common.BENCH_DIR / "synth_full"
+        if (full / "sample_submission.csv").exists():
+            args.data = common.subset_competition(full, args.train, 40)
+        else:
+            args.data = common.ensure_synth(common.BENCH_DIR / "synth_npy_small", 64, 32, "npy")
+    run_dir = common.BENCH_DIR / "train_input_run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cfg = load_config(None, ("train.device=cpu", "train.folds=5"))
+    prepare_run(run_dir, args.data, None, cfg, resume=False, progress=False)  # stats pass: page cache warm
+    ctx = load_context(run_dir)
+    files = [ctx.store.path("train", r) for r in ctx.train_ids]
+    load_before = common.warn_if_busy("bench_train_input")
+    foreign = common.ForeignLoad().start()
+    loads = []
+
+    rows = []
+    cases = [(b, "warm", False) for b in args.backbones]
+    if TINY in args.backbones:
+        cases += [(TINY, "cold", False), (TINY, "warm", True)]
+    for backbone, cache, prefetch in cases:
+        steps = args.steps if backbone == TINY else max(5, args.steps // 3)
+        before = (lambda: common.drop_page_cache(files)) if cache == "cold" else None
+        loads.append(common.load_average())
+        res = run_steps(ctx, backbone, steps, args.warmup, prefetch=prefetch, before=before)
+        rows.append({"backbone": backbone, "page cache": cache, "loader": "prefetch thread" if prefetch else "library (inline)",
+                     **res})
+        print(common.table(rows[-1:]), flush=True)
+
+    foreign_cores = foreign.stop()
+    main_row = next(r for r in rows if r["backbone"] == TINY and r["page cache"] == "warm" and r["loader"].startswith("library")) \
+        if TINY in args.backbones else rows[0]
+    share = main_row["data share %"] / 100
+    print()
+    print(common.table(rows, ["backbone", "page cache", "loader", "steps", "batch", "data ms/step", "compute ms/step",
+                              "data share %", "windows/s"]))
+    print(f"\ndata share, {main_row['backbone']} (library loop, warm cache): {100 * share:.1f}% "
+          f"[target < {100 * TARGET:.0f}%: {'met' if share < TARGET else 'MISSED'}]")
+    result = {
+        "data": str(args.data), "train_recordings": len(ctx.train_ids), "torch_threads": torch.get_num_threads(),
+        "batch_size": cfg.train.batch_size, "sampling": cfg.train.sampling,
+        "load_before": load_before, "load_during_max": max(loads), "foreign_cores": foreign_cores, "rows": rows,
+        "target": {"what": f"data share of a step < {100 * TARGET:.0f}% ({main_row['backbone']}, CPU)", "value": share,
+                   "met": share < TARGET},
+    }
+    common.write_result("train_input", result)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
