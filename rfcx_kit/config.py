@@ -111,7 +111,9 @@ class PredictConfig:
 
     mode: str = "framewise"  # framewise | clipwise | stitched
     batch_recordings: int = 8
-    max_windows: int = 128  # windows per forward (the memory budget)
+    # Windows per forward (the memory budget). None: 8 on CPU, where bigger forwards fall out of cache and
+    # run slower per window (benchmarks/RESULTS.md), 128 on CUDA, where batching is what fills the device.
+    max_windows: int | None = None
     threshold: float = 0.5  # for precision / recall in reports
 
 

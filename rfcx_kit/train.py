@@ -311,7 +311,7 @@ def _predict(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.ndarr
     stats = ctx.train_stats if split == "train" else ctx.test_stats
     return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
                               cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
-                              cfg.predict.max_windows, device=device, amp=cfg.train.amp,
+                              cfg.predict.max_windows or (128 if device.type == "cuda" else 8), device=device, amp=cfg.train.amp,
                               channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress)
 
 
