@@ -184,6 +184,8 @@ def section_scaling(res: dict) -> str:
         f"**{t['slope']:.3f}** (< 1 is sub-linear): {_status(t)}. Above the imports: "
         + ", ".join(f"{e:.2f}" for e in res["rss_above_imports_gib"]) + " GiB.",
         "- Log-log slope of time vs N: " + ", ".join(f"{k} {v:.2f}" for k, v in res["time_slope"].items()) + ".",
+        *[f"- N={r['n']} ran while other processes used {r['foreign_cores']} cores: its times are inflated (its "
+          "memory figures are not affected)." for r in res["results"] if r.get("foreign_cores", 0) > 0.25],
         "", f"![time and memory vs N]({link})"])
 
 
@@ -262,10 +264,13 @@ def _missed_notes(results: dict[str, dict]) -> list[str]:
             "a forward costs more per window the more windows it holds. The post's loop forwards B windows at a time "
             f"(its throughput per forward size B: {per_size}), while the batched path forwards up to "
             f"`max_windows={p['max_windows']}` windows at once (8B, capped). Batching wins where per-call overhead "
-            "dominates (batch 1, tiny model) and loses where activations outgrow the CPU caches. "
-            + (f"Measured alternatives: {alt_text}. " if alt_text else "")
-            + "Next step: choose `max_windows` by device (small, about 8, on CPU; large on GPU, where batching "
-            "is what fills the device), e.g. `predict.max_windows: auto`; the GPU figures are still to be measured.")
+            "dominates (batch 1, tiny model) and loses where the larger activations (likely) outgrow the CPU caches. "
+            + (f"Measured alternatives: {alt_text}. With forwards as small as the loop's, what is left of the gap is "
+               "the batched path's extra work: the window copy (`split_windows`) and the stitched/pooled timelines "
+               "(see the breakdown). " if alt_text else "")
+            + "Next step: choose `max_windows` by device (about 8 on CPU; large on GPU, where batching is what fills "
+            "the device), e.g. `predict.max_windows: auto`, and compute the stitched timelines only for the callers "
+            "that use them; the GPU figures are still to be measured.")
     t = results.get("train_input")
     if t and not t["target"]["met"]:
         notes.append(
