@@ -96,7 +96,7 @@ class TrainConfig:
     fp_per_tp: float = 1.0  # FP windows drawn per TP crop in an epoch
     crop_jitter: bool = True  # random offset of the TP box inside its crop
     steps_per_epoch: int | None = None  # None: one pass over the sampled windows
-    num_workers: int = 0
+    prefetch: bool = True  # build the next batch's input in a background thread while this step runs
     amp: bool = True  # mixed precision (CUDA only)
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile (CUDA only)
@@ -111,8 +111,10 @@ class PredictConfig:
 
     mode: str = "framewise"  # framewise | clipwise | stitched
     batch_recordings: int = 8
-    # Windows per forward (the memory budget). None: 8 on CPU, where bigger forwards fall out of cache and
-    # run slower per window (benchmarks/RESULTS.md), 128 on CUDA, where batching is what fills the device.
+    # Windows per forward (the memory budget). None: 128 on CUDA, where batching is what fills the device; on
+    # CPU as many as keep the largest activation within a quarter of the last-level cache (resnet18: 2,
+    # mobilenetv3_small_050: 8 with 32 MiB), since bigger forwards run slower per window there
+    # (predict.auto_max_windows, benchmarks/RESULTS.md).
     max_windows: int | None = None
     threshold: float = 0.5  # for precision / recall in reports
 

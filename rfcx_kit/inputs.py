@@ -8,11 +8,19 @@ from the memory-mapped store. :func:`normalize` with :func:`stats_of` equals ``m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
 import numpy as np
 import torch
 
 from rfcx_kit.features import FeatureStore
 from rfcx_kit.model import IMAGENET_MEAN, IMAGENET_STD
+from rfcx_kit.window import window_stride
+
+T = TypeVar("T")
+R = TypeVar("R")
+_END = object()
 
 
 def stats_of(x: np.ndarray) -> np.ndarray:
@@ -30,8 +38,45 @@ def recording_stats(store: FeatureStore, split: str, recording_ids: list[str], c
     return out
 
 
+def affine_coefficients(stats: torch.Tensor, mode: str = "post", in_channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per recording and channel, the ``a, b`` with ``input = a * dB + b`` (the whole normalisation is affine).
+
+    ``post``: min-max to [0, 1] then ImageNet mean/std, so ``a = 1 / (span * std_c)`` and
+    ``b = -(low / span + mean_c) / std_c`` (a constant recording: ``a = 0``, ``b = -mean_c / std_c``).
+    ``standardize``: ``a = 1 / (std + 1e-6)``, ``b = -mean * a`` on every channel.
+
+    Args:
+        stats: ``(B, 4)`` from :func:`stats_of` (float64).
+    Returns:
+        ``a, b``: ``(B, C)`` float32, computed in float64.
+    """
+    stats = stats.to(torch.float64)
+    if mode == "post":
+        if in_channels == 3:
+            mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
+        elif in_channels == 1:
+            mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).mean(0, True)
+            std = torch.tensor(IMAGENET_STD, dtype=torch.float64).mean(0, True)
+        else:
+            raise ValueError(f"mode 'post' uses ImageNet statistics: in_channels must be 1 or 3 ({in_channels})")
+        low, span = stats[:, 2:3], stats[:, 3:4] - stats[:, 2:3]
+        flat = span <= 0  # a constant recording scales to 0 (model.prepare_input)
+        inv = torch.where(flat, torch.zeros_like(span), 1.0 / span.clamp_min(1e-300))
+        a = inv / std[None, :]
+        b = -(low * inv + mean[None, :]) / std[None, :]
+    elif mode == "standardize":
+        a = (1.0 / (stats[:, 1:2] + 1e-6)).expand(-1, in_channels)
+        b = -stats[:, 0:1] * a
+    else:
+        raise ValueError(f"unknown input mode {mode!r}: use 'post' or 'standardize'")
+    return a.float().contiguous(), b.float().contiguous()
+
+
 def normalize(x: torch.Tensor, stats: torch.Tensor, mode: str = "post", in_channels: int = 3) -> torch.Tensor:
     """Normalise frames of recordings with their whole-recording statistics.
+
+    One fused multiply-add per output value (``torch.addcmul`` with :func:`affine_coefficients`), reading the
+    dB frames once in whatever dtype they are stored (float16 caches are promoted on the fly).
 
     Args:
         x: ``(B, F, W)`` dB frames (a crop, a window or the whole recording).
@@ -39,21 +84,43 @@ def normalize(x: torch.Tensor, stats: torch.Tensor, mode: str = "post", in_chann
     Returns:
         ``(B, in_channels, F, W)`` float32, as ``model.prepare_input`` gives for the whole recording.
     """
-    x = x.float()
-    stats = stats.to(x.device, torch.float64)
-    if mode == "post":
-        low = stats[:, 2].view(-1, 1, 1)
-        span = (stats[:, 3] - stats[:, 2]).view(-1, 1, 1)
-        scaled = torch.where(span > 0, (x - low.float()) / span.clamp_min(1e-12).float(), torch.zeros_like(x))
-        if in_channels == 3:
-            mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-        else:
-            mean, std = torch.tensor(IMAGENET_MEAN).mean(0, True), torch.tensor(IMAGENET_STD).mean(0, True)
-        mean, std = mean.to(x.device).view(1, -1, 1, 1), std.to(x.device).view(1, -1, 1, 1)
-        return (scaled.unsqueeze(1).expand(-1, in_channels, -1, -1) - mean) / std
-    mean = stats[:, 0].view(-1, 1, 1).float()
-    std = stats[:, 1].view(-1, 1, 1).float()
-    return ((x - mean) / (std + 1e-6)).unsqueeze(1).repeat(1, in_channels, 1, 1)
+    a, b = affine_coefficients(stats, mode, in_channels)
+    a, b = a.to(x.device)[:, :, None, None], b.to(x.device)[:, :, None, None]
+    return torch.addcmul(b, x.unsqueeze(1), a)
+
+
+def window_inputs(x: torch.Tensor, stats: torch.Tensor, positions: list[list[int]], mode: str = "post",
+                  in_channels: int = 3) -> torch.Tensor:
+    """Normalised model input of every window of whole recordings, built in one pass.
+
+    Equals ``split_windows(normalize(x, stats), positions)``, but the windows are cut from the 1-channel
+    dB frames as a strided view and normalised straight into the output: one write of the result instead
+    of normalising 3 channels of the whole recording and then copying them into windows.
+
+    Args:
+        x: ``(B, F, T)`` dB frames of whole recordings (any float dtype).
+        stats: ``(B, 4)`` their statistics.
+        positions: evenly spaced windows from ``window.window_positions``.
+    Returns:
+        ``(N * B, C, F, W)`` float32 in window-major order (as ``split_windows``); frames past ``T`` are 0.
+    """
+    n = len(positions)
+    width = positions[0][1] - positions[0][0]
+    stride = window_stride(positions)
+    if positions[0][0] != 0:
+        raise ValueError("windows must start at frame 0")
+    frames, needed = x.shape[-1], positions[-1][1]
+    if needed > frames:
+        x = torch.nn.functional.pad(x, (0, needed - frames))
+    view = x[..., :needed].unfold(-1, width, stride)[..., :n, :]  # (B, F, N, W), no copy
+    view = view.permute(2, 0, 1, 3).unsqueeze(2)  # (N, B, 1, F, W)
+    a, b = affine_coefficients(stats, mode, in_channels)
+    a, b = a.to(x.device)[None, :, :, None, None], b.to(x.device)[None, :, :, None, None]
+    out = torch.addcmul(b, view, a)  # (N, B, C, F, W), contiguous
+    for k, (start, _) in enumerate(positions):  # at most a few windows reach past the end: pad with 0 as the post
+        if start + width > frames:
+            out[k, ..., max(0, frames - start) :] = 0.0
+    return out.reshape((n * x.shape[0],) + tuple(out.shape[2:]))
 
 
 def read_crops(store: FeatureStore, split: str, recording_ids: list[str], rows: np.ndarray, starts: np.ndarray,
@@ -82,3 +149,28 @@ def crop_batch(store: FeatureStore, split: str, recording_ids: list[str], stats:
     if pad.any():  # the post pads windows with zeros after normalisation
         x = x.masked_fill(pad[:, None, None, :], 0.0)
     return x
+
+
+def prefetched(batches: Iterable[T], make: Callable[[T], R], enabled: bool = True) -> Iterator[tuple[T, R]]:
+    """Yield ``(batch, make(batch))`` while ``make`` of the NEXT batch already runs in a background thread.
+
+    Reading crops from the memory map and normalising them releases the GIL, so the next batch is ready
+    when the optimiser step ends (measured: 8.6% of a CPU step waiting for data inline, 0.1% prefetched;
+    benchmarks/RESULTS.md). ``make`` must not draw random numbers: the order of results is the order of
+    ``batches``, so training stays deterministic. ``enabled=False`` runs everything inline.
+    """
+    if not enabled:
+        for batch in batches:
+            yield batch, make(batch)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    iterator = iter(batches)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfcx-prefetch") as pool:
+        current = next(iterator, _END)
+        pending = pool.submit(make, current) if current is not _END else None
+        while current is not _END:
+            following = next(iterator, _END)
+            upcoming = pool.submit(make, following) if following is not _END else None
+            yield current, pending.result()
+            current, pending = following, upcoming

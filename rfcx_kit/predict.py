@@ -1,7 +1,9 @@
 """Soft frame-wise prediction: every window of a batch of recordings in one batched forward.
 
-For each recording: normalise (whole recording), cut into windows (one strided op), run all windows of
-``batch_recordings`` recordings through the model in chunks of at most ``max_windows`` windows, then
+For a batch of recordings: cut the dB frames into windows (a strided view) and normalise them with each
+recording's whole-recording statistics straight into the model input (one fused multiply-add), run all
+windows of ``batch_recordings`` recordings through the model in chunks of at most ``max_windows`` windows
+(chosen from the device and the model's activation size when not given), then
 
 * ``framewise`` (the post): sigmoid of the framewise output, max over time in each window, max over windows;
 * ``clipwise``: sigmoid of the clipwise output, max over windows;
@@ -22,8 +24,14 @@ import numpy as np
 import torch
 
 from rfcx_kit.features import FeatureStore
-from rfcx_kit.inputs import normalize
-from rfcx_kit.window import merge_windows, split_windows, stitch_windows, stitched_max
+from rfcx_kit.inputs import window_inputs
+from rfcx_kit.window import merge_windows, stitch_windows, stitched_max
+
+# Windows per forward on CPU are chosen so the largest activation of one forward stays within this share of
+# the last-level cache: on a 2-core EPYC (32 MiB L3) resnet18 ran at 25.9 windows/s one window per forward
+# and 21.2 at 32, mobilenetv3_small_050 at 252 windows/s with 8 and 182 with 32 (benchmarks/RESULTS.md).
+CPU_CACHE_SHARE = 4
+CUDA_MAX_WINDOWS = 128
 
 
 @dataclass
@@ -53,6 +61,53 @@ class Prediction:
         raise ValueError(f"unknown prediction mode {mode!r}")
 
 
+def last_level_cache_bytes(default: int = 32 * 2**20) -> int:
+    """Size of the CPU's largest cache (Linux sysfs), or ``default`` where it cannot be read."""
+    from pathlib import Path
+
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = entry.read_text().strip().upper()
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes) if sizes else default
+
+
+@torch.no_grad()
+def peak_activation_bytes(model: torch.nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
+    """Bytes of the largest output of any leaf module for ONE window of ``shape`` ``(C, F, W)`` (a probe forward)."""
+    peak = 0
+
+    def hook(_module, _inputs, output) -> None:  # noqa: ANN001
+        nonlocal peak
+        if isinstance(output, torch.Tensor):
+            peak = max(peak, output.numel() * output.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        model(torch.zeros((1, *shape), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return peak
+
+
+def auto_max_windows(model: torch.nn.Module, shape: tuple[int, ...], device: str | torch.device) -> int:
+    """Windows per forward when ``predict.max_windows`` is not set.
+
+    CUDA: 128 (batching is what fills the device). CPU: as many windows as keep the largest activation
+    within a quarter of the last-level cache (1..64): resnet18 at 128 x 512 -> 2, mobilenetv3_small_050 -> 8
+    with a 32 MiB L3. Bigger forwards fall out of cache and run slower per window on CPU.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return CUDA_MAX_WINDOWS
+    budget = last_level_cache_bytes() // CPU_CACHE_SHARE
+    return int(min(64, max(1, budget // max(1, peak_activation_bytes(model, shape, device)))))
+
+
 @torch.no_grad()
 def forward_windows(model: torch.nn.Module, x: torch.Tensor, max_windows: int) -> dict[str, torch.Tensor]:
     """Run ``(M, C, F, W)`` windows through the model in chunks of ``max_windows`` (the memory budget)."""
@@ -63,10 +118,14 @@ def forward_windows(model: torch.nn.Module, x: torch.Tensor, max_windows: int) -
 @torch.no_grad()
 def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, recording_ids: list[str],
                        stats: np.ndarray, positions: list[list[int]], mode: str = "post", in_channels: int = 3,
-                       batch_recordings: int = 8, max_windows: int = 128, pool: int = 32,
+                       batch_recordings: int = 8, max_windows: int | None = None, pool: int = 32,
                        device: str | torch.device = "cpu", amp: bool = False, channels_last: bool = False,
-                       progress: bool = False) -> Prediction:
-    """Soft frame-wise prediction of ``recording_ids`` (stats: their ``(R, 4)`` statistics)."""
+                       progress: bool = False, timelines: bool = True) -> Prediction:
+    """Soft frame-wise prediction of ``recording_ids`` (stats: their ``(R, 4)`` statistics).
+
+    ``max_windows``: windows per forward (None: :func:`auto_max_windows`). ``timelines=False`` skips the
+    stitched mode and the pooled framewise timeline (left as zeros) for callers that only need the windows.
+    """
     from tqdm.auto import tqdm
 
     model.eval()
@@ -83,8 +142,10 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
     for lo in range(0, r, batch_recordings):
         ids = recording_ids[lo : lo + batch_recordings]
         b = len(ids)
-        x = normalize(torch.from_numpy(store.batch(split, ids)), torch.from_numpy(stats[lo : lo + b]), mode, in_channels)
-        x = split_windows(x, positions).to(device, non_blocking=True)  # (N*B, C, F, W)
+        raw = torch.from_numpy(store.batch(split, ids)).to(device, non_blocking=True)  # (B, F, T) dB
+        x = window_inputs(raw, torch.from_numpy(stats[lo : lo + b]), positions, mode, in_channels)  # (N*B, C, F, W)
+        if max_windows is None:
+            max_windows = auto_max_windows(model, tuple(x.shape[1:]), device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast:
@@ -92,10 +153,11 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
         prob = merge_windows(torch.sigmoid(out["framewise"]), n).cpu()  # (B, N, 24, W)
         windows[lo : lo + b] = prob.amax(dim=-1).numpy()
         clipwise[lo : lo + b] = merge_windows(out["clipwise"], n).cpu().numpy()
-        stitched[lo : lo + b] = stitch_windows(prob, positions, frames).amax(dim=-1).numpy()
-        timeline = stitched_max(prob, positions, frames)  # (B, 24, T)
-        timeline = torch.nn.functional.pad(timeline, (0, segments * pool - frames), value=0.0)
-        framewise[lo : lo + b] = timeline.reshape(b, 24, segments, pool).amax(-1).numpy().astype(np.float16)
+        if timelines:
+            stitched[lo : lo + b] = stitch_windows(prob, positions, frames).amax(dim=-1).numpy()
+            timeline = stitched_max(prob, positions, frames)  # (B, 24, T)
+            timeline = torch.nn.functional.pad(timeline, (0, segments * pool - frames), value=0.0)
+            framewise[lo : lo + b] = timeline.reshape(b, 24, segments, pool).amax(-1).numpy().astype(np.float16)
         bar.update(b)
     bar.close()
     return Prediction(windows, clipwise, stitched, framewise)

@@ -30,7 +30,7 @@ from rfcx_kit.config import Config, load_saved_config
 from rfcx_kit.errors import RfcxError
 from rfcx_kit.features import FeatureStore, resolve_store
 from rfcx_kit.framewise import FramewiseLabels
-from rfcx_kit.inputs import crop_batch
+from rfcx_kit.inputs import crop_batch, prefetched
 from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_text
 from rfcx_kit.losses import clipwise_bce, masked_bce
 from rfcx_kit.metrics import lwlrap
@@ -244,10 +244,15 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         losses = []
         bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False)
-        for lo in range(0, len(items), cfg.train.batch_size):
-            batch = items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items))))
+        batches = (items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items))))
+                   for lo in range(0, len(items), cfg.train.batch_size))
+
+        def make_input(batch: Items) -> torch.Tensor:  # no random draws: safe to run ahead in a thread
             x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
                            cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
+            return x.pin_memory() if cuda else x
+
+        for batch, x in prefetched(batches, make_input, enabled=cfg.train.prefetch):
             x = x.to(device, non_blocking=True)
             if cuda and cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -311,7 +316,7 @@ def _predict(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.ndarr
     stats = ctx.train_stats if split == "train" else ctx.test_stats
     return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
                               cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
-                              cfg.predict.max_windows or (128 if device.type == "cuda" else 8), device=device, amp=cfg.train.amp,
+                              cfg.predict.max_windows, device=device, amp=cfg.train.amp,
                               channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress)
 
 

@@ -15,13 +15,13 @@ from rfcx_kit.config import ConfigError, load_config
 from rfcx_kit.errors import DataError
 from rfcx_kit.features import FeatureStore
 from rfcx_kit.folds import make_folds, run_folds
-from rfcx_kit.inputs import normalize, stats_of
+from rfcx_kit.inputs import normalize, stats_of, window_inputs
 from rfcx_kit.model import SEDModel, prepare_input
-from rfcx_kit.predict import predict_recordings
+from rfcx_kit.predict import auto_max_windows, peak_activation_bytes, predict_recordings
 from rfcx_kit.reader import read_competition
 from rfcx_kit.stage1 import prepare_run, run_stage1, stage1_cmd
 from rfcx_kit.train import load_checkpoint, train_fold
-from rfcx_kit.window import window_positions
+from rfcx_kit.window import split_windows, window_positions
 
 from tiny import make_tiny, tiny_overrides
 
@@ -79,6 +79,58 @@ def test_crop_normalisation_equals_whole_recording_normalisation(tiny: Path) -> 
         torch.testing.assert_close(crop, whole[..., 100:300], atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode,channels", [("post", 3), ("post", 1), ("standardize", 3), ("standardize", 1)])
+@pytest.mark.parametrize("window,cover,frames", [(512, 49, 3751), (256, 23, 3751), (313, 0, 626), (200, 10, 626)])
+def test_window_inputs_equal_normalising_then_splitting(mode: str, channels: int, window: int, cover: int,
+                                                        frames: int) -> None:
+    """The fused path (split the dB frames, normalise into the output) == prepare_input then split_windows,
+    from float16 caches too, including the zero padding of windows past the end."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((rng.normal(-60, 12, size=(3, 16, frames))).astype(np.float16))
+    x[1] = -42.0  # a constant recording
+    stats = torch.from_numpy(stats_of(x.numpy()))
+    positions = window_positions(frames, window, cover)
+    fused = window_inputs(x, stats, positions, mode, channels)
+    reference = split_windows(prepare_input(x, mode, channels), positions)
+    assert fused.shape == reference.shape and fused.dtype == torch.float32 and fused.is_contiguous()
+    torch.testing.assert_close(fused, reference, atol=2e-5, rtol=1e-5)
+    pad = positions[-1][1] - frames
+    if pad:
+        assert torch.all(fused[-3:, ..., window - pad :] == 0)  # last window of each of the 3 recordings
+
+
+def test_windows_per_forward_follow_the_activation_size(monkeypatch) -> None:
+    """CPU: as many windows as keep the largest activation within a quarter of the cache; CUDA: 128."""
+    import rfcx_kit.predict as predict
+
+    model = SEDModel("mobilenetv3_small_050").eval()
+    shape = (3, 128, 512)
+    peak = peak_activation_bytes(model, shape, torch.device("cpu"))
+    assert peak == 16 * 64 * 256 * 4  # the stem's 16 x 64 x 256 float32 output is the largest
+    monkeypatch.setattr(predict, "last_level_cache_bytes", lambda default=0: 32 * 2**20)
+    assert auto_max_windows(model, shape, "cpu") == 8
+    monkeypatch.setattr(predict, "last_level_cache_bytes", lambda default=0: 2**20)
+    assert auto_max_windows(model, shape, "cpu") == 1  # never 0
+    monkeypatch.setattr(predict, "last_level_cache_bytes", lambda default=0: 2**40)
+    assert auto_max_windows(model, shape, "cpu") == 64  # capped
+    assert auto_max_windows(model, shape, "cuda") == 128
+    assert not any(m._forward_hooks for m in model.modules())  # the probe's hooks are removed
+
+
+def test_prediction_does_not_depend_on_windows_per_forward_and_timelines_are_optional(tiny: Path) -> None:
+    torch.manual_seed(2)
+    model = SEDModel("mobilenetv3_small_050").eval()
+    store, ids, stats = _store(tiny, 626)
+    positions = window_positions(626, 256, 23)
+    auto = predict_recordings(model, store, "train", ids, stats, positions, batch_recordings=2)
+    one = predict_recordings(model, store, "train", ids, stats, positions, batch_recordings=2, max_windows=1)
+    bare = predict_recordings(model, store, "train", ids, stats, positions, batch_recordings=2, timelines=False)
+    np.testing.assert_allclose(auto.windows, one.windows, atol=1e-5)
+    np.testing.assert_allclose(auto.framewise.astype(np.float32), one.framewise.astype(np.float32), atol=1e-3)
+    np.testing.assert_array_equal(bare.windows, auto.windows)
+    assert not bare.framewise.any() and not bare.stitched.any() and auto.framewise.any()
+
+
 def test_folds_are_disjoint_cover_everything_and_are_stratified() -> None:
     """Every recording in exactly one fold; each species' positives spread evenly over folds."""
     rng = np.random.default_rng(0)
@@ -132,6 +184,32 @@ def test_killed_training_resumed_ends_with_the_same_weights(tiny: Path, tmp_path
     h1 = pd.read_csv(tmp_path / "straight/stage1/fold0/history.csv").drop(columns="seconds")
     h2 = pd.read_csv(tmp_path / "killed/stage1/fold0/history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(h1, h2)
+
+
+def test_prefetching_the_next_batch_changes_nothing(tiny: Path, tmp_path: Path) -> None:
+    """train.prefetch (the next batch built in a thread, the default) trains the same weights as inline input."""
+    for prefetch in (True, False):
+        cfg = load_config(None, (*tiny_overrides(epochs=2), f"train.prefetch={str(prefetch).lower()}"))
+        prepare_run(tmp_path / str(prefetch), tiny, None, cfg, resume=False, progress=False)
+        train_fold(0, run_dir=tmp_path / str(prefetch), progress=False)
+    a, b = _weights(tmp_path / "True/stage1/fold0/last.pt"), _weights(tmp_path / "False/stage1/fold0/last.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
+
+
+def test_prefetched_keeps_order_and_raises_the_workers_error() -> None:
+    from rfcx_kit.inputs import prefetched
+
+    assert list(prefetched(range(5), lambda b: b * b)) == [(i, i * i) for i in range(5)]
+    assert list(prefetched([], lambda b: b)) == []
+
+    def boom(b: int) -> int:
+        if b == 2:
+            raise ValueError("bad batch 2")
+        return b
+
+    with pytest.raises(ValueError, match="bad batch 2"):
+        list(prefetched(range(4), boom))
 
 
 def test_stage1_command_writes_the_run_directory(tiny: Path, tmp_path: Path) -> None:
