@@ -96,7 +96,10 @@ class TrainConfig:
     fp_per_tp: float = 1.0  # FP windows drawn per TP crop in an epoch
     crop_jitter: bool = True  # random offset of the TP box inside its crop
     steps_per_epoch: int | None = None  # None: one pass over the sampled windows
-    prefetch: bool = True  # build the next batch's input in a background thread while this step runs
+    # Build the next batch's input in a background thread while the step runs. None: on with CUDA (the CPU
+    # is idle while the GPU computes); off on CPU, where the thread competes with the step for the same cores
+    # (2 cores, mobilenetv3_small_050: 89-90 windows/s with the thread vs 94-97 inline, benchmarks/RESULTS.md).
+    prefetch: bool | None = None
     amp: bool = True  # mixed precision (CUDA only)
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile (CUDA only)

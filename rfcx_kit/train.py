@@ -252,7 +252,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
                            cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
             return x.pin_memory() if cuda else x
 
-        for batch, x in prefetched(batches, make_input, enabled=cfg.train.prefetch):
+        prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
+        for batch, x in prefetched(batches, make_input, enabled=prefetch):
             x = x.to(device, non_blocking=True)
             if cuda and cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
