@@ -184,14 +184,16 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
     prepare_run(run_dir, data, cache, cfg, resume, progress=progress)
     results = train_stage(run_dir, "stage1", fold_list, backend, workers, scheduler, resume, progress=progress)
     failed = [r for r in results if not r.ok]
+    why = "; ".join(f"fold {r.fold} failed: {r.error.splitlines()[-1] if r.error else ''}" for r in failed)
+    if failed and len(failed) == len(results):  # nothing to collect: say why each fold failed
+        raise RfcxError(f"{why} (nothing was collected; fix the cause and rerun with --resume)")
     metrics = collect_stage(run_dir, "stage1")
     metrics["wall_seconds"] = round(time.time() - started, 1)
     from rfcx_kit.report import write_cv_tables
 
     write_cv_tables(run_dir)
     if failed:
-        raise RfcxError("; ".join(f"fold {r.fold} failed: {r.error.splitlines()[-1] if r.error else ''}" for r in failed)
-                        + f" (the other folds' results are kept in {run_dir / 'stage1'}; rerun with --resume)")
+        raise RfcxError(f"{why} (the other folds' results are kept in {run_dir / 'stage1'}; rerun with --resume)")
     return metrics
 
 

@@ -275,3 +275,19 @@ def test_one_failing_fold_keeps_the_others() -> None:
     assert [r.ok for r in results] == [True, False, True]
     assert results[0].value == 0 and results[2].value == 20
     assert "fold one" in results[1].error and results[1].fold == 1
+
+
+def test_every_fold_failing_names_each_folds_cause(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """When no fold finishes, the error gives each fold's own cause (not a bare 'nothing to collect')."""
+    import rfcx_kit.stage1 as stage1
+
+    def broken(fold: int, **_kwargs) -> None:
+        raise RuntimeError(f"disk full while training fold {fold}")
+
+    monkeypatch.setattr(stage1, "train_fold", broken)
+    with pytest.raises(Exception) as info:
+        run_stage1(tiny, tmp_path / "r", overrides=tiny_overrides(), progress=False)
+    message = str(info.value)
+    for fold in range(3):
+        assert f"fold {fold} failed: RuntimeError: disk full while training fold {fold}" in message, message
+    assert "nothing was collected" in message
