@@ -3,8 +3,10 @@
 Same model (random init, eval mode), same recordings, same normalisation, side by side in one run:
 
 * ``batched``: ``rfcx_kit.predict.predict_recordings`` with ``batch_recordings=B``: all windows of B
-  recordings cut by one strided op and run in forwards of at most ``max_windows`` windows (the library's
-  default, 128), plus everything it keeps (per-window max, clipwise, stitched and pooled framewise timelines);
+  recordings cut from the dB frames as a strided view and normalised into the model input in one pass, run
+  in forwards of at most ``max_windows`` windows (the library's default: chosen from the device and the
+  model's largest activation, ``predict.auto_max_windows``), plus everything it keeps (per-window max,
+  clipwise, stitched and pooled framewise timelines);
 * ``post loop``: the post's prediction loop over a loader batch of B recordings::
 
       for h, t in positions:
@@ -36,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from rfcx_kit.features import FeatureStore  # noqa: E402
-from rfcx_kit.inputs import normalize, recording_stats  # noqa: E402
+from rfcx_kit.inputs import normalize, recording_stats, window_inputs  # noqa: E402
 from rfcx_kit.model import SEDModel  # noqa: E402
-from rfcx_kit.predict import forward_windows, predict_recordings  # noqa: E402
+from rfcx_kit.predict import auto_max_windows, forward_windows, predict_recordings  # noqa: E402
 from rfcx_kit.reader import read_competition  # noqa: E402
-from rfcx_kit.window import merge_windows, split_windows, stitch_windows, stitched_max, window_positions  # noqa: E402
+from rfcx_kit.window import merge_windows, stitch_windows, stitched_max, window_positions  # noqa: E402
 
 TARGET = 1.0
 
@@ -80,10 +82,8 @@ def batched_steps(model, store, split, ids, stats, positions, batch, max_windows
         b = len(ids[lo : lo + batch])
         with splits("read"):
             raw = torch.from_numpy(store.batch(split, ids[lo : lo + batch]))
-        with splits("normalize"):
-            x = normalize(raw, torch.from_numpy(stats[lo : lo + b]))
-        with splits("split_windows"):
-            x = split_windows(x, positions)
+        with splits("normalize+split"):
+            x = window_inputs(raw, torch.from_numpy(stats[lo : lo + b]), positions)
         with splits("forward"):
             res = forward_windows(model, x, max_windows)
         with splits("sigmoid+max"):
@@ -105,8 +105,9 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=32, help="Test recordings predicted per measurement.")
     parser.add_argument("--batch-sizes", type=lambda t: [int(v) for v in t.split(",")], default=[1, 8, 32])
     parser.add_argument("--backbones", type=lambda t: t.split(","), default=["resnet18", "mobilenetv3_small_050"])
-    parser.add_argument("--max-windows", type=int, default=128, help="predict.max_windows (library default 128).")
-    parser.add_argument("--alt-max-windows", type=lambda t: [int(v) for v in t.split(",") if int(v)], default=[8, 32],
+    parser.add_argument("--max-windows", type=int, default=None,
+                        help="predict.max_windows [default: the library's automatic choice].")
+    parser.add_argument("--alt-max-windows", type=lambda t: [int(v) for v in t.split(",") if int(v)], default=[1, 8, 32],
                         help="Also time the batched path with these predict.max_windows values (0: none).")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's, = cores].")
@@ -122,6 +123,7 @@ def main() -> None:
     if len(ids) < max(args.batch_sizes):
         raise SystemExit(f"{args.data}: {len(ids)} test recordings, fewer than the largest batch size")
     stats = recording_stats(store, "test", ids)
+    store_shape = store.load("test", ids[0]).shape  # (F, T)
     positions = window_positions(store.frames, 512, 49)
     common.warm_page_cache([store.path("test", r) for r in ids])
     load_before = common.warn_if_busy("bench_predict")
@@ -132,10 +134,11 @@ def main() -> None:
     for backbone in args.backbones:
         torch.manual_seed(0)
         model = SEDModel(backbone).eval()
+        chunk = args.max_windows or auto_max_windows(model, (3, store_shape[0], 512), "cpu")
         # Warm-up: first-call costs (oneDNN primitives, allocator) of the input shapes both paths use.
         for b in args.batch_sizes:
             w = min(b, 8)
-            for mw in {args.max_windows, *args.alt_max_windows}:
+            for mw in {chunk, *args.alt_max_windows}:
                 predict_recordings(model, store, "test", ids[:w], stats[:w], positions, batch_recordings=w,
                                    max_windows=mw)
             post_loop(model, store, "test", ids[:w], stats[:w], positions, w)
@@ -146,7 +149,7 @@ def main() -> None:
                 loads.append(common.load_average())
                 start = time.perf_counter()
                 pred = predict_recordings(model, store, "test", ids, stats, positions, batch_recordings=b,
-                                          max_windows=args.max_windows)
+                                          max_windows=args.max_windows)  # None: the library's own choice
                 t_batched.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 loop = post_loop(model, store, "test", ids, stats, positions, b)
@@ -162,7 +165,8 @@ def main() -> None:
             windows = len(ids) * len(positions)
             rows.append({"backbone": backbone, "batch": b, "batched s": tb, "post loop s": tl, "ratio": tl / tb,
                          "batched win/s": windows / tb, "loop win/s": windows / tl,
-                         "forwards batched": len(range(0, len(ids), b)) * -(-b * len(positions) // args.max_windows),
+                         "forwards batched": len(range(0, len(ids), b)) * -(-b * len(positions) // chunk),
+                         "max_windows": chunk,
                          "forwards loop": len(range(0, len(ids), b)) * len(positions),
                          "runs batched": t_batched, "runs loop": t_loop, "max abs diff": diff})
             for mw, runs in t_alt.items():
@@ -173,7 +177,7 @@ def main() -> None:
             for path, fn in (("batched", batched_steps), ("post loop", post_loop)):
                 splits = common.Splits()
                 if path == "batched":
-                    fn(model, store, "test", ids, stats, positions, b, args.max_windows, splits)
+                    fn(model, store, "test", ids, stats, positions, b, chunk, splits)
                 else:
                     fn(model, store, "test", ids, stats, positions, b, splits)
                 share = splits.share()
@@ -183,13 +187,13 @@ def main() -> None:
     foreign_cores = foreign.stop()
     ratios = [r["ratio"] for r in rows]
     met = all(r >= TARGET for r in ratios)
-    show = ["backbone", "batch", "batched s", "post loop s", "ratio", "batched win/s", "loop win/s",
+    show = ["backbone", "batch", "max_windows", "batched s", "post loop s", "ratio", "batched win/s", "loop win/s",
             "forwards batched", "forwards loop", "max abs diff"]
-    show[5:5] = [f"ratio (max_windows={mw})" for mw in args.alt_max_windows]
+    show[6:6] = [f"ratio (max_windows={mw})" for mw in args.alt_max_windows]
     print(common.table(rows, show))
     print()
     cols = ["backbone", "batch", "path", "total s"] + sorted({k for r in breakdown for k in r if k.endswith("%")},
-                                                          key=["read %", "normalize %", "split_windows %",
+                                                          key=["read %", "normalize %", "normalize+split %",
                                                                "forward %", "sigmoid+max %",
                                                                "stitch+timeline %"].index)
     print(common.table(breakdown, cols))

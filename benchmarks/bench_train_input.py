@@ -2,14 +2,16 @@
 
 The fold loop of ``rfcx_kit.train.train_fold`` is replayed step by step on CPU with the same library calls in
 the same order: an epoch's items from ``_sample_epoch`` (TP crops + FP windows, the post's stage 1), then per
-step ``items.take`` + ``crop_batch`` (read 512-frame crops from the memory-mapped store, normalise) =
-*data*, and learning-rate update + forward + loss + ``zero_grad`` + backward + optimizer step = *compute*.
+step ``items.take`` + ``crop_batch`` (read 512-frame crops from the memory-mapped store, normalise) through
+``inputs.prefetched``: inline (the library's default on CPU) or with the next batch built in a background
+thread (``train.prefetch=true``, the default on CUDA). *Data* = time the step waits for its batch plus the
+epoch's sampling (``_sample_epoch``: crops and their labels) spread over the epoch's steps; *compute* =
+learning-rate update + forward + loss + ``zero_grad`` + backward + optimizer step.
 Data share = data / (data + compute), summed over the measured steps (target < 10% with a tiny model).
 
 Rows: each backbone with the page cache warm (``prepare_run``'s statistics pass has just read every file,
-as in a real run), the tiny model also with the page cache dropped before the steps (a first epoch on a
-machine whose RAM cannot hold the data set), and the tiny model with a one-thread prefetch of the next
-batch (not in the library: what a prefetching loader would give).
+as in a real run), the tiny model also with the prefetch thread and with the page cache dropped before the
+steps (a first epoch on a machine whose RAM cannot hold the data set).
 
     python benchmarks/bench_train_input.py [--data DIR] [--train 400] [--steps 30]
         [--backbones mobilenetv3_small_050,resnet18]
@@ -21,7 +23,6 @@ import argparse
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from rfcx_kit.config import load_config  # noqa: E402
-from rfcx_kit.inputs import crop_batch  # noqa: E402
+from rfcx_kit.inputs import crop_batch, prefetched  # noqa: E402
 from rfcx_kit.stage1 import prepare_run  # noqa: E402
 from rfcx_kit.train import _loss, _sample_epoch, build_model, build_optimizer, learning_rate, load_context  # noqa: E402
 
@@ -51,36 +52,33 @@ def run_steps(ctx, backbone: str, steps: int, warmup: int, prefetch: bool = Fals
     autocast = torch.autocast("cpu", dtype=torch.float16, enabled=False)
     fold_of = ctx.folds["fold"].to_numpy()
     rows = np.flatnonzero(fold_of != 0)
+    sample_start = time.perf_counter()
     items = _sample_epoch(ctx, "stage1", rows, np.random.default_rng([cfg.train.seed, 0, 0, 0]), None)
+    sample_s = time.perf_counter() - sample_start  # once per epoch in train_fold
     bs = cfg.train.batch_size
+    epoch_steps = max(1, -(-len(items) // bs))
     total_steps = warmup + steps
     order = np.resize(np.arange(len(items)), total_steps * bs)
     items = items.take(order)
 
-    def load(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        batch = items.take(np.arange(step * bs, (step + 1) * bs))
-        x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
-                       cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
-        return x, torch.from_numpy(batch.target), torch.from_numpy(batch.weight), len(batch)
+    def make_input(batch):  # noqa: ANN001, ANN202 - as train_fold's
+        return crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
+                          cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
 
     model.train()
     data_s = compute_s = 0.0
-    pool = ThreadPoolExecutor(1) if prefetch else None
-    pending = pool.submit(load, 0) if pool else None
-    start_all = 0.0
+    if before is not None:
+        before()
+    batches = (items.take(np.arange(step * bs, (step + 1) * bs)) for step in range(total_steps))
+    stream = prefetched(batches, make_input, enabled=prefetch)
+    start_all = time.perf_counter()
     for step in range(total_steps):
         if step == warmup:
-            if before is not None:
-                before()
             data_s = compute_s = 0.0
             start_all = time.perf_counter()
         t0 = time.perf_counter()
-        if pool:
-            x, target, weight, n = pending.result()
-            if step + 1 < total_steps:
-                pending = pool.submit(load, step + 1)
-        else:
-            x, target, weight, n = load(step)
+        batch, x = next(stream)
+        target, weight = torch.from_numpy(batch.target), torch.from_numpy(batch.weight)
         t1 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, cfg.train.lr, cfg.train.scheduler, 0)
@@ -96,9 +94,12 @@ def run_steps(ctx, backbone: str, steps: int, warmup: int, prefetch: bool = Fals
         data_s += t1 - t0
         compute_s += t2 - t1
     wall = time.perf_counter() - start_all
-    if pool:
-        pool.shutdown()
+    stream.close()
+    sampling_s = sample_s * steps / epoch_steps  # the epoch's sampling, pro rata for the measured steps
+    data_s += sampling_s
+    wall += sampling_s
     return {"steps": steps, "batch": bs, "data s": data_s, "compute s": compute_s, "wall s": wall,
+            "sampling ms/epoch": 1000 * sample_s, "steps/epoch": epoch_steps,
             "data share %": 100 * data_s / (data_s + compute_s), "data ms/step": 1000 * data_s / steps,
             "compute ms/step": 1000 * compute_s / steps, "windows/s": steps * bs / wall}
 
@@ -134,25 +135,25 @@ def main() -> None:
 
     rows = []
     cases = [(b, "warm", False) for b in args.backbones]
-    if TINY in args.backbones:
-        cases += [(TINY, "cold", False), (TINY, "warm", True)]
+    if TINY in args.backbones:  # inline and prefetch alternate twice, so the order of runs shows up in the rows
+        cases += [(TINY, "warm", True), (TINY, "warm", False), (TINY, "warm", True), (TINY, "cold", False)]
     for backbone, cache, prefetch in cases:
         steps = args.steps if backbone == TINY else max(5, args.steps // 3)
         before = (lambda: common.drop_page_cache(files)) if cache == "cold" else None
         loads.append(common.load_average())
         res = run_steps(ctx, backbone, steps, args.warmup, prefetch=prefetch, before=before)
-        rows.append({"backbone": backbone, "page cache": cache, "loader": "prefetch thread" if prefetch else "library (inline)",
+        rows.append({"backbone": backbone, "page cache": cache, "loader": "prefetch thread (prefetch=true)" if prefetch else "inline (CPU default)",
                      **res})
         print(common.table(rows[-1:]), flush=True)
 
     foreign_cores = foreign.stop()
-    main_row = next(r for r in rows if r["backbone"] == TINY and r["page cache"] == "warm" and r["loader"].startswith("library")) \
+    main_row = next(r for r in rows if r["backbone"] == TINY and r["page cache"] == "warm" and r["loader"].startswith("inline")) \
         if TINY in args.backbones else rows[0]
     share = main_row["data share %"] / 100
     print()
-    print(common.table(rows, ["backbone", "page cache", "loader", "steps", "batch", "data ms/step", "compute ms/step",
-                              "data share %", "windows/s"]))
-    print(f"\ndata share, {main_row['backbone']} (library loop, warm cache): {100 * share:.1f}% "
+    print(common.table(rows, ["backbone", "page cache", "loader", "steps", "batch", "sampling ms/epoch", "steps/epoch",
+                              "data ms/step", "compute ms/step", "data share %", "windows/s"]))
+    print(f"\ndata share, {main_row['backbone']} (library default on CPU: inline, warm cache): {100 * share:.1f}% "
           f"[target < {100 * TARGET:.0f}%: {'met' if share < TARGET else 'MISSED'}]")
     result = {
         "data": str(args.data), "train_recordings": len(ctx.train_ids), "torch_threads": torch.get_num_threads(),

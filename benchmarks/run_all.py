@@ -123,19 +123,22 @@ def section_features(res: dict) -> str:
 
 def section_predict(res: dict) -> str:
     t = res["target"]
-    keys = ["backbone", "batch", "batched s", "post loop s", "ratio", "batched win/s", "loop win/s",
+    keys = ["backbone", "batch", "max_windows", "batched s", "post loop s", "ratio", "batched win/s", "loop win/s",
             "forwards batched", "forwards loop", "max abs diff"]
     alt = res.get("alt_max_windows") or []
     alt = [alt] if isinstance(alt, int) else alt
-    keys[5:5] = [f"ratio (max_windows={mw})" for mw in alt]
-    rows = [{k: r.get(k, "-") for k in keys} for r in res["rows"]]
-    cols = ["backbone", "batch", "path", "total s"] + [c for c in ["read %", "normalize %", "split_windows %",
-                                                                   "forward %", "sigmoid+max %", "stitch+timeline %"]
+    keys[6:6] = [f"ratio (max_windows={mw})" for mw in alt]
+    rows = [{k: r.get(k, res["max_windows"] if k == "max_windows" else "-") for k in keys} for r in res["rows"]]
+    cols = ["backbone", "batch", "path", "total s"] + [c for c in ["read %", "normalize %", "normalize+split %",
+                                                                   "split_windows %", "forward %", "sigmoid+max %",
+                                                                   "stitch+timeline %"]
                                                        if any(c in b for b in res["breakdown"])]
+    chosen = ("the library's automatic choice (`predict.auto_max_windows`, column max_windows)"
+              if res["max_windows"] is None else f"`max_windows={res['max_windows']}`")
     return "\n".join([
         _header(res), "",
         f"{res['recordings']} test recordings x {res['windows_per_recording']} windows per measurement, "
-        f"`max_windows={res['max_windows']}`, {res['torch_threads']} torch threads, median of {res['repeat']} "
+        f"windows per forward: {chosen}, {res['torch_threads']} torch threads, median of {res['repeat']} "
         "interleaved runs. Ratio = post-loop time / batched time.", "",
         _md(rows), "",
         f"Minimum ratio {t['value']:.2f} (target >= 1.0 at every batch size: {_status(t)}).", "",
@@ -145,8 +148,9 @@ def section_predict(res: dict) -> str:
 
 def section_train_input(res: dict) -> str:
     t = res["target"]
-    cols = ["backbone", "page cache", "loader", "steps", "batch", "data ms/step", "compute ms/step", "data share %",
-            "windows/s"]
+    cols = ["backbone", "page cache", "loader", "steps", "batch", "sampling ms/epoch", "steps/epoch", "data ms/step",
+            "compute ms/step", "data share %", "windows/s"]
+    cols = [c for c in cols if any(c in r for r in res["rows"])]
     return "\n".join([
         _header(res), "",
         f"{res['train_recordings']} train recordings, `train.batch_size={res['batch_size']}` windows of 512 frames, "
@@ -310,9 +314,11 @@ def write_results() -> Path:
         elif name == "predict":
             fig = ", ".join(f"{x['backbone'].split('_')[0]} b{x['batch']}: {x['ratio']:.2f}x" for x in r["rows"])
         elif name == "train_input":
-            fig = f"{100 * t['value']:.1f}% data wait; " + ", ".join(
-                f"{x['backbone']} {x['windows/s']:.1f} win/s" for x in r["rows"]
-                if x["page cache"] == "warm" and x["loader"].startswith("library"))
+            first = {}
+            for x in r["rows"]:  # the first warm inline run of each backbone
+                if x["page cache"] == "warm" and x["loader"].startswith(("library", "inline")):
+                    first.setdefault(x["backbone"], x["windows/s"])
+            fig = f"{100 * t['value']:.1f}% data wait; " + ", ".join(f"{k} {v:.1f} win/s" for k, v in first.items())
         elif name == "scaling":
             fig = f"{t['value']:.2f} GiB peak at N={r['results'][-1]['n']}, RSS slope {t['slope']:.2f}"
         else:
