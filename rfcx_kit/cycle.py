@@ -104,8 +104,9 @@ def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | Non
     if truth is None:
         return out
     index = {rid: i for i, rid in enumerate(ctx.train_ids)}
-    rows = pseudo["recording_id"].map(index).to_numpy()
-    hit = truth[rows, pseudo["window"].to_numpy(), pseudo["species_id"].to_numpy()]
+    # int64 explicitly: an empty table (no score above the threshold) would give float indices
+    rows = pseudo["recording_id"].map(index).to_numpy(dtype=np.int64)
+    hit = truth[rows, pseudo["window"].to_numpy(dtype=np.int64), pseudo["species_id"].to_numpy(dtype=np.int64)]
     unknown_true = truth & (ctx.window_labels == 0)
     out["pseudo_precision"] = float(hit.mean()) if len(hit) else float("nan")
     out["pseudo_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else float("nan")

@@ -147,3 +147,26 @@ def test_early_stop_ends_the_loop(stage1_run: Path, tmp_path: Path, monkeypatch:
     history = run_relabel(run, cycles=3, overrides=("relabel.epochs=1", "relabel.early_stop=true"), progress=False)
     assert [h["stage"] for h in history] == ["stage1", "cycle1"]
     assert not (run / "cycle2").exists()
+
+
+def test_pseudo_quality_by_hand_and_with_no_pseudo_positives() -> None:
+    """Precision/recall of pseudo-positives against planted calls; a cycle whose threshold nothing reaches
+    (0 pseudo-positives) reports precision NaN and recall 0 instead of failing."""
+    from types import SimpleNamespace
+
+    from rfcx_kit.cycle import pseudo_quality
+
+    ctx = SimpleNamespace(train_ids=["a", "b"], window_labels=np.zeros((2, 3, 24), dtype=np.int8))
+    ctx.window_labels[0, 0, 5] = 1  # an original TP: not counted as recoverable
+    truth = np.zeros((2, 3, 24), dtype=bool)
+    truth[0, 0, 5] = truth[0, 1, 5] = truth[1, 2, 7] = truth[1, 0, 3] = True
+    table = pd.DataFrame({"recording_id": ["a", "a", "b", "b"], "window": [0, 1, 2, 1],
+                          "species_id": [5, 5, 7, 7], "source": ["original", "pseudo_positive", "pseudo_positive",
+                                                                 "pseudo_positive"], "weight": 1.0})
+    out = pseudo_quality(table, ctx, truth)
+    assert out["pseudo_positives"] == 3
+    assert out["pseudo_precision"] == pytest.approx(2 / 3)  # (a,1,5) and (b,2,7) hit; (b,1,7) does not
+    assert out["pseudo_recall"] == pytest.approx(2 / 3)  # 3 planted cells unknown to the labels, 2 recovered
+    empty = pseudo_quality(table[table["source"] == "original"], ctx, truth)
+    assert empty["pseudo_positives"] == 0 and np.isnan(empty["pseudo_precision"]) and empty["pseudo_recall"] == 0
+    assert pseudo_quality(table, ctx, None) == {"pseudo_positives": 3.0}
