@@ -16,7 +16,7 @@ import torch
 
 from rfcx_kit.features import FeatureStore
 from rfcx_kit.model import IMAGENET_MEAN, IMAGENET_STD
-from rfcx_kit.window import window_stride
+from rfcx_kit.window import window_view
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -117,16 +117,8 @@ def window_inputs(x: torch.Tensor, stats: torch.Tensor, positions: list[list[int
     Returns:
         ``(N * B, C, F, W)`` float32 in window-major order (as ``split_windows``); frames past ``T`` are 0.
     """
-    n = len(positions)
-    width = positions[0][1] - positions[0][0]
-    stride = window_stride(positions)
-    if positions[0][0] != 0:
-        raise ValueError("windows must start at frame 0")
-    frames, needed = x.shape[-1], positions[-1][1]
-    if needed > frames:
-        x = torch.nn.functional.pad(x, (0, needed - frames))
-    view = x[..., :needed].unfold(-1, width, stride)[..., :n, :]  # (B, F, N, W), no copy
-    view = view.permute(2, 0, 1, 3)  # (N, B, F, W)
+    n, width, frames = len(positions), positions[0][1] - positions[0][0], x.shape[-1]
+    view = window_view(x, positions)  # (N, B, F, W) strided view of the dB frames
     a, b = affine_coefficients(stats, mode, in_channels)
     out = torch.empty((n, x.shape[0], in_channels, *view.shape[2:]), dtype=torch.float32, device=x.device)
     _affine_into(out, view, a.to(x.device), b.to(x.device), channel_dim=2)  # (N, B, C, F, W)

@@ -64,14 +64,11 @@ def window_stride(positions: list[list[int]]) -> int:
     return steps.pop()
 
 
-def split_windows(x: torch.Tensor, positions: list[list[int]]) -> torch.Tensor:
-    """Split the last axis of ``x`` into windows, zero-padding past the end.
+def window_view(x: torch.Tensor, positions: list[list[int]]) -> torch.Tensor:
+    """``(B, ..., T)`` -> ``(N, B, ..., W)``: the windows as a strided view (no copy unless ``x`` needs padding).
 
-    Args:
-        x: ``(B, ..., T)``, e.g. features ``(B, C, F, T)`` or framewise labels ``(B, K, T)``.
-        positions: from :func:`window_positions` (evenly spaced, starting at 0).
-    Returns:
-        ``(N * B, ..., W)`` in window-major order, equal to the post's ``split_and_padding``.
+    Zero-pads the last axis when the last window reaches past ``T``; ``positions`` are evenly spaced and
+    start at frame 0 (:func:`window_positions`).
     """
     n = len(positions)
     width = positions[0][1] - positions[0][0]
@@ -82,10 +79,20 @@ def split_windows(x: torch.Tensor, positions: list[list[int]]) -> torch.Tensor:
     t = x.shape[-1]
     if needed > t:
         x = F.pad(x, (0, needed - t))
-    # (B, ..., N, W) strided view; the permute + reshape below is the only copy.
-    view = x[..., :needed].unfold(-1, width, stride)[..., :n, :]
-    view = view.movedim(-2, 0)  # (N, B, ..., W)
-    return view.reshape((n * x.shape[0],) + tuple(view.shape[2:]))
+    return x[..., :needed].unfold(-1, width, stride)[..., :n, :].movedim(-2, 0)
+
+
+def split_windows(x: torch.Tensor, positions: list[list[int]]) -> torch.Tensor:
+    """Split the last axis of ``x`` into windows, zero-padding past the end.
+
+    Args:
+        x: ``(B, ..., T)``, e.g. features ``(B, C, F, T)`` or framewise labels ``(B, K, T)``.
+        positions: from :func:`window_positions` (evenly spaced, starting at 0).
+    Returns:
+        ``(N * B, ..., W)`` in window-major order, equal to the post's ``split_and_padding``.
+    """
+    view = window_view(x, positions)  # (N, B, ..., W); the reshape below is the only copy
+    return view.reshape((view.shape[0] * view.shape[1],) + tuple(view.shape[2:]))
 
 
 def merge_windows(y: torch.Tensor, n_windows: int) -> torch.Tensor:
