@@ -28,8 +28,9 @@ from rfcx_kit.inputs import window_inputs
 from rfcx_kit.window import merge_windows, stitch_windows, stitched_max
 
 # Windows per forward on CPU are chosen so the largest activation of one forward stays within this share of
-# the last-level cache: on a 2-core EPYC (32 MiB L3) resnet18 ran at 25.9 windows/s one window per forward
-# and 21.2 at 32, mobilenetv3_small_050 at 252 windows/s with 8 and 182 with 32 (benchmarks/RESULTS.md).
+# the last-level cache: on a 2-core EPYC (32 MiB L3) resnet18 ran at 26.2 windows/s one window per forward
+# and 21.1 at 32, mobilenetv3_small_050 at 273 windows/s with 8, 231 with 32 and 123 with 1 (the post's loop
+# columns in benchmarks/RESULTS.md).
 CPU_CACHE_SHARE = 4
 CUDA_MAX_WINDOWS = 128
 
