@@ -148,3 +148,10 @@ def test_saved_config_with_unknown_key_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="'train.magic'"):
         load_saved_config(path)
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(recipe: Path) -> None:
+    """A typo in any recipe under pipelines/ (unknown key, wrong type) fails here, not in a user's run."""
+    cfg = load_config(recipe)
+    assert cfg.name == recipe.stem
