@@ -34,7 +34,8 @@ import common  # noqa: E402
 from rfcx_kit.config import load_config  # noqa: E402
 from rfcx_kit.inputs import crop_batch, prefetched  # noqa: E402
 from rfcx_kit.stage1 import prepare_run  # noqa: E402
-from rfcx_kit.train import _loss, _sample_epoch, build_model, build_optimizer, learning_rate, load_context  # noqa: E402
+from rfcx_kit.train import (  # noqa: E402
+    _sample_epoch, build_model, build_optimizer, learning_rate, load_context, optimizer_step)
 
 TARGET = 0.10
 TINY = "mobilenetv3_small_050"
@@ -80,16 +81,8 @@ def run_steps(ctx, backbone: str, steps: int, warmup: int, prefetch: bool = Fals
         batch, x = next(stream)
         target, weight = torch.from_numpy(batch.target), torch.from_numpy(batch.weight)
         t1 = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, total_steps, cfg.train.lr, cfg.train.scheduler, 0)
-        with autocast:
-            out = model(x)
-        loss = _loss({k: v.float() for k, v in out.items()}, target, weight, cfg, False)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        float(loss.detach())
+        lr = learning_rate(step, total_steps, cfg.train.lr, cfg.train.scheduler, 0)
+        float(optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, False, lr))
         t2 = time.perf_counter()
         data_s += t1 - t0
         compute_s += t2 - t1

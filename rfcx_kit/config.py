@@ -98,7 +98,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: one pass over the sampled windows
     # Build the next batch's input in a background thread while the step runs. None: on with CUDA (the CPU
     # is idle while the GPU computes); off on CPU, where the thread competes with the step for the same cores
-    # (2 cores, mobilenetv3_small_050: 89-90 windows/s with the thread vs 94-97 inline, benchmarks/RESULTS.md).
+    # (2 cores, mobilenetv3_small_050, two benchmark runs of alternating pairs: 86-93 windows/s with the thread vs
+    # 89-97 inline, the thread slower in every pair; benchmarks/RESULTS.md).
     prefetch: bool | None = None
     amp: bool = True  # mixed precision (CUDA only)
     channels_last: bool = True  # CUDA only

@@ -160,9 +160,10 @@ def prefetched(batches: Iterable[T], make: Callable[[T], R], enabled: bool = Tru
     """Yield ``(batch, make(batch))`` while ``make`` of the NEXT batch already runs in a background thread.
 
     Reading crops from the memory map and normalising them releases the GIL, so the next batch is ready
-    when the optimiser step ends (measured: 8.6% of a CPU step waiting for data inline, 0.1% prefetched;
-    benchmarks/RESULTS.md). ``make`` must not draw random numbers: the order of results is the order of
-    ``batches``, so training stays deterministic. ``enabled=False`` runs everything inline.
+    when the step ends: the data wait of a CPU step fell from ~6% to under 1% (benchmarks/RESULTS.md), but on
+    2 cores the thread slows the step itself more than that, which is why ``train.prefetch`` is on only with
+    CUDA. ``make`` must not draw random numbers: the order of results is the order of ``batches``, so
+    training stays deterministic. ``enabled=False`` runs everything inline.
     """
     if not enabled:
         for batch in batches:

@@ -154,6 +154,26 @@ def _loss(out: dict[str, torch.Tensor], target: torch.Tensor, weight: torch.Tens
     return clipwise_bce(out["clipwise"], target)
 
 
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   autocast: torch.autocast, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                   cfg: Config, masked: bool, lr: float) -> torch.Tensor:
+    """One training step on a batch ``x`` ``(M, C, F, W)`` with ``(M, 24)`` targets and loss weights.
+
+    Sets the learning rate, forwards under ``autocast``, backpropagates through ``scaler`` and steps;
+    returns the detached loss.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast:
+        out = model(x)
+    loss = _loss({k: v.float() for k, v in out.items()}, target, weight, cfg, masked)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 def _stage_seed(stage: str) -> int:
     return 0 if stage == "stage1" else int(stage.removeprefix("cycle") or 0)
 
@@ -259,17 +279,10 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
                 x = x.contiguous(memory_format=torch.channels_last)
             target = torch.from_numpy(batch.target).to(device)
             weight = torch.from_numpy(batch.weight).to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
-            with autocast:
-                out = model(x)
-            loss = _loss({k: v.float() for k, v in out.items()}, target, weight, cfg, masked)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            lr = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
+            loss = optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, masked, lr)
             step += 1
-            losses.append(float(loss.detach()))
+            losses.append(float(loss))
             bar.update(len(batch))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
