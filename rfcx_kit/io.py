@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -56,6 +57,36 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as ``None`` and numpy scalars/arrays as Python ones,
+    so that ``json.dumps(..., allow_nan=False)`` writes strict JSON (``null``, never a bare ``NaN``)."""
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``value`` (see :func:`strict_json`)."""
+    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
+
+
+def atomic_write_json(path: str | Path, value: Any, indent: int | None = 2) -> None:
+    """Write ``value`` as strict JSON, atomically."""
+    atomic_write_text(path, json_text(value, indent) + "\n")
 
 
 def atomic_write_csv(path: str | Path, frame: pd.DataFrame, **kwargs: Any) -> None:

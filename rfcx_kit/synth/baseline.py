@@ -12,7 +12,6 @@ predictions would hold no signal. ``python -m rfcx_kit.synth.baseline DIR`` prin
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.errors import DataError
+from rfcx_kit.io import json_text
 from rfcx_kit.metrics import lwlrap
 from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
 
@@ -97,4 +97,4 @@ def baseline_lwlrap(data_dir: str | Path, seed: int = 0, shuffles: int = 20) -> 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m rfcx_kit.synth.baseline DATA_DIR")
-    print(json.dumps(baseline_lwlrap(sys.argv[1]), indent=1))
+    print(json_text(baseline_lwlrap(sys.argv[1]), indent=1))
