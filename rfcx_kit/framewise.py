@@ -69,10 +69,13 @@ class FramewiseLabels:
         self.first, self.stop = box_frames(boxes["t_min"].to_numpy()[order], boxes["t_max"].to_numpy()[order],
                                            sample_rate, hop_length, frames)
         self.bands = boxes[["f_min", "f_max"]].to_numpy()[order] if {"f_min", "f_max"} <= set(boxes.columns) else None
+        # Loss weight of each box: 1 for verified TP/FP boxes, the pseudo weight for a pseudo-positive box.
+        self.weight = (boxes["weight"].to_numpy(np.float32)[order] if "weight" in boxes.columns
+                       else np.ones(len(order), dtype=np.float32))
         covers = self.stop > self.first  # a box wholly past the last frame (features.seconds < 60) covers nothing
         if not covers.all():
             self.row, self.species, self.label = self.row[covers], self.species[covers], self.label[covers]
-            self.first, self.stop = self.first[covers], self.stop[covers]
+            self.first, self.stop, self.weight = self.first[covers], self.stop[covers], self.weight[covers]
             self.bands = None if self.bands is None else self.bands[covers]
         # CSR offsets: boxes of row r are [offsets[r], offsets[r + 1]).
         self.offsets = np.searchsorted(self.row, np.arange(len(self.recording_ids) + 1))
@@ -132,6 +135,33 @@ class FramewiseLabels:
         out[crop[fp], self.species[box[fp]]] = -1
         out[crop[~fp], self.species[box[~fp]]] = 1  # written last: TP wins
         return out
+
+
+    def crop_targets(self, rows: np.ndarray, starts: np.ndarray, width: int,
+                     unlabeled_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Loss targets and weights ``(B, 24)`` float32 of crops ``[start, start + width)``.
+
+        A species is a positive (target 1) where a positive box overlaps the crop, with the largest weight of
+        those boxes (1 for a TP box, the pseudo weight for a pseudo-positive box); else a negative of weight 1
+        where an FP box overlaps; else an *implicit* negative (target 0) of weight ``unlabeled_weight``: nobody
+        looked there, so a 0 is a guess (1.0 is the post's clipwise BCE, where every unlabelled species is 0).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = np.asarray(starts, dtype=np.int64)
+        lo, counts = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
+        crop = np.repeat(np.arange(len(rows)), counts)
+        box = np.repeat(lo, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        start = starts[crop]
+        hit = (self.first[box] < start + width) & (self.stop[box] > start)
+        crop, box = crop[hit], box[hit]
+        positive = np.zeros((len(rows), N_SPECIES), dtype=np.float32)  # largest positive-box weight
+        negative = np.zeros((len(rows), N_SPECIES), dtype=bool)
+        pos = self.label[box] > 0
+        np.maximum.at(positive, (crop[pos], self.species[box[pos]]), self.weight[box[pos]])
+        negative[crop[~pos], self.species[box[~pos]]] = True
+        target = (positive > 0).astype(np.float32)
+        weight = np.where(positive > 0, positive, np.where(negative, np.float32(1.0), np.float32(unlabeled_weight)))
+        return target, weight.astype(np.float32)
 
 
 def reduce_window_labels(window: np.ndarray) -> np.ndarray:

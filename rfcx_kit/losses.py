@@ -15,17 +15,21 @@ def _check_same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"expected equal (B, K) shapes, got {shapes}")
 
 
-def clipwise_bce(clipwise_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def clipwise_bce(clipwise_logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """The post's stage-1 loss: mean BCE-with-logits of clipwise logits against window labels.
 
     Args:
         clipwise_logits: ``(B, K)`` logits.
         target: ``(B, K)`` float labels in [0, 1] (1 where the window holds a TP call of the species).
+        weight: optional ``(B, K)`` cell weights; the loss is then the weighted mean
+            ``sum(w * bce) / sum(w)`` (e.g. implicit negatives counted at less than a verified label).
     Returns:
         Scalar mean over all ``B * K`` cells.
     """
     _check_same_shape(clipwise_logits=clipwise_logits, target=target)
-    return F.binary_cross_entropy_with_logits(clipwise_logits, target.to(clipwise_logits.dtype))
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(clipwise_logits, target.to(clipwise_logits.dtype))
+    return masked_bce(clipwise_logits, target, weight)
 
 
 def masked_bce(

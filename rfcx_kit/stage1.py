@@ -23,7 +23,7 @@ from rfcx_kit.errors import RfcxError, cli_errors
 from rfcx_kit.features import resolve_store
 from rfcx_kit.folds import FoldResult, load_or_make_folds, run_folds
 from rfcx_kit.inputs import recording_stats
-from rfcx_kit.io import atomic_save_npy, atomic_write_csv, atomic_write_text
+from rfcx_kit.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.metrics import lwlrap, per_species_ap, precision_recall
 from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
 from rfcx_kit.train import load_context, load_prediction, train_fold
@@ -76,6 +76,7 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     oof = np.full((n_train, len(ctx.positions), N_SPECIES), np.nan, dtype=np.float32)
     oof_clip = np.full((n_train, N_SPECIES), np.nan, dtype=np.float32)
     index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+    oof_frames = None  # (R, 24, S) float16 out-of-fold framewise timelines: what pseudo boxes come from
     tests = []
     folds_done = []
     for fold in range(cfg.train.folds):
@@ -86,6 +87,9 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
         ids, pred = load_prediction(fold_dir / "val_pred.npz")
         rows = np.asarray([index[i] for i in ids])
         oof[rows] = pred.windows
+        if oof_frames is None:
+            oof_frames = np.full((n_train,) + pred.framewise.shape[1:], np.nan, dtype=np.float16)
+        oof_frames[rows] = pred.framewise
         oof_clip[rows] = pred.clip(cfg.predict.mode)
         tests.append(pd.read_csv(fold_dir / "test.csv", dtype={"recording_id": str})[SPECIES_COLUMNS].to_numpy())
     if not folds_done:
@@ -93,6 +97,7 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     atomic_write_text(stage_dir / "train_ids.txt", "\n".join(ctx.train_ids) + "\n")
     atomic_write_text(stage_dir / "test_ids.txt", "\n".join(ctx.comp.test_ids) + "\n")
     atomic_save_npy(stage_dir / "oof_windows.npy", oof)
+    atomic_save_npy(stage_dir / "oof_framewise.npy", oof_frames)
     have = ~np.isnan(oof_clip).any(axis=1)
     frame = pd.DataFrame(oof_clip[have], columns=SPECIES_COLUMNS)
     frame.insert(0, "recording_id", [r for r, h in zip(ctx.train_ids, have) if h])
@@ -109,7 +114,7 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     atomic_write_csv(stage_dir / "history.csv", pd.concat(history, ignore_index=True))
     seconds = [json.loads((stage_dir / f"fold{k}" / "done.json").read_text())["seconds"] for k in folds_done]
     metrics["train_seconds"] = float(np.sum(seconds))
-    atomic_write_text(stage_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    atomic_write_json(stage_dir / "metrics.json", metrics)
     return metrics
 
 
@@ -154,9 +159,10 @@ def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: n
 
 
 def train_stage(run_dir: Path, stage: str, folds: list[int], backend: str, workers: int, scheduler: str | None,
-                resume: bool, init_from: dict[int, str] | None = None, progress: bool = True) -> list[FoldResult]:
+                resume: bool, init_from: dict[int, str] | None = None, progress: bool = True,
+                epochs: int | None = None) -> list[FoldResult]:
     """Train the given folds of a stage (in parallel where asked). Failures are reported per fold."""
-    common = dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume, progress=progress)
+    common = dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume, progress=progress, epochs=epochs)
     per_fold = {k: {"init_from": init_from.get(k)} for k in folds} if init_from else None
     return run_folds(train_fold, folds, common, backend, workers, scheduler, fold_kwargs=per_fold)
 
@@ -195,6 +201,18 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
     if failed:
         raise RfcxError(f"{why} (the other folds' results are kept in {run_dir / 'stage1'}; rerun with --resume)")
     return metrics
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A stage's ``metrics.json``; the ``null`` written for an undefined figure comes back as NaN."""
+    def back(value: Any) -> Any:
+        if value is None:
+            return float("nan")
+        if isinstance(value, list):
+            return [back(v) for v in value]
+        return value
+
+    return {k: back(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -31,13 +31,13 @@ from rfcx_kit.errors import RfcxError
 from rfcx_kit.features import FeatureStore, resolve_store
 from rfcx_kit.framewise import FramewiseLabels
 from rfcx_kit.inputs import crop_batch, prefetched
-from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_text
+from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.losses import clipwise_bce, masked_bce
 from rfcx_kit.metrics import lwlrap
 from rfcx_kit.model import SEDModel
 from rfcx_kit.predict import Prediction, predict_recordings
 from rfcx_kit.reader import Competition
-from rfcx_kit.sampling import Items, all_windows, labels_to_loss_arrays, table_windows, tp_crops
+from rfcx_kit.sampling import Items, all_windows, labels_to_loss_arrays, tp_crop_count, tp_crops
 from rfcx_kit.window import window_positions
 
 log = logging.getLogger(__name__)
@@ -129,29 +129,73 @@ def load_context(run_dir: str | Path) -> RunContext:
                       labels.windows(positions), comp.tp_presence())
 
 
-def _sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.Generator,
-                  table: tuple[np.ndarray, np.ndarray] | None) -> Items:
-    t, cfg = ctx.cfg.train, ctx.cfg
-    if table is not None:  # a re-labeling cycle: windows with original + pseudo labels, masked loss
-        size = cfg.relabel.windows_per_epoch
-        if size is None:  # each original window about once per epoch at keep_original_p = 0.5
-            size = 2 * int((ctx.window_labels[rows] != 0).any(axis=-1).sum())
-        return table_windows(table[0], table[1], ctx.window_labels, rows, ctx.positions,
-                             cfg.relabel.keep_original_p, size, rng)
-    if t.sampling == "tp_crops":
-        items = tp_crops(ctx.labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng)
+def retrains(stage: str) -> bool:
+    """Stages that continue from earlier weights with re-labeling's length and rate: the cycles, the control."""
+    return stage.startswith("cycle") or stage == "control"
+
+
+def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
+    """The boxes a stage trains on.
+
+    stage 1 and the control: the TP/FP boxes. A cycle: those + its pseudo-positive boxes
+    (``STAGE/pseudo_boxes.csv``, weight = the pseudo weight). The oracle: every planted call of a synthetic
+    set's ``truth/calls.csv`` as a TP box, + the FP boxes (the labels complete, all else the same).
+    """
+    f = ctx.cfg.features
+    if stage.startswith("cycle"):
+        pseudo = pd.read_csv(ctx.run_dir / stage / "pseudo_boxes.csv", dtype={"recording_id": str})
+        boxes = pd.concat([ctx.comp.boxes().assign(weight=1.0), pseudo.assign(label=np.int8(1))], ignore_index=True)
+    elif stage == "oracle":
+        boxes = pd.concat([planted_calls(ctx).assign(label=np.int8(1)), ctx.comp.fp.assign(label=np.int8(-1))],
+                          ignore_index=True)
     else:
-        items = all_windows(ctx.window_labels, rows, ctx.positions, t.loss)
+        return ctx.labels
+    return FramewiseLabels(boxes, ctx.train_ids, f.frames, f.sample_rate, f.hop_length)
+
+
+def planted_calls(ctx: RunContext) -> pd.DataFrame:
+    """Every planted call of the train recordings (``truth/calls.csv``, kind ``call``): the complete labels."""
+    truth = ctx.comp.truth_dir
+    if truth is None or not (truth / "calls.csv").exists():
+        raise RfcxError(f"{ctx.comp.root}: no truth/calls.csv: the oracle needs a synthetic data set's hidden truth")
+    calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
+    return calls[(calls["split"] == "train") & (calls["kind"] == "call")].reset_index(drop=True)
+
+
+def stage_window_labels(ctx: RunContext, labels: FramewiseLabels) -> np.ndarray:
+    """``(R, N, 24)`` int8 window labels of a stage's boxes (stage 1's are cached in the context)."""
+    return ctx.window_labels if labels is ctx.labels else labels.windows(ctx.positions)
+
+
+def _sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.Generator,
+                  labels: FramewiseLabels) -> Items:
+    """One epoch's items: every stage samples the same way (the cycles only add pseudo-positive boxes)."""
+    t, cfg = ctx.cfg.train, ctx.cfg
+    if t.sampling == "tp_crops":
+        items = tp_crops(labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng,
+                         t.unlabeled_weight)
+    else:
+        items = all_windows(stage_window_labels(ctx, labels), rows, ctx.positions, t.loss, t.unlabeled_weight)
     order = rng.permutation(len(items))
-    if t.steps_per_epoch:
-        order = np.resize(order, t.steps_per_epoch * t.batch_size)
+    if retrains(stage) and cfg.relabel.windows_per_epoch:
+        size = cfg.relabel.windows_per_epoch
+    elif t.steps_per_epoch:
+        size = t.steps_per_epoch * t.batch_size
+    elif stage != "stage1" and t.sampling == "tp_crops":
+        # Pseudo-positive boxes (a cycle) or every planted call (the oracle) would lengthen the epoch: keep
+        # stage 1's epoch size, so every stage and the control train for the same number of steps.
+        size = tp_crop_count(ctx.labels, rows, t.fp_per_tp)
+    else:
+        size = None
+    if size:
+        order = np.resize(order, size)
     return items.take(order)
 
 
 def _loss(out: dict[str, torch.Tensor], target: torch.Tensor, weight: torch.Tensor, cfg: Config, masked: bool) -> torch.Tensor:
     if masked:
         return masked_bce(out["clipwise"], target, weight, pos_weight=cfg.train.pos_weight)
-    return clipwise_bce(out["clipwise"], target)
+    return clipwise_bce(out["clipwise"], target, weight)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -175,11 +219,13 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sca
 
 
 def _stage_seed(stage: str) -> int:
-    return 0 if stage == "stage1" else int(stage.removeprefix("cycle") or 0)
+    """A number per stage for the seeds: 0 stage 1, c cycle c, 100 the oracle, 200 the control."""
+    fixed = {"stage1": 0, "oracle": 100, "control": 200}
+    return fixed[stage] if stage in fixed else int(stage.removeprefix("cycle"))
 
 
 def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume: bool = False,
-               init_from: str | None = None, progress: bool = True,
+               init_from: str | None = None, progress: bool = True, epochs: int | None = None,
                on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train one fold of a stage and write its checkpoints, history and predictions.
 
@@ -189,6 +235,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         stage: ``stage1`` or ``cycleN``; a cycle reads its label table from ``STAGE/labels.csv``.
         resume: continue from ``last.pt`` if present (a finished fold is always skipped).
         init_from: a checkpoint whose model weights start this training (re-labeling).
+        epochs: training length (None: ``relabel.epochs`` for cycles and the control, else ``train.epochs``).
         on_epoch_end: called with the finished epoch (tests use it to simulate a kill).
     Returns:
         a summary: fold, best_epoch, best_val_lwlrap, epochs, seconds.
@@ -206,15 +253,11 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     cuda = device.type == "cuda"
     fold_of = ctx.folds["fold"].to_numpy()
     train_rows, val_rows = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
-    is_cycle = stage != "stage1"
-    table = None
-    if is_cycle:
-        from rfcx_kit.pseudo import table_to_arrays
-
-        label_table = pd.read_csv(run_dir / stage / "labels.csv", dtype={"recording_id": str})
-        table = table_to_arrays(label_table, ctx.train_ids, len(ctx.positions))
-    masked = is_cycle or cfg.train.loss == "masked"
-    epochs = cfg.relabel.epochs if is_cycle and cfg.relabel.epochs is not None else cfg.train.epochs
+    is_cycle = retrains(stage)
+    labels = stage_boxes(ctx, stage)
+    masked = cfg.train.loss == "masked"
+    if epochs is None:
+        epochs = cfg.relabel.epochs if is_cycle and cfg.relabel.epochs is not None else cfg.train.epochs
     base_lr = cfg.relabel.lr if is_cycle and cfg.relabel.lr is not None else cfg.train.lr
     seed = cfg.train.seed
 
@@ -244,7 +287,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     fold_dir.mkdir(parents=True, exist_ok=True)
 
     # One epoch's size is fixed by the sampler; compute it once for the schedule.
-    probe = _sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), table)
+    probe = _sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), labels)
     steps_per_epoch = max(1, -(-len(probe) // cfg.train.batch_size))
     total_steps = steps_per_epoch * epochs
     warmup = cfg.train.warmup_epochs * steps_per_epoch
@@ -259,7 +302,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     for epoch in range(start_epoch, epochs):
         epoch_start = time.time()
         rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
-        items = probe if epoch == 0 and start_epoch == 0 else _sample_epoch(ctx, stage, train_rows, rng, table)
+        items = probe if epoch == 0 and start_epoch == 0 else _sample_epoch(ctx, stage, train_rows, rng, labels)
         model.train()
         losses = []
         bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
@@ -314,7 +357,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     write_predictions(model, ctx, fold_dir, val_rows, device, all_train=cfg.relabel.source == "vote")
     summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_val_lwlrap": best_score,
                "epochs": epochs, "seconds": round(time.time() - started, 1), "device": str(device)}
-    atomic_write_text(done_path, json.dumps(summary, indent=2))
+    atomic_write_json(done_path, summary)
     return summary
 
 
