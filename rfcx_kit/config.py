@@ -92,6 +92,8 @@ class TrainConfig:
     warmup_epochs: int = 0
     loss: str = "clipwise_bce"  # clipwise_bce (the post's stage 1) | masked (TP->1, FP->0, rest ignored)
     pos_weight: float = 1.0  # weight of positive targets in the masked loss
+    # Loss weight of an implicit negative: a species nobody labelled in a crop (clipwise BCE). 1.0 is the post.
+    unlabeled_weight: float = 1.0
     sampling: str = "tp_crops"  # tp_crops (crops around TP boxes + FP windows) | all_windows
     fp_per_tp: float = 1.0  # FP windows drawn per TP crop in an epoch
     crop_jitter: bool = True  # random offset of the TP box inside its crop
@@ -133,12 +135,17 @@ class RelabelConfig:
     votes: int = 3
     species_thresholds: dict[int, float] = field(default_factory=dict)
     pseudo_weight: float = 1.0  # 1.0 hard pseudo-positives; e.g. 0.5 soft
-    pseudo_negative_threshold: float | None = None  # off by default: they hurt in the competition
-    keep_original_p: float = 0.5  # chance a batch slot holds an originally labelled window
     init: str = "previous"  # previous | stage1 | scratch
     epochs: int | None = None  # None: train.epochs
     lr: float | None = None  # None: train.lr
-    windows_per_epoch: int | None = None  # None: twice the originally labelled windows of the fold
+    windows_per_epoch: int | None = None  # samples per cycle epoch (None: as stage 1's epochs)
+    # fixed: `threshold` for every species (the post); tp_quantile: per species, the `tp_quantile` of the
+    # previous stage's peak scores inside its own TP boxes, never below `threshold` (follows calibration drift)
+    threshold_rule: str = "tp_quantile"
+    tp_quantile: float = 0.5
+    # At most this many pseudo-positive boxes per TP box of a species, the highest-scoring kept (None: no
+    # cap). Bounds every cycle's labels by the verified ones: the loop cannot run away.
+    max_pseudo_per_tp: float | None = 3.0
     early_stop: bool = False
     early_stop_metric: str = "cv"  # cv | truth
 
@@ -280,6 +287,7 @@ _CHOICES = {
     "train.sampling": ("tp_crops", "all_windows"),
     "predict.mode": ("framewise", "clipwise", "stitched"),
     "relabel.source": ("oof", "vote"),
+    "relabel.threshold_rule": ("fixed", "tp_quantile"),
     "relabel.init": ("previous", "stage1", "scratch"),
     "relabel.early_stop_metric": ("cv", "truth"),
 }
@@ -303,8 +311,18 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("model.in_channels must be 1 or 3")
     if cfg.train.folds < 2:
         raise ConfigError("train.folds must be at least 2")
-    if not 0.0 <= cfg.relabel.keep_original_p <= 1.0:
-        raise ConfigError("relabel.keep_original_p must be in [0, 1]")
+    r = cfg.relabel
+    for key in ("threshold", "tp_quantile"):
+        if not 0.0 <= getattr(r, key) <= 1.0:
+            raise ConfigError(f"relabel.{key} must be in [0, 1], got {getattr(r, key)}")
+    for species, value in r.species_thresholds.items():
+        if not 0 <= species < 24 or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"relabel.species_thresholds: {{{species}: {value}}} needs a species 0..23 and a "
+                              "threshold in [0, 1]")
+    if r.max_pseudo_per_tp is not None and not r.max_pseudo_per_tp >= 0:
+        raise ConfigError(f"relabel.max_pseudo_per_tp must be >= 0 (or null: no cap), got {r.max_pseudo_per_tp}")
+    if not 0.0 <= cfg.train.unlabeled_weight <= 1.0:
+        raise ConfigError(f"train.unlabeled_weight must be in [0, 1], got {cfg.train.unlabeled_weight}")
     if not 0.0 < cfg.relabel.pseudo_weight <= 1.0:
         raise ConfigError("relabel.pseudo_weight must be in (0, 1]")
     if cfg.relabel.votes > cfg.train.folds:

@@ -1,10 +1,17 @@
 """``rfcx-kit relabel``: the method post's stage 2, cycle re-labeling.
 
-Each cycle ``c`` reads the previous stage's window predictions of every TP∪FP train recording
-(out-of-fold by default, or every fold model's vote), turns confident unknown windows into
-pseudo-positives (never overwriting a TP/FP label), retrains the folds on original + pseudo labels with
-the masked loss (starting from the previous weights, stage 1's, or scratch), predicts as stage 1 did, and
-writes ``RUN/cycle{c}/`` beside ``RUN/stage1/``. A killed loop resumes at the cycle and fold it stopped in.
+Each cycle ``c`` reads the previous stage's framewise predictions of every TP∪FP train recording
+(out-of-fold by default, or every fold model's vote), turns confident unknown stretches into
+pseudo-positive *boxes* (never where a TP/FP box of the species is), retrains the folds exactly as stage 1
+trains (crops around the positive boxes, clipwise BCE with implicit negatives) on TP + pseudo-positive boxes
+(starting from the previous weights, stage 1's, or scratch), predicts as stage 1 did, and writes
+``RUN/cycle{c}/`` beside ``RUN/stage1/``. A killed loop resumes at the cycle and fold it stopped in.
+
+Why this form (docs/method-notes.md): the loop used to switch to fixed windows and the masked loss, whose
+only negatives are the FP boxes, with one fixed threshold. Every score then inflated after one cycle and the
+next threshold let in thousands of wrong pseudo-positives. Training every stage the same way keeps the
+implicit negatives that anchor the scores; per-species thresholds taken from the model's own scores on the
+verified calls follow its calibration; a cap per TP box bounds what one cycle can add.
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ import yaml
 from rfcx_kit.config import ConfigError, _apply, parse_override, validate_config
 from rfcx_kit.errors import RfcxError, cli_errors
 from rfcx_kit.framewise import FramewiseLabels
-from rfcx_kit.io import atomic_write_csv, atomic_write_text
-from rfcx_kit.pseudo import build_label_table, label_counts, read_label_table
-from rfcx_kit.stage1 import collect_stage, format_metrics, train_stage
+from rfcx_kit.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.pseudo import box_peaks, framewise_thresholds, label_counts, pseudo_boxes, read_label_table, segment_mask
+from rfcx_kit.stage1 import collect_stage, format_metrics, read_metrics, train_stage
 from rfcx_kit.train import RunContext, _predict, build_model, load_checkpoint, load_context, load_prediction, save_prediction
 
 log = logging.getLogger(__name__)
@@ -58,8 +65,8 @@ def previous_stage(cycle: int) -> str:
     return "stage1" if cycle == 1 else f"cycle{cycle - 1}"
 
 
-def fold_votes(ctx: RunContext, stage: str) -> np.ndarray:
-    """``(F, R, N, 24)`` predictions of every fold model of ``stage`` on all train recordings.
+def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
+    """Every fold model of ``stage`` on all train recordings (``relabel.source=vote``).
 
     Folds trained without all-train predictions (stage 1 run with ``relabel.source=oof``) are predicted
     now from their best checkpoint and saved, so a later vote needs no recomputation.
@@ -77,8 +84,8 @@ def fold_votes(ctx: RunContext, stage: str) -> np.ndarray:
         ids, pred = load_prediction(path)
         if ids != ctx.train_ids:
             raise RfcxError(f"{path}: predictions of other recordings than the run's")
-        out.append(pred.windows)
-    return np.stack(out)
+        out.append(pred)
+    return out
 
 
 def truth_windows(ctx: RunContext) -> np.ndarray | None:
@@ -94,10 +101,15 @@ def truth_windows(ctx: RunContext) -> np.ndarray | None:
 
 
 def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | None) -> dict[str, float]:
-    """Precision and recall of the pseudo-positives against the planted calls.
+    """Precision and recall of the pseudo-positive windows against the planted calls, and the precision chance
+    would give.
 
     precision: share of pseudo-positive (window, species) cells that overlap a planted call;
-    recall: share of planted-call cells left unknown by the original labels that became pseudo-positives.
+    recall: share of planted-call cells left unknown by the original labels that became pseudo-positives;
+    chance_precision: the precision of as many unknown windows drawn at random per species (the share of a
+    species' unknown windows that hold one of its calls, averaged over the pseudo-positives' species);
+    lift: precision / chance_precision. A lift near 1 says the pseudo-positives follow the species' base rates,
+    not the calls: the model does not yet find calls, whatever the precision.
     """
     pseudo = table[table["source"] == "pseudo_positive"]
     out: dict[str, float] = {"pseudo_positives": float(len(pseudo))}
@@ -106,37 +118,101 @@ def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | Non
     index = {rid: i for i, rid in enumerate(ctx.train_ids)}
     # int64 explicitly: an empty table (no score above the threshold) would give float indices
     rows = pseudo["recording_id"].map(index).to_numpy(dtype=np.int64)
-    hit = truth[rows, pseudo["window"].to_numpy(dtype=np.int64), pseudo["species_id"].to_numpy(dtype=np.int64)]
-    unknown_true = truth & (ctx.window_labels == 0)
-    out["pseudo_precision"] = float(hit.mean()) if len(hit) else float("nan")
-    out["pseudo_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else float("nan")
+    species = pseudo["species_id"].to_numpy(dtype=np.int64)
+    hit = truth[rows, pseudo["window"].to_numpy(dtype=np.int64), species]
+    unknown = ctx.window_labels == 0
+    unknown_true = truth & unknown
+    base_rate = unknown_true.sum(axis=(0, 1)) / np.maximum(1, unknown.sum(axis=(0, 1)))  # (24,)
+    nan = float("nan")
+    out["pseudo_precision"] = float(hit.mean()) if len(hit) else nan
+    out["pseudo_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else nan
+    out["pseudo_chance_precision"] = float(base_rate[species].mean()) if len(hit) else nan
+    chance = out["pseudo_chance_precision"]
+    out["pseudo_lift"] = out["pseudo_precision"] / chance if len(hit) and chance > 0 else nan
+    return out
+
+
+SEGMENT_POOL = 32  # framewise timelines are pooled to 32 frames (predict_recordings' pool)
+
+
+def segment_seconds(ctx: RunContext) -> float:
+    f = ctx.cfg.features
+    return SEGMENT_POOL * f.hop_length / f.sample_rate
+
+
+def box_quality(ctx: RunContext, boxes: pd.DataFrame) -> dict[str, float | None]:
+    """``pseudo_boxes`` and, with ``truth/``, ``pseudo_box_precision``: the share of pseudo-positive boxes that
+    overlap a planted call of their species."""
+    out: dict[str, float | None] = {"pseudo_boxes": float(len(boxes))}
+    truth = ctx.comp.truth_dir
+    if truth is None or not (truth / "calls.csv").exists():
+        return out
+    if len(boxes) == 0:
+        out["pseudo_box_precision"] = None
+        return out
+    calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
+    calls = calls[(calls["split"] == "train") & (calls["kind"] == "call")]
+    seg = segment_seconds(ctx)
+    planted = segment_mask(calls, ctx.train_ids, -(-ctx.cfg.features.frames // SEGMENT_POOL), seg)
+    hit = box_peaks(planted.astype(np.float32), boxes, ctx.train_ids, seg)  # 1 where a box touches a call
+    out["pseudo_box_precision"] = float(np.mean(hit > 0))
     return out
 
 
 def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
-    """The cycle's label table from the previous stage's predictions (saved; reused on resume)."""
+    """The cycle's pseudo-positive boxes (``pseudo_boxes.csv``) from the previous stage's framewise predictions.
+
+    Out-of-fold timelines (``source=oof``) or every fold model's (``source=vote``: at least ``votes`` models
+    above the threshold); thresholds per species (``threshold_rule``); segments inside a TP or FP box of
+    the species are known and never pseudo-labelled; at most ``max_pseudo_per_tp`` boxes per TP box of a
+    species. Also writes the window table those boxes imply (``labels.csv``, ``label_counts.csv``) for the
+    reports. Reused as they are on resume.
+    """
     stage_dir = ctx.run_dir / f"cycle{cycle}"
-    path = stage_dir / "labels.csv"
-    if path.exists():
-        return read_label_table(path)
-    r = ctx.cfg.relabel
+    path = stage_dir / "pseudo_boxes.csv"
+    if path.exists() and (stage_dir / "labels.csv").exists():
+        return read_label_table(stage_dir / "labels.csv")
+    r, f = ctx.cfg.relabel, ctx.cfg.features
     prev = ctx.run_dir / previous_stage(cycle)
+    seg = segment_seconds(ctx)
     if r.source == "vote":
-        preds, votes = fold_votes(ctx, previous_stage(cycle)), r.votes
+        frames = np.stack([p.framewise.astype(np.float32) for p in fold_predictions(ctx, previous_stage(cycle))])
+        need = r.votes
     else:
-        preds, votes = np.load(prev / "oof_windows.npy"), None
-        missing = np.isnan(preds).any(axis=(1, 2))
+        frames = np.load(prev / "oof_framewise.npy").astype(np.float32)[None]
+        need = 1
+        missing = np.isnan(frames[0]).all(axis=(1, 2))
         if missing.any():
             raise RfcxError(f"{prev}: {int(missing.sum())} recordings have no out-of-fold prediction "
                             "(train every fold before re-labeling)")
-    table = build_label_table(ctx.train_ids, ctx.window_labels, preds, threshold=r.threshold, votes=votes,
-                              species_thresholds=r.species_thresholds or None, pseudo_weight=r.pseudo_weight,
-                              negative_threshold=r.pseudo_negative_threshold, scale="prob")
+    mean = frames.mean(axis=0)
+    thresholds = framewise_thresholds(mean, ctx.comp.tp, ctx.train_ids, seg, r.threshold_rule, r.threshold,
+                                      r.tp_quantile)
+    for species, value in (r.species_thresholds or {}).items():
+        thresholds[int(species)] = value
+    known = segment_mask(ctx.comp.boxes(), ctx.train_ids, mean.shape[-1], seg)
+    positive = ((frames > thresholds[None, None, :, None]).sum(axis=0) >= need) & ~known
+    n_tp = np.bincount(ctx.comp.tp["species_id"].to_numpy(np.int64), minlength=24)
+    boxes = pseudo_boxes(positive, mean, ctx.train_ids, seg, r.pseudo_weight, n_tp, r.max_pseudo_per_tp)
+    # The window table the boxes imply (reports, pseudo-positive quality): TP/FP windows + pseudo windows.
+    pseudo_windows = FramewiseLabels(boxes.assign(label=np.int8(1)), ctx.train_ids, f.frames, f.sample_rate,
+                                     f.hop_length).windows(ctx.positions) == 1
+    original = ctx.window_labels
+    code = np.where(original == 1, 1, np.where(original == -1, 2, np.where(pseudo_windows, 3, 0)))
+    rr, nn, ss = np.nonzero(code)
+    c = code[rr, nn, ss]
+    table = pd.DataFrame({"recording_id": np.asarray(ctx.train_ids, dtype=object)[rr].astype(str),
+                          "window": nn.astype(np.int64), "species_id": ss.astype(np.int64),
+                          "source": np.array(["", "tp", "fp", "pseudo_positive"], dtype=object)[c],
+                          "weight": np.where(c == 3, r.pseudo_weight, 1.0)})
     counts = label_counts(table)
+    counts["pseudo_boxes"] = np.bincount(boxes["species_id"].to_numpy(np.int64), minlength=24)
+    counts["threshold"] = thresholds
     atomic_write_csv(stage_dir / "label_counts.csv", counts, index=True)
-    atomic_write_csv(path, table)
-    log.info("cycle %d: %d pseudo-positives from %s (%s)", cycle, int(counts["pseudo_positive"].sum()),
-             previous_stage(cycle), r.source)
+    atomic_write_csv(stage_dir / "labels.csv", table)
+    atomic_write_csv(path, boxes)  # written last: its presence marks the labels complete
+    log.info("cycle %d: %d pseudo-positive boxes (%d windows) from %s (%s)", cycle, len(boxes),
+             int(counts["pseudo_positive"].sum()), previous_stage(cycle), r.source)
     return table
 
 
@@ -167,17 +243,18 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
     cycles = cycles if cycles is not None else r.cycles
     folds = list(range(ctx.cfg.train.folds))
     truth = truth_windows(ctx)
-    history = [json.loads((run_dir / "stage1" / "metrics.json").read_text())]
+    history = [read_metrics(run_dir / "stage1" / "metrics.json")]
     for cycle in range(1, cycles + 1):
         stage = f"cycle{cycle}"
         stage_dir = run_dir / stage
         metrics_path = stage_dir / "metrics.json"
         if metrics_path.exists() and (stage_dir / "done").exists():
-            history.append(json.loads(metrics_path.read_text()))
+            history.append(read_metrics(metrics_path))
             log.info("%s already done: %s", stage, format_metrics(history[-1]))
         else:
             table = make_labels(ctx, cycle)
             quality = pseudo_quality(table, ctx, truth)
+            quality.update(box_quality(ctx, pd.read_csv(stage_dir / "pseudo_boxes.csv", dtype={"recording_id": str})))
             results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True,
                                   init_from=_init_weights(run_dir, cycle, r.init, folds), progress=progress)
             failed = [res for res in results if not res.ok]
@@ -189,7 +266,7 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
             metrics["source"], metrics["threshold"] = r.source, r.threshold
             counts = pd.read_csv(stage_dir / "label_counts.csv", index_col=0)
             metrics["pseudo_per_species"] = counts["pseudo_positive"].astype(int).tolist()
-            atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=float))
+            atomic_write_json(metrics_path, metrics)
             atomic_write_text(stage_dir / "done", "")
             history.append(metrics)
             log.info("%s: %s", stage, format_metrics(metrics))
@@ -209,11 +286,13 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
 @click.option("--cycles", type=int, default=None, help="Number of cycles [default: relabel.cycles, 3].")
 @click.option("--source", type=click.Choice(["oof", "vote"]), default=None,
               help="Pseudo-labels from out-of-fold predictions (oof) or every fold model's vote (vote).")
-@click.option("--threshold", type=float, default=None, help="Probability above which a window/species is positive.")
+@click.option("--threshold", type=float, default=None,
+              help="Framewise probability above which a segment is a pseudo-positive (the floor with tp_quantile).")
 @click.option("--votes", type=int, default=None, help="With --source vote: folds that must agree (the post: 3 of 5).")
 @click.option("--pseudo-weight", type=float, default=None, help="Loss weight of pseudo-positives (1 hard, 0.5 soft).")
-@click.option("--keep-original-p", type=float, default=None,
-              help="Chance a batch slot holds an originally labelled window (the 2nd place: 0.5).")
+@click.option("--threshold-rule", type=click.Choice(["fixed", "tp_quantile"]), default=None,
+              help="fixed: --threshold for every species; tp_quantile: per species, a quantile of the previous "
+                   "stage's scores inside its TP boxes, never below --threshold.")
 @click.option("--init", type=click.Choice(["previous", "stage1", "scratch"]), default=None,
               help="Weights each cycle starts from.")
 @click.option("--early-stop", is_flag=True, default=None, help="Stop when the metric stops improving.")
@@ -228,19 +307,20 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @cli_errors
 def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold: float | None, votes: int | None,
-                pseudo_weight: float | None, keep_original_p: float | None, init: str | None,
+                pseudo_weight: float | None, threshold_rule: str | None, init: str | None,
                 early_stop: bool | None, early_stop_metric: str | None, overrides: tuple[str, ...],
                 backend: str, workers: int, scheduler: str | None, no_progress: bool) -> None:
     """Stage 2: cycle re-labeling on a stage-1 run directory.
 
     \b
-    Each cycle: pseudo-positives from the previous stage's window predictions (only where the original
-    label is unknown) -> retrain the folds with the masked loss -> predict OOF and test -> report.
-    Writes RUN/cycle{c}/ (labels.csv, label_counts.csv, fold{k}/, oof_windows.npy, test.csv, metrics.json)
-    and RUN/report/relabel.md with a plot of the metrics by cycle. Rerun the same command to resume.
+    Each cycle: pseudo-positive boxes from the previous stage's framewise predictions (only where no TP/FP
+    box of the species is) -> retrain the folds exactly as stage 1 trains, on TP + pseudo-positive boxes ->
+    predict OOF and test -> report. Writes RUN/cycle{c}/ (pseudo_boxes.csv, labels.csv, label_counts.csv,
+    fold{k}/, oof_windows.npy, oof_framewise.npy, test.csv, metrics.json) and RUN/report/relabel.md with a
+    plot of the metrics by cycle. Rerun the same command to resume.
     """
     options = {"cycles": cycles, "source": source, "threshold": threshold, "votes": votes,
-               "pseudo_weight": pseudo_weight, "keep_original_p": keep_original_p, "init": init,
+               "pseudo_weight": pseudo_weight, "threshold_rule": threshold_rule, "init": init,
                "early_stop": early_stop, "early_stop_metric": early_stop_metric}
     sets = tuple(f"relabel.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
                  for k, v in options.items() if v is not None)

@@ -262,6 +262,111 @@ def build_label_table(
     })
 
 
+def segment_mask(boxes: pd.DataFrame, recording_ids: Sequence[str], segments: int, segment_seconds: float) -> np.ndarray:
+    """``(R, 24, S)`` bool: segments (of ``segment_seconds``) that a box of ``boxes`` touches."""
+    index = {rid: i for i, rid in enumerate(recording_ids)}
+    out = np.zeros((len(index), N_SPECIES, segments), dtype=bool)
+    rows = boxes["recording_id"].map(index)
+    keep = rows.notna().to_numpy()
+    if not keep.any():
+        return out
+    r = rows[keep].astype(np.int64).to_numpy()
+    s = boxes["species_id"].to_numpy(np.int64)[keep]
+    lo = np.clip(np.floor(boxes["t_min"].to_numpy(np.float64)[keep] / segment_seconds).astype(np.int64), 0, segments)
+    hi = np.clip(np.floor(boxes["t_max"].to_numpy(np.float64)[keep] / segment_seconds).astype(np.int64) + 1, 0, segments)
+    diff = np.zeros((len(index), N_SPECIES, segments + 1), dtype=np.int32)
+    np.add.at(diff, (r, s, lo), 1)
+    np.add.at(diff, (r, s, hi), -1)
+    return np.cumsum(diff, axis=-1)[..., :segments] > 0
+
+
+def box_peaks(frames: np.ndarray, boxes: pd.DataFrame, recording_ids: Sequence[str],
+              segment_seconds: float) -> np.ndarray:
+    """Largest framewise score inside each box: ``(M,)`` float64 (NaN for a box of another recording).
+
+    Args:
+        frames: ``(R, 24, S)`` framewise scores (segments of ``segment_seconds``).
+        boxes: ``recording_id, species_id, t_min, t_max``.
+    """
+    index = pd.Index(np.asarray(recording_ids, dtype=object))
+    rows = index.get_indexer(boxes["recording_id"].astype(str))
+    s_total = frames.shape[-1]
+    lo = np.clip(np.floor(boxes["t_min"].to_numpy(np.float64) / segment_seconds).astype(np.int64), 0, s_total - 1)
+    hi = np.clip(np.floor(boxes["t_max"].to_numpy(np.float64) / segment_seconds).astype(np.int64) + 1, lo + 1, s_total)
+    # max over [lo, hi) per box without a Python loop over segments: mask the box's segments, then max.
+    seg = np.arange(s_total)
+    inside = (seg[None, :] >= lo[:, None]) & (seg[None, :] < hi[:, None])
+    safe = np.where(rows >= 0, rows, 0)
+    values = frames[safe, boxes["species_id"].to_numpy(np.int64)]  # (M, S)
+    out = np.where(inside, values, -np.inf).max(axis=1).astype(np.float64)
+    out[rows < 0] = np.nan
+    return out
+
+
+def framewise_thresholds(frames: np.ndarray, tp: pd.DataFrame, recording_ids: Sequence[str], segment_seconds: float,
+                         rule: str = "fixed", threshold: float = 0.5, quantile: float = 0.5) -> np.ndarray:
+    """``(24,)`` pseudo-positive thresholds on framewise probabilities.
+
+    ``fixed``: ``threshold`` for every species (the post: 0.5).
+    ``tp_quantile``: per species, the ``quantile`` of the peak scores inside its own TP boxes, never below
+    ``threshold``. A pseudo-positive must then look at least as sure as that share of the verified calls,
+    and the bar moves with the model: when a cycle's training inflates a species' scores, its verified calls
+    score higher too, and so does its threshold. A species without a TP box gets 1.0 (no pseudo-positive).
+
+    Args:
+        frames: ``(R, 24, S)`` out-of-fold framewise probabilities (NaN where a recording has none).
+        tp: the TP boxes (``recording_id, species_id, t_min, t_max``).
+    """
+    if rule == "fixed":
+        return np.full(N_SPECIES, float(threshold))
+    if rule != "tp_quantile":
+        raise ValueError(f"unknown threshold rule {rule!r}: use 'fixed' or 'tp_quantile'")
+    peaks = box_peaks(frames, tp, recording_ids, segment_seconds)
+    species = tp["species_id"].to_numpy(np.int64)
+    out = np.ones(N_SPECIES)
+    for s in range(N_SPECIES):  # 24 species: a loop over classes, not over frames
+        v = peaks[(species == s) & np.isfinite(peaks)]
+        if len(v):
+            out[s] = max(float(threshold), float(np.quantile(v, quantile)))
+    return out
+
+
+def pseudo_boxes(positive: np.ndarray, scores: np.ndarray, recording_ids: Sequence[str], segment_seconds: float,
+                 weight: float = 1.0, n_tp: np.ndarray | None = None,
+                 max_per_tp: float | None = None) -> pd.DataFrame:
+    """Pseudo-positive boxes: maximal runs of pseudo-positive segments.
+
+    Args:
+        positive: ``(R, 24, S)`` bool, where a pseudo-positive is called (already excluding known segments).
+        scores: ``(R, 24, S)`` the scores behind it (a box's ``score`` is its run's peak).
+        n_tp: ``(24,)`` TP boxes per species; with ``max_per_tp``, a species keeps at most
+            ``ceil(max_per_tp * n_tp)`` boxes, its highest-scoring ones. This bounds every cycle's labels
+            by the verified ones, so the loop cannot run away whatever the scores do.
+    Returns:
+        ``recording_id, species_id, t_min, t_max, weight, score``, in recording, species, time order.
+    """
+    columns = ["recording_id", "species_id", "t_min", "t_max", "weight", "score"]
+    r, s, t = np.nonzero(positive)
+    if len(r) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(columns, (str, np.int64, float, float, float, float))})
+    key = (r * N_SPECIES + s).astype(np.int64)
+    breaks = np.flatnonzero((np.diff(key) != 0) | (np.diff(t) != 1)) + 1
+    first = np.r_[0, breaks]
+    last = np.r_[breaks, len(t)] - 1
+    peak = np.maximum.reduceat(np.asarray(scores, dtype=np.float64)[r, s, t], first)
+    ids = np.asarray(recording_ids, dtype=object)
+    out = pd.DataFrame({
+        "recording_id": ids[r[first]].astype(str), "species_id": s[first].astype(np.int64),
+        "t_min": t[first] * segment_seconds, "t_max": (t[last] + 1) * segment_seconds,
+        "weight": float(weight), "score": peak,
+    })
+    if max_per_tp is not None and n_tp is not None:
+        cap = np.ceil(max_per_tp * np.asarray(n_tp, dtype=np.float64)).astype(np.int64)
+        rank = out.groupby("species_id")["score"].rank(method="first", ascending=False).to_numpy()
+        out = out[rank <= cap[out["species_id"].to_numpy()]].reset_index(drop=True)
+    return out
+
+
 def label_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Rows per species and source: 24 rows indexed ``species_id`` = ``s0..s23``, columns
     ``tp, fp, pseudo_positive, pseudo_negative`` (int64, zeros included)."""
