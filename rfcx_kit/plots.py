@@ -24,9 +24,28 @@ def save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+REFERENCE_STAGES = {"oracle": "tab:purple", "control": "tab:gray"}
+
+
+def reference_lines(ax, table: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001 - a matplotlib Axes
+    """Draw the oracle and the control as dashed lines of their test LWLRAP vs truth; return the other rows
+    (the stages of the method, drawn along the x axis)."""
+    refs = table[table["stage"].isin(list(REFERENCE_STAGES))]
+    for stage, value in zip(refs["stage"], pd.to_numeric(refs.get("truth_test_lwlrap"), errors="coerce")):
+        if np.isfinite(value):
+            ax.axhline(value, color=REFERENCE_STAGES[stage], ls="--", lw=1.5,
+                       label=f"{stage}: test LWLRAP vs truth {value:.3f}")
+    return table[~table["stage"].isin(list(REFERENCE_STAGES))].reset_index(drop=True)
+
+
 def lwlrap_by_stage(table: pd.DataFrame, path: Path) -> Path:
-    """Lines of CV LWLRAP, truth LWLRAP (OOF and test) and LB by stage, with the value printed at each point."""
+    """Lines of CV LWLRAP, truth LWLRAP (OOF and test) and LB by stage, with the value printed at each point;
+    the oracle and the control as dashed reference lines."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    if "truth_test_lwlrap" in table:
+        table = reference_lines(ax, table)
+    else:
+        table = table[~table["stage"].isin(list(REFERENCE_STAGES))].reset_index(drop=True)
     x = np.arange(len(table))
     series = [("lwlrap", "CV LWLRAP (original TP labels)", "o-"),
               ("truth_oof_lwlrap", "OOF LWLRAP vs hidden truth", "^--"),
@@ -160,8 +179,10 @@ def recording_overlay(spec: np.ndarray, positions: list[list[int]], boxes: pd.Da
 
 
 def relabel_metrics(table: pd.DataFrame, path: Path) -> Path:
-    """LWLRAP (CV, truth) and pseudo-positive precision/recall by stage."""
+    """LWLRAP (CV, truth) and pseudo-positive precision/recall by stage; the oracle and the control (when they
+    ran) as horizontal lines of test LWLRAP vs truth."""
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    table = reference_lines(ax, table)
     x = np.arange(len(table))
     styles = {"cv_lwlrap": ("CV LWLRAP (TP labels)", "o-"), "truth_test_lwlrap": ("test LWLRAP vs truth", "s-"),
               "truth_oof_lwlrap": ("OOF LWLRAP vs truth", "^--"),

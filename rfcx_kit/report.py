@@ -19,6 +19,7 @@ import pandas as pd
 from rfcx_kit.errors import cli_errors
 from rfcx_kit.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.species import SPECIES_COLUMNS
+from rfcx_kit.stage1 import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,18 @@ CV_COLUMNS = ["WINDOW", "model", "lwlrap", "precision", "recall", "LB", "memo"]
 TRUTH_COLUMNS = ["truth_oof_lwlrap", "truth_test_lwlrap", "truth_test_precision", "truth_test_recall"]
 
 
+def _stage_order(stage: str) -> tuple[int, int]:
+    if stage == "stage1":
+        return (0, 0)
+    if stage.startswith("cycle") and stage[5:].isdigit():
+        return (1, int(stage[5:]))
+    return (2, {"control": 0, "oracle": 1}.get(stage, 2))
+
+
 def stage_names(run_dir: Path) -> list[str]:
-    """Stages with metrics, in method order: stage1, cycle1, cycle2, ..."""
+    """Stages with metrics, in method order: stage1, cycle1, cycle2, ..., then the control and the oracle."""
     stages = [p.parent.name for p in Path(run_dir).glob("*/metrics.json")]
-    return sorted(stages, key=lambda s: (s != "stage1", int(s[5:]) if s.startswith("cycle") and s[5:].isdigit() else 0))
+    return sorted(stages, key=_stage_order)
 
 
 def lb_scores(run_dir: Path, log_path: Path | None = None) -> dict[str, str]:
@@ -54,7 +63,7 @@ def cv_rows(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
     rows = []
     lb = lb_scores(run_dir, log_path)
     for stage in stage_names(run_dir):
-        m: dict[str, Any] = json.loads((Path(run_dir) / stage / "metrics.json").read_text())
+        m: dict[str, Any] = read_metrics(Path(run_dir) / stage / "metrics.json")
         row = {"run": Path(run_dir).name, "stage": stage, "WINDOW": m.get("window"), "model": m.get("model"),
                "lwlrap": m.get("cv_lwlrap"), "precision": m.get("precision"), "recall": m.get("recall"),
                "LB": lb.get(stage, ""), "memo": m.get("memo", "")}
@@ -106,7 +115,7 @@ def species_table(run_dir: Path) -> pd.DataFrame:
     """Per-species AP by stage: OOF vs TP labels (``ap_STAGE``) and, with truth, test vs truth."""
     out = pd.DataFrame({"species": SPECIES_COLUMNS})
     for stage in stage_names(run_dir):
-        m = json.loads((Path(run_dir) / stage / "metrics.json").read_text())
+        m = read_metrics(Path(run_dir) / stage / "metrics.json")
         out[f"ap_{stage}"] = m["per_species_ap"]
         if "truth_test_per_species_ap" in m:
             out[f"truth_test_ap_{stage}"] = m["truth_test_per_species_ap"]
@@ -114,17 +123,30 @@ def species_table(run_dir: Path) -> pd.DataFrame:
 
 
 def relabel_table(run_dir: Path) -> pd.DataFrame:
-    """One row per stage: CV, pseudo-positives added, their precision/recall vs truth, test LWLRAP vs truth."""
+    """One row per stage: CV, pseudo-positives added, their precision/recall vs truth, test LWLRAP vs truth,
+    and the gap closed toward the oracle (``(stage - stage1) / (oracle - stage1)``) where the oracle ran."""
+    from rfcx_kit.references import gap_closed
+
+    nan = float("nan")
     rows = []
     for stage in stage_names(run_dir):
-        m = json.loads((Path(run_dir) / stage / "metrics.json").read_text())
+        m = read_metrics(Path(run_dir) / stage / "metrics.json")
         rows.append({"stage": stage, "cv_lwlrap": m.get("cv_lwlrap"),
                      "pseudo_positives": int(m.get("pseudo_positives", 0)),
-                     "pseudo_precision": m.get("pseudo_precision", float("nan")),
-                     "pseudo_recall": m.get("pseudo_recall", float("nan")),
-                     "truth_oof_lwlrap": m.get("truth_oof_lwlrap", float("nan")),
-                     "truth_test_lwlrap": m.get("truth_test_lwlrap", float("nan"))})
-    return pd.DataFrame(rows)
+                     "pseudo_precision": m.get("pseudo_precision", nan),
+                     "pseudo_recall": m.get("pseudo_recall", nan),
+                     "pseudo_lift": m.get("pseudo_lift", nan),
+                     "pseudo_boxes": int(m.get("pseudo_boxes", 0)),
+                     "pseudo_box_precision": m.get("pseudo_box_precision", nan),
+                     "truth_oof_lwlrap": m.get("truth_oof_lwlrap", nan),
+                     "truth_test_lwlrap": m.get("truth_test_lwlrap", nan)})
+    table = pd.DataFrame(rows)
+    if len(table) and "oracle" in set(table["stage"]):
+        truth = table.set_index("stage")["truth_test_lwlrap"]
+        closed = [gap_closed(v, truth.get("stage1"), truth["oracle"]) for v in table["truth_test_lwlrap"]]
+        table["gap_closed"] = [nan if c is None else c for c in closed]
+        table.loc[table["stage"] == "oracle", "gap_closed"] = nan
+    return table
 
 
 def write_relabel_report(run_dir: Path) -> Path:
@@ -135,7 +157,7 @@ def write_relabel_report(run_dir: Path) -> Path:
     atomic_write_csv(report / "relabel.csv", table)
     counts = pd.DataFrame({"species": SPECIES_COLUMNS})
     for stage in stage_names(run_dir):
-        m = json.loads((run_dir / stage / "metrics.json").read_text())
+        m = read_metrics(run_dir / stage / "metrics.json")
         if "pseudo_per_species" in m:
             counts[stage] = m["pseudo_per_species"]
     atomic_write_csv(report / "pseudo_per_species.csv", counts)
@@ -144,7 +166,12 @@ def write_relabel_report(run_dir: Path) -> Path:
     relabel_metrics(table, report / "relabel.png")
     text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
             "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
-            "the planted calls (synthetic truth). truth_test_lwlrap: fold-mean test prediction vs truth.\n\n"
+            "the planted calls (synthetic truth); pseudo_lift: that precision over the precision of as many "
+            "random unknown windows of the same species (1 = no better than the base rates). pseudo_box_precision: "
+            "share of pseudo-positive boxes touching a planted call of their species. truth_test_lwlrap: "
+            "fold-mean test prediction vs truth; gap_closed: (stage - stage1) / (oracle - stage1). control: stage "
+            "1 trained on as long as the cycles without pseudo-labels; oracle: stage 1's recipe on every planted "
+            "call.\n\n"
             + markdown_table(table) + "\n![metrics by cycle](relabel.png)\n\n## Pseudo-positives per species\n\n"
             + markdown_table(counts))
     atomic_write_text(report / "relabel.md", text)
@@ -202,7 +229,7 @@ def write_report(run_dir: Path, log_path: Path | None = None) -> Path:
     if history:
         plots.training_curves(history, report / "training_curves.png")
         figures.append(("Training curves", "training_curves.png"))
-    last = stages[-1]
+    last = [s for s in stages if s == "stage1" or s.startswith("cycle")][-1]  # not the oracle or control
     rid, row = _pick_recording(ctx, run_dir / last)
     fold = int(ctx.folds.loc[row, "fold"])
     ids, pred = load_prediction(run_dir / last / f"fold{fold}" / "val_pred.npz")

@@ -1,0 +1,160 @@
+"""The two stages a re-labeling gain is measured against: the oracle (ceiling) and the control.
+
+* **oracle** (``RUN/oracle/``): stage 1 again, same recipe, folds, seeds and steps, but trained on every
+  planted call of a synthetic set (``truth/calls.csv``) instead of the TP rows. It is what complete labels
+  give at the same compute: the most re-labeling could recover.
+* **control** (``RUN/control/``): stage 1's folds trained on from their best weights for as many epochs as
+  the cycles add (``cycles x relabel.epochs``, at ``relabel.lr``), on the original labels only. A gain that this
+  extra training alone gives is not a gain of re-labeling.
+
+``gap closed`` of a stage is ``(stage - stage1) / (oracle - stage1)`` on the test LWLRAP against truth.
+Both stages are scored like any other (``metrics.json``) and appear as rows of the relabel report, the CV
+table and the demo's table. Rerunning a command resumes it; a finished stage is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rfcx_kit.errors import RfcxError, cli_errors
+from rfcx_kit.io import atomic_write_json
+from rfcx_kit.stage1 import collect_stage, format_metrics, read_metrics, train_stage
+from rfcx_kit.train import load_context, planted_calls
+
+log = logging.getLogger(__name__)
+
+
+def finished_cycles(run_dir: Path) -> int:
+    """How many consecutive cycles (cycle1, cycle2, ...) of the run have finished."""
+    n = 0
+    while (Path(run_dir) / f"cycle{n + 1}" / "done").exists():
+        n += 1
+    return n
+
+
+def _run_reference(run_dir: Path, stage: str, epochs: int | None, init_from: dict[int, str] | None,
+                   backend: str, workers: int, scheduler: str | None, progress: bool) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / stage / "metrics.json"
+    if metrics_path.exists():
+        log.info("%s already done", stage)
+        return read_metrics(metrics_path)
+    ctx = load_context(run_dir)
+    folds = list(range(ctx.cfg.train.folds))
+    results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True, init_from=init_from,
+                          progress=progress, epochs=epochs)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise RfcxError("; ".join(f"{stage} fold {r.fold} failed: {(r.error or '').splitlines()[-1]}" for r in failed)
+                        + " (finished folds are kept; rerun to resume)")
+    metrics = collect_stage(run_dir, stage)
+    if epochs is not None:
+        metrics["epochs"] = epochs
+    atomic_write_json(metrics_path, metrics)
+    log.info("%s: %s", stage, format_metrics(metrics))
+    return metrics
+
+
+def run_oracle(run_dir: Path, backend: str = "loky", workers: int = 1, scheduler: str | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """Train and score ``RUN/oracle``: the run's stage-1 recipe on every planted call (needs ``truth/``)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "stage1" / "metrics.json").exists():
+        raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
+    planted_calls(load_context(run_dir))  # fails early, with the reason, on a set without truth/
+    return _run_reference(run_dir, "oracle", None, None, backend, workers, scheduler, progress)
+
+
+def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky", workers: int = 1,
+                scheduler: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train and score ``RUN/control``: stage 1 trained on for ``cycles x relabel.epochs`` epochs, no pseudo-labels.
+
+    ``cycles``: the cycles to match (default: the run's finished cycles, else ``relabel.cycles``).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "stage1" / "metrics.json").exists():
+        raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
+    ctx = load_context(run_dir)
+    cfg = ctx.cfg
+    cycles = cycles or finished_cycles(run_dir) or cfg.relabel.cycles
+    per_cycle = cfg.relabel.epochs if cfg.relabel.epochs is not None else cfg.train.epochs
+    init = {k: str(run_dir / "stage1" / f"fold{k}" / "best.pt") for k in range(cfg.train.folds)}
+    metrics = _run_reference(run_dir, "control", cycles * per_cycle, init, backend, workers, scheduler, progress)
+    if metrics.get("epochs") != cycles * per_cycle:
+        raise RfcxError(f"{run_dir / 'control'} was trained for {metrics.get('epochs')} epochs, not the "
+                        f"{cycles} x {per_cycle} these cycles add: delete {run_dir / 'control'} to retrain it")
+    return metrics
+
+
+def gap_closed(stage: float | None, stage1: float | None, oracle: float | None) -> float | None:
+    """``(stage - stage1) / (oracle - stage1)``; None when a figure is missing or the oracle is no better."""
+    values = (stage, stage1, oracle)
+    if any(v is None or not math.isfinite(v) for v in values) or oracle <= stage1:  # type: ignore[operator]
+        return None
+    return (stage - stage1) / (oracle - stage1)  # type: ignore[operator]
+
+
+_COMMON = [
+    click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                 help="Run directory with a finished stage 1."),
+    click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+                 help="Where folds run: local processes or an existing Dask cluster."),
+    click.option("--workers", type=int, default=1, show_default=True, help="Folds at once with --backend loky."),
+    click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask)."),
+    click.option("--no-progress", is_flag=True, help="No progress bars (logs only)."),
+]
+
+
+def _common(func):  # noqa: ANN001, ANN202 - a click decorator
+    for option in reversed(_COMMON):
+        func = option(func)
+    return func
+
+
+def _echo(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
+    stage1 = read_metrics(Path(run_dir) / "stage1" / "metrics.json")
+    line = f"{stage}: {format_metrics(metrics)}"
+    oracle_path = Path(run_dir) / "oracle" / "metrics.json"
+    if stage != "oracle" and oracle_path.exists():
+        closed = gap_closed(metrics.get("truth_test_lwlrap"), stage1.get("truth_test_lwlrap"),
+                            read_metrics(oracle_path).get("truth_test_lwlrap"))
+        line += f", gap closed {closed:.2f}" if closed is not None else ""
+    click.echo(line)
+    click.echo(f"metrics: {Path(run_dir) / stage / 'metrics.json'}")
+
+
+@click.command("oracle")
+@_common
+@cli_errors
+def oracle_cmd(run_dir: Path, backend: str, workers: int, scheduler: str | None, no_progress: bool) -> None:
+    """The ceiling: the run's stage-1 recipe trained on every planted call (synthetic data with truth/).
+
+    \b
+    Same folds, seeds, steps and scoring as stage 1; only the TP boxes differ (all of truth/calls.csv).
+    Writes RUN/oracle/ (folds, oof, test.csv, metrics.json). Rerun to resume.
+    """
+    _echo(run_dir, "oracle", run_oracle(run_dir, backend, workers, scheduler, progress=not no_progress))
+
+
+@click.command("control")
+@click.option("--cycles", type=int, default=None,
+              help="Cycles whose extra training to match [default: the run's finished cycles, else relabel.cycles].")
+@_common
+@cli_errors
+def control_cmd(run_dir: Path, cycles: int | None, backend: str, workers: int, scheduler: str | None,
+                no_progress: bool) -> None:
+    """The control: stage 1 trained on for as many epochs as the cycles add, with no pseudo-labels.
+
+    \b
+    Starts from stage 1's best weights, trains cycles x relabel.epochs epochs at relabel.lr on the original
+    labels. Writes RUN/control/ (folds, oof, test.csv, metrics.json). Rerun to resume.
+    """
+    _echo(run_dir, "control", run_control(run_dir, cycles, backend, workers, scheduler, progress=not no_progress))
+
+
+__all__ = ["gap_closed", "run_control", "run_oracle", "oracle_cmd", "control_cmd", "finished_cycles"]
