@@ -75,13 +75,25 @@ def submit_to_standin(file: Path, message: str, data: Path, log_path: Path, home
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
+def labelled_share(data: Path) -> tuple[int, int]:
+    """(planted train calls with a TP row, planted calls in the train recordings the pipeline sees)."""
+    from rfcx_kit.reader import read_competition
+
+    comp = read_competition(data)
+    calls = pd.read_csv(data / "truth" / "calls.csv", dtype={"recording_id": str})
+    calls = calls[(calls["split"] == "train") & (calls["kind"] == "call") & calls["recording_id"].isin(comp.train_ids)]
+    return int((calls["labelled"] == "tp").sum()), len(calls)
+
+
 def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 60.0, seed: int = 7,
-             label_scale: float = 8.0,
+             tp_share: float | None = 0.08, label_scale: float = 1.0,
              recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int = 3,
              submit: str = "standin", fmt: str = "npy", progress: bool = True) -> dict:
     """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
     from rfcx_kit.config import load_config
     from rfcx_kit.cycle import run_relabel
+    from rfcx_kit.io import atomic_write_json
+    from rfcx_kit.references import run_control, run_oracle
     from rfcx_kit.ensemble import ensemble_cmd
     from rfcx_kit.features import build_cache
     from rfcx_kit.reader import read_competition
@@ -98,16 +110,17 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     if seconds != 60.0:  # the features must know the recordings' length
         overrides = (f"features.seconds={seconds}",) + tuple(overrides)
     data, run_dir, subs = out / "data", out / "runs" / "demo", out / "submissions"
-    n = 7
+    n = 8
     started = time.time()
 
     t = _step(1, n, f"synthesise {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s) -> {data}")
-    write_dataset(SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, label_scale=label_scale),
-                  data, fmt=fmt,
-                  n_jobs=-1, progress=progress)
+    write_dataset(SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, label_scale=label_scale,
+                              tp_share=tp_share), data, fmt=fmt, n_jobs=-1, progress=progress)
     comp = read_competition(data)
-    _done(t, f"{len(comp.tp)} TP rows, {len(comp.fp)} FP rows; planted calls are in {data / 'truth'} "
-             "(never read by training)")
+    labelled, planted = labelled_share(data)
+    _done(t, f"{len(comp.tp)} TP rows, {len(comp.fp)} FP rows: {labelled} of {planted} planted train calls "
+             f"({labelled / max(1, planted):.1%}, 1 in {planted / max(1, labelled):.1f}) have a TP row; the rest "
+             f"are in {data / 'truth'} (never read by training)")
 
     if comp.layout == "audio":
         t = _step(2, n, "log-mel feature cache (parallel, resumable)")
@@ -125,7 +138,13 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     history = run_relabel(run_dir, cycles=cycles, progress=progress)
     _done(t, "; ".join(f"{h['stage']}: {format_metrics(h)}" for h in history[1:]))
 
-    t = _step(5, n, "ensemble the last stage's folds -> validate")
+    t = _step(5, n, "references: the control (stage 1 trained on as long as the cycles, no pseudo-labels) "
+                    "and the oracle (stage 1's recipe on every planted call)")
+    control = run_control(run_dir, cycles=len(history) - 1, progress=progress)
+    oracle = run_oracle(run_dir, progress=progress)
+    _done(t, f"control: {format_metrics(control)}; oracle: {format_metrics(oracle)}")
+
+    t = _step(6, n, "ensemble the last stage's folds -> validate")
     sub_path = subs / "demo.csv"
     ensemble_cmd.main(["--run", str(run_dir), "--stage", "latest", "--out", str(sub_path)], standalone_mode=False)
     validate_submission(sub_path, comp.test_ids)
@@ -133,27 +152,38 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
 
     log_path = subs / "log.csv"
     if submit == "standin":
-        t = _step(6, n, "submit with the official kaggle client to a stand-in Kaggle on 127.0.0.1 "
+        t = _step(7, n, "submit with the official kaggle client to a stand-in Kaggle on 127.0.0.1 "
                         "(its 'public LB' is LWLRAP against the synthetic test truth)")
         line = submit_to_standin(sub_path, "rfcx-kit demo", data, log_path, out)
         _done(t, line)
     else:
-        t = _step(6, n, "submit --dry-run (nothing is sent)")
+        t = _step(7, n, "submit --dry-run (nothing is sent)")
         from rfcx_kit.kaggle_client import submit as kaggle_submit
 
         kaggle_submit(sub_path, "rfcx-kit demo", data_dir=data, dry_run=True, log_path=log_path)
         _done(t)
 
-    t = _step(7, n, "report")
+    t = _step(8, n, "report")
     report = write_report(run_dir, log_path)
     _done(t, str(report))
 
     table = relabel_table(run_dir)
+    method = table[~table["stage"].isin(["oracle", "control"])]
+    final = method.iloc[-1]
+    refs = table.set_index("stage")
     summary = {"seconds": round(time.time() - started, 1), "report": str(report), "submission": str(sub_path),
-               "stages": table.to_dict("records")}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+               "seed": seed, "labelled_calls": labelled, "planted_calls": planted,
+               "labelled_share": labelled / max(1, planted),
+               "stages": method.to_dict("records"),
+               "oracle": refs.loc["oracle"].to_dict(), "control": refs.loc["control"].to_dict(),
+               "final_stage": final["stage"], "gap_closed": final.get("gap_closed")}
+    atomic_write_json(out / "summary.json", summary)
     click.secho(f"\nrfcx-kit demo finished in {summary['seconds']:.0f} s", bold=True)
-    shown = table[["stage", "cv_lwlrap", "truth_test_lwlrap", "pseudo_positives", "pseudo_precision", "pseudo_recall"]]
+    click.echo(f"labels: {labelled} of {planted} planted train calls have a TP row "
+               f"({summary['labelled_share']:.1%}, 1 in {planted / max(1, labelled):.1f})")
+    columns = ["stage", "cv_lwlrap", "truth_test_lwlrap", "gap_closed", "pseudo_positives", "pseudo_precision",
+               "pseudo_lift", "pseudo_recall"]
+    shown = table[[c for c in columns if c in table]]
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}" if np.isfinite(v) else "-"))
     click.echo(f"report: {report}\nsubmission: {sub_path}")
     return summary
@@ -165,11 +195,11 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
 @click.option("--train", "n_train", type=int, default=100, show_default=True, help="Synthetic train recordings.")
 @click.option("--test", "n_test", type=int, default=40, show_default=True, help="Synthetic test recordings.")
 @click.option("--seconds", type=float, default=60.0, show_default=True, help="Recording length (RFCX: 60).")
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data and training.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data (the training seed is train.seed: --set train.seed=N).")
 @click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="npy", show_default=True,
               help="npy: precomputed spectrograms (fast); flac: 48 kHz audio + feature cache (the Kaggle layout).")
-@click.option("--label-scale", type=float, default=8.0, show_default=True,
-              help="TP labels per train recording, as a multiple of RFCX's ratio (8: ~2 labelled calls of ~30).")
+@click.option("--tp-share", type=float, default=0.08, show_default=True,
+              help="Share of the planted train calls that get a TP row (drawn over all calls; 0.08: 1 in 12.5).")
 @click.option("--cycles", type=int, default=3, show_default=True, help="Re-labeling cycles.")
 @click.option("--pipeline", "recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe [default: pipelines/demo.yaml].")
@@ -178,7 +208,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
               help="standin: the real kaggle client against a local stand-in server; dry-run: print only.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @cli_errors
-def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, label_scale: float, cycles: int,
+def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, tp_share: float, cycles: int,
              recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool) -> None:
     """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
 
@@ -186,5 +216,5 @@ def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fm
     validate -> submit (to a local stand-in Kaggle, or --submit dry-run) -> OUT/runs/demo/report.md.
     Rerunning the same command resumes where it stopped.
     """
-    run_demo(out, n_train, n_test, seconds, seed, label_scale, recipe, overrides, cycles, submit, fmt,
+    run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, recipe, overrides, cycles, submit, fmt,
              progress=not no_progress)

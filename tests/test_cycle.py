@@ -13,9 +13,8 @@ import torch
 import rfcx_kit.cycle as cycle_module
 import rfcx_kit.stage1 as stage1_module
 from rfcx_kit.cycle import _improved, run_relabel
-from rfcx_kit.losses import masked_bce
-from rfcx_kit.pseudo import build_label_table, read_label_table, table_to_arrays
-from rfcx_kit.sampling import table_windows
+from rfcx_kit.framewise import FramewiseLabels
+from rfcx_kit.pseudo import read_label_table
 from rfcx_kit.stage1 import run_stage1
 from rfcx_kit.train import load_context, train_fold
 
@@ -37,41 +36,88 @@ def _copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_soft_pseudo_weights_reach_the_loss() -> None:
-    """A pseudo-positive with weight 0.5 is sampled with weight 0.5 and counts half in the masked loss."""
-    ids = ["a", "b"]
-    original = np.zeros((2, 2, 24), dtype=np.int8)
-    original[0, 0, 3] = 1  # a TP window
-    preds = np.full((2, 2, 24), 0.1)
-    preds[1, 1, 5] = 0.9  # becomes a pseudo-positive
-    table = build_label_table(ids, original, preds, threshold=0.5, pseudo_weight=0.5)
-    target, weight = table_to_arrays(table, ids, 2)
-    assert weight[1, 1, 5] == 0.5 and target[1, 1, 5] == 1.0 and weight[0, 0, 3] == 1.0
-    items = table_windows(target, weight, original, np.arange(2), [[0, 10], [5, 15]], keep_original_p=0.5,
-                          size=200, rng=np.random.default_rng(0))
-    pseudo_items = items.weight[:, 5] > 0
-    assert np.all(items.weight[pseudo_items, 5] == 0.5)
-    assert 0.35 < pseudo_items.mean() < 0.65  # keep_original_p = 0.5 of slots hold the original window
-    # the loss: one TP cell (w=1) and one pseudo cell (w=0.5) -> weighted mean of the two BCE terms
-    logits = torch.tensor([[0.3, -0.2]], requires_grad=True)
-    loss = masked_bce(logits, torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.5]]))
-    terms = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(1, 2), reduction="none")[0]
-    torch.testing.assert_close(loss, (terms[0] + 0.5 * terms[1]) / 1.5)
+def _boxes(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["recording_id", "species_id", "t_min", "t_max", "label", "weight"])
 
 
-def test_keep_original_p_sets_the_share_of_original_windows() -> None:
-    """With p = 0.8, about 80% of an epoch's windows carry original labels."""
-    r, n = 50, 4
-    original = np.zeros((r, n, 24), dtype=np.int8)
-    original[:5, 0, 1] = 1
-    target = (original == 1).astype(np.float32)
-    weight = (original != 0).astype(np.float32)
-    target[10:, 2, 7] = 1.0
-    weight[10:, 2, 7] = 1.0
-    items = table_windows(target, weight, original, np.arange(r), [[0, 8], [6, 14], [12, 20], [18, 26]], 0.8,
-                          size=4000, rng=np.random.default_rng(1))
-    share = (items.weight[:, 1] > 0).mean()
-    assert abs(share - 0.8) < 0.03
+def test_crop_targets_by_hand() -> None:
+    """Crop targets and weights: TP -> (1, 1) and wins over a pseudo box; a pseudo box alone -> (1, its weight);
+    FP -> (0, 1); any other species -> an implicit negative (0, unlabeled_weight)."""
+    hop = 512 / 32000  # one frame
+    boxes = _boxes([("a", 3, 10 * hop, 20 * hop, 1, 1.0),    # TP, frames 10..20
+                    ("a", 3, 12 * hop, 18 * hop, 1, 0.5),    # a pseudo box inside the TP: the TP wins
+                    ("a", 5, 40 * hop, 50 * hop, 1, 0.5),    # pseudo-positive only
+                    ("a", 7, 0 * hop, 5 * hop, -1, 1.0)])    # FP
+    labels = FramewiseLabels(boxes, ["a"], frames=100)
+    target, weight = labels.crop_targets(np.array([0, 0]), np.array([0, 30]), 32, unlabeled_weight=0.3)
+    # crop 0 = frames [0, 32): TP s3 and FP s7; crop 1 = [30, 62): the pseudo s5 only
+    assert target[0, 3] == 1 and weight[0, 3] == 1.0
+    assert target[0, 7] == 0 and weight[0, 7] == 1.0
+    assert target[0, 5] == 0 and weight[0, 5] == pytest.approx(0.3)
+    assert target[1, 5] == 1 and weight[1, 5] == 0.5
+    assert target[1, 3] == 0 and weight[1, 3] == pytest.approx(0.3)
+    others = np.setdiff1d(np.arange(24), [3, 5, 7])
+    assert np.all(target[:, others] == 0) and np.allclose(weight[:, others], 0.3)
+    # unlabeled_weight 1 is the post's clipwise BCE: every cell weighs 1 except the soft pseudo one
+    _, w1 = labels.crop_targets(np.array([0]), np.array([0]), 32, unlabeled_weight=1.0)
+    assert np.all(w1 == 1.0)
+
+
+def test_implicit_negative_weight_reaches_the_loss() -> None:
+    """clipwise BCE with weights is the weighted mean of the per-cell BCE terms (hand-computed)."""
+    from rfcx_kit.losses import clipwise_bce
+
+    logits = torch.tensor([[0.3, -0.2, 1.5]])
+    target = torch.tensor([[1.0, 0.0, 0.0]])
+    weight = torch.tensor([[1.0, 0.3, 0.5]])
+    terms = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")[0]
+    expected = (terms[0] + 0.3 * terms[1] + 0.5 * terms[2]) / 1.8
+    torch.testing.assert_close(clipwise_bce(logits, target, weight), expected)
+    torch.testing.assert_close(clipwise_bce(logits, target), terms.mean())  # no weight: the plain mean
+
+
+def test_pseudo_boxes_are_runs_of_segments_capped_per_tp() -> None:
+    """Runs of pseudo-positive segments become boxes (edges in seconds, the run's peak as score); with a cap of
+    1 per TP box a species keeps only its best-scoring boxes."""
+    from rfcx_kit.pseudo import pseudo_boxes
+
+    seg = 0.5
+    positive = np.zeros((2, 24, 10), dtype=bool)
+    scores = np.zeros((2, 24, 10))
+    positive[0, 3, 2:5] = True
+    scores[0, 3, 2:5] = [0.6, 0.9, 0.7]   # one run: segments 2..4 -> [1.0, 2.5) s, peak 0.9
+    positive[0, 3, 7] = True
+    scores[0, 3, 7] = 0.55                # a second run of species 3
+    positive[1, 8, 0] = True
+    scores[1, 8, 0] = 0.8                 # species 8 in the other recording
+    boxes = pseudo_boxes(positive, scores, ["a", "b"], seg, weight=0.5)
+    assert boxes[["recording_id", "species_id"]].values.tolist() == [["a", 3], ["a", 3], ["b", 8]]
+    assert boxes["t_min"].tolist() == [1.0, 3.5, 0.0] and boxes["t_max"].tolist() == [2.5, 4.0, 0.5]
+    assert boxes["score"].tolist() == pytest.approx([0.9, 0.55, 0.8]) and set(boxes["weight"]) == {0.5}
+    n_tp = np.zeros(24)
+    n_tp[3] = 1  # species 3: one TP box -> at most 1 pseudo box; species 8: no TP box -> none
+    capped = pseudo_boxes(positive, scores, ["a", "b"], seg, n_tp=n_tp, max_per_tp=1.0)
+    assert capped[["recording_id", "species_id", "score"]].values.tolist() == [["a", 3, 0.9]]
+    assert len(pseudo_boxes(np.zeros_like(positive), scores, ["a", "b"], seg)) == 0
+
+
+def test_tp_quantile_thresholds_by_hand() -> None:
+    """Per species: the quantile of the peak scores inside its TP boxes, never below the floor; species
+    without a TP box get 1.0; 'fixed' is one threshold for all."""
+    from rfcx_kit.pseudo import box_peaks, framewise_thresholds
+
+    frames = np.zeros((2, 24, 4), dtype=np.float32)
+    frames[0, 1] = [0.1, 0.8, 0.2, 0.0]
+    frames[1, 1] = [0.0, 0.0, 0.4, 0.6]
+    frames[0, 2] = [0.05, 0.1, 0.0, 0.0]
+    tp = pd.DataFrame({"recording_id": ["a", "b", "a"], "species_id": [1, 1, 2],
+                       "t_min": [0.0, 1.0, 0.0], "t_max": [1.4, 1.9, 0.9]})  # segments of 1 s: [0,1], [1], [0]
+    assert box_peaks(frames, tp, ["a", "b"], 1.0).tolist() == pytest.approx([0.8, 0.0, 0.05])
+    thr = framewise_thresholds(frames, tp, ["a", "b"], 1.0, "tp_quantile", threshold=0.3, quantile=0.5)
+    assert thr[1] == pytest.approx(0.4)  # median of 0.8 and 0.0
+    assert thr[2] == pytest.approx(0.3)  # 0.05, raised to the floor
+    assert thr[0] == 1.0 and thr[23] == 1.0
+    assert np.all(framewise_thresholds(frames, tp, ["a", "b"], 1.0, "fixed", threshold=0.7) == 0.7)
 
 
 def test_relabel_runs_cycles_and_never_overwrites_original_labels(stage1_run: Path, tmp_path: Path) -> None:
@@ -167,6 +213,88 @@ def test_pseudo_quality_by_hand_and_with_no_pseudo_positives() -> None:
     assert out["pseudo_positives"] == 3
     assert out["pseudo_precision"] == pytest.approx(2 / 3)  # (a,1,5) and (b,2,7) hit; (b,1,7) does not
     assert out["pseudo_recall"] == pytest.approx(2 / 3)  # 3 planted cells unknown to the labels, 2 recovered
+    # chance: s5 has 5 unknown windows, 1 with a call (0.2); s7 has 6, 1 with a call (1/6); pseudo species 5, 7, 7
+    assert out["pseudo_chance_precision"] == pytest.approx((0.2 + 1 / 6 + 1 / 6) / 3)
+    assert out["pseudo_lift"] == pytest.approx((2 / 3) / ((0.2 + 1 / 6 + 1 / 6) / 3))
     empty = pseudo_quality(table[table["source"] == "original"], ctx, truth)
     assert empty["pseudo_positives"] == 0 and np.isnan(empty["pseudo_precision"]) and empty["pseudo_recall"] == 0
     assert pseudo_quality(table, ctx, None) == {"pseudo_positives": 3.0}
+
+
+@pytest.fixture(scope="module")
+def truth_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stage-1 run on a tiny set whose every train recording holds one unlabelled call (truth/ present)."""
+    root = tmp_path_factory.mktemp("truth")
+    data = make_tiny(root / "data", truth=True)
+    run_stage1(data, root / "runs" / "base", overrides=tiny_overrides(epochs=1), progress=False)
+    return root / "runs" / "base"
+
+
+def test_loop_cannot_run_away(truth_run: Path, tmp_path: Path) -> None:
+    """Even with a threshold every score passes (0), each cycle adds at most max_pseudo_per_tp boxes per TP box
+    of a species, never where a TP/FP box of the species is, and reports their precision against truth."""
+    from rfcx_kit.pseudo import segment_mask
+
+    run = _copy_run(truth_run, tmp_path / "run")
+    history = run_relabel(run, cycles=3, overrides=("relabel.epochs=1", "relabel.threshold_rule=fixed",
+                                                    "relabel.threshold=0", "relabel.max_pseudo_per_tp=2"),
+                          progress=False)
+    ctx = load_context(run)
+    n_tp = np.bincount(ctx.comp.tp["species_id"], minlength=24)
+    for m in history[1:]:
+        boxes = pd.read_csv(run / m["stage"] / "pseudo_boxes.csv", dtype={"recording_id": str})
+        per_species = np.bincount(boxes["species_id"], minlength=24)
+        assert np.all(per_species <= 2 * n_tp), m["stage"]
+        assert per_species.sum() == m["pseudo_boxes"] > 0
+        assert 0.0 <= m["pseudo_box_precision"] <= 1.0 and 0.0 <= m["pseudo_precision"] <= 1.0
+        # no pseudo box covers a segment that an original box labels for its species
+        known = segment_mask(ctx.comp.boxes(), ctx.train_ids, 20, 0.512)
+        index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+        for rid, species, t_min, t_max in boxes[["recording_id", "species_id", "t_min", "t_max"]].itertuples(index=False):
+            first, stop = round(t_min / 0.512), round(t_max / 0.512)  # boxes are whole segments [first, stop)
+            assert not known[index[rid], species, first:stop].any()
+    assert len(history) == 4
+
+
+def test_oracle_and_control_rows_and_gap_closed(truth_run: Path, tmp_path: Path) -> None:
+    """The oracle trains on every planted call; the control trains stage 1 on for cycles x relabel.epochs epochs;
+    both are scored, appear in the relabel table, and the gap closed is (stage - stage1) / (oracle - stage1)."""
+    from rfcx_kit.references import gap_closed, run_control, run_oracle
+    from rfcx_kit.report import relabel_table
+
+    run = _copy_run(truth_run, tmp_path / "run")
+    run_relabel(run, cycles=1, overrides=("relabel.epochs=2",), progress=False)
+    control = run_control(run, progress=False)
+    assert control["epochs"] == 2  # 1 cycle x 2 epochs
+    history = pd.read_csv(run / "control" / "fold0" / "history.csv")
+    assert len(history) == 2
+    oracle = run_oracle(run, progress=False)
+    assert oracle["stage"] == "oracle" and 0 <= oracle["truth_test_lwlrap"] <= 1
+    table = relabel_table(run)
+    assert table["stage"].tolist() == ["stage1", "cycle1", "control", "oracle"]
+    s1, o = table["truth_test_lwlrap"].iloc[0], table["truth_test_lwlrap"].iloc[3]
+    for row in table.itertuples():
+        expected = gap_closed(row.truth_test_lwlrap, s1, o)
+        if row.stage == "oracle" or expected is None:
+            assert np.isnan(row.gap_closed)
+        else:
+            assert row.gap_closed == pytest.approx(expected)
+    # rerunning is a no-op that returns the same metrics
+    assert run_control(run, progress=False)["truth_test_lwlrap"] == control["truth_test_lwlrap"]
+
+
+def test_gap_closed_by_hand() -> None:
+    from rfcx_kit.references import gap_closed
+
+    assert gap_closed(0.7, 0.6, 0.8) == pytest.approx(0.5)
+    assert gap_closed(0.55, 0.6, 0.8) == pytest.approx(-0.25)
+    assert gap_closed(0.7, 0.6, 0.6) is None and gap_closed(None, 0.6, 0.8) is None
+    assert gap_closed(float("nan"), 0.6, 0.8) is None
+
+
+def test_oracle_needs_truth(stage1_run: Path) -> None:
+    from rfcx_kit.errors import RfcxError
+    from rfcx_kit.references import run_oracle
+
+    with pytest.raises(RfcxError, match="truth/calls.csv"):
+        run_oracle(stage1_run, progress=False)

@@ -38,7 +38,11 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
         for k in range(3):
             assert (run / stage / f"fold{k}" / "best.pt").exists()
     for cycle in stages[1:]:
-        assert (run / cycle / "labels.csv").exists() and (run / cycle / "label_counts.csv").exists()
+        for name in ("labels.csv", "label_counts.csv", "pseudo_boxes.csv"):
+            assert (run / cycle / name).exists(), (cycle, name)
+    # the references: the oracle (every planted call) and the control (as many extra epochs, no pseudo-labels)
+    for stage in ("oracle", "control"):
+        assert 0.0 <= json.loads((run / stage / "metrics.json").read_text())["truth_test_lwlrap"] <= 1.0
     # the submission is valid and the stand-in's score is its LWLRAP against the synthetic truth
     sub = validate_submission(out / "submissions" / "demo.csv", pd.read_csv(data / "sample_submission.csv")["recording_id"])
     truth = pd.read_csv(data / "truth" / "test_presence.csv", dtype={"recording_id": str}).set_index("recording_id")
@@ -55,8 +59,21 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
         if png != "relabel.png":
             assert f"report/{png}" in report
     cv = pd.read_csv(run / "report" / "cv.csv", keep_default_na=False)
-    assert cv["stage"].tolist() == stages
+    assert cv["stage"].tolist() == stages + ["control", "oracle"]
     assert float(cv.loc[cv["stage"] == "cycle3", "LB"].iloc[0]) == pytest.approx(expected, abs=1e-5)
     assert (out / "runs" / "cv_table.md").exists()
     assert [s["stage"] for s in summary["stages"]] == stages
     assert np.isfinite(summary["seconds"])
+    assert summary["oracle"]["truth_test_lwlrap"] == pytest.approx(
+        json.loads((run / "oracle" / "metrics.json").read_text())["truth_test_lwlrap"])
+    assert "truth_test_lwlrap" in summary["control"] and "gap_closed" in summary
+    assert 0 < summary["labelled_calls"] < summary["planted_calls"]
+    assert summary["labelled_share"] == pytest.approx(summary["labelled_calls"] / summary["planted_calls"])
+    # every JSON file the demo wrote is strict JSON: a bare NaN or Infinity is refused
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON constant {token}")
+
+    files = sorted(out.rglob("*.json"))
+    assert len(files) > 10
+    for path in files:
+        json.loads(path.read_text(), parse_constant=refuse)

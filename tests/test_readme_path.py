@@ -54,3 +54,45 @@ def test_readme_real_competition_path_on_precomputed_spectrograms(tmp_path: Path
     assert cv["stage"].tolist() == ["stage1", "cycle1", "cycle2"]
     # the recipe's fold votes: cycle 1's labels came from every fold model's vote on all train recordings
     assert (run / "stage1" / "fold0" / "train_pred.npz").exists()
+
+
+def _load_check():  # noqa: ANN202 - the .ci script as a module
+    import importlib.util
+
+    path = Path(__file__).parents[1] / ".ci" / "check_readme.py"
+    spec = importlib.util.spec_from_file_location("check_readme", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_check_compares_every_figure_within_its_tolerance() -> None:
+    """The README check parses the printed demo table and fails on any figure off by more than the tolerance."""
+    check = _load_check()
+    text = """x
+<!-- demo-table -->
+```
+labels: 10 of 100 planted train calls have a TP row (10.0%, 1 in 10.0)
+  stage  cv_lwlrap  truth_test_lwlrap  gap_closed  pseudo_positives  pseudo_precision
+ stage1      0.500              0.600       0.000                 0               -
+ cycle1      0.510              0.700       0.500                12           0.417
+control      0.505              0.610       0.050                 0               -
+ oracle      0.700              0.800           -                 0               -
+```
+<!-- /demo-table -->
+"""
+    summary = {"stages": [{"stage": "stage1", "cv_lwlrap": 0.5001, "truth_test_lwlrap": 0.6, "gap_closed": 0.0,
+                           "pseudo_positives": 0, "pseudo_precision": None},
+                          {"stage": "cycle1", "cv_lwlrap": 0.51, "truth_test_lwlrap": 0.7, "gap_closed": 0.5,
+                           "pseudo_positives": 12, "pseudo_precision": 5 / 12}],
+               "control": {"cv_lwlrap": 0.505, "truth_test_lwlrap": 0.61, "gap_closed": 0.05, "pseudo_positives": 0,
+                           "pseudo_precision": None},
+               "oracle": {"cv_lwlrap": 0.7, "truth_test_lwlrap": 0.8, "gap_closed": None, "pseudo_positives": 0,
+                          "pseudo_precision": None}}
+    rows = check.readme_table(text)
+    assert [r["stage"] for r in rows] == ["stage1", "cycle1", "control", "oracle"]
+    assert check.compare(rows, check.summary_rows(summary), 0.005) == []
+    summary["stages"][1]["truth_test_lwlrap"] = 0.71
+    summary["control"]["pseudo_positives"] = 3
+    problems = check.compare(rows, check.summary_rows(summary), 0.005)
+    assert len(problems) == 2 and "cycle1.truth_test_lwlrap" in problems[0] and "control.pseudo_positives" in problems[1]

@@ -18,14 +18,19 @@ FRAME_S = 512 / 32000
 
 
 def make_tiny(root: Path, n_train: int = 12, n_test: int = 4, seconds: float = 10.0, n_species: int = 4,
-              seed: int = 0) -> Path:
-    """Write ``root`` (train_tp.csv, train_fp.csv, sample_submission.csv, train/*.npy, test/*.npy)."""
+              seed: int = 0, truth: bool = False) -> Path:
+    """Write ``root`` (train_tp.csv, train_fp.csv, sample_submission.csv, train/*.npy, test/*.npy).
+
+    ``truth=True``: each train recording holds a second, unlabelled call of its species (what re-labeling can
+    find), and ``truth/`` has ``calls.csv``, ``train_presence.csv`` and ``test_presence.csv`` as ``synth``
+    writes them.
+    """
     rng = np.random.default_rng(seed)
     frames = 1 + int(seconds * 32000) // 512
     root = Path(root)
     (root / "train").mkdir(parents=True, exist_ok=True)
     (root / "test").mkdir(parents=True, exist_ok=True)
-    tp, fp = [], []
+    tp, fp, calls = [], [], []
 
     def recording(species: list[int]) -> tuple[np.ndarray, list[tuple[float, float]]]:
         x = rng.normal(-60.0, 4.0, size=(128, frames)).astype(np.float32)
@@ -39,24 +44,38 @@ def make_tiny(root: Path, n_train: int = 12, n_test: int = 4, seconds: float = 1
     for i in range(n_train):
         rid = f"tr{i:05d}"
         s = i % n_species
-        x, spans = recording([s])
+        x, spans = recording([s, s] if truth else [s])
         np.save(root / "train" / f"{rid}.npy", x)
         t0, t1 = spans[0]
         tp.append((rid, s, 1, round(t0, 4), 1000.0, round(t1, 4), 3000.0))
+        for k, (a, b) in enumerate(spans):
+            calls.append(("train", rid, s, 1, "call", "song", round(a, 4), 1000.0, round(b, 4), 3000.0, 0.0,
+                          "tp" if k == 0 else "none"))
         other = (s + 1) % n_species
         f0 = float(rng.uniform(0, seconds - 2))
         fp.append((rid, other, 1, round(f0, 4), 1000.0, round(f0 + 1.0, 4), 3000.0))
     pd.DataFrame(tp, columns=BOX_COLUMNS).to_csv(root / "train_tp.csv", index=False)
     pd.DataFrame(fp, columns=BOX_COLUMNS).to_csv(root / "train_fp.csv", index=False)
     ids = [f"te{i:05d}" for i in range(n_test)]
-    truth = np.zeros((n_test, 24), dtype=int)
+    truth_test = np.zeros((n_test, 24), dtype=int)
     for i, rid in enumerate(ids):
         x, _ = recording([i % n_species])
-        truth[i, i % n_species] = 1
+        truth_test[i, i % n_species] = 1
         np.save(root / "test" / f"{rid}.npy", x)
     sub = pd.DataFrame(0.5, index=range(n_test), columns=SPECIES_COLUMNS)
     sub.insert(0, "recording_id", ids)
     sub.to_csv(root / "sample_submission.csv", index=False)
+    if truth:
+        (root / "truth").mkdir(exist_ok=True)
+        columns = ["split", "recording_id", "species_id", "songtype_id", "kind", "variant", "t_min", "f_min",
+                   "t_max", "f_max", "snr_db", "labelled"]
+        pd.DataFrame(calls, columns=columns).to_csv(root / "truth" / "calls.csv", index=False)
+        train = np.zeros((n_train, 24), dtype=int)
+        train[np.arange(n_train), np.arange(n_train) % n_species] = 1
+        for split, names, presence in (("train", [f"tr{i:05d}" for i in range(n_train)], train), ("test", ids, truth_test)):
+            frame = pd.DataFrame(presence, columns=SPECIES_COLUMNS)
+            frame.insert(0, "recording_id", names)
+            frame.to_csv(root / "truth" / f"{split}_presence.csv", index=False)
     return root
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rfcx_kit.errors import ConfigError, cli_errors
-from rfcx_kit.synth.scene import SynthConfig, label_counts, plan_dataset
+from rfcx_kit.synth.scene import SynthConfig, plan_dataset
 from rfcx_kit.synth.writer import FORMATS, write_dataset
 
 
@@ -34,6 +34,9 @@ def _parse_snr(text: str) -> tuple[float, float]:
               help="In-band SNR range of calls and confusers, LOW,HIGH dB.")
 @click.option("--label-scale", type=float, default=SynthConfig.label_scale, show_default=True,
               help="Multiply the real TP-label ratio (1 = RFCX's: ~0.26 TP rows per train recording).")
+@click.option("--tp-share", type=float, default=None,
+              help="Instead of RFCX's per-species TP rows, give this share of the planted train calls a TP row, "
+                   "drawn over all calls (louder ones more likely), e.g. 0.08: 1 call in 12.5.")
 @click.option("--n-jobs", type=int, default=-1, show_default=True, help="Worker processes (-1: all cores).")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a PNG of one train recording's spectrogram with its planted boxes "
@@ -41,7 +44,7 @@ def _parse_snr(text: str) -> tuple[float, float]:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @cli_errors
 def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, snr: str,
-              label_scale: float, n_jobs: int, preview: Path | None, progress: bool) -> None:
+              label_scale: float, tp_share: float | None, n_jobs: int, preview: Path | None, progress: bool) -> None:
     """Write an RFCX-shaped synthetic data set with hidden ground truth.
 
     \b
@@ -51,7 +54,7 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
     """
     low, high = _parse_snr(snr)
     cfg = SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, snr_low=low, snr_high=high,
-                      label_scale=label_scale)
+                      label_scale=label_scale, tp_share=tp_share)
     cfg.validate()
     if n_jobs == 0:
         raise ConfigError("synth: --n-jobs must be a number of processes (>= 1) or negative (-1: all cores)")
@@ -63,10 +66,13 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
         plan, stats = write_dataset(cfg, out, fmt=fmt, n_jobs=n_jobs, progress=progress)
         wall = time.perf_counter() - start
         done = stats[~stats["skipped"]]
-        counts = label_counts(n_train, label_scale)
         events = plan.events
+        train = events[events["split"] == "train"]
+        tp_rows, fp_rows = int((train["labelled"] == "tp").sum()), int((train["labelled"] == "fp").sum())
+        n_train_calls = int((train["kind"] == "call").sum())
         click.echo(f"{out}: {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s), "
-                   f"{counts['tp_rows']} TP rows, {counts['fp_rows']} FP rows; "
+                   f"{tp_rows} TP rows ({tp_rows / max(1, n_train_calls):.1%} of {n_train_calls} planted train "
+                   f"calls), {fp_rows} FP rows; "
                    f"{int((events['kind'] == 'call').sum())} calls and {int((events['kind'] == 'confuser').sum())} "
                    f"confusers planted (truth/)")
         per_recording = done["seconds"].mean() if len(done) else float("nan")

@@ -36,7 +36,7 @@ from rfcx_kit.synth.calls import CALLS_PER_MINUTE, CONFUSER_KINDS, band_of, draw
 
 SPLITS = ("train", "test")
 # Random streams, so each decision has its own generator: (seed, split, recording + 1, stream[, event]).
-STREAM_GLOBAL, STREAM_PLAN, STREAM_BACKGROUND, STREAM_CALL = 0, 1, 2, 3
+STREAM_GLOBAL, STREAM_PLAN, STREAM_BACKGROUND, STREAM_CALL, STREAM_LABELS = 0, 1, 2, 3, 4
 
 # The real train set (notes/rfcx.md).
 REAL_TRAIN = 4727
@@ -60,6 +60,10 @@ class SynthConfig:
     snr_low: float = -6.0
     snr_high: float = 12.0
     label_scale: float = 1.0
+    # None: TP rows as RFCX's (per-species counts of the real train_tp, x label_scale). A share in (0, 1]: that
+    # share of the planted train calls gets a TP row, drawn at random over all calls (louder ones more
+    # likely), so common species get labels in proportion to how often they call.
+    tp_share: float | None = None
 
     def validate(self) -> None:
         from rfcx_kit.errors import ConfigError
@@ -74,6 +78,8 @@ class SynthConfig:
             raise ConfigError(f"synth: --label-scale must be in (0, 20], got {self.label_scale:g}")
         if self.seed < 0:
             raise ConfigError(f"synth: --seed must be >= 0, got {self.seed}")
+        if self.tp_share is not None and not 0 < self.tp_share <= 1:
+            raise ConfigError(f"synth: --tp-share must be in (0, 1], got {self.tp_share:g}")
 
 
 @dataclass
@@ -295,6 +301,19 @@ def plan_recording(cfg: SynthConfig, split: str, index: int, recording_id: str, 
     return events
 
 
+def _label_call_share(events: pd.DataFrame, cfg: SynthConfig) -> pd.DataFrame:
+    """Give ``round(tp_share * train calls)`` planted train calls a TP row: drawn without replacement over all
+    train calls, each with weight = its amplitude (a person verifies what they hear), one random stream."""
+    rng = rng_for(cfg.seed, 0, 0, STREAM_LABELS)
+    calls = np.flatnonzero(((events["split"] == "train") & (events["kind"] == "call")).to_numpy())
+    k = int(round(cfg.tp_share * len(calls)))
+    amplitude = 10 ** (events["snr_db"].to_numpy(np.float64)[calls] / 20)
+    chosen = rng.choice(calls, size=k, replace=False, p=amplitude / amplitude.sum())
+    events = events.copy()
+    events.loc[events.index[chosen], "labelled"] = "tp"
+    return events
+
+
 def plan_dataset(cfg: SynthConfig) -> Plan:
     """Plan the whole data set (train roles and labels, then every recording). Deterministic in ``cfg``."""
     cfg.validate()
@@ -309,13 +328,16 @@ def plan_dataset(cfg: SynthConfig) -> Plan:
     tp_recs = order[: counts["tp_recordings"]]
     fp_recs = np.sort(np.concatenate([order[counts["tp_recordings"]:], tp_recs[: counts["both"]]]))
     tp_species: dict[int, list[int]] = {int(i): [] for i in range(n)}
-    per_species = apportion(counts["tp_rows"], table["tp_rows"].to_numpy(dtype=np.float64), rng)
-    species_rows = rng.permutation(np.repeat(np.arange(N_SPECIES), per_species))
-    for rec, species in zip(tp_recs, species_rows[: tp_recs.size]):
-        tp_species[int(rec)].append(int(species))
-    for species in species_rows[tp_recs.size :]:  # extra TP rows: a second species in a TP recording
-        free = [int(r) for r in tp_recs if species not in tp_species[int(r)]]
-        tp_species[int(rng.choice(free))].append(int(species))
+    if cfg.tp_share is None:
+        per_species = apportion(counts["tp_rows"], table["tp_rows"].to_numpy(dtype=np.float64), rng)
+        species_rows = rng.permutation(np.repeat(np.arange(N_SPECIES), per_species))
+        for rec, species in zip(tp_recs, species_rows[: tp_recs.size]):
+            tp_species[int(rec)].append(int(species))
+        for species in species_rows[tp_recs.size :]:  # extra TP rows: a second species in a TP recording
+            free = [int(r) for r in tp_recs if species not in tp_species[int(r)]]
+            tp_species[int(rng.choice(free))].append(int(species))
+    else:  # every recording gets FP rows as RFCX's; TP rows come from the calls once they are planted
+        fp_recs = np.arange(n)
     n_fp = np.zeros(n, dtype=np.int64)
     n_fp[fp_recs] = _fp_counts(counts["fp_rows"], fp_recs.size, rng)
 
@@ -326,6 +348,8 @@ def plan_dataset(cfg: SynthConfig) -> Plan:
     for i, rid in enumerate(test_ids):
         rows += plan_recording(cfg, "test", i, rid, [], 0, confusers_per_recording)
     events = pd.DataFrame(rows)
+    if cfg.tp_share is not None:
+        events = _label_call_share(events, cfg)
     events = events.sort_values(["split", "index", "t_min", "species_id", "kind"], kind="stable",
                                 key=lambda c: c.map(SPLITS.index) if c.name == "split" else c)
     events["event"] = events.groupby(["split", "index"]).cumcount()

@@ -166,7 +166,7 @@ def _return_freed_memory() -> None:
 def _params(cfg: SynthConfig, fmt: str) -> dict:
     return dict(generator_version=GENERATOR_VERSION, format=fmt, n_train=cfg.n_train, n_test=cfg.n_test,
                 seconds=cfg.seconds, seed=cfg.seed, snr_low=cfg.snr_low, snr_high=cfg.snr_high,
-                label_scale=cfg.label_scale)
+                label_scale=cfg.label_scale, **({} if cfg.tp_share is None else {"tp_share": cfg.tp_share}))
 
 
 def _prepare(out: Path, params: dict) -> None:
