@@ -5,19 +5,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 OUT    ?= runs/demo
+# The exact versions the published figures were made with; `make CONSTRAINTS=` installs from the ranges instead.
+CONSTRAINTS ?= constraints.txt
+PIP_C   = $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test check-readme install install-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install -q $(PIP_C) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install -q $(PIP_C) -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -28,6 +31,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# A fresh demo run must print the table README.md shows (.ci/check_readme.py states the tolerance).
+check-readme: demo
+	$(BIN)/python .ci/check_readme.py $(OUT)/summary.json README.md
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_all.py

@@ -1,0 +1,90 @@
+"""Fail when the demo table in README.md and a fresh demo run disagree.
+
+usage: python .ci/check_readme.py OUT/summary.json [README.md] [--tolerance 0.005]
+
+README.md holds the table `rfcx-kit demo` printed, between the markers `<!-- demo-table -->` and
+`<!-- /demo-table -->`. Every number of it (CV, test LWLRAP vs truth, gap closed, pseudo-positive precision,
+lift and recall per stage; pseudo-positive counts) is compared with the run's summary.json. Figures are
+rounded to 3 decimals in the table; the tolerance (default 0.005, i.e. 5 in the last printed digit) covers
+that and float differences between CPUs; counts must match exactly. With the versions of constraints.txt
+a fresh clone gives the same figures to the last digit (same seed, same folds, same results on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+START, END = "<!-- demo-table -->", "<!-- /demo-table -->"
+
+
+def readme_table(text: str) -> list[dict[str, str]]:
+    if START not in text or END not in text:
+        raise SystemExit(f"README has no {START} ... {END} block")
+    block = text.split(START, 1)[1].split(END, 1)[0]
+    lines = [ln for ln in block.strip().strip("`").splitlines() if ln.strip() and not ln.startswith("```")]
+    header_at = next(i for i, ln in enumerate(lines) if ln.split() and ln.split()[0] == "stage")
+    header = lines[header_at].split()
+    return [dict(zip(header, ln.split())) for ln in lines[header_at + 1:] if len(ln.split()) == len(header)]
+
+
+def summary_rows(summary: dict) -> dict[str, dict]:
+    rows = {row["stage"]: row for row in summary["stages"]}
+    for ref in ("control", "oracle"):
+        rows[ref] = {"stage": ref, **summary[ref]}
+    return rows
+
+
+def compare(readme_rows: list[dict[str, str]], rows: dict[str, dict], tolerance: float) -> list[str]:
+    problems = []
+    if [r["stage"] for r in readme_rows] != list(rows):
+        problems.append(f"stages differ: README {[r['stage'] for r in readme_rows]}, run {list(rows)}")
+    for shown in readme_rows:
+        actual = rows.get(shown["stage"])
+        if actual is None:
+            continue
+        for key, text in shown.items():
+            if key == "stage":
+                continue
+            value = actual.get(key)
+            if text == "-":
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    problems.append(f"{shown['stage']}.{key}: README '-', run {value}")
+                continue
+            if value is None:
+                problems.append(f"{shown['stage']}.{key}: README {text}, run has none")
+            elif key == "pseudo_positives":
+                if int(text) != int(value):
+                    problems.append(f"{shown['stage']}.{key}: README {text}, run {int(value)}")
+            elif abs(float(text) - float(value)) > tolerance:
+                problems.append(f"{shown['stage']}.{key}: README {text}, run {float(value):.4f} "
+                                f"(|diff| {abs(float(text) - float(value)):.4f} > {tolerance})")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("summary", type=Path)
+    parser.add_argument("readme", type=Path, nargs="?", default=Path("README.md"))
+    parser.add_argument("--tolerance", type=float, default=0.005)
+    args = parser.parse_args()
+    summary = json.loads(args.summary.read_text())
+    text = args.readme.read_text()
+    problems = compare(readme_table(text), summary_rows(summary), args.tolerance)
+    share = re.search(r"(\d+) of (\d+) planted train calls have a TP row", text.split(START, 1)[1].split(END, 1)[0])
+    if share and (int(share.group(1)), int(share.group(2))) != (summary["labelled_calls"], summary["planted_calls"]):
+        problems.append(f"labelled calls: README {share.group(1)} of {share.group(2)}, run "
+                        f"{summary['labelled_calls']} of {summary['planted_calls']}")
+    for line in problems:
+        print(f"README disagrees with the run: {line}")
+    if not problems:
+        print(f"README's demo table agrees with {args.summary} (tolerance {args.tolerance})")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
