@@ -51,7 +51,7 @@ def compare(readme_rows: list[dict[str, str]], rows: dict[str, dict], tolerance:
             if key == "stage":
                 continue
             value = actual.get(key)
-            if text == "-":
+            if text in ("-", "NaN", "nan"):  # pandas prints an undefined figure as NaN unless told otherwise
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
                     problems.append(f"{shown['stage']}.{key}: README '-', run {value}")
                 continue
