@@ -2,7 +2,7 @@
 
 * ``notebook``: one process, per file ``librosa.load(sr=32000)`` + ``librosa.feature.melspectrogram`` +
   ``librosa.power_to_db`` (the post's parameters), saved as float16 ``.npy`` like the cache;
-* ``rfcx-kit``: ``rfcx_kit.features.build_cache`` with ``n_jobs`` worker processes (default: all cores);
+* ``rfcx-kit``: ``rfcx_kit.data.features.build_cache`` with ``n_jobs`` worker processes (default: all cores);
 * ``rfcx-kit 1 proc``: the same in one process (how much of the gain is per-core speed, how much is cores);
 * ``floor``: bare decode + resample (``soundfile.read`` + ``soxr.resample`` HQ), no features, with the same
   worker processes and chunking as the cache build, and in one process.
@@ -61,7 +61,7 @@ def _decode_chunk(paths: list[str]) -> int:
 
 def _warm_worker(seconds: float) -> int:
     """Import what a cache-build worker imports, then hold the worker so every worker gets one task."""
-    import rfcx_kit.features  # noqa: F401  (torch, soundfile, soxr)
+    import rfcx_kit.data.features  # noqa: F401  (torch, soundfile, soxr)
 
     time.sleep(seconds)
     return os.getpid()
@@ -91,8 +91,8 @@ def floor_path(paths: list[Path], n_jobs: int, chunk: int) -> None:
 
 def kit_path(comp, cache: Path, n_jobs: int, batch_size: int | None = None) -> None:  # noqa: ANN001
     """``build_cache`` as ``rfcx-kit features --n-jobs N [--batch-size B]`` runs it."""
-    from rfcx_kit.config import FeatureConfig
-    from rfcx_kit.features import build_cache
+    from rfcx_kit.core.config import FeatureConfig
+    from rfcx_kit.data.features import build_cache
 
     cfg = FeatureConfig()
     if batch_size:
@@ -112,8 +112,8 @@ def main() -> None:
                              "8 was the previous default).")
     args = parser.parse_args()
 
-    from rfcx_kit.config import FeatureConfig
-    from rfcx_kit.reader import read_competition
+    from rfcx_kit.core.config import FeatureConfig
+    from rfcx_kit.data.reader import read_competition
 
     if args.data is None:
         n_test = max(1, args.files // 4)
@@ -225,8 +225,8 @@ def logmel_only(paths: list[Path], batch_sizes: list[int], repeat: int) -> list[
     import threadpoolctl
     import torch
 
-    from rfcx_kit.audio import load_audio
-    from rfcx_kit.features import LogMel
+    from rfcx_kit.data.audio import load_audio
+    from rfcx_kit.data.features import LogMel
 
     count = max(batch_sizes)
     waves = np.stack([load_audio(p)[0] for p in (paths * count)[:count]])

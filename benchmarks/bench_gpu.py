@@ -32,8 +32,8 @@ NOT_MEASURED = "not measured: no GPU in this session"
 
 
 def train_rate(backbone: str, batch: int, steps: int, amp: bool, channels_last: bool, compile_: bool) -> float:
-    from rfcx_kit.losses import clipwise_bce
-    from rfcx_kit.model import SEDModel
+    from rfcx_kit.model.losses import clipwise_bce
+    from rfcx_kit.model.sed import SEDModel
 
     device = torch.device("cuda")
     torch.manual_seed(0)
@@ -70,7 +70,7 @@ def train_rate(backbone: str, batch: int, steps: int, amp: bool, channels_last: 
 
 @torch.no_grad()
 def infer_rate(backbone: str, batch: int, steps: int, amp: bool, channels_last: bool) -> float:
-    from rfcx_kit.model import SEDModel
+    from rfcx_kit.model.sed import SEDModel
 
     device = torch.device("cuda")
     model = SEDModel(backbone).to(device).eval()
@@ -105,8 +105,8 @@ def transfer_ms(batch: int, pinned: bool, repeat: int = 20) -> float:
 
 def recipe_seconds(data: Path) -> dict:
     """The full method-post recipe: stage 1 (5 folds) + 3 re-labeling cycles, default settings."""
-    from rfcx_kit.cycle import run_relabel
-    from rfcx_kit.stage1 import run_stage1
+    from rfcx_kit.method.cycle import run_relabel
+    from rfcx_kit.method.stage1 import run_stage1
 
     run = common.BENCH_DIR / "gpu_recipe_run"
     shutil.rmtree(run, ignore_errors=True)

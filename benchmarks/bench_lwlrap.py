@@ -1,6 +1,6 @@
 """LWLRAP on a test-sized matrix (1992 x 24): rfcx-kit's vectorised metric vs a per-sample Python loop.
 
-* ``rfcx_kit.metrics.lwlrap``: one sort per row, no Python loop over samples;
+* ``rfcx_kit.core.metrics.lwlrap``: one sort per row, no Python loop over samples;
 * ``per-sample loop``: the DCASE 2019 reference's structure (``_one_sample_positive_class_precisions``
   called once per recording in a Python loop, then label-weighted averaging);
 * ``scikit-learn``: ``label_ranking_average_precision_score(y, s, sample_weight=y.sum(1))``, for reference.
@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from rfcx_kit.metrics import lwlrap  # noqa: E402
+from rfcx_kit.core.metrics import lwlrap  # noqa: E402
 
 
 def _one_sample_positive_class_precisions(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +73,7 @@ def main() -> None:
     foreign = common.ForeignLoad().start()
 
     fns = {
-        "rfcx_kit.metrics.lwlrap": lambda: lwlrap(truth, scores),
+        "rfcx_kit.core.metrics.lwlrap": lambda: lwlrap(truth, scores),
         "per-sample Python loop (DCASE ref.)": lambda: lwlrap_loop(truth, scores),
         "sklearn LRAP, sample_weight": lambda: label_ranking_average_precision_score(truth, scores,
                                                                                     sample_weight=truth.sum(1)),
@@ -90,7 +90,7 @@ def main() -> None:
     for row in rows:
         row["x slower than rfcx-kit"] = row["best ms"] / base
     speedup = rows[1]["best ms"] / base
-    agree = max(abs(v - values["rfcx_kit.metrics.lwlrap"]) for v in values.values())
+    agree = max(abs(v - values["rfcx_kit.core.metrics.lwlrap"]) for v in values.values())
     print(common.table(rows))
     print(f"\nspeed-up over the per-sample loop: {speedup:.1f}x; max |difference| between implementations: {agree:.2e}")
     common.write_result("lwlrap", {"rows_matrix": [args.rows, args.species], "repeat": args.repeat,

@@ -2,7 +2,7 @@
 
 Same model (random init, eval mode), same recordings, same normalisation, side by side in one run:
 
-* ``batched``: ``rfcx_kit.predict.predict_recordings`` with ``batch_recordings=B``: all windows of B
+* ``batched``: ``rfcx_kit.method.predict.predict_recordings`` with ``batch_recordings=B``: all windows of B
   recordings cut from the dB frames as a strided view and normalised into the model input in one pass, run
   in forwards of at most ``max_windows`` windows (the library's default: chosen from the device and the
   model's largest activation, ``predict.auto_max_windows``), plus everything it keeps (per-window max,
@@ -37,12 +37,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from rfcx_kit.features import FeatureStore  # noqa: E402
-from rfcx_kit.inputs import normalize, recording_stats, window_inputs  # noqa: E402
-from rfcx_kit.model import SEDModel  # noqa: E402
-from rfcx_kit.predict import auto_max_windows, forward_windows, predict_recordings  # noqa: E402
-from rfcx_kit.reader import read_competition  # noqa: E402
-from rfcx_kit.window import merge_windows, stitch_windows, stitched_max, window_positions  # noqa: E402
+from rfcx_kit.data.features import FeatureStore  # noqa: E402
+from rfcx_kit.model.inputs import normalize, recording_stats, window_inputs  # noqa: E402
+from rfcx_kit.model.sed import SEDModel  # noqa: E402
+from rfcx_kit.method.predict import auto_max_windows, forward_windows, predict_recordings  # noqa: E402
+from rfcx_kit.data.reader import read_competition  # noqa: E402
+from rfcx_kit.data.window import merge_windows, stitch_windows, stitched_max, window_positions  # noqa: E402
 
 TARGET = 1.0
 

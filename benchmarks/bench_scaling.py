@@ -53,16 +53,16 @@ def child(data: Path, backbone: str, batch_recordings: int) -> dict:
     import numpy as np
     import torch
 
-    from rfcx_kit.config import FeatureConfig
-    from rfcx_kit.features import FeatureStore
-    from rfcx_kit.folds import make_folds
-    from rfcx_kit.framewise import FramewiseLabels
-    from rfcx_kit.inputs import recording_stats
-    from rfcx_kit.model import SEDModel
-    from rfcx_kit.predict import predict_recordings
-    from rfcx_kit.pseudo import build_label_table, label_counts, table_to_arrays
-    from rfcx_kit.reader import read_competition
-    from rfcx_kit.window import window_positions
+    from rfcx_kit.core.config import FeatureConfig
+    from rfcx_kit.data.features import FeatureStore
+    from rfcx_kit.method.folds import make_folds
+    from rfcx_kit.data.framewise import FramewiseLabels
+    from rfcx_kit.model.inputs import recording_stats
+    from rfcx_kit.model.sed import SEDModel
+    from rfcx_kit.method.predict import predict_recordings
+    from rfcx_kit.method.pseudo import build_label_table, label_counts, table_to_arrays
+    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.window import window_positions
 
     out: dict = {"import_s": time.perf_counter() - import_start, "rss_after_imports_gib": common.rss_bytes() / gib}
     seconds: dict[str, float] = {}

@@ -1,11 +1,11 @@
 """Training input pipeline: the share of a training step spent waiting for data, and windows/s.
 
-The fold loop of ``rfcx_kit.train.train_fold`` is replayed step by step on CPU with the same library calls in
-the same order: an epoch's items from ``_sample_epoch`` (TP crops + FP windows, the post's stage 1), then per
+The fold loop of ``rfcx_kit.method.train.train_fold`` is replayed step by step on CPU with the same library calls in
+the same order: an epoch's items from ``sample_epoch`` (TP crops + FP windows, the post's stage 1), then per
 step ``items.take`` + ``crop_batch`` (read 512-frame crops from the memory-mapped store, normalise) through
 ``inputs.prefetched``: inline (the library's default on CPU) or with the next batch built in a background
 thread (``train.prefetch=true``, the default on CUDA). *Data* = time the step waits for its batch plus the
-epoch's sampling (``_sample_epoch``: crops and their labels) spread over the epoch's steps; *compute* =
+epoch's sampling (``sample_epoch``: crops and their labels) spread over the epoch's steps; *compute* =
 learning-rate update + forward + loss + ``zero_grad`` + backward + optimizer step.
 Data share = data / (data + compute), summed over the measured steps (target < 10% with a tiny model).
 
@@ -31,11 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from rfcx_kit.config import load_config  # noqa: E402
-from rfcx_kit.inputs import crop_batch, prefetched  # noqa: E402
-from rfcx_kit.stage1 import prepare_run  # noqa: E402
-from rfcx_kit.train import (  # noqa: E402
-    _sample_epoch, build_model, build_optimizer, learning_rate, load_context, optimizer_step)
+from rfcx_kit.core.config import load_config  # noqa: E402
+from rfcx_kit.model.inputs import crop_batch, prefetched  # noqa: E402
+from rfcx_kit.method.stage1 import prepare_run  # noqa: E402
+from rfcx_kit.method.train import (  # noqa: E402
+    build_optimizer, learning_rate, optimizer_step, sample_epoch)
+from rfcx_kit.method.run import build_model, load_context  # noqa: E402
 
 TARGET = 0.10
 TINY = "mobilenetv3_small_050"
@@ -54,7 +55,7 @@ def run_steps(ctx, backbone: str, steps: int, warmup: int, prefetch: bool = Fals
     fold_of = ctx.folds["fold"].to_numpy()
     rows = np.flatnonzero(fold_of != 0)
     sample_start = time.perf_counter()
-    items = _sample_epoch(ctx, "stage1", rows, np.random.default_rng([cfg.train.seed, 0, 0, 0]), None)
+    items = sample_epoch(ctx, "stage1", rows, np.random.default_rng([cfg.train.seed, 0, 0, 0]), ctx.labels)
     sample_s = time.perf_counter() - sample_start  # once per epoch in train_fold
     bs = cfg.train.batch_size
     epoch_steps = max(1, -(-len(items) // bs))

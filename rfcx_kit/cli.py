@@ -1,6 +1,7 @@
 """The ``rfcx-kit`` command line.
 
-Sub-commands live in the module of the step they run and are imported only when used, so
+Sub-commands live in the module of the step they run (stage1 and relabel, which also write the reports, in
+``commands.py``) and are imported only when used, so
 ``rfcx-kit --help`` answers without importing torch.
 """
 
@@ -14,20 +15,20 @@ import click
 # name -> "module:attribute" of a click command. Order is the order of the method.
 COMMANDS: dict[str, str] = {
     "demo": "rfcx_kit.demo:demo_cmd",
-    "synth": "rfcx_kit.synth.cli:synth_cmd",
-    "download": "rfcx_kit.kaggle_client:download_cmd",
-    "features": "rfcx_kit.features:features_cmd",
-    "windows": "rfcx_kit.window:windows_cmd",
-    "stage1": "rfcx_kit.stage1:stage1_cmd",
-    "relabel": "rfcx_kit.cycle:relabel_cmd",
-    "oracle": "rfcx_kit.references:oracle_cmd",
-    "control": "rfcx_kit.references:control_cmd",
-    "labels": "rfcx_kit.pseudo:labels_cmd",
-    "ensemble": "rfcx_kit.ensemble:ensemble_cmd",
-    "validate": "rfcx_kit.submission:validate_cmd",
-    "submit": "rfcx_kit.kaggle_client:submit_cmd",
-    "score": "rfcx_kit.metrics:score_cmd",
-    "report": "rfcx_kit.report:report_cmd",
+    "synth": "rfcx_kit.data.synth.cli:synth_cmd",
+    "download": "rfcx_kit.submit.kaggle_client:download_cmd",
+    "features": "rfcx_kit.data.features:features_cmd",
+    "windows": "rfcx_kit.data.window:windows_cmd",
+    "stage1": "rfcx_kit.commands:stage1_cmd",
+    "relabel": "rfcx_kit.commands:relabel_cmd",
+    "oracle": "rfcx_kit.method.references:oracle_cmd",
+    "control": "rfcx_kit.method.references:control_cmd",
+    "labels": "rfcx_kit.method.pseudo:labels_cmd",
+    "ensemble": "rfcx_kit.submit.ensemble:ensemble_cmd",
+    "validate": "rfcx_kit.data.submission:validate_cmd",
+    "submit": "rfcx_kit.submit.kaggle_client:submit_cmd",
+    "score": "rfcx_kit.core.metrics:score_cmd",
+    "report": "rfcx_kit.report.markdown:report_cmd",
 }
 
 _SHORT_HELP = {

@@ -20,7 +20,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import RfcxError, cli_errors
+from rfcx_kit.core.errors import RfcxError, cli_errors
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def truth_scorer(truth_csv: Path):  # noqa: ANN201 - Callable[[bytes], str]
     """The stand-in's "public LB": LWLRAP of an uploaded submission against the synthetic test truth."""
     import io
 
-    from rfcx_kit.metrics import lwlrap
-    from rfcx_kit.species import SPECIES_COLUMNS
+    from rfcx_kit.core.metrics import lwlrap
+    from rfcx_kit.core.species import SPECIES_COLUMNS
 
     truth = pd.read_csv(truth_csv, dtype={"recording_id": str}).set_index("recording_id")
 
@@ -54,7 +54,7 @@ def truth_scorer(truth_csv: Path):  # noqa: ANN201 - Callable[[bytes], str]
 
 def submit_to_standin(file: Path, message: str, data: Path, log_path: Path, home: Path) -> str:
     """Submit ``file`` with the real client (a subprocess) to a stand-in on 127.0.0.1; returns its score line."""
-    from rfcx_kit.standin import StandIn
+    from rfcx_kit.submit.standin import StandIn
 
     config_dir = home / "kaggle-standin"
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def submit_to_standin(file: Path, message: str, data: Path, log_path: Path, home
 
 def labelled_share(data: Path) -> tuple[int, int]:
     """(planted train calls with a TP row, planted calls in the train recordings the pipeline sees)."""
-    from rfcx_kit.reader import read_competition
+    from rfcx_kit.data.reader import read_competition
 
     comp = read_competition(data)
     calls = pd.read_csv(data / "truth" / "calls.csv", dtype={"recording_id": str})
@@ -90,18 +90,19 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
              recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int = 3,
              submit: str = "standin", fmt: str = "npy", progress: bool = True) -> dict:
     """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
-    from rfcx_kit.config import load_config
-    from rfcx_kit.cycle import run_relabel
-    from rfcx_kit.io import atomic_write_json
-    from rfcx_kit.references import run_control, run_oracle
-    from rfcx_kit.ensemble import ensemble_cmd
-    from rfcx_kit.features import build_cache
-    from rfcx_kit.reader import read_competition
-    from rfcx_kit.report import relabel_table, write_report
-    from rfcx_kit.stage1 import format_metrics, run_stage1
-    from rfcx_kit.submission import validate_submission
-    from rfcx_kit.synth.scene import SynthConfig
-    from rfcx_kit.synth.writer import write_dataset
+    from rfcx_kit.core.config import load_config
+    from rfcx_kit.method.cycle import run_relabel
+    from rfcx_kit.method.run import Run
+    from rfcx_kit.core.io import atomic_write_json
+    from rfcx_kit.method.references import run_control, run_oracle
+    from rfcx_kit.submit.ensemble import ensemble_cmd
+    from rfcx_kit.data.features import build_cache
+    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.report.markdown import relabel_table, write_report
+    from rfcx_kit.method.stage1 import format_metrics, run_stage1
+    from rfcx_kit.data.submission import validate_submission
+    from rfcx_kit.data.synth.scene import SynthConfig
+    from rfcx_kit.data.synth.writer import write_dataset
 
     recipe = recipe or DEFAULT_RECIPE
     if not recipe.is_file():
@@ -109,7 +110,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     out = Path(out)
     if seconds != 60.0:  # the features must know the recordings' length
         overrides = (f"features.seconds={seconds}",) + tuple(overrides)
-    data, run_dir, subs = out / "data", out / "runs" / "demo", out / "submissions"
+    data, run_dir, subs = out / "data", out / "run", out / "submissions"
     n = 8
     started = time.time()
 
@@ -130,7 +131,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
         _step(2, n, "precomputed spectrograms: no feature cache needed")
 
     t = _step(3, n, f"stage 1: {recipe.name}, folds -> train -> soft frame-wise prediction")
-    metrics = run_stage1(data, run_dir, recipe, overrides, resume=(run_dir / "config.yaml").exists(),
+    metrics = run_stage1(data, run_dir, recipe, overrides, resume=Run(run_dir).config.exists(),
                          progress=progress)
     _done(t, format_metrics(metrics))
 
@@ -158,13 +159,13 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
         _done(t, line)
     else:
         t = _step(7, n, "submit --dry-run (nothing is sent)")
-        from rfcx_kit.kaggle_client import submit as kaggle_submit
+        from rfcx_kit.submit.kaggle_client import submit as kaggle_submit
 
         kaggle_submit(sub_path, "rfcx-kit demo", data_dir=data, dry_run=True, log_path=log_path)
         _done(t)
 
     t = _step(8, n, "report")
-    report = write_report(run_dir, log_path)
+    report = write_report(run_dir, log_path, out=out / "report.md")
     _done(t, str(report))
 
     table = relabel_table(run_dir)
@@ -184,7 +185,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     columns = ["stage", "cv_lwlrap", "truth_test_lwlrap", "gap_closed", "pseudo_positives", "pseudo_precision",
                "pseudo_lift", "pseudo_recall"]
     shown = table[[c for c in columns if c in table]]
-    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}" if np.isfinite(v) else "-"))
+    click.echo(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}" if np.isfinite(v) else "-"))
     click.echo(f"report: {report}\nsubmission: {sub_path}")
     return summary
 
@@ -213,7 +214,13 @@ def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fm
     """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
 
     Synthesise data (with hidden truth) -> features -> stage 1 -> re-labeling cycles -> ensemble ->
-    validate -> submit (to a local stand-in Kaggle, or --submit dry-run) -> OUT/runs/demo/report.md.
+    validate -> submit (to a local stand-in Kaggle, or --submit dry-run) -> OUT/report.md.
+
+    \b
+    OUT/data/         the synthetic data set (truth/ holds every planted call; training never reads it)
+    OUT/run/          the run directory (docs/architecture.md)
+    OUT/submissions/  demo.csv and log.csv (every confirmed submission)
+    OUT/report.md     the report (figures under OUT/run/report/); OUT/summary.json, OUT/cv_table.md
     Rerunning the same command resumes where it stopped.
     """
     run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, recipe, overrides, cycles, submit, fmt,

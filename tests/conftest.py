@@ -9,11 +9,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# Tests sit in folders that mirror the package (tests/core, tests/data, ...); the helpers here and in tiny.py
+# are imported by name (`from conftest import SHARED`, `from tiny import make_tiny`) from any of them.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RFCX_DATA = SHARED / "data" / "rfcx"

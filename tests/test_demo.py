@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from rfcx_kit.demo import run_demo
-from rfcx_kit.metrics import lwlrap
-from rfcx_kit.species import SPECIES_COLUMNS
-from rfcx_kit.submission import validate_submission
+from rfcx_kit.core.metrics import lwlrap
+from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.data.submission import validate_submission
 
 FAST = ("model.backbone=mobilenetv3_small_050", "train.epochs=1", "relabel.epochs=1", "train.threads=1",
         "relabel.windows_per_epoch=32")
@@ -24,7 +24,13 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     summary = run_demo(out, n_train=24, n_test=8, seconds=10.0, seed=3, overrides=FAST, cycles=3,
                        submit="standin", fmt="flac", progress=False)
-    data, run = out / "data", out / "runs" / "demo"
+    data, run = out / "data", out / "run"
+    # the output folder is flat: no path segment repeats
+    assert sorted(p.name for p in out.iterdir()) == ["cv_table.csv", "cv_table.md", "data", "kaggle-standin",
+                                                    "report.md", "run", "submissions", "summary.json"]
+    for path in out.rglob("*"):
+        parts = path.relative_to(out).parts
+        assert len(set(parts)) == len(parts), path
     # data: competition layout, hidden truth, feature cache
     for name in ("train_tp.csv", "train_fp.csv", "sample_submission.csv", "truth/calls.csv",
                  "truth/test_presence.csv", "features_cache/manifest.csv"):
@@ -51,17 +57,17 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
     assert len(log) == 1 and log["status"].iloc[0] == "COMPLETE"
     assert float(log["score"].iloc[0]) == pytest.approx(expected, abs=1e-5)
     # the report: markdown with figures that exist and are real pictures; LB filled from the log
-    report = (run / "report.md").read_text()
+    report = (out / "report.md").read_text()
     for png in ("lwlrap_by_stage.png", "species_ap.png", "pseudo_per_species.png", "recording.png",
                 "training_curves.png", "relabel.png"):
         path = run / "report" / png
         assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
         if png != "relabel.png":
-            assert f"report/{png}" in report
+            assert f"run/report/{png}" in report
     cv = pd.read_csv(run / "report" / "cv.csv", keep_default_na=False)
     assert cv["stage"].tolist() == stages + ["control", "oracle"]
     assert float(cv.loc[cv["stage"] == "cycle3", "LB"].iloc[0]) == pytest.approx(expected, abs=1e-5)
-    assert (out / "runs" / "cv_table.md").exists()
+    assert (out / "cv_table.md").exists()
     assert [s["stage"] for s in summary["stages"]] == stages
     assert np.isfinite(summary["seconds"])
     assert summary["oracle"]["truth_test_lwlrap"] == pytest.approx(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.species import BOX_COLUMNS, SPECIES_COLUMNS
+from rfcx_kit.core.species import BOX_COLUMNS, SPECIES_COLUMNS
 
 FRAME_S = 512 / 32000
 

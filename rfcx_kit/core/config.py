@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from rfcx_kit.errors import ConfigError
-from rfcx_kit.io import atomic_write_text
+from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.io import atomic_write_text
 
 __all__ = ["Config", "ConfigError", "load_config", "load_saved_config", "parse_override"]
 
@@ -210,7 +210,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+def apply_overrides(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     """Apply a nested mapping of updates to a dataclass instance, refusing unknown keys."""
     hints = typing.get_type_hints(type(obj))
     known = {f.name for f in fields(obj)}
@@ -222,7 +222,7 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{full}: expected a section (mapping), got {value!r}")
-            _apply(current, value, prefix=f"{full}.")
+            apply_overrides(current, value, prefix=f"{full}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], full))
 
@@ -256,13 +256,13 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {path} must be a mapping of sections")
         try:
-            _apply(cfg, data)
+            apply_overrides(cfg, data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
         if "name" not in data:
             cfg.name = path.stem
     for text in overrides:
-        _apply(cfg, parse_override(text))
+        apply_overrides(cfg, parse_override(text))
     validate_config(cfg)
     return cfg
 
@@ -270,7 +270,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
 def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a Config saved with :meth:`Config.save` (e.g. a run directory's config.yaml)."""
     cfg = Config()
-    _apply(cfg, data)
+    apply_overrides(cfg, data)
     validate_config(cfg)
     return cfg
 

@@ -28,8 +28,8 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError, cli_errors
-from rfcx_kit.species import SPECIES_COLUMNS
+from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.species import SPECIES_COLUMNS
 
 
 def _check_pair(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError
-from rfcx_kit.species import SPECIES_COLUMNS
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.species import SPECIES_COLUMNS
 
 PROBABILITY = "prob"
 LOGIT = "logit"

@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from rfcx_kit.errors import DataError
+from rfcx_kit.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ import pandas as pd
 import torch
 import yaml
 
-from rfcx_kit.audio import load_audio
-from rfcx_kit.config import FeatureConfig
-from rfcx_kit.errors import DataError, cli_errors
-from rfcx_kit.io import atomic_save_npy, atomic_write_csv, atomic_write_text
-from rfcx_kit.reader import Competition, read_competition
+from rfcx_kit.data.audio import load_audio
+from rfcx_kit.core.config import FeatureConfig, load_config
+from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
+from rfcx_kit.data.reader import Competition, read_competition
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +293,6 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     over files with a progress bar. A killed build resumes: finished entries are not redone, and no
     half-written entry is ever read. The precomputed-spectrogram layout needs no cache (it is only checked).
     """
-    from rfcx_kit.config import load_config
-
     cfg = load_config(pipeline, overrides).features
     if batch_size:
         cfg.batch_size = batch_size

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rfcx_kit.species import N_SPECIES
-from rfcx_kit.window import split_windows
+from rfcx_kit.core.species import N_SPECIES
+from rfcx_kit.data.window import split_windows
 
 
 # Box edges in train_tp/train_fp often sit exactly on a frame centre (2446 of 8997 real t_min values are

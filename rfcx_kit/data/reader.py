@@ -7,7 +7,7 @@ Two layouts are accepted:
 * precomputed spectrograms ("Theo Viel's dataset"): the same CSVs with ``train/{recording_id}.npy`` and
   ``test/{recording_id}.npy``, each a 128 x 3751 log-mel array.
 
-Every problem is reported as a :class:`~rfcx_kit.errors.DataError` that names the file, the row (1-based
+Every problem is reported as a :class:`~rfcx_kit.core.errors.DataError` that names the file, the row (1-based
 data row, with its line in the file) and the field, before any work starts.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError
-from rfcx_kit.species import AUDIO_SAMPLE_RATE, BOX_COLUMNS, N_SPECIES, SECONDS, SPECIES_COLUMNS
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.species import AUDIO_SAMPLE_RATE, BOX_COLUMNS, N_SPECIES, SECONDS, SPECIES_COLUMNS
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg")
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
@@ -75,6 +75,15 @@ class Competition:
         """``truth/`` of a synthetic data set (never read by training; used by reports only)."""
         path = self.root / "truth"
         return path if path.is_dir() else None
+
+    def planted_calls(self, split: str = "train") -> pd.DataFrame | None:
+        """Every planted call of ``split`` (``truth/calls.csv``, kind ``call``): a synthetic set's complete
+        labels; None where the data has no truth (the real competition)."""
+        truth = self.truth_dir
+        if truth is None or not (truth / "calls.csv").exists():
+            return None
+        calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
+        return calls[(calls["split"] == split) & (calls["kind"] == "call")].reset_index(drop=True)
 
 
 def _row_error(file: Path, row: int, column: str, message: str) -> DataError:

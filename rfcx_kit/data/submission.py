@@ -5,7 +5,7 @@ test recording (each expected id exactly once, any row order) and a finite numbe
 Kaggle only ranks the species within each recording (LWLRAP), so any real-valued scale is accepted;
 :func:`detect_scale` tells probabilities from logits so that callers never average the two by accident.
 
-Every problem is a :class:`~rfcx_kit.errors.DataError` naming the file, the first bad row (1-based data
+Every problem is a :class:`~rfcx_kit.core.errors.DataError` naming the file, the first bad row (1-based data
 row and its line in the file) and the column, in the wording of ``reader.py``.
 """
 
@@ -19,10 +19,10 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError, cli_errors
-from rfcx_kit.io import atomic_write_csv
-from rfcx_kit.scale import LOGIT, PROBABILITY, detect_scale
-from rfcx_kit.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
+from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.io import atomic_write_csv
+from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale
+from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
 
 __all__ = [
     "HEADER",
@@ -146,7 +146,7 @@ def validate_submission(
     Args:
         path_or_df: a CSV path or a frame with the columns ``recording_id,s0..s23``.
         expected_ids: the recording ids the file must hold, each exactly once (any order). ``None`` means the
-            real competition's 1992 test ids (:func:`rfcx_kit.species.competition_test_ids`).
+            real competition's 1992 test ids (:func:`rfcx_kit.core.species.competition_test_ids`).
         check_ids: ``False`` checks only the format (header, unique ids, finite numbers), not the id set.
         ids_from: where the expected ids come from, for messages (e.g. a sample_submission.csv path).
 

@@ -27,13 +27,14 @@ import pandas as pd
 import torch
 import yaml
 
-from rfcx_kit.config import ConfigError, _apply, parse_override, validate_config
-from rfcx_kit.errors import RfcxError, cli_errors
-from rfcx_kit.framewise import FramewiseLabels
-from rfcx_kit.io import atomic_write_csv, atomic_write_json, atomic_write_text
-from rfcx_kit.pseudo import box_peaks, framewise_thresholds, label_counts, pseudo_boxes, read_label_table, segment_mask
-from rfcx_kit.stage1 import collect_stage, format_metrics, read_metrics, train_stage
-from rfcx_kit.train import RunContext, _predict, build_model, load_checkpoint, load_context, load_prediction, save_prediction
+from rfcx_kit.core.config import ConfigError, apply_overrides, load_saved_config, parse_override, validate_config
+from rfcx_kit.core.errors import RfcxError, cli_errors
+from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.method.pseudo import box_peaks, framewise_thresholds, label_counts, pseudo_boxes, read_label_table, segment_mask
+from rfcx_kit.method.run import (Run, RunContext, build_model, cycle_stage, load_checkpoint, load_context,
+                                 load_prediction, predict_split, previous_stage, read_metrics, save_prediction)
+from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +49,12 @@ def update_run_config(run_dir: Path, overrides: tuple[str, ...]) -> None:
     for text in overrides:
         if text.split("=", 1)[0].strip().startswith(_FROZEN):
             raise ConfigError(f"{text.split('=', 1)[0]} is fixed by stage 1 and cannot change in re-labeling")
-    ctx_cfg = load_context_config(run_dir)
+    path = Run(run_dir).config
+    cfg = load_saved_config(path)
     for text in overrides:
-        _apply(ctx_cfg, parse_override(text))
-    validate_config(ctx_cfg)
-    ctx_cfg.save(run_dir / "config.yaml")
-
-
-def load_context_config(run_dir: Path):  # noqa: ANN201 - a Config
-    from rfcx_kit.config import load_saved_config
-
-    return load_saved_config(run_dir / "config.yaml")
-
-
-def previous_stage(cycle: int) -> str:
-    return "stage1" if cycle == 1 else f"cycle{cycle - 1}"
+        apply_overrides(cfg, parse_override(text))
+    validate_config(cfg)
+    cfg.save(path)
 
 
 def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
@@ -73,13 +65,12 @@ def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
     """
     out = []
     for fold in range(ctx.cfg.train.folds):
-        fold_dir = ctx.run_dir / stage / f"fold{fold}"
-        path = fold_dir / "train_pred.npz"
+        path = ctx.run.prediction(stage, fold, "train")
         if not path.exists():
             model = build_model(ctx.cfg)
-            model.load_state_dict(load_checkpoint(fold_dir / "best.pt")["model"])
+            model.load_state_dict(load_checkpoint(ctx.run.checkpoint(stage, fold))["model"])
             device = torch.device("cpu")
-            pred = _predict(model, ctx, "train", np.arange(len(ctx.train_ids)), ctx.positions, device)
+            pred = predict_split(model, ctx, "train", np.arange(len(ctx.train_ids)), ctx.positions, device)
             save_prediction(path, pred, ctx.train_ids)
         ids, pred = load_prediction(path)
         if ids != ctx.train_ids:
@@ -90,13 +81,11 @@ def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
 
 def truth_windows(ctx: RunContext) -> np.ndarray | None:
     """``(R, N, 24)`` bool: windows overlapping a planted call (synthetic ``truth/calls.csv``), else None."""
-    truth = ctx.comp.truth_dir
-    if truth is None or not (truth / "calls.csv").exists():
+    calls = ctx.comp.planted_calls("train")
+    if calls is None:
         return None
-    calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
-    calls = calls[(calls["split"] == "train") & (calls["kind"] == "call")].assign(label=np.int8(1))
     cfg = ctx.cfg.features
-    labels = FramewiseLabels(calls, ctx.train_ids, cfg.frames, cfg.sample_rate, cfg.hop_length)
+    labels = FramewiseLabels(calls.assign(label=np.int8(1)), ctx.train_ids, cfg.frames, cfg.sample_rate, cfg.hop_length)
     return labels.windows(ctx.positions) == 1
 
 
@@ -144,14 +133,12 @@ def box_quality(ctx: RunContext, boxes: pd.DataFrame) -> dict[str, float | None]
     """``pseudo_boxes`` and, with ``truth/``, ``pseudo_box_precision``: the share of pseudo-positive boxes that
     overlap a planted call of their species."""
     out: dict[str, float | None] = {"pseudo_boxes": float(len(boxes))}
-    truth = ctx.comp.truth_dir
-    if truth is None or not (truth / "calls.csv").exists():
+    calls = ctx.comp.planted_calls("train")
+    if calls is None:
         return out
     if len(boxes) == 0:
         out["pseudo_box_precision"] = None
         return out
-    calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
-    calls = calls[(calls["split"] == "train") & (calls["kind"] == "call")]
     seg = segment_seconds(ctx)
     planted = segment_mask(calls, ctx.train_ids, -(-ctx.cfg.features.frames // SEGMENT_POOL), seg)
     hit = box_peaks(planted.astype(np.float32), boxes, ctx.train_ids, seg)  # 1 where a box touches a call
@@ -168,22 +155,22 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
     species. Also writes the window table those boxes imply (``labels.csv``, ``label_counts.csv``) for the
     reports. Reused as they are on resume.
     """
-    stage_dir = ctx.run_dir / f"cycle{cycle}"
-    path = stage_dir / "pseudo_boxes.csv"
-    if path.exists() and (stage_dir / "labels.csv").exists():
-        return read_label_table(stage_dir / "labels.csv")
+    run, stage = ctx.run, cycle_stage(cycle)
+    path = run.pseudo_boxes(stage)
+    if path.exists() and run.labels(stage).exists():
+        return read_label_table(run.labels(stage))
     r, f = ctx.cfg.relabel, ctx.cfg.features
-    prev = ctx.run_dir / previous_stage(cycle)
+    prev = previous_stage(cycle)
     seg = segment_seconds(ctx)
     if r.source == "vote":
         frames = np.stack([p.framewise.astype(np.float32) for p in fold_predictions(ctx, previous_stage(cycle))])
         need = r.votes
     else:
-        frames = np.load(prev / "oof_framewise.npy").astype(np.float32)[None]
+        frames = np.load(run.oof_framewise(prev)).astype(np.float32)[None]
         need = 1
         missing = np.isnan(frames[0]).all(axis=(1, 2))
         if missing.any():
-            raise RfcxError(f"{prev}: {int(missing.sum())} recordings have no out-of-fold prediction "
+            raise RfcxError(f"{run.stage(prev)}: {int(missing.sum())} recordings have no out-of-fold prediction "
                             "(train every fold before re-labeling)")
     mean = frames.mean(axis=0)
     thresholds = framewise_thresholds(mean, ctx.comp.tp, ctx.train_ids, seg, r.threshold_rule, r.threshold,
@@ -208,8 +195,8 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
     counts = label_counts(table)
     counts["pseudo_boxes"] = np.bincount(boxes["species_id"].to_numpy(np.int64), minlength=24)
     counts["threshold"] = thresholds
-    atomic_write_csv(stage_dir / "label_counts.csv", counts, index=True)
-    atomic_write_csv(stage_dir / "labels.csv", table)
+    atomic_write_csv(run.label_counts(stage), counts, index=True)
+    atomic_write_csv(run.labels(stage), table)
     atomic_write_csv(path, boxes)  # written last: its presence marks the labels complete
     log.info("cycle %d: %d pseudo-positive boxes (%d windows) from %s (%s)", cycle, len(boxes),
              int(counts["pseudo_positive"].sum()), previous_stage(cycle), r.source)
@@ -220,7 +207,7 @@ def _init_weights(run_dir: Path, cycle: int, init: str, folds: list[int]) -> dic
     if init == "scratch":
         return None
     stage = "stage1" if init == "stage1" else previous_stage(cycle)
-    return {k: str(run_dir / stage / f"fold{k}" / "best.pt") for k in folds}
+    return {k: str(Run(run_dir).checkpoint(stage, k)) for k in folds}
 
 
 def _improved(metric: str, history: list[dict[str, Any]]) -> bool:
@@ -234,8 +221,8 @@ def _improved(metric: str, history: list[dict[str, Any]]) -> bool:
 def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, ...] = (), backend: str = "loky",
                 workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the cycles; returns the metrics of stage 1 and every cycle run."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "stage1" / "metrics.json").exists():
+    run_dir, run = Path(run_dir), Run(run_dir)
+    if not run.metrics("stage1").exists():
         raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
     update_run_config(run_dir, overrides)
     ctx = load_context(run_dir)
@@ -243,18 +230,17 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
     cycles = cycles if cycles is not None else r.cycles
     folds = list(range(ctx.cfg.train.folds))
     truth = truth_windows(ctx)
-    history = [read_metrics(run_dir / "stage1" / "metrics.json")]
+    history = [read_metrics(run.metrics("stage1"))]
     for cycle in range(1, cycles + 1):
-        stage = f"cycle{cycle}"
-        stage_dir = run_dir / stage
-        metrics_path = stage_dir / "metrics.json"
-        if metrics_path.exists() and (stage_dir / "done").exists():
+        stage = cycle_stage(cycle)
+        metrics_path = run.metrics(stage)
+        if metrics_path.exists() and run.cycle_done(stage).exists():
             history.append(read_metrics(metrics_path))
             log.info("%s already done: %s", stage, format_metrics(history[-1]))
         else:
             table = make_labels(ctx, cycle)
             quality = pseudo_quality(table, ctx, truth)
-            quality.update(box_quality(ctx, pd.read_csv(stage_dir / "pseudo_boxes.csv", dtype={"recording_id": str})))
+            quality.update(box_quality(ctx, pd.read_csv(run.pseudo_boxes(stage), dtype={"recording_id": str})))
             results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True,
                                   init_from=_init_weights(run_dir, cycle, r.init, folds), progress=progress)
             failed = [res for res in results if not res.ok]
@@ -264,68 +250,13 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
             metrics = collect_stage(run_dir, stage)
             metrics.update(quality)
             metrics["source"], metrics["threshold"] = r.source, r.threshold
-            counts = pd.read_csv(stage_dir / "label_counts.csv", index_col=0)
+            counts = pd.read_csv(run.label_counts(stage), index_col=0)
             metrics["pseudo_per_species"] = counts["pseudo_positive"].astype(int).tolist()
             atomic_write_json(metrics_path, metrics)
-            atomic_write_text(stage_dir / "done", "")
+            atomic_write_text(run.cycle_done(stage), "")
             history.append(metrics)
             log.info("%s: %s", stage, format_metrics(metrics))
         if r.early_stop and not _improved(r.early_stop_metric, history):
             log.info("early stop after %s: %s did not improve", stage, r.early_stop_metric)
             break
-    from rfcx_kit.report import write_cv_tables, write_relabel_report
-
-    write_cv_tables(run_dir)
-    write_relabel_report(run_dir)
     return history
-
-
-@click.command("relabel")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run directory with a finished stage 1.")
-@click.option("--cycles", type=int, default=None, help="Number of cycles [default: relabel.cycles, 3].")
-@click.option("--source", type=click.Choice(["oof", "vote"]), default=None,
-              help="Pseudo-labels from out-of-fold predictions (oof) or every fold model's vote (vote).")
-@click.option("--threshold", type=float, default=None,
-              help="Framewise probability above which a segment is a pseudo-positive (the floor with tp_quantile).")
-@click.option("--votes", type=int, default=None, help="With --source vote: folds that must agree (the post: 3 of 5).")
-@click.option("--pseudo-weight", type=float, default=None, help="Loss weight of pseudo-positives (1 hard, 0.5 soft).")
-@click.option("--threshold-rule", type=click.Choice(["fixed", "tp_quantile"]), default=None,
-              help="fixed: --threshold for every species; tp_quantile: per species, a quantile of the previous "
-                   "stage's scores inside its TP boxes, never below --threshold.")
-@click.option("--init", type=click.Choice(["previous", "stage1", "scratch"]), default=None,
-              help="Weights each cycle starts from.")
-@click.option("--early-stop", is_flag=True, default=None, help="Stop when the metric stops improving.")
-@click.option("--early-stop-metric", type=click.Choice(["cv", "truth"]), default=None,
-              help="CV LWLRAP on the original labels, or test LWLRAP against truth/ (synthetic data).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Any other override, e.g. --set relabel.epochs=10 --set relabel.species_thresholds={3: 0.7}.")
-@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
-              help="Where folds run: local processes or an existing Dask cluster.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Folds at once with --backend loky.")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask).")
-@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
-@cli_errors
-def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold: float | None, votes: int | None,
-                pseudo_weight: float | None, threshold_rule: str | None, init: str | None,
-                early_stop: bool | None, early_stop_metric: str | None, overrides: tuple[str, ...],
-                backend: str, workers: int, scheduler: str | None, no_progress: bool) -> None:
-    """Stage 2: cycle re-labeling on a stage-1 run directory.
-
-    \b
-    Each cycle: pseudo-positive boxes from the previous stage's framewise predictions (only where no TP/FP
-    box of the species is) -> retrain the folds exactly as stage 1 trains, on TP + pseudo-positive boxes ->
-    predict OOF and test -> report. Writes RUN/cycle{c}/ (pseudo_boxes.csv, labels.csv, label_counts.csv,
-    fold{k}/, oof_windows.npy, oof_framewise.npy, test.csv, metrics.json) and RUN/report/relabel.md with a
-    plot of the metrics by cycle. Rerun the same command to resume.
-    """
-    options = {"cycles": cycles, "source": source, "threshold": threshold, "votes": votes,
-               "pseudo_weight": pseudo_weight, "threshold_rule": threshold_rule, "init": init,
-               "early_stop": early_stop, "early_stop_metric": early_stop_metric}
-    sets = tuple(f"relabel.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                 for k, v in options.items() if v is not None)
-    history = run_relabel(run_dir, cycles, sets + overrides, backend, workers, scheduler, progress=not no_progress)
-    for m in history:
-        click.echo(f"{m['stage']}: {format_metrics(m)}" + (f", pseudo-positives={int(m['pseudo_positives'])}"
-                                                           if "pseudo_positives" in m else ""))
-    click.echo(f"report: {run_dir / 'report' / 'relabel.md'}")

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError, RfcxError
-from rfcx_kit.io import atomic_write_csv
+from rfcx_kit.core.errors import DataError, RfcxError
+from rfcx_kit.core.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rfcx_kit.features import FeatureStore
-from rfcx_kit.inputs import window_inputs
-from rfcx_kit.window import merge_windows, stitch_windows, stitched_max
+from rfcx_kit.data.features import FeatureStore
+from rfcx_kit.model.inputs import window_inputs
+from rfcx_kit.data.window import merge_windows, stitch_windows, stitched_max
 
 # Windows per forward on CPU are chosen so the largest activation of one forward stays within this share of
 # the last-level cache: on a 2-core EPYC (32 MiB L3) resnet18 ran at 26.2 windows/s one window per forward

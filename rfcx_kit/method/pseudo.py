@@ -27,11 +27,11 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError, cli_errors
-from rfcx_kit.framewise import FramewiseLabels
-from rfcx_kit.io import atomic_write_csv
-from rfcx_kit.scale import detect_scale, to_prob
-from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.core.io import atomic_write_csv
+from rfcx_kit.core.scale import detect_scale, to_prob
+from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
 
 TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
 # Index = code used in the (R, N, 24) source array of build_label_table; 0 means unknown (no row).
@@ -62,7 +62,7 @@ def original_window_labels(
         boxes: columns ``recording_id, species_id, t_min, t_max, label`` (``label`` +1 TP, -1 FP), one row
             per box. Boxes of recordings not in ``recording_ids`` are ignored (the caller may pass a subset).
         recording_ids: the ``R`` recordings, in the row order of the result.
-        positions: ``N`` windows as ``[start, end)`` frames (``rfcx_kit.window.window_positions``); frames
+        positions: ``N`` windows as ``[start, end)`` frames (``rfcx_kit.data.window.window_positions``); frames
             at or past ``frames`` are padding and hold no box.
         frames, sample_rate, hop_length: the spectrogram grid (see :func:`box_frames`).
     Returns:
@@ -669,7 +669,7 @@ def from_oof_cmd(
 
     original = np.zeros((len(ids), n_windows, N_SPECIES), dtype=np.int8)
     if tp_path or fp_path:
-        from rfcx_kit.window import window_positions  # imports torch: only when boxes are used
+        from rfcx_kit.data.window import window_positions  # imports torch: only when boxes are used
 
         positions = window_positions(FRAMES, window=window, cover=cover)
         if len(positions) != n_windows:

@@ -21,26 +21,19 @@ from typing import Any
 
 import click
 
-from rfcx_kit.errors import RfcxError, cli_errors
-from rfcx_kit.io import atomic_write_json
-from rfcx_kit.stage1 import collect_stage, format_metrics, read_metrics, train_stage
-from rfcx_kit.train import load_context, planted_calls
+from rfcx_kit.core.errors import RfcxError, cli_errors
+from rfcx_kit.core.io import atomic_write_json
+from rfcx_kit.method.run import Run, load_context, read_metrics
+from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
+from rfcx_kit.method.train import planted_calls
 
 log = logging.getLogger(__name__)
-
-
-def finished_cycles(run_dir: Path) -> int:
-    """How many consecutive cycles (cycle1, cycle2, ...) of the run have finished."""
-    n = 0
-    while (Path(run_dir) / f"cycle{n + 1}" / "done").exists():
-        n += 1
-    return n
 
 
 def _run_reference(run_dir: Path, stage: str, epochs: int | None, init_from: dict[int, str] | None,
                    backend: str, workers: int, scheduler: str | None, progress: bool) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    metrics_path = run_dir / stage / "metrics.json"
+    metrics_path = Run(run_dir).metrics(stage)
     if metrics_path.exists():
         log.info("%s already done", stage)
         return read_metrics(metrics_path)
@@ -64,7 +57,7 @@ def run_oracle(run_dir: Path, backend: str = "loky", workers: int = 1, scheduler
                progress: bool = True) -> dict[str, Any]:
     """Train and score ``RUN/oracle``: the run's stage-1 recipe on every planted call (needs ``truth/``)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "stage1" / "metrics.json").exists():
+    if not Run(run_dir).metrics("stage1").exists():
         raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
     planted_calls(load_context(run_dir))  # fails early, with the reason, on a set without truth/
     return _run_reference(run_dir, "oracle", None, None, backend, workers, scheduler, progress)
@@ -76,18 +69,18 @@ def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky",
 
     ``cycles``: the cycles to match (default: the run's finished cycles, else ``relabel.cycles``).
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "stage1" / "metrics.json").exists():
+    run_dir, run = Path(run_dir), Run(run_dir)
+    if not run.metrics("stage1").exists():
         raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
     ctx = load_context(run_dir)
     cfg = ctx.cfg
-    cycles = cycles or finished_cycles(run_dir) or cfg.relabel.cycles
+    cycles = cycles or run.finished_cycles() or cfg.relabel.cycles
     per_cycle = cfg.relabel.epochs if cfg.relabel.epochs is not None else cfg.train.epochs
-    init = {k: str(run_dir / "stage1" / f"fold{k}" / "best.pt") for k in range(cfg.train.folds)}
+    init = {k: str(run.checkpoint("stage1", k)) for k in range(cfg.train.folds)}
     metrics = _run_reference(run_dir, "control", cycles * per_cycle, init, backend, workers, scheduler, progress)
     if metrics.get("epochs") != cycles * per_cycle:
-        raise RfcxError(f"{run_dir / 'control'} was trained for {metrics.get('epochs')} epochs, not the "
-                        f"{cycles} x {per_cycle} these cycles add: delete {run_dir / 'control'} to retrain it")
+        raise RfcxError(f"{run.stage('control')} was trained for {metrics.get('epochs')} epochs, not the "
+                        f"{cycles} x {per_cycle} these cycles add: delete {run.stage('control')} to retrain it")
     return metrics
 
 
@@ -117,15 +110,16 @@ def _common(func):  # noqa: ANN001, ANN202 - a click decorator
 
 
 def _echo(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
-    stage1 = read_metrics(Path(run_dir) / "stage1" / "metrics.json")
+    run = Run(run_dir)
+    stage1 = read_metrics(run.metrics("stage1"))
     line = f"{stage}: {format_metrics(metrics)}"
-    oracle_path = Path(run_dir) / "oracle" / "metrics.json"
+    oracle_path = run.metrics("oracle")
     if stage != "oracle" and oracle_path.exists():
         closed = gap_closed(metrics.get("truth_test_lwlrap"), stage1.get("truth_test_lwlrap"),
                             read_metrics(oracle_path).get("truth_test_lwlrap"))
         line += f", gap closed {closed:.2f}" if closed is not None else ""
     click.echo(line)
-    click.echo(f"metrics: {Path(run_dir) / stage / 'metrics.json'}")
+    click.echo(f"metrics: {run.metrics(stage)}")
 
 
 @click.command("oracle")
@@ -157,4 +151,4 @@ def control_cmd(run_dir: Path, cycles: int | None, backend: str, workers: int, s
     _echo(run_dir, "control", run_control(run_dir, cycles, backend, workers, scheduler, progress=not no_progress))
 
 
-__all__ = ["gap_closed", "run_control", "run_oracle", "oracle_cmd", "control_cmd", "finished_cycles"]
+__all__ = ["gap_closed", "run_control", "run_oracle", "oracle_cmd", "control_cmd"]

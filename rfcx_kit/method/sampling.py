@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfcx_kit.framewise import FramewiseLabels
+from rfcx_kit.data.framewise import FramewiseLabels
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """``rfcx-kit stage1``: folds -> training -> out-of-fold and test predictions -> LWLRAP CV report.
 
-A stage's folds are trained through :func:`rfcx_kit.folds.run_folds` (in process, local processes, or a
+A stage's folds are trained through :func:`rfcx_kit.method.folds.run_folds` (in process, local processes, or a
 Dask cluster); then :func:`collect_stage` gathers the folds' predictions into stage-level files and
 metrics. Re-labeling cycles (``cycle.py``) reuse both.
 """
@@ -18,15 +18,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rfcx_kit.config import Config, load_config
-from rfcx_kit.errors import RfcxError, cli_errors
-from rfcx_kit.features import resolve_store
-from rfcx_kit.folds import FoldResult, load_or_make_folds, run_folds
-from rfcx_kit.inputs import recording_stats
-from rfcx_kit.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
-from rfcx_kit.metrics import lwlrap, per_species_ap, precision_recall
-from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
-from rfcx_kit.train import load_context, load_prediction, train_fold
+from rfcx_kit.core.config import Config, load_config
+from rfcx_kit.core.errors import RfcxError, cli_errors
+from rfcx_kit.data.features import resolve_store
+from rfcx_kit.method.folds import FoldResult, load_or_make_folds, run_folds
+from rfcx_kit.model.inputs import recording_stats
+from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
+from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.method.run import Run, load_context, load_prediction
+from rfcx_kit.method.train import train_fold
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
 
     Everything is checked before any training: a bad recipe or data folder stops here.
     """
-    config_path = run_dir / "config.yaml"
+    run = Run(run_dir)
+    config_path = run.config
     if config_path.exists() and not resume:
         raise RfcxError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run")
     comp, store, cache_dir = resolve_store(data, cache, cfg.features, build=True, n_jobs=n_jobs, progress=progress)
@@ -48,16 +50,16 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
             raise RfcxError(f"{config_path}: --resume with another config than the run's; drop the changes or use a new --run")
     else:
         cfg.save(config_path)
-    atomic_write_text(run_dir / "data.yaml", yaml.safe_dump(
+    atomic_write_text(run.data, yaml.safe_dump(
         {"data": str(Path(data).resolve()), "cache": str(Path(cache_dir).resolve()) if cache_dir else None,
          "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids)}, sort_keys=False))
     fp_presence = np.zeros_like(comp.tp_presence())
     index = {rid: i for i, rid in enumerate(comp.train_ids)}
     fp_presence[comp.fp["recording_id"].map(index).to_numpy(), comp.fp["species_id"].to_numpy()] = 1
-    load_or_make_folds(run_dir / "folds.csv", comp.train_ids, comp.tp_presence(), fp_presence,
+    load_or_make_folds(run.folds, comp.train_ids, comp.tp_presence(), fp_presence,
                        cfg.train.folds, cfg.train.seed)
     for split in ("train", "test"):
-        path = run_dir / f"stats_{split}.npy"
+        path = run.stats(split)
         if not path.exists():
             atomic_save_npy(path, recording_stats(store, split, comp.ids(split)))
 
@@ -69,9 +71,10 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
         metrics: cv_lwlrap / precision / recall on the original labels; and, when the data set has a
         ``truth/`` folder (synthetic), the same against the full truth (train OOF and test).
     """
-    ctx = load_context(run_dir)
+    run = Run(run_dir)
+    ctx = load_context(run.root)
     cfg = ctx.cfg
-    stage_dir = run_dir / stage
+    stage_dir = run.stage(stage)
     n_train = len(ctx.train_ids)
     oof = np.full((n_train, len(ctx.positions), N_SPECIES), np.nan, dtype=np.float32)
     oof_clip = np.full((n_train, N_SPECIES), np.nan, dtype=np.float32)
@@ -80,41 +83,40 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     tests = []
     folds_done = []
     for fold in range(cfg.train.folds):
-        fold_dir = stage_dir / f"fold{fold}"
-        if not (fold_dir / "done.json").exists():
+        if not run.fold_done(stage, fold).exists():
             continue
         folds_done.append(fold)
-        ids, pred = load_prediction(fold_dir / "val_pred.npz")
+        ids, pred = load_prediction(run.prediction(stage, fold, "val"))
         rows = np.asarray([index[i] for i in ids])
         oof[rows] = pred.windows
         if oof_frames is None:
             oof_frames = np.full((n_train,) + pred.framewise.shape[1:], np.nan, dtype=np.float16)
         oof_frames[rows] = pred.framewise
         oof_clip[rows] = pred.clip(cfg.predict.mode)
-        tests.append(pd.read_csv(fold_dir / "test.csv", dtype={"recording_id": str})[SPECIES_COLUMNS].to_numpy())
+        tests.append(pd.read_csv(run.fold_test_csv(stage, fold), dtype={"recording_id": str})[SPECIES_COLUMNS].to_numpy())
     if not folds_done:
         raise RfcxError(f"{stage_dir}: no finished fold to collect")
-    atomic_write_text(stage_dir / "train_ids.txt", "\n".join(ctx.train_ids) + "\n")
-    atomic_write_text(stage_dir / "test_ids.txt", "\n".join(ctx.comp.test_ids) + "\n")
-    atomic_save_npy(stage_dir / "oof_windows.npy", oof)
-    atomic_save_npy(stage_dir / "oof_framewise.npy", oof_frames)
+    atomic_write_text(run.ids(stage, "train"), "\n".join(ctx.train_ids) + "\n")
+    atomic_write_text(run.ids(stage, "test"), "\n".join(ctx.comp.test_ids) + "\n")
+    atomic_save_npy(run.oof_windows(stage), oof)
+    atomic_save_npy(run.oof_framewise(stage), oof_frames)
     have = ~np.isnan(oof_clip).any(axis=1)
     frame = pd.DataFrame(oof_clip[have], columns=SPECIES_COLUMNS)
     frame.insert(0, "recording_id", [r for r, h in zip(ctx.train_ids, have) if h])
-    atomic_write_csv(stage_dir / "oof.csv", frame)
+    atomic_write_csv(run.oof_csv(stage), frame)
     test_mean = np.mean(tests, axis=0)
     frame = pd.DataFrame(test_mean, columns=SPECIES_COLUMNS)
     frame.insert(0, "recording_id", ctx.comp.test_ids)
-    atomic_write_csv(stage_dir / "test.csv", frame)
+    atomic_write_csv(run.test_csv(stage), frame)
 
     metrics = stage_metrics(ctx, oof_clip, have, test_mean)
     metrics.update({"stage": stage, "folds": folds_done, "window": cfg.windows.window,
                     "model": cfg.model.backbone, "run": run_dir.name})
-    history = [pd.read_csv(stage_dir / f"fold{k}" / "history.csv").assign(fold=k) for k in folds_done]
-    atomic_write_csv(stage_dir / "history.csv", pd.concat(history, ignore_index=True))
-    seconds = [json.loads((stage_dir / f"fold{k}" / "done.json").read_text())["seconds"] for k in folds_done]
+    history = [pd.read_csv(run.fold_history(stage, k)).assign(fold=k) for k in folds_done]
+    atomic_write_csv(run.history(stage), pd.concat(history, ignore_index=True))
+    seconds = [json.loads(run.fold_done(stage, k).read_text())["seconds"] for k in folds_done]
     metrics["train_seconds"] = float(np.sum(seconds))
-    atomic_write_json(stage_dir / "metrics.json", metrics)
+    atomic_write_json(run.metrics(stage), metrics)
     return metrics
 
 
@@ -195,63 +197,11 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
         raise RfcxError(f"{why} (nothing was collected; fix the cause and rerun with --resume)")
     metrics = collect_stage(run_dir, "stage1")
     metrics["wall_seconds"] = round(time.time() - started, 1)
-    from rfcx_kit.report import write_cv_tables
-
-    write_cv_tables(run_dir)
     if failed:
-        raise RfcxError(f"{why} (the other folds' results are kept in {run_dir / 'stage1'}; rerun with --resume)")
+        raise RfcxError(f"{why} (the other folds' results are kept in {Run(run_dir).stage('stage1')}; rerun with --resume)")
     return metrics
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    """A stage's ``metrics.json``; the ``null`` written for an undefined figure comes back as NaN."""
-    def back(value: Any) -> Any:
-        if value is None:
-            return float("nan")
-        if isinstance(value, list):
-            return [back(v) for v in value]
-        return value
-
-    return {k: back(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     keys = ["cv_lwlrap", "precision", "recall", "truth_oof_lwlrap", "truth_test_lwlrap"]
     return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
-
-
-@click.command("stage1")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Competition folder (Kaggle layout with FLAC, or precomputed .npy spectrograms).")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run directory to write (e.g. runs/resnet18-a); later stages read it.")
-@click.option("--pipeline", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Recipe YAML holding what differs from the defaults (e.g. pipelines/demo.yaml) "
-                   "[default: the method post's settings].")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one config value, e.g. --set train.epochs=3 (repeatable; unknown keys are errors).")
-@click.option("--folds", default=None, metavar="0,1", help="Train only these folds [default: all].")
-@click.option("--resume", is_flag=True, help="Continue a killed run: finished folds are kept, others resume from last.pt.")
-@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
-              help="Where folds run: local processes (loky) or an existing Dask cluster.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Folds trained at once with --backend loky.")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler address (with --backend dask).")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Feature cache folder for the FLAC layout [default: DATA/features_cache].")
-@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
-@cli_errors
-def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tuple[str, ...], folds: str | None,
-               resume: bool, backend: str, workers: int, scheduler: str | None, cache: Path | None,
-               no_progress: bool) -> None:
-    """Stage 1 of the method post: train the SED model over multilabel-stratified folds.
-
-    \b
-    Writes RUN/: config.yaml (resolved), data.yaml, folds.csv, stage1/fold{k}/ (last.pt, best.pt,
-    history.csv, val/test predictions, test.csv), stage1/oof_windows.npy, oof.csv, test.csv,
-    metrics.json, and the CV table (RUN/report/cv.md, cv.csv). The data folder and the recipe are
-    validated before any training.
-    """
-    metrics = run_stage1(data, run_dir, pipeline, overrides, folds, resume, backend, workers, scheduler, cache,
-                         progress=not no_progress)
-    click.echo(f"stage1 done in {metrics['wall_seconds']:.0f} s: {format_metrics(metrics)}")
-    click.echo(f"report: {run_dir / 'report' / 'cv.md'}")

@@ -26,19 +26,16 @@ import pandas as pd
 import torch
 import yaml
 
-from rfcx_kit.config import Config, load_saved_config
-from rfcx_kit.errors import RfcxError
-from rfcx_kit.features import FeatureStore, resolve_store
-from rfcx_kit.framewise import FramewiseLabels
-from rfcx_kit.inputs import crop_batch, prefetched
-from rfcx_kit.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
-from rfcx_kit.losses import clipwise_bce, masked_bce
-from rfcx_kit.metrics import lwlrap
-from rfcx_kit.model import SEDModel
-from rfcx_kit.predict import Prediction, predict_recordings
-from rfcx_kit.reader import Competition
-from rfcx_kit.sampling import Items, all_windows, labels_to_loss_arrays, tp_crop_count, tp_crops
-from rfcx_kit.window import window_positions
+from rfcx_kit.core.config import Config, load_saved_config
+from rfcx_kit.core.errors import RfcxError
+from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.model.inputs import crop_batch, prefetched
+from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.model.losses import clipwise_bce, masked_bce
+from rfcx_kit.core.metrics import lwlrap
+from rfcx_kit.method.run import (Run, RunContext, build_model, load_checkpoint, load_context, predict_split,
+                                 save_checkpoint, write_predictions)
+from rfcx_kit.method.sampling import Items, all_windows, labels_to_loss_arrays, tp_crop_count, tp_crops
 
 log = logging.getLogger(__name__)
 
@@ -71,64 +68,6 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.opt
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
 
 
-def build_model(cfg: Config) -> SEDModel:
-    m = cfg.model
-    return SEDModel(m.backbone, m.n_species, m.in_channels, m.pretrained, m.weights, m.dropout)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary file: a killed save never leaves a truncated checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-@dataclass
-class RunContext:
-    """What every fold of a run shares, loaded from the run directory."""
-
-    run_dir: Path
-    cfg: Config
-    comp: Competition
-    store: FeatureStore
-    folds: pd.DataFrame
-    labels: FramewiseLabels
-    positions: list[list[int]]
-    test_positions: list[list[int]]
-    train_stats: np.ndarray
-    test_stats: np.ndarray
-    window_labels: np.ndarray  # (R, N, 24) int8 original labels on the train windows
-    tp_truth: np.ndarray  # (R, 24) 0/1 TP presence
-
-    @property
-    def train_ids(self) -> list[str]:
-        return self.comp.train_ids
-
-
-def load_context(run_dir: str | Path) -> RunContext:
-    """Open a run directory written by ``rfcx-kit stage1`` (config, data, folds, statistics)."""
-    run_dir = Path(run_dir)
-    cfg = load_saved_config(run_dir / "config.yaml")
-    data = yaml.safe_load((run_dir / "data.yaml").read_text())
-    comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False)
-    folds = pd.read_csv(run_dir / "folds.csv", dtype={"recording_id": str})
-    folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()
-    frames = cfg.features.frames
-    labels = FramewiseLabels(comp.boxes(), comp.train_ids, frames, cfg.features.sample_rate, cfg.features.hop_length)
-    w = cfg.windows
-    positions = window_positions(frames, w.window, w.cover, w.n_windows)
-    test_cover = w.test_cover if (w.test_cover is not None or w.test_n_windows is not None) else w.cover
-    test_n = w.test_n_windows if (w.test_cover is not None or w.test_n_windows is not None) else w.n_windows
-    test_positions = window_positions(frames, w.window, test_cover, test_n)
-    return RunContext(run_dir, cfg, comp, store, folds, labels, positions, test_positions,
-                      np.load(run_dir / "stats_train.npy"), np.load(run_dir / "stats_test.npy"),
-                      labels.windows(positions), comp.tp_presence())
-
-
 def retrains(stage: str) -> bool:
     """Stages that continue from earlier weights with re-labeling's length and rate: the cycles, the control."""
     return stage.startswith("cycle") or stage == "control"
@@ -143,7 +82,7 @@ def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
     """
     f = ctx.cfg.features
     if stage.startswith("cycle"):
-        pseudo = pd.read_csv(ctx.run_dir / stage / "pseudo_boxes.csv", dtype={"recording_id": str})
+        pseudo = pd.read_csv(ctx.run.pseudo_boxes(stage), dtype={"recording_id": str})
         boxes = pd.concat([ctx.comp.boxes().assign(weight=1.0), pseudo.assign(label=np.int8(1))], ignore_index=True)
     elif stage == "oracle":
         boxes = pd.concat([planted_calls(ctx).assign(label=np.int8(1)), ctx.comp.fp.assign(label=np.int8(-1))],
@@ -155,11 +94,10 @@ def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
 
 def planted_calls(ctx: RunContext) -> pd.DataFrame:
     """Every planted call of the train recordings (``truth/calls.csv``, kind ``call``): the complete labels."""
-    truth = ctx.comp.truth_dir
-    if truth is None or not (truth / "calls.csv").exists():
+    calls = ctx.comp.planted_calls("train")
+    if calls is None:
         raise RfcxError(f"{ctx.comp.root}: no truth/calls.csv: the oracle needs a synthetic data set's hidden truth")
-    calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
-    return calls[(calls["split"] == "train") & (calls["kind"] == "call")].reset_index(drop=True)
+    return calls
 
 
 def stage_window_labels(ctx: RunContext, labels: FramewiseLabels) -> np.ndarray:
@@ -167,7 +105,7 @@ def stage_window_labels(ctx: RunContext, labels: FramewiseLabels) -> np.ndarray:
     return ctx.window_labels if labels is ctx.labels else labels.windows(ctx.positions)
 
 
-def _sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.Generator,
+def sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.Generator,
                   labels: FramewiseLabels) -> Items:
     """One epoch's items: every stage samples the same way (the cycles only add pseudo-positive boxes)."""
     t, cfg = ctx.cfg.train, ctx.cfg
@@ -240,12 +178,11 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     Returns:
         a summary: fold, best_epoch, best_val_lwlrap, epochs, seconds.
     """
-    run_dir = Path(run_dir)
-    fold_dir = run_dir / stage / f"fold{fold}"
-    done_path = fold_dir / "done.json"
+    run = Run(run_dir)
+    fold_dir, done_path = run.fold(stage, fold), run.fold_done(stage, fold)
     if done_path.exists():
         return json.loads(done_path.read_text())
-    ctx = load_context(run_dir)
+    ctx = load_context(run.root)
     cfg = ctx.cfg
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -271,7 +208,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     optimizer = build_optimizer(model, cfg, base_lr)
     history: list[dict[str, Any]] = []
     start_epoch, step, best_score, best_epoch = 0, 0, -math.inf, -1
-    last_path, best_path = fold_dir / "last.pt", fold_dir / "best.pt"
+    last_path, best_path = run.checkpoint(stage, fold, "last"), run.checkpoint(stage, fold, "best")
     if last_path.exists():
         if not resume:
             raise RfcxError(f"{fold_dir} holds a checkpoint of an earlier run: pass --resume to continue it, "
@@ -282,12 +219,12 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         torch.set_rng_state(state["torch_rng"])
         start_epoch, step = state["epoch"] + 1, state["step"]
         best_score, best_epoch = state["best_score"], state["best_epoch"]
-        history = pd.read_csv(fold_dir / "history.csv").to_dict("records")[: start_epoch]
+        history = pd.read_csv(run.fold_history(stage, fold)).to_dict("records")[: start_epoch]
         log.info("fold %d: resuming %s at epoch %d", fold, stage, start_epoch + 1)
     fold_dir.mkdir(parents=True, exist_ok=True)
 
     # One epoch's size is fixed by the sampler; compute it once for the schedule.
-    probe = _sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), labels)
+    probe = sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), labels)
     steps_per_epoch = max(1, -(-len(probe) // cfg.train.batch_size))
     total_steps = steps_per_epoch * epochs
     warmup = cfg.train.warmup_epochs * steps_per_epoch
@@ -302,7 +239,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     for epoch in range(start_epoch, epochs):
         epoch_start = time.time()
         rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
-        items = probe if epoch == 0 and start_epoch == 0 else _sample_epoch(ctx, stage, train_rows, rng, labels)
+        items = probe if epoch == 0 and start_epoch == 0 else sample_epoch(ctx, stage, train_rows, rng, labels)
         model.train()
         losses = []
         bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
@@ -332,7 +269,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                                "lr": optimizer.param_groups[0]["lr"]}
         if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
-            pred = _predict(model, ctx, "train", val_rows, ctx.positions, device)
+            pred = predict_split(model, ctx, "train", val_rows, ctx.positions, device)
             with torch.no_grad():
                 row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(pred.clipwise.reshape(-1, 24))},
                                               torch.from_numpy(val_target.reshape(-1, 24)),
@@ -347,14 +284,14 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         save_checkpoint(last_path, {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch,
                                     "step": step, "torch_rng": torch.get_rng_state(), "best_score": best_score,
                                     "best_epoch": best_epoch, "config": cfg.to_dict()})
-        atomic_write_csv(fold_dir / "history.csv", pd.DataFrame(history))
+        atomic_write_csv(run.fold_history(stage, fold), pd.DataFrame(history))
         log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, epochs,
                  ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
 
     model.load_state_dict(load_checkpoint(best_path)["model"])
-    write_predictions(model, ctx, fold_dir, val_rows, device, all_train=cfg.relabel.source == "vote")
+    write_predictions(model, ctx, stage, fold, val_rows, device, all_train=cfg.relabel.source == "vote")
     summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_val_lwlrap": best_score,
                "epochs": epochs, "seconds": round(time.time() - started, 1), "device": str(device)}
     atomic_write_json(done_path, summary)
@@ -364,49 +301,3 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     inner = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
     return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
-
-
-def _predict(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.ndarray, positions: list[list[int]],
-             device: torch.device, progress: bool = False) -> Prediction:
-    cfg = ctx.cfg
-    ids = ctx.comp.ids(split)
-    stats = ctx.train_stats if split == "train" else ctx.test_stats
-    return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
-                              cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
-                              cfg.predict.max_windows, device=device, amp=cfg.train.amp,
-                              channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress)
-
-
-def save_prediction(path: Path, pred: Prediction, ids: list[str]) -> None:
-    """All outputs of a prediction in one ``.npz`` (written atomically)."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, ids=np.asarray(ids), windows=pred.windows, clipwise=pred.clipwise,
-                     stitched=pred.stitched, framewise=pred.framewise)
-
-
-def load_prediction(path: Path) -> tuple[list[str], Prediction]:
-    with np.load(path, allow_pickle=False) as data:
-        return [str(i) for i in data["ids"]], Prediction(data["windows"], data["clipwise"], data["stitched"],
-                                                          data["framewise"])
-
-
-def write_predictions(model: torch.nn.Module, ctx: RunContext, fold_dir: Path, val_rows: np.ndarray,
-                      device: torch.device, all_train: bool = False) -> None:
-    """Out-of-fold (train windows), test (test windows) and, for fold votes, all-train predictions."""
-    from rfcx_kit.submission import write_submission
-    from rfcx_kit.species import SPECIES_COLUMNS
-
-    cfg = ctx.cfg
-    val = _predict(model, ctx, "train", val_rows, ctx.positions, device)
-    save_prediction(fold_dir / "val_pred.npz", val, [ctx.train_ids[i] for i in val_rows])
-    if all_train:
-        rows = np.arange(len(ctx.train_ids))
-        save_prediction(fold_dir / "train_pred.npz", _predict(model, ctx, "train", rows, ctx.positions, device),
-                        ctx.train_ids)
-    test_rows = np.arange(len(ctx.comp.test_ids))
-    test = _predict(model, ctx, "test", test_rows, ctx.test_positions, device, progress=False)
-    save_prediction(fold_dir / "test_pred.npz", test, ctx.comp.test_ids)
-    frame = pd.DataFrame(test.clip(cfg.predict.mode), columns=SPECIES_COLUMNS)
-    frame.insert(0, "recording_id", ctx.comp.test_ids)
-    write_submission(frame, fold_dir / "test.csv", ctx.comp.test_ids)

@@ -14,9 +14,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from rfcx_kit.features import FeatureStore
-from rfcx_kit.model import IMAGENET_MEAN, IMAGENET_STD
-from rfcx_kit.window import window_view
+from rfcx_kit.data.features import FeatureStore
+from rfcx_kit.model.sed import IMAGENET_MEAN, IMAGENET_STD
+from rfcx_kit.data.window import window_view
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,13 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import cli_errors
-from rfcx_kit.io import atomic_write_csv, atomic_write_text
-from rfcx_kit.species import SPECIES_COLUMNS
-from rfcx_kit.stage1 import read_metrics
+from rfcx_kit.core.errors import cli_errors
+from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
+from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.data.features import mel_bin_of
+from rfcx_kit.method.references import gap_closed
+from rfcx_kit.method.run import Run, load_context, load_prediction, read_metrics
+from rfcx_kit.report import plots
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +31,14 @@ CV_COLUMNS = ["WINDOW", "model", "lwlrap", "precision", "recall", "LB", "memo"]
 TRUTH_COLUMNS = ["truth_oof_lwlrap", "truth_test_lwlrap", "truth_test_precision", "truth_test_recall"]
 
 
-def _stage_order(stage: str) -> tuple[int, int]:
-    if stage == "stage1":
-        return (0, 0)
-    if stage.startswith("cycle") and stage[5:].isdigit():
-        return (1, int(stage[5:]))
-    return (2, {"control": 0, "oracle": 1}.get(stage, 2))
-
-
 def stage_names(run_dir: Path) -> list[str]:
-    """Stages with metrics, in method order: stage1, cycle1, cycle2, ..., then the control and the oracle."""
-    stages = [p.parent.name for p in Path(run_dir).glob("*/metrics.json")]
-    return sorted(stages, key=_stage_order)
+    """Stages with metrics, in method order (:meth:`Run.stages`)."""
+    return Run(run_dir).stages()
 
 
 def lb_scores(run_dir: Path, log_path: Path | None = None) -> dict[str, str]:
     """Public LB score per stage from ``submissions/log.csv``, matched by the sha256 of ensembled files."""
-    record = Path(run_dir) / "submissions.csv"
+    record = Run(run_dir).submissions
     log_path = log_path or Path("submissions") / "log.csv"
     if not record.exists() or not log_path.exists():
         return {}
@@ -63,7 +58,7 @@ def cv_rows(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
     rows = []
     lb = lb_scores(run_dir, log_path)
     for stage in stage_names(run_dir):
-        m: dict[str, Any] = read_metrics(Path(run_dir) / stage / "metrics.json")
+        m: dict[str, Any] = read_metrics(Run(run_dir).metrics(stage))
         row = {"run": Path(run_dir).name, "stage": stage, "WINDOW": m.get("window"), "model": m.get("model"),
                "lwlrap": m.get("cv_lwlrap"), "precision": m.get("precision"), "recall": m.get("recall"),
                "LB": lb.get(stage, ""), "memo": m.get("memo", "")}
@@ -90,9 +85,9 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
 
 def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
     """Write ``RUN/report/cv.md|csv`` and ``RUN/report/species.md|csv``; update ``RUN/../cv_table.md|csv``."""
-    run_dir = Path(run_dir)
+    run_dir, run = Path(run_dir), Run(run_dir)
     rows = cv_rows(run_dir, log_path)
-    report = run_dir / "report"
+    report = run.report_dir
     atomic_write_csv(report / "cv.csv", rows)
     note = ("CV on the original labels (TP-only clip truth, as the post); precision/recall at the threshold over "
             "labelled cells. Columns truth_* are against the synthetic set's hidden full truth.\n\n")
@@ -101,13 +96,13 @@ def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame
     atomic_write_csv(report / "species.csv", species)
     atomic_write_text(report / "species.md", f"# Per-species AP: {run_dir.name}\n\n{markdown_table(species)}")
     # The across-runs table: one row per run and stage, replaced when a run is re-reported.
-    table_path = run_dir.parent / "cv_table.csv"
+    table_path, table_md = run.cv_table
     if table_path.exists():
         old = pd.read_csv(table_path, keep_default_na=False)
         old = old[old["run"].astype(str) != run_dir.name]
         rows = pd.concat([old, rows], ignore_index=True)
     atomic_write_csv(table_path, rows)
-    atomic_write_text(run_dir.parent / "cv_table.md", "# CV table (one row per run and stage)\n\n" + markdown_table(rows))
+    atomic_write_text(table_md, "# CV table (one row per run and stage)\n\n" + markdown_table(rows))
     return rows
 
 
@@ -115,7 +110,7 @@ def species_table(run_dir: Path) -> pd.DataFrame:
     """Per-species AP by stage: OOF vs TP labels (``ap_STAGE``) and, with truth, test vs truth."""
     out = pd.DataFrame({"species": SPECIES_COLUMNS})
     for stage in stage_names(run_dir):
-        m = read_metrics(Path(run_dir) / stage / "metrics.json")
+        m = read_metrics(Run(run_dir).metrics(stage))
         out[f"ap_{stage}"] = m["per_species_ap"]
         if "truth_test_per_species_ap" in m:
             out[f"truth_test_ap_{stage}"] = m["truth_test_per_species_ap"]
@@ -125,12 +120,11 @@ def species_table(run_dir: Path) -> pd.DataFrame:
 def relabel_table(run_dir: Path) -> pd.DataFrame:
     """One row per stage: CV, pseudo-positives added, their precision/recall vs truth, test LWLRAP vs truth,
     and the gap closed toward the oracle (``(stage - stage1) / (oracle - stage1)``) where the oracle ran."""
-    from rfcx_kit.references import gap_closed
 
     nan = float("nan")
     rows = []
     for stage in stage_names(run_dir):
-        m = read_metrics(Path(run_dir) / stage / "metrics.json")
+        m = read_metrics(Run(run_dir).metrics(stage))
         rows.append({"stage": stage, "cv_lwlrap": m.get("cv_lwlrap"),
                      "pseudo_positives": int(m.get("pseudo_positives", 0)),
                      "pseudo_precision": m.get("pseudo_precision", nan),
@@ -152,18 +146,16 @@ def relabel_table(run_dir: Path) -> pd.DataFrame:
 def write_relabel_report(run_dir: Path) -> Path:
     """``RUN/report/relabel.md|csv``, per-species pseudo counts, and ``relabel.png`` (metrics by cycle)."""
     run_dir = Path(run_dir)
-    report = run_dir / "report"
+    report = Run(run_dir).report_dir
     table = relabel_table(run_dir)
     atomic_write_csv(report / "relabel.csv", table)
     counts = pd.DataFrame({"species": SPECIES_COLUMNS})
     for stage in stage_names(run_dir):
-        m = read_metrics(run_dir / stage / "metrics.json")
+        m = read_metrics(Run(run_dir).metrics(stage))
         if "pseudo_per_species" in m:
             counts[stage] = m["pseudo_per_species"]
     atomic_write_csv(report / "pseudo_per_species.csv", counts)
-    from rfcx_kit.plots import relabel_metrics
-
-    relabel_metrics(table, report / "relabel.png")
+    plots.relabel_metrics(table, report / "relabel.png")
     text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
             "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
             "the planted calls (synthetic truth); pseudo_lift: that precision over the precision of as many "
@@ -178,13 +170,12 @@ def write_relabel_report(run_dir: Path) -> Path:
     return report / "relabel.md"
 
 
-def _pick_recording(ctx, stage_dir: Path) -> tuple[str, int]:  # noqa: ANN001 - a RunContext
+def _pick_recording(ctx) -> tuple[str, int]:  # noqa: ANN001 - a RunContext
     """A train recording worth showing: it has a TP box, and (synthetic) the most planted calls."""
     tp_ids = set(ctx.comp.tp["recording_id"])
-    truth = ctx.comp.truth_dir
-    if truth is not None and (truth / "calls.csv").exists():
-        calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
-        calls = calls[(calls["split"] == "train") & calls["recording_id"].isin(tp_ids)]
+    calls = ctx.comp.planted_calls("train")
+    if calls is not None:
+        calls = calls[calls["recording_id"].isin(tp_ids)]
         if len(calls):
             rid = calls["recording_id"].value_counts().index[0]
             return rid, ctx.train_ids.index(rid)
@@ -192,14 +183,14 @@ def _pick_recording(ctx, stage_dir: Path) -> tuple[str, int]:  # noqa: ANN001 - 
     return rid, ctx.train_ids.index(rid)
 
 
-def write_report(run_dir: Path, log_path: Path | None = None) -> Path:
-    """``RUN/report.md`` with the CV table, relabel table and PNG figures (written under ``RUN/report/``)."""
-    from rfcx_kit import plots
-    from rfcx_kit.features import mel_bin_of
-    from rfcx_kit.train import load_context, load_prediction
+def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None = None) -> Path:
+    """``RUN/report.md`` (or ``out``) with the CV table, relabel table and PNG figures (under ``RUN/report/``)."""
 
-    run_dir = Path(run_dir)
-    report = run_dir / "report"
+    run_dir, run = Path(run_dir), Run(run_dir)
+    report = run.report_dir
+    path = Path(out) if out is not None else run.report
+    # figure links relative to where the page is written
+    rel = Path(os.path.relpath(report.resolve(), path.parent.resolve())).as_posix()
     cv = write_cv_tables(run_dir, log_path)
     stages = stage_names(run_dir)
     ctx = load_context(run_dir)
@@ -223,23 +214,23 @@ def write_report(run_dir: Path, log_path: Path | None = None) -> Path:
         counts = pd.read_csv(report / "pseudo_per_species.csv")
         plots.pseudo_per_species(counts, report / "pseudo_per_species.png")
         sections += ["## Cycle re-labeling\n", markdown_table(relabel_table(run_dir)),
-                     "\n![metrics by cycle](report/relabel.png)\n"]
+                     f"\n![metrics by cycle]({rel}/relabel.png)\n"]
         figures.append(("Pseudo-positives per species and cycle", "pseudo_per_species.png"))
-    history = {s: pd.read_csv(run_dir / s / "history.csv") for s in stages if (run_dir / s / "history.csv").exists()}
+    history = {s: pd.read_csv(run.history(s)) for s in stages if run.history(s).exists()}
     if history:
         plots.training_curves(history, report / "training_curves.png")
         figures.append(("Training curves", "training_curves.png"))
     last = [s for s in stages if s == "stage1" or s.startswith("cycle")][-1]  # not the oracle or control
-    rid, row = _pick_recording(ctx, run_dir / last)
+    rid, row = _pick_recording(ctx)
     fold = int(ctx.folds.loc[row, "fold"])
-    ids, pred = load_prediction(run_dir / last / f"fold{fold}" / "val_pred.npz")
+    ids, pred = load_prediction(run.prediction(last, fold, "val"))
     framewise = pred.framewise[ids.index(rid)].astype(np.float32)
     boxes = ctx.comp.boxes()
     boxes = boxes[boxes["recording_id"] == rid]
     truth_calls = None
-    if ctx.comp.truth_dir is not None and (ctx.comp.truth_dir / "calls.csv").exists():
-        calls = pd.read_csv(ctx.comp.truth_dir / "calls.csv", dtype={"recording_id": str})
-        truth_calls = calls[(calls["recording_id"] == rid) & (calls["kind"] == "call")]
+    calls = ctx.comp.planted_calls("train")
+    if calls is not None:
+        truth_calls = calls[calls["recording_id"] == rid]
     spec = ctx.store.batch("train", [rid])[0]
     hop_s = ctx.cfg.features.hop_length / ctx.cfg.features.sample_rate
     pool = -(-spec.shape[1] // framewise.shape[1])
@@ -248,9 +239,8 @@ def write_report(run_dir: Path, log_path: Path | None = None) -> Path:
                             lambda f: mel_bin_of(np.asarray(f), ctx.cfg.features) + 0.5, hop_s)
     figures.append((f"One recording: {rid}, its windows, labels and framewise predictions", "recording.png"))
     sections.append("## Figures\n")
-    sections += [f"### {title}\n\n![{title}](report/{name})\n" for title, name in figures]
+    sections += [f"### {title}\n\n![{title}]({rel}/{name})\n" for title, name in figures]
     sections += ["## Per-species AP\n", markdown_table(species)]
-    path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(sections))
     return path
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rfcx_kit.io import atomic_path  # noqa: E402
+from rfcx_kit.core.io import atomic_path  # noqa: E402
 
 
 def save(fig: plt.Figure, path: Path) -> Path:

@@ -19,7 +19,7 @@ Methods (``--method``), applied to every input, folds included:
   across recordings, the usual rank average for AUC, would flatten every species to the same distribution
   and discard the cross-species order that LWLRAP scores.)
 
-Scale of an input: detected by :func:`rfcx_kit.submission.detect_scale` (all values in [0, 1] =
+Scale of an input: detected by :func:`rfcx_kit.data.submission.detect_scale` (all values in [0, 1] =
 probabilities, else logits) unless declared with ``:prob`` / ``:logit`` after the weight.
 
 Prior scaling (off by default; notes/rfcx.md): for species s, multiply the odds of the final probability by
@@ -45,10 +45,12 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import ConfigError, DataError, cli_errors
-from rfcx_kit.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
-from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS, species_table
-from rfcx_kit.submission import read_expected_ids, validate_submission, write_submission
+from rfcx_kit.method.run import Run
+from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
+from rfcx_kit.core.io import atomic_open, sha256_file
+from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
+from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS, species_table
+from rfcx_kit.data.submission import read_expected_ids, validate_submission, write_submission
 
 __all__ = [
     "Member",
@@ -100,13 +102,13 @@ def resolve_stage(run_dir: str | Path, stage: str = "latest") -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
-    present = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and list(p.glob("fold*/test.csv")))
+    present = Run(run_dir).stages_with_test_predictions()
     if stage == "latest":
         cycles = sorted((int(m.group(1)), name) for name in present if (m := _CYCLE.match(name)))
         if cycles:
-            return run_dir / cycles[-1][1]
+            return Run(run_dir).stage(cycles[-1][1])
         stage = "stage1"
-    path = run_dir / stage
+    path = Run(run_dir).stage(stage)
     if stage not in present:
         have = ", ".join(present) if present else "none"
         raise DataError(f"{path}: no fold test predictions (fold*/test.csv) for stage {stage!r}; stages with them: {have}")
@@ -115,11 +117,7 @@ def resolve_stage(run_dir: str | Path, stage: str = "latest") -> Path:
 
 def fold_test_paths(stage_dir: Path) -> list[Path]:
     """``fold{k}/test.csv`` of a stage folder, by fold number."""
-    found = []
-    for path in stage_dir.glob("fold*/test.csv"):
-        match = re.fullmatch(r"fold(\d+)", path.parent.name)
-        if match:
-            found.append((int(match.group(1)), path))
+    found = Run(stage_dir.parent).fold_test_csvs(stage_dir.name)
     if not found:
         raise DataError(f"{stage_dir}: no fold*/test.csv")
     return [path for _, path in sorted(found)]
@@ -285,7 +283,7 @@ def read_prior_table(path: str | Path) -> np.ndarray:
 def run_data_dir(run_dir: str | Path) -> Path | None:
     """The data folder a run was trained on, from ``runs/NAME/data.yaml`` (keys ``data``, ``data_dir``,
     ``root``, ``folder`` or ``path``; the first that names a folder holding train_tp.csv). None if unknown."""
-    path = Path(run_dir) / "data.yaml"
+    path = Run(run_dir).data
     if not path.is_file():
         return None
     import yaml
@@ -319,9 +317,8 @@ def record_in_run(stage_dir: Path, out: Path, method: str, blended: int) -> None
     import csv
     from datetime import datetime, timezone
 
-    from rfcx_kit.io import atomic_open, sha256_file
 
-    path = stage_dir.parent / "submissions.csv"
+    path = Run(stage_dir.parent).submissions
     rows = []
     if path.is_file():
         with open(path, newline="", encoding="utf-8") as handle:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rfcx_kit.config import Config, load_config, load_saved_config, parse_override
-from rfcx_kit.errors import ConfigError
+from rfcx_kit.core.config import Config, load_config, load_saved_config, parse_override
+from rfcx_kit.core.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "pipelines" / "method-post-resnet18.yaml"
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from rfcx_kit.io import atomic_write_json, json_text, strict_json
+from rfcx_kit.core.io import atomic_write_json, json_text, strict_json
 
 
 def _refuse(token: str) -> None:

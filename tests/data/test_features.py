@@ -17,12 +17,12 @@ import yaml
 from click.testing import CliRunner
 from conftest import write_competition
 
-import rfcx_kit.features as features
-from rfcx_kit.audio import load_audio
-from rfcx_kit.config import FeatureConfig
-from rfcx_kit.errors import DataError
-from rfcx_kit.features import FeatureStore, LogMel, build_cache, features_cmd, logmel, mel_bin_of, resolve_store
-from rfcx_kit.reader import read_competition
+import rfcx_kit.data.features as features
+from rfcx_kit.data.audio import load_audio
+from rfcx_kit.core.config import FeatureConfig
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.data.features import FeatureStore, LogMel, build_cache, features_cmd, logmel, mel_bin_of, resolve_store
+from rfcx_kit.data.reader import read_competition
 
 LIBROSA_TOLERANCE_DB = 1e-3  # measured max |torch - librosa| is ~2.5e-5 to 4e-5 dB on these signals
 
@@ -137,9 +137,9 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import io, os, sys
     import numpy as np
-    from rfcx_kit.config import FeatureConfig
-    from rfcx_kit.features import build_cache
-    from rfcx_kit.reader import read_competition
+    from rfcx_kit.core.config import FeatureConfig
+    from rfcx_kit.data.features import build_cache
+    from rfcx_kit.data.reader import read_competition
 
     real_save, calls = np.save, [0]
 

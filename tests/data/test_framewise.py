@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from conftest import RFCX_DATA, requires_shared
 
-from rfcx_kit.framewise import FramewiseLabels, box_frames, reduce_window_labels, window_labels_from_grid
-from rfcx_kit.window import window_positions
+from rfcx_kit.data.framewise import FramewiseLabels, box_frames, reduce_window_labels, window_labels_from_grid
+from rfcx_kit.data.window import window_positions
 
 def centre(f: float) -> float:
     """Time (s) of frame f's centre: frames are 512 / 32000 = 16 ms apart, frame 0 at 0 s."""
@@ -142,7 +142,7 @@ def test_windows_equal_the_grid_reference_on_the_real_boxes():
     box index equal those from the dense grid for the post's training layout, checked on every recording
     that is in both tables (363, where TP and FP meet) plus 300 random others (the dense grid of all
     4727 would cost seconds)."""
-    from rfcx_kit.reader import read_boxes
+    from rfcx_kit.data.reader import read_boxes
 
     tp = read_boxes(RFCX_DATA / "train_tp.csv")
     fp = read_boxes(RFCX_DATA / "train_fp.csv")

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 from conftest import RFCX_DATA, requires_shared
 
-from rfcx_kit.audio import load_audio
-from rfcx_kit.errors import DataError
-from rfcx_kit.reader import read_boxes, read_competition
+from rfcx_kit.data.audio import load_audio
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.data.reader import read_boxes, read_competition
 
 
 def write_boxes(path: Path, **changes) -> Path:
@@ -193,7 +193,7 @@ def test_audio_shorter_than_expected_is_padded_with_a_warning(tmp_path, caplog):
     path = tmp_path / "short.flac"
     sf.write(path, wave, 48000)
     decoded, _ = sf.read(path, dtype="float32")
-    with caplog.at_level(logging.WARNING, logger="rfcx_kit.audio"):
+    with caplog.at_level(logging.WARNING, logger="rfcx_kit.data.audio"):
         out, status = load_audio(path, sample_rate=48000, seconds=3.0)
     assert out.shape == (144000,) and out.dtype == np.float32
     np.testing.assert_array_equal(out[:96000], decoded)
@@ -209,13 +209,13 @@ def test_audio_longer_than_expected_is_cut_with_a_warning(tmp_path, caplog):
     path = tmp_path / "long.flac"
     sf.write(path, (0.1 * rng.standard_normal(96000)).astype(np.float32), 48000)
     decoded, _ = sf.read(path, dtype="float32")
-    with caplog.at_level(logging.WARNING, logger="rfcx_kit.audio"):
+    with caplog.at_level(logging.WARNING, logger="rfcx_kit.data.audio"):
         out, status = load_audio(path, sample_rate=48000, seconds=1.5)
     np.testing.assert_array_equal(out, decoded[:72000])
     assert status == "cut from 2.00 s"
     assert any("cut to" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="rfcx_kit.audio"):
+    with caplog.at_level(logging.WARNING, logger="rfcx_kit.data.audio"):
         _, status = load_audio(path, sample_rate=48000, seconds=2.0)
     assert status == "ok" and not caplog.records
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.errors import DataError
-from rfcx_kit.species import SPECIES_COLUMNS, competition_test_ids
-from rfcx_kit.submission import (
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.species import SPECIES_COLUMNS, competition_test_ids
+from rfcx_kit.data.submission import (
     LOGIT,
     PROBABILITY,
     detect_scale,
@@ -21,7 +21,7 @@ from rfcx_kit.submission import (
     write_submission,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 RFCX = SHARED / "data" / "rfcx"
 requires_shared = pytest.mark.skipif(not RFCX.is_dir(), reason=f"{RFCX} is absent (the real RFCX submission files)")
 EXTERNAL_LOGITS = RFCX / "external" / "kuto5046_0206_232645_effb2sed_stage3_submission.csv"

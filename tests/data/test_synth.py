@@ -1,4 +1,4 @@
-"""The synthetic RFCX data set (rfcx_kit.synth): layout, labels against truth, determinism, formats, difficulty."""
+"""The synthetic RFCX data set (rfcx_kit.data.synth): layout, labels against truth, determinism, formats, difficulty."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 import soxr
 from click.testing import CliRunner
 
-from rfcx_kit.audio import load_audio
-from rfcx_kit.errors import DataError
-from rfcx_kit.features import logmel
-from rfcx_kit.reader import read_competition
-from rfcx_kit.species import BOX_COLUMNS, N_SPECIES, SPECIES_COLUMNS, species_table
-from rfcx_kit.synth import calls as C
-from rfcx_kit.synth.baseline import baseline_lwlrap
-from rfcx_kit.synth.cli import synth_cmd
-from rfcx_kit.synth.scene import (REAL_FP_ROWS, REAL_TP_ROWS, SynthConfig, label_counts, plan_dataset,
+from rfcx_kit.data.audio import load_audio
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.data.features import logmel
+from rfcx_kit.data.reader import read_competition
+from rfcx_kit.core.species import BOX_COLUMNS, N_SPECIES, SPECIES_COLUMNS, species_table
+from rfcx_kit.data.synth import calls as C
+from rfcx_kit.data.synth.baseline import baseline_lwlrap
+from rfcx_kit.data.synth.cli import synth_cmd
+from rfcx_kit.data.synth.scene import (REAL_FP_ROWS, REAL_TP_ROWS, SynthConfig, label_counts, plan_dataset,
                                   recording_ids)
-from rfcx_kit.synth.writer import (CALL_COLUMNS, NPY_RATE, RENDER_COLUMNS, npy_features, render_recording,
+from rfcx_kit.data.synth.writer import (CALL_COLUMNS, NPY_RATE, RENDER_COLUMNS, npy_features, render_recording,
                                    write_dataset)
 
 BOX_KEY = ["recording_id", "species_id", "t_min", "t_max", "f_min", "f_max"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rfcx_kit.window import (
+from rfcx_kit.data.window import (
     merge_windows,
     split_windows,
     stitch_windows,

@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-import rfcx_kit.cycle as cycle_module
-import rfcx_kit.stage1 as stage1_module
-from rfcx_kit.cycle import _improved, run_relabel
-from rfcx_kit.framewise import FramewiseLabels
-from rfcx_kit.pseudo import read_label_table
-from rfcx_kit.stage1 import run_stage1
-from rfcx_kit.train import load_context, train_fold
+import rfcx_kit.method.cycle as cycle_module
+import rfcx_kit.method.stage1 as stage1_module
+from rfcx_kit.method.cycle import _improved, run_relabel
+from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.method.pseudo import read_label_table
+from rfcx_kit.method.stage1 import run_stage1
+from rfcx_kit.method.run import load_context
+from rfcx_kit.report.markdown import write_relabel_report
+from rfcx_kit.method.train import train_fold
 
 from tiny import make_tiny, tiny_overrides
 
@@ -65,7 +67,7 @@ def test_crop_targets_by_hand() -> None:
 
 def test_implicit_negative_weight_reaches_the_loss() -> None:
     """clipwise BCE with weights is the weighted mean of the per-cell BCE terms (hand-computed)."""
-    from rfcx_kit.losses import clipwise_bce
+    from rfcx_kit.model.losses import clipwise_bce
 
     logits = torch.tensor([[0.3, -0.2, 1.5]])
     target = torch.tensor([[1.0, 0.0, 0.0]])
@@ -79,7 +81,7 @@ def test_implicit_negative_weight_reaches_the_loss() -> None:
 def test_pseudo_boxes_are_runs_of_segments_capped_per_tp() -> None:
     """Runs of pseudo-positive segments become boxes (edges in seconds, the run's peak as score); with a cap of
     1 per TP box a species keeps only its best-scoring boxes."""
-    from rfcx_kit.pseudo import pseudo_boxes
+    from rfcx_kit.method.pseudo import pseudo_boxes
 
     seg = 0.5
     positive = np.zeros((2, 24, 10), dtype=bool)
@@ -104,7 +106,7 @@ def test_pseudo_boxes_are_runs_of_segments_capped_per_tp() -> None:
 def test_tp_quantile_thresholds_by_hand() -> None:
     """Per species: the quantile of the peak scores inside its TP boxes, never below the floor; species
     without a TP box get 1.0; 'fixed' is one threshold for all."""
-    from rfcx_kit.pseudo import box_peaks, framewise_thresholds
+    from rfcx_kit.method.pseudo import box_peaks, framewise_thresholds
 
     frames = np.zeros((2, 24, 4), dtype=np.float32)
     frames[0, 1] = [0.1, 0.8, 0.2, 0.0]
@@ -140,6 +142,8 @@ def test_relabel_runs_cycles_and_never_overwrites_original_labels(stage1_run: Pa
         assert metrics["pseudo_positives"] == (src == "pseudo_positive").sum()
         for k in range(3):
             assert (run / f"cycle{cycle}" / f"fold{k}" / "test.csv").exists()
+    assert not (run / "report" / "relabel.md").exists()  # the method writes no reports: the command does
+    write_relabel_report(run)
     assert (run / "report" / "relabel.md").exists() and (run / "report" / "relabel.png").stat().st_size > 5000
     table = pd.read_csv(run / "report" / "relabel.csv")
     assert table["stage"].tolist() == ["stage1", "cycle1", "cycle2"]
@@ -200,7 +204,7 @@ def test_pseudo_quality_by_hand_and_with_no_pseudo_positives() -> None:
     (0 pseudo-positives) reports precision NaN and recall 0 instead of failing."""
     from types import SimpleNamespace
 
-    from rfcx_kit.cycle import pseudo_quality
+    from rfcx_kit.method.cycle import pseudo_quality
 
     ctx = SimpleNamespace(train_ids=["a", "b"], window_labels=np.zeros((2, 3, 24), dtype=np.int8))
     ctx.window_labels[0, 0, 5] = 1  # an original TP: not counted as recoverable
@@ -233,7 +237,7 @@ def truth_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_loop_cannot_run_away(truth_run: Path, tmp_path: Path) -> None:
     """Even with a threshold every score passes (0), each cycle adds at most max_pseudo_per_tp boxes per TP box
     of a species, never where a TP/FP box of the species is, and reports their precision against truth."""
-    from rfcx_kit.pseudo import segment_mask
+    from rfcx_kit.method.pseudo import segment_mask
 
     run = _copy_run(truth_run, tmp_path / "run")
     history = run_relabel(run, cycles=3, overrides=("relabel.epochs=1", "relabel.threshold_rule=fixed",
@@ -259,8 +263,8 @@ def test_loop_cannot_run_away(truth_run: Path, tmp_path: Path) -> None:
 def test_oracle_and_control_rows_and_gap_closed(truth_run: Path, tmp_path: Path) -> None:
     """The oracle trains on every planted call; the control trains stage 1 on for cycles x relabel.epochs epochs;
     both are scored, appear in the relabel table, and the gap closed is (stage - stage1) / (oracle - stage1)."""
-    from rfcx_kit.references import gap_closed, run_control, run_oracle
-    from rfcx_kit.report import relabel_table
+    from rfcx_kit.method.references import gap_closed, run_control, run_oracle
+    from rfcx_kit.report.markdown import relabel_table
 
     run = _copy_run(truth_run, tmp_path / "run")
     run_relabel(run, cycles=1, overrides=("relabel.epochs=2",), progress=False)
@@ -284,7 +288,7 @@ def test_oracle_and_control_rows_and_gap_closed(truth_run: Path, tmp_path: Path)
 
 
 def test_gap_closed_by_hand() -> None:
-    from rfcx_kit.references import gap_closed
+    from rfcx_kit.method.references import gap_closed
 
     assert gap_closed(0.7, 0.6, 0.8) == pytest.approx(0.5)
     assert gap_closed(0.55, 0.6, 0.8) == pytest.approx(-0.25)
@@ -293,8 +297,8 @@ def test_gap_closed_by_hand() -> None:
 
 
 def test_oracle_needs_truth(stage1_run: Path) -> None:
-    from rfcx_kit.errors import RfcxError
-    from rfcx_kit.references import run_oracle
+    from rfcx_kit.core.errors import RfcxError
+    from rfcx_kit.method.references import run_oracle
 
     with pytest.raises(RfcxError, match="truth/calls.csv"):
         run_oracle(stage1_run, progress=False)

@@ -15,9 +15,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rfcx_kit.config import load_config
-from rfcx_kit.stage1 import collect_stage, prepare_run, stage1_cmd, train_stage
-from rfcx_kit.train import load_checkpoint
+from rfcx_kit.core.config import load_config
+from rfcx_kit.commands import stage1_cmd
+from rfcx_kit.method.run import load_checkpoint
+from rfcx_kit.method.stage1 import collect_stage, prepare_run, train_stage
 
 from tiny import make_tiny, tiny_overrides
 
@@ -115,7 +116,7 @@ def test_a_failing_fold_on_the_cluster_is_named_and_the_other_fold_is_kept(clust
 def test_per_fold_arguments_reach_their_fold_on_the_cluster(cluster) -> None:
     """``run_folds(..., fold_kwargs=...)``: folds with their own arguments (a cycle's per-fold ``init_from``)
     go out in one dispatch and each fold gets its own."""
-    from rfcx_kit.folds import run_folds
+    from rfcx_kit.method.folds import run_folds
 
     results = run_folds(dict, [0, 1], {"stage": "cycle1"}, backend="dask", scheduler=cluster.scheduler_address,
                         fold_kwargs={0: {"init_from": "a.pt"}, 1: {"init_from": "b.pt"}})

@@ -1,4 +1,4 @@
-"""Pseudo-label tables (rfcx_kit.pseudo): original window labels, votes, thresholds, the table, from-oof."""
+"""Pseudo-label tables (rfcx_kit.method.pseudo): original window labels, votes, thresholds, the table, from-oof."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from rfcx_kit.cli import main
-from rfcx_kit.errors import DataError
-from rfcx_kit.io import atomic_write_csv
-from rfcx_kit.framewise import box_frames as _box_frames
-from rfcx_kit.pseudo import (
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.io import atomic_write_csv
+from rfcx_kit.data.framewise import box_frames as _box_frames
+from rfcx_kit.method.pseudo import (
     build_label_table,
     detect_scale,
     label_counts,
@@ -28,10 +28,10 @@ from rfcx_kit.pseudo import (
     table_to_arrays,
     to_prob,
 )
-from rfcx_kit.species import SPECIES_COLUMNS
-from rfcx_kit.window import window_positions
+from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.data.window import window_positions
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 RFCX = SHARED / "data" / "rfcx"
 OOF_FILES = [RFCX / "external" / f"kuto5046_0211_095250_effb2sed_stage3v2_oof_fold{k}.csv" for k in range(5)]
 needs_real = pytest.mark.skipif(

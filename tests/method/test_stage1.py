@@ -11,17 +11,19 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rfcx_kit.config import ConfigError, load_config
-from rfcx_kit.errors import DataError
-from rfcx_kit.features import FeatureStore
-from rfcx_kit.folds import make_folds, run_folds
-from rfcx_kit.inputs import normalize, stats_of, window_inputs
-from rfcx_kit.model import SEDModel, prepare_input
-from rfcx_kit.predict import auto_max_windows, peak_activation_bytes, predict_recordings
-from rfcx_kit.reader import read_competition
-from rfcx_kit.stage1 import prepare_run, run_stage1, stage1_cmd
-from rfcx_kit.train import load_checkpoint, train_fold
-from rfcx_kit.window import split_windows, window_positions
+from rfcx_kit.core.config import ConfigError, load_config
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.data.features import FeatureStore
+from rfcx_kit.method.folds import make_folds, run_folds
+from rfcx_kit.model.inputs import normalize, stats_of, window_inputs
+from rfcx_kit.model.sed import SEDModel, prepare_input
+from rfcx_kit.method.predict import auto_max_windows, peak_activation_bytes, predict_recordings
+from rfcx_kit.data.reader import read_competition
+from rfcx_kit.commands import stage1_cmd
+from rfcx_kit.method.run import load_checkpoint
+from rfcx_kit.method.stage1 import prepare_run, run_stage1
+from rfcx_kit.method.train import train_fold
+from rfcx_kit.data.window import split_windows, window_positions
 
 from tiny import make_tiny, tiny_overrides
 
@@ -101,7 +103,7 @@ def test_window_inputs_equal_normalising_then_splitting(mode: str, channels: int
 
 def test_windows_per_forward_follow_the_activation_size(monkeypatch) -> None:
     """CPU: as many windows as keep the largest activation within a quarter of the cache; CUDA: 128."""
-    import rfcx_kit.predict as predict
+    import rfcx_kit.method.predict as predict
 
     model = SEDModel("mobilenetv3_small_050").eval()
     shape = (3, 128, 512)
@@ -198,7 +200,7 @@ def test_prefetching_the_next_batch_changes_nothing(tiny: Path, tmp_path: Path) 
 
 
 def test_prefetched_keeps_order_and_raises_the_workers_error() -> None:
-    from rfcx_kit.inputs import prefetched
+    from rfcx_kit.model.inputs import prefetched
 
     assert list(prefetched(range(5), lambda b: b * b)) == [(i, i * i) for i in range(5)]
     assert list(prefetched([], lambda b: b)) == []
@@ -279,7 +281,7 @@ def test_one_failing_fold_keeps_the_others() -> None:
 
 def test_every_fold_failing_names_each_folds_cause(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     """When no fold finishes, the error gives each fold's own cause (not a bare 'nothing to collect')."""
-    import rfcx_kit.stage1 as stage1
+    import rfcx_kit.method.stage1 as stage1
 
     def broken(fold: int, **_kwargs) -> None:
         raise RuntimeError(f"disk full while training fold {fold}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rfcx_kit.losses import clipwise_bce, masked_bce
+from rfcx_kit.model.losses import clipwise_bce, masked_bce
 
 
 def _batch(seed: int = 0, b: int = 6, k: int = 24) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import pytest
 import timm
 import torch
 
-from rfcx_kit.model import IMAGENET_MEAN, IMAGENET_STD, SEDModel, prepare_input, upsample_frames
+from rfcx_kit.model.sed import IMAGENET_MEAN, IMAGENET_STD, SEDModel, prepare_input, upsample_frames
 
 torch.set_num_threads(2)
 
@@ -214,7 +214,7 @@ def _save_timm_checkpoint(path: Path, in_chans: int = 3, wrap: str | None = None
 @pytest.mark.parametrize(("wrap", "prefix"), [(None, ""), ("state_dict", ""), ("model", "backbone.")])
 def test_local_weights_are_loaded(tmp_path: Path, wrap: str | None, prefix: str, caplog) -> None:
     saved = _save_timm_checkpoint(tmp_path / "w.pt", wrap=wrap, prefix=prefix)
-    with caplog.at_level(logging.INFO, logger="rfcx_kit.model"):
+    with caplog.at_level(logging.INFO, logger="rfcx_kit.model.sed"):
         model = SEDModel("test_resnet", in_channels=3, weights=str(tmp_path / "w.pt"))
     own = model.backbone.state_dict()
     for name, tensor in own.items():

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from scipy.stats import rankdata
 
-from rfcx_kit.ensemble import (
+from rfcx_kit.submit.ensemble import (
     ensemble_cmd,
     parse_with,
     prior_scale,
@@ -18,12 +18,12 @@ from rfcx_kit.ensemble import (
     train_prior_from_data,
     within_recording_ranks,
 )
-from rfcx_kit.errors import ConfigError, DataError
-from rfcx_kit.io import sha256_file
-from rfcx_kit.species import SPECIES_COLUMNS, competition_test_ids
-from rfcx_kit.submission import validate_submission
+from rfcx_kit.core.errors import ConfigError, DataError
+from rfcx_kit.core.io import sha256_file
+from rfcx_kit.core.species import SPECIES_COLUMNS, competition_test_ids
+from rfcx_kit.data.submission import validate_submission
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 RFCX = SHARED / "data" / "rfcx"
 requires_shared = pytest.mark.skipif(not RFCX.is_dir(), reason=f"{RFCX} is absent (the real RFCX submission files)")
 EXTERNAL_LOGITS = RFCX / "external" / "kuto5046_0206_232645_effb2sed_stage3_submission.csv"
@@ -128,7 +128,7 @@ def test_latest_stage_is_the_highest_cycle(tmp_path: Path):
     out = tmp_path / "l.csv"
     assert _run(["--run", str(run), "--out", str(out)])[0] == 0
     np.testing.assert_allclose(_read(out), 0.3)
-    with pytest.raises(DataError, match=r"stage 'cycle3'; stages with them: cycle10, cycle2, stage1"):
+    with pytest.raises(DataError, match=r"stage 'cycle3'; stages with them: stage1, cycle2, cycle10"):
         resolve_stage(run, "cycle3")
 
 

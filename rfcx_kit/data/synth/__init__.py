@@ -15,7 +15,7 @@ The modules, in the order the data is made:
 ``write_dataset(SynthConfig(...), out, fmt)`` is the whole thing in one call.
 """
 
-from rfcx_kit.synth.scene import Plan, SynthConfig, plan_dataset
-from rfcx_kit.synth.writer import write_dataset
+from rfcx_kit.data.synth.scene import Plan, SynthConfig, plan_dataset
+from rfcx_kit.data.synth.writer import write_dataset
 
 __all__ = ["Plan", "SynthConfig", "plan_dataset", "write_dataset"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfcx_kit.synth.calls import F_CAP, CallSpec, Note, Pattern, build_call, render_call
+from rfcx_kit.data.synth.calls import F_CAP, CallSpec, Note, Pattern, build_call, render_call
 
 ENV_RATE = 2000.0  # Hz: grid of the time envelopes (fine enough for 50 Hz pulsing and 2 ms drops)
 

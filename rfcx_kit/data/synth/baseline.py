@@ -7,7 +7,7 @@ scored on the test recordings against ``truth/test_presence.csv`` with LWLRAP.
 
 It sees band energy but no shape, so it is fooled by confusers and by loud neighbours in the same band:
 a data set on which it scores near 1.0 would be too easy, and one where it does no better than shuffled
-predictions would hold no signal. ``python -m rfcx_kit.synth.baseline DIR`` prints the figures as JSON.
+predictions would hold no signal. ``python -m rfcx_kit.data.synth.baseline DIR`` prints the figures as JSON.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError
-from rfcx_kit.io import json_text
-from rfcx_kit.metrics import lwlrap
-from rfcx_kit.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.io import json_text
+from rfcx_kit.core.metrics import lwlrap
+from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
 
 PERCENTILES = (50, 90, 99)
 
@@ -38,8 +38,8 @@ def _features(comp, split: str) -> np.ndarray:
     ids = comp.ids(split)
     if comp.layout == "npy":
         return np.stack([band_statistics(np.load(comp.path(split, rid), mmap_mode="r")) for rid in ids])
-    from rfcx_kit.audio import load_audio
-    from rfcx_kit.features import logmel
+    from rfcx_kit.data.audio import load_audio
+    from rfcx_kit.data.features import logmel
 
     return np.stack([band_statistics(logmel(load_audio(comp.path(split, rid))[0][None])[0]) for rid in ids])
 
@@ -79,7 +79,7 @@ def baseline_lwlrap(data_dir: str | Path, seed: int = 0, shuffles: int = 20) -> 
     shuffled, mean of ``shuffles`` permutations: what the species' base rates alone give), ``random_lwlrap``
     (uniform random scores, same averaging), ``n_train``, ``n_test``, ``n_test_positive`` (labels scored).
     """
-    from rfcx_kit.reader import read_competition
+    from rfcx_kit.data.reader import read_competition
 
     root = Path(data_dir)
     comp = read_competition(root)
@@ -96,5 +96,5 @@ def baseline_lwlrap(data_dir: str | Path, seed: int = 0, shuffles: int = 20) -> 
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m rfcx_kit.synth.baseline DATA_DIR")
+        sys.exit("usage: python -m rfcx_kit.data.synth.baseline DATA_DIR")
     print(json_text(baseline_lwlrap(sys.argv[1]), indent=1))

@@ -7,7 +7,7 @@ All phases are integrated in closed form and the noise carrier is a Fourier seri
 depend on the sample rate, so the same :class:`CallSpec` rendered at 48 kHz (then resampled) and at
 32 kHz gives the same signal: that is what makes the FLAC and npy formats agree.
 
-Shapes follow the figures of the real ``train_tp.csv`` (``rfcx_kit.species.species_table()``): each
+Shapes follow the figures of the real ``train_tp.csv`` (``rfcx_kit.core.species.species_table()``): each
 species sounds inside its median box band ``[f_min, f_max]`` and lasts within its box-length range.
 Patterns are written in band-relative frequency ``u`` (0 = ``f_min``, 1 = ``f_max``).
 
@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rfcx_kit.species import species_table
+from rfcx_kit.core.species import species_table
 
 # Highest frequency any synthetic sound reaches. soxr's HQ 48 -> 32 kHz resampler is flat (< 1e-6 dB)
 # to 14.5 kHz and cuts above, so content kept below it survives the FLAC path unchanged.

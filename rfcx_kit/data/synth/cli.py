@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from rfcx_kit.errors import ConfigError, cli_errors
-from rfcx_kit.synth.scene import SynthConfig, plan_dataset
-from rfcx_kit.synth.writer import FORMATS, write_dataset
+from rfcx_kit.core.errors import ConfigError, cli_errors
+from rfcx_kit.data.synth.scene import SynthConfig, plan_dataset
+from rfcx_kit.data.synth.writer import FORMATS, write_dataset
 
 
 def _parse_snr(text: str) -> tuple[float, float]:
@@ -80,7 +80,7 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
                    + (f", {len(stats) - len(done)} already there" if len(done) < len(stats) else "")
                    + f"; {int((done['gain'] < 1).sum())} scaled down to stay below full scale)")
     if preview is not None:
-        from rfcx_kit.synth.preview import write_preview
+        from rfcx_kit.data.synth.preview import write_preview
 
         write_preview(plan if plan is not None else plan_dataset(cfg), preview)
         click.echo(f"preview: {preview}")

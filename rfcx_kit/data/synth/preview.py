@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rfcx_kit.io import atomic_path
-from rfcx_kit.synth.scene import Plan
-from rfcx_kit.synth.writer import NPY_RATE, RENDER_COLUMNS, npy_features, render_recording
+from rfcx_kit.core.io import atomic_path
+from rfcx_kit.data.synth.scene import Plan
+from rfcx_kit.data.synth.writer import NPY_RATE, RENDER_COLUMNS, npy_features, render_recording
 
 # (kind, labelled) -> how the box is drawn and what the legend says.
 STYLES = {
@@ -40,7 +40,7 @@ def write_preview(plan: Plan, path: str | Path, split: str | None = None, index:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from rfcx_kit.features import mel_bin_of
+    from rfcx_kit.data.features import mel_bin_of
 
     if split is None or index is None:
         split, index = pick_recording(plan)

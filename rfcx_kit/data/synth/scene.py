@@ -31,8 +31,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.species import N_SPECIES, species_table
-from rfcx_kit.synth.calls import CALLS_PER_MINUTE, CONFUSER_KINDS, band_of, draw_duration, songtypes_of
+from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.species import N_SPECIES, species_table
+from rfcx_kit.data.synth.calls import CALLS_PER_MINUTE, CONFUSER_KINDS, band_of, draw_duration, songtypes_of
 
 SPLITS = ("train", "test")
 # Random streams, so each decision has its own generator: (seed, split, recording + 1, stream[, event]).
@@ -66,8 +67,6 @@ class SynthConfig:
     tp_share: float | None = None
 
     def validate(self) -> None:
-        from rfcx_kit.errors import ConfigError
-
         if self.n_train < 1 or self.n_test < 1:
             raise ConfigError(f"synth: need at least 1 train and 1 test recording, got {self.n_train}, {self.n_test}")
         if not MIN_SECONDS <= self.seconds <= MAX_SECONDS:

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.errors import DataError
-from rfcx_kit.io import atomic_path, atomic_save_npy, atomic_write_csv, atomic_write_text
-from rfcx_kit.species import BOX_COLUMNS, SECONDS, SPECIES_COLUMNS
-from rfcx_kit.synth.background import add_sound, draw_background
-from rfcx_kit.synth.calls import band_of, confuser_call, species_call
-from rfcx_kit.synth.scene import (SPLITS, STREAM_BACKGROUND, STREAM_CALL, Plan, SynthConfig, plan_dataset,
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.io import atomic_path, atomic_save_npy, atomic_write_csv, atomic_write_text
+from rfcx_kit.core.species import BOX_COLUMNS, SECONDS, SPECIES_COLUMNS
+from rfcx_kit.data.synth.background import add_sound, draw_background
+from rfcx_kit.data.synth.calls import band_of, confuser_call, species_call
+from rfcx_kit.data.synth.scene import (SPLITS, STREAM_BACKGROUND, STREAM_CALL, Plan, SynthConfig, plan_dataset,
                                   rng_for)
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 def npy_features(wave32: np.ndarray) -> np.ndarray:
     """``(S,)`` float32 at 32 kHz -> ``(128, 3751)`` float32 log-mel of the wave zero-padded (or cut) to 60 s."""
-    from rfcx_kit.features import logmel
+    from rfcx_kit.data.features import logmel
 
     full = np.zeros(int(SECONDS * NPY_RATE), dtype=np.float32)
     n = min(full.size, wave32.size)

@@ -1,0 +1,364 @@
+"""The run directory: the one module that knows its layout, and reads and writes what is in it.
+
+::
+
+    RUN/
+      config.yaml              resolved config (relabel --set updates its relabel section)
+      data.yaml                data folder, feature cache, layout, counts
+      folds.csv                recording_id,fold
+      stats_train.npy          (R_train, 4) per-recording mean, std, min, max (input normalisation)
+      stats_test.npy           (R_test, 4)
+      STAGE/                   one folder per stage: stage1, cycle1, cycle2, ..., control, oracle
+        pseudo_boxes.csv       (cycles) recording_id,species_id,t_min,t_max,weight,score: what the cycle trains on
+        labels.csv             (cycles) recording_id,window,species_id,source,weight: the window table it implies
+        label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
+        fold{k}/
+          last.pt              {"model", "optimizer", "epoch", "step", "torch_rng", "best_score", "best_epoch", "config"}
+          best.pt              {"model", "epoch", "score"}; both load with torch.load(weights_only=True)
+          history.csv          epoch,train_loss,lr,val_loss,val_lwlrap,seconds
+          val_pred.npz         out-of-fold: ids, windows (R,N,24), clipwise (R,N,24) logits, stitched (R,24), framewise (R,24,T/32)
+          train_pred.npz       (relabel.source=vote) the same for all train recordings
+          test_pred.npz        the same for the test set (test window layout)
+          test.csv             recording_id,s0..s23 this fold's test prediction (probabilities)
+          done.json            the fold's summary; its presence marks the fold finished
+        train_ids.txt test_ids.txt   row order of the stage's arrays
+        oof_windows.npy        (R_train, N, 24) out-of-fold window predictions (probabilities)
+        oof_framewise.npy      (R_train, 24, S) float16 out-of-fold framewise timelines, S = ceil(T / 32): pseudo boxes
+        oof.csv                recording_id,s0..s23 out-of-fold clip predictions
+        test.csv               fold-mean test prediction
+        history.csv            all folds' histories
+        metrics.json           strict JSON (null for undefined): cv_lwlrap, precision, recall, per_species_ap
+                               (+ truth_* on synthetic data, pseudo_* in cycles, epochs for the control)
+        done                   (cycles) the cycle finished
+      submissions.csv          files `rfcx-kit ensemble` wrote from this run (stage, sha256): fills the LB column
+      report/                  cv.md|csv, species.md|csv, relabel.md|csv, pseudo_per_species.csv, *.png
+      report.md                the report (`rfcx-kit report`)
+    RUN/../cv_table.md|csv     the post's CV table, one row per run and stage of the runs beside this one
+
+:class:`Run` names every path; :class:`RunContext` is what a fold of the run needs, loaded once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from rfcx_kit.core.config import Config, load_saved_config
+from rfcx_kit.core.io import atomic_path
+from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.data.features import FeatureStore, resolve_store
+from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.data.reader import Competition
+from rfcx_kit.data.submission import write_submission
+from rfcx_kit.data.window import window_positions
+
+if TYPE_CHECKING:
+    import torch
+
+    from rfcx_kit.method.predict import Prediction
+    from rfcx_kit.model.sed import SEDModel
+
+# torch (and the model and prediction modules that need it) is imported where a model is built, a checkpoint
+# or prediction read: the paths, metrics and tables of a run stay readable without it (ensemble, submit).
+
+PREDICTION_SPLITS = ("val", "test", "train")
+
+
+@dataclass(frozen=True)
+class Run:
+    """The paths of one run directory (nothing is read or created by naming a path)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # run level
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data.yaml"
+
+    @property
+    def folds(self) -> Path:
+        return self.root / "folds.csv"
+
+    def stats(self, split: str) -> Path:
+        return self.root / f"stats_{split}.npy"
+
+    @property
+    def submissions(self) -> Path:
+        return self.root / "submissions.csv"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def cv_table(self) -> tuple[Path, Path]:
+        """(csv, md) of the CV table shared by the runs beside this one."""
+        return self.root.parent / "cv_table.csv", self.root.parent / "cv_table.md"
+
+    # stage level
+    def stage(self, stage: str) -> Path:
+        return self.root / stage
+
+    def metrics(self, stage: str) -> Path:
+        return self.root / stage / "metrics.json"
+
+    def oof_windows(self, stage: str) -> Path:
+        return self.root / stage / "oof_windows.npy"
+
+    def oof_framewise(self, stage: str) -> Path:
+        return self.root / stage / "oof_framewise.npy"
+
+    def oof_csv(self, stage: str) -> Path:
+        return self.root / stage / "oof.csv"
+
+    def test_csv(self, stage: str) -> Path:
+        return self.root / stage / "test.csv"
+
+    def ids(self, stage: str, split: str) -> Path:
+        return self.root / stage / f"{split}_ids.txt"
+
+    def history(self, stage: str) -> Path:
+        return self.root / stage / "history.csv"
+
+    def pseudo_boxes(self, stage: str) -> Path:
+        return self.root / stage / "pseudo_boxes.csv"
+
+    def labels(self, stage: str) -> Path:
+        return self.root / stage / "labels.csv"
+
+    def label_counts(self, stage: str) -> Path:
+        return self.root / stage / "label_counts.csv"
+
+    def cycle_done(self, stage: str) -> Path:
+        return self.root / stage / "done"
+
+    # fold level
+    def fold(self, stage: str, fold: int) -> Path:
+        return self.root / stage / f"fold{fold}"
+
+    def checkpoint(self, stage: str, fold: int, which: str = "best") -> Path:
+        if which not in ("best", "last"):
+            raise ValueError(f"checkpoint: which must be best or last, got {which!r}")
+        return self.fold(stage, fold) / f"{which}.pt"
+
+    def fold_history(self, stage: str, fold: int) -> Path:
+        return self.fold(stage, fold) / "history.csv"
+
+    def fold_done(self, stage: str, fold: int) -> Path:
+        return self.fold(stage, fold) / "done.json"
+
+    def prediction(self, stage: str, fold: int, split: str) -> Path:
+        if split not in PREDICTION_SPLITS:
+            raise ValueError(f"prediction: split must be one of {PREDICTION_SPLITS}, got {split!r}")
+        return self.fold(stage, fold) / f"{split}_pred.npz"
+
+    def fold_test_csv(self, stage: str, fold: int) -> Path:
+        return self.fold(stage, fold) / "test.csv"
+
+    # what is there
+    def stages(self) -> list[str]:
+        """Stages with metrics, in method order: stage1, cycle1, cycle2, ..., then the control and the oracle."""
+        return sorted((p.parent.name for p in self.root.glob("*/metrics.json")), key=stage_order)
+
+    def finished_cycles(self) -> int:
+        """How many consecutive cycles (cycle1, cycle2, ...) have finished."""
+        n = 0
+        while self.cycle_done(f"cycle{n + 1}").exists():
+            n += 1
+        return n
+
+    def finished_folds(self, stage: str, n_folds: int) -> list[int]:
+        return [k for k in range(n_folds) if self.fold_done(stage, k).exists()]
+
+    def fold_test_csvs(self, stage: str) -> list[tuple[int, Path]]:
+        """``(fold, fold{k}/test.csv)`` of the folds of ``stage`` that have one, by fold number."""
+        found = []
+        for path in self.stage(stage).glob("fold*/test.csv"):
+            number = path.parent.name[4:]
+            if number.isdigit():
+                found.append((int(number), path))
+        return sorted(found)
+
+    def stages_with_test_predictions(self) -> list[str]:
+        """Stages (any folder of the run) with at least one fold's ``test.csv``, in method order."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and self.fold_test_csvs(p.name)),
+                      key=stage_order)
+
+
+def stage_order(stage: str) -> tuple[int, int]:
+    """Sort key: stage1, cycle1..N, control, oracle, then anything else by name."""
+    if stage == "stage1":
+        return (0, 0)
+    if stage.startswith("cycle") and stage[5:].isdigit():
+        return (1, int(stage[5:]))
+    return ({"control": 2, "oracle": 3}.get(stage, 4), 0)
+
+
+def cycle_stage(cycle: int) -> str:
+    return f"cycle{cycle}"
+
+
+def previous_stage(cycle: int) -> str:
+    """The stage a cycle re-labels from: stage 1 for cycle 1, else the cycle before."""
+    return "stage1" if cycle == 1 else cycle_stage(cycle - 1)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A stage's ``metrics.json``; the ``null`` written for an undefined figure comes back as NaN."""
+    def back(value: Any) -> Any:
+        if value is None:
+            return float("nan")
+        if isinstance(value, list):
+            return [back(v) for v in value]
+        return value
+
+    return {k: back(v) for k, v in json.loads(Path(path).read_text()).items()}
+
+
+def stage_metrics(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
+    """A stage's metrics, or None when the stage has not finished."""
+    path = Run(run_dir).metrics(stage)
+    return read_metrics(path) if path.exists() else None
+
+
+# -- models and checkpoints ------------------------------------------------------------------------------
+
+def build_model(cfg: Config) -> SEDModel:
+    from rfcx_kit.model.sed import SEDModel
+
+    m = cfg.model
+    return SEDModel(m.backbone, m.n_species, m.in_channels, m.pretrained, m.weights, m.dropout)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` through a temporary file: a killed save never leaves a truncated checkpoint."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# -- the context a fold needs -----------------------------------------------------------------------------
+
+@dataclass
+class RunContext:
+    """What every fold of a run shares, loaded from the run directory."""
+
+    run_dir: Path
+    cfg: Config
+    comp: Competition
+    store: FeatureStore
+    folds: pd.DataFrame
+    labels: FramewiseLabels
+    positions: list[list[int]]
+    test_positions: list[list[int]]
+    train_stats: np.ndarray
+    test_stats: np.ndarray
+    window_labels: np.ndarray  # (R, N, 24) int8 original labels on the train windows
+    tp_truth: np.ndarray  # (R, 24) 0/1 TP presence
+
+    @property
+    def run(self) -> Run:
+        return Run(self.run_dir)
+
+    @property
+    def train_ids(self) -> list[str]:
+        return self.comp.train_ids
+
+
+def load_context(run_dir: str | Path) -> RunContext:
+    """Open a run directory written by ``rfcx-kit stage1`` (config, data, folds, statistics)."""
+    run = Run(run_dir)
+    cfg = load_saved_config(run.config)
+    data = yaml.safe_load(run.data.read_text())
+    comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False)
+    folds = pd.read_csv(run.folds, dtype={"recording_id": str})
+    folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()
+    frames = cfg.features.frames
+    labels = FramewiseLabels(comp.boxes(), comp.train_ids, frames, cfg.features.sample_rate, cfg.features.hop_length)
+    w = cfg.windows
+    positions = window_positions(frames, w.window, w.cover, w.n_windows)
+    own_test = w.test_cover is not None or w.test_n_windows is not None
+    test_positions = window_positions(frames, w.window, w.test_cover if own_test else w.cover,
+                                      w.test_n_windows if own_test else w.n_windows)
+    return RunContext(run.root, cfg, comp, store, folds, labels, positions, test_positions,
+                      np.load(run.stats("train")), np.load(run.stats("test")),
+                      labels.windows(positions), comp.tp_presence())
+
+
+# -- predictions ------------------------------------------------------------------------------------------
+
+def predict_split(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.ndarray,
+                  positions: list[list[int]], device: torch.device, progress: bool = False) -> Prediction:
+    """Soft frame-wise prediction of recordings ``rows`` of ``split`` (train | test) with the run's settings."""
+    from rfcx_kit.method.predict import predict_recordings
+
+    cfg = ctx.cfg
+    ids = ctx.comp.ids(split)
+    stats = ctx.train_stats if split == "train" else ctx.test_stats
+    return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
+                              cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
+                              cfg.predict.max_windows, device=device, amp=cfg.train.amp,
+                              channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress)
+
+
+def save_prediction(path: Path, pred: Prediction, ids: list[str]) -> None:
+    """All outputs of a prediction in one ``.npz`` (written atomically)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, ids=np.asarray(ids), windows=pred.windows, clipwise=pred.clipwise,
+                     stitched=pred.stitched, framewise=pred.framewise)
+
+
+def load_prediction(path: Path) -> tuple[list[str], Prediction]:
+    from rfcx_kit.method.predict import Prediction
+
+    with np.load(path, allow_pickle=False) as data:
+        return [str(i) for i in data["ids"]], Prediction(data["windows"], data["clipwise"], data["stitched"],
+                                                          data["framewise"])
+
+
+def write_predictions(model: torch.nn.Module, ctx: RunContext, stage: str, fold: int, val_rows: np.ndarray,
+                      device: torch.device, all_train: bool = False) -> None:
+    """A fold's out-of-fold (train windows), test (test windows) and, for fold votes, all-train predictions."""
+    run = ctx.run
+    val = predict_split(model, ctx, "train", val_rows, ctx.positions, device)
+    save_prediction(run.prediction(stage, fold, "val"), val, [ctx.train_ids[i] for i in val_rows])
+    if all_train:
+        rows = np.arange(len(ctx.train_ids))
+        save_prediction(run.prediction(stage, fold, "train"),
+                        predict_split(model, ctx, "train", rows, ctx.positions, device), ctx.train_ids)
+    test_rows = np.arange(len(ctx.comp.test_ids))
+    test = predict_split(model, ctx, "test", test_rows, ctx.test_positions, device)
+    save_prediction(run.prediction(stage, fold, "test"), test, ctx.comp.test_ids)
+    frame = pd.DataFrame(test.clip(ctx.cfg.predict.mode), columns=SPECIES_COLUMNS)
+    frame.insert(0, "recording_id", ctx.comp.test_ids)
+    write_submission(frame, run.fold_test_csv(stage, fold), ctx.comp.test_ids)

@@ -1,0 +1,133 @@
+"""The package's imports follow the data flow docs/architecture.md names, and no module uses another's private names.
+
+Walks every module of ``rfcx_kit`` with ``ast`` (module-level and function-level imports alike):
+
+* a module of layer L may import only from layers at or before L in the documented flow
+  (``core -> data -> model -> method -> submit -> report -> app``; ``app`` is the top-level modules);
+* ``from rfcx_kit.x import _name`` and ``module._name`` on an imported rfcx_kit module are refused, except
+  inside the module that defines the name.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "rfcx_kit"
+
+
+def documented_flow() -> list[str]:
+    """The layers in order, from the ``**Flow**`` line of docs/architecture.md."""
+    for line in (REPO / "docs" / "architecture.md").read_text().splitlines():
+        if line.startswith("**Flow**"):
+            return re.findall(r"`(\w+)`", line)
+    raise AssertionError("docs/architecture.md has no **Flow** line naming the layers")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> str:
+    """``rfcx_kit.method.cycle`` -> ``method``; a top-level module (cli, demo, ...) -> ``app``."""
+    parts = module.split(".")
+    if len(parts) >= 2 and (PACKAGE / parts[1]).is_dir() and parts[1] != "resources":
+        return parts[1]
+    return "core" if len(parts) >= 2 and parts[1] == "resources" else "app"
+
+
+def imports_of(tree: ast.AST, here: str) -> list[tuple[int, str, list[str]]]:
+    """(line, imported rfcx_kit module, names taken from it) for every import in a module."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:  # relative imports are not used in the package
+            out.append((node.lineno, f"<relative import in {here}>", []))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "rfcx_kit":
+            out.append((node.lineno, node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name, []) for a in node.names if a.name.split(".")[0] == "rfcx_kit"]
+    return out
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_documented_layer() -> None:
+    flow = documented_flow()
+    assert flow[-1] == "app" and len(set(flow)) == len(flow), flow
+    layers = {layer_of(module_name(p)) for p in modules()}
+    assert layers <= set(flow), f"layers not in docs/architecture.md's flow: {sorted(layers - set(flow))}"
+    # and the document names only folders that exist
+    assert set(flow) - {"app"} <= {p.name for p in PACKAGE.iterdir() if p.is_dir()}, flow
+
+
+def test_imports_run_one_way_down_the_flow() -> None:
+    rank = {name: i for i, name in enumerate(documented_flow())}
+    against = []
+    for path in modules():
+        here = module_name(path)
+        for line, target, _ in imports_of(ast.parse(path.read_text()), here):
+            if target.startswith("<"):
+                against.append(f"{path.relative_to(REPO)}:{line}: {target}")
+                continue
+            if rank[layer_of(target)] > rank[layer_of(here)]:
+                against.append(f"{path.relative_to(REPO)}:{line}: {layer_of(here)} imports {target} "
+                               f"({layer_of(target)} comes later in the flow)")
+    assert not against, "imports against the flow:\n" + "\n".join(against)
+
+
+def private_uses(path: Path, source: str | None = None) -> list[str]:
+    here = module_name(path)
+    tree = ast.parse(path.read_text() if source is None else source)
+    found = []
+    aliases: dict[str, str] = {}  # local name -> rfcx_kit module it is bound to
+    for line, target, names in imports_of(tree, here):
+        for name in names:
+            if name.startswith("_") and not name.startswith("__") and target != here:
+                found.append(f"{path.relative_to(REPO)}:{line}: from {target} import {name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("rfcx_kit"):
+                    aliases[a.asname or a.name.split(".")[0]] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rfcx_kit"):
+            for a in node.names:  # `from rfcx_kit.report import plots` binds a module
+                candidate = f"{node.module}.{a.name}"
+                if (PACKAGE.parent / (candidate.replace(".", "/") + ".py")).exists():
+                    aliases[a.asname or a.name] = candidate
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    found = [use for path in modules() for use in private_uses(path)]
+    assert not found, "private names used across modules:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from rfcx_kit.core.config import _apply\n", ["from rfcx_kit.core.config import _apply"]),
+    ("from rfcx_kit.method import train\ntrain._predict(1)\n", ["train._predict"]),
+    ("import rfcx_kit.core.io as io\nio._hidden\n", ["io._hidden"]),
+    ("from rfcx_kit.core.config import Config\nclass A:\n    def f(self):\n        return self._x\n", []),
+])
+def test_the_private_name_check_catches_what_it_should(source: str, expected: list[str]) -> None:
+    """The checker itself, on hand-written modules: cross-module private uses found, own attributes not."""
+    found = private_uses(PACKAGE / "method" / "probe.py", source)
+    assert [f.split(": ", 1)[1] for f in found] == expected
+
+
+def test_the_flow_check_catches_an_import_against_the_flow() -> None:
+    """An import from method into report is what the flow test must refuse: check the rank logic on it."""
+    rank = {name: i for i, name in enumerate(documented_flow())}
+    assert rank[layer_of("rfcx_kit.report.markdown")] > rank[layer_of("rfcx_kit.method.cycle")]
+    assert layer_of("rfcx_kit.demo") == "app" and layer_of("rfcx_kit.data.synth.scene") == "data"
+    assert layer_of("rfcx_kit.resources") == "core"
