@@ -1,28 +1,38 @@
 """``rfcx-kit submit`` and ``rfcx-kit download`` through the official ``kaggle`` package.
 
-Submit: validate the file -> find credentials ourselves (the client would ``exit(1)`` or print a page of help)
--> ``GetSubmissionLimits`` (stop if none are left today) -> ``KaggleApi.competition_submit`` -> refuse the
-silent failure of the client (a failed blob upload returns ``"Could not submit to competition"`` with ref 0
-instead of raising) -> confirm that the new ref is listed -> append it to ``submissions/log.csv`` -> with
-``--wait``, poll until the submission is ``COMPLETE`` or ``ERROR`` and print the public score.
-Nothing is logged unless Kaggle listed the new submission.
+This module adds only what the client does not do; everything that talks to Kaggle is a public call of
+``kaggle.api.kaggle_api_extended.KaggleApi`` (no hand-built ``kagglesdk`` request, no own credential search):
 
-Download: ``DownloadDataFiles`` (the whole competition as one zip, fetched by the client, which resumes a
-partial zip itself) -> extract the members of the layout the reader accepts (``train_tp.csv``,
-``train_fp.csv``, ``sample_submission.csv``, ``train/*.flac``, ``test/*.flac``; other members such as
-``tfrecords/`` are left out) one file at a time through a temporary file and a rename, skipping files already
-present with the member's size -> check every labelled and test recording has its file -> remove the zip.
-An interrupted run is resumed by running the same command again.
+Submit: validate the file -> ``KaggleApi.authenticate()`` (the client finds the access token, ``kaggle.json``
+in ``$KAGGLE_CONFIG_DIR``, ``KAGGLE_USERNAME``/``KAGGLE_KEY`` or the OAuth login in its own order; we only turn
+its ``exit(1)`` and page of help into one line) -> ``competition_get_submission_limits`` (stop if none are
+left today) -> ``competition_submit`` -> refuse the silent failure of the client (a failed blob upload returns
+``"Could not submit to competition"`` with ref 0 instead of raising) -> confirm that the new ref is listed
+(``competition_submissions``, else ``get_submission``) -> append it to ``submissions/log.csv`` -> with
+``--wait``, poll ``get_submission`` until the submission is ``COMPLETE`` or ``ERROR`` and print the public
+score. Nothing is logged unless Kaggle listed the new submission.
+
+Polling is never faster than the client allows (5 s): ``--poll-seconds`` is raised to that minimum unless the
+client's endpoint is a loopback address, i.e. a local stand-in (:func:`_poll_interval`). Retrying a
+rate-limited (429) or dropped status read, with backoff and Retry-After, is the client's own ``with_retry``.
+
+Download: ``competition_download_files`` (the whole competition as one zip, which the client resumes itself)
+-> extract the members of the layout the reader accepts (``train_tp.csv``, ``train_fp.csv``,
+``sample_submission.csv``, ``train/*.flac``, ``test/*.flac``; other members such as ``tfrecords/`` are left
+out) one file at a time through a temporary file and a rename, skipping files already present with the
+member's size -> check every labelled and test recording has its file -> remove the zip. An interrupted run
+is resumed by running the same command again. ``--file`` goes through ``competition_download_file``,
+``--list`` through ``competition_list_files``.
 
 ``kaggle`` is imported inside functions only: it reads ``KAGGLE_CONFIG_DIR``/``KAGGLE_API_ENVIRONMENT`` and
-authenticates when first imported, which must not happen for ``--dry-run``, ``--help`` or a missing key.
+authenticates when first imported, which must not happen for ``--dry-run``, ``--help`` or a bad file.
 
 Exit codes (every error is one line ``Error: ...``):
 
 ====  ==========================================================================================
    2  the submission file is invalid (DataError), or a bad option
-   3  no Kaggle credentials found (the message says where Kaggle looks)
-   4  401: Kaggle rejected the credentials
+   3  the client found no Kaggle credentials (the message says where it looks)
+   4  401, or an access token the client found but Kaggle did not accept
    5  403: forbidden, usually the competition rules are not accepted (the rules page is named)
    6  404: unknown competition (or data file)
    7  429: rate limited (the message says when to retry, from Retry-After when given)
@@ -42,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import email.utils
+import ipaddress
 import io
 import json
 import math
@@ -56,20 +67,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
-from rfcx_kit.errors import DataError, RfcxError, cli_errors
-from rfcx_kit.io import atomic_open, sha256_file
-from rfcx_kit.species import COMPETITION, competition_test_ids
+from rfcx_kit.core.errors import DataError, RfcxError, cli_errors
+from rfcx_kit.core.io import atomic_open, sha256_file
+from rfcx_kit.core.species import COMPETITION, competition_test_ids
 
 __all__ = [
     "KaggleError",
-    "Credentials",
     "SubmitResult",
     "DownloadResult",
-    "find_credentials",
-    "kaggle_config_dir",
     "submit",
     "download",
     "list_data_files",
@@ -78,15 +87,22 @@ __all__ = [
     "download_cmd",
     "DEFAULT_LOG",
     "LOG_COLUMNS",
+    "CLIENT_MIN_POLL_SECONDS",
 ]
 
 DEFAULT_LOG = Path("submissions") / "log.csv"
 LOG_COLUMNS = ["time", "file", "sha256", "message", "ref", "status", "score"]
 UPLOAD_FAILED_MESSAGE = "Could not submit to competition"  # KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE
+# The floor under the client's minimum poll interval: kaggle 2.2.5 keeps it as KaggleApi._MIN_POLL_INTERVAL
+# (5 s, enforced by its competition_submit_cli) and offers no public accessor; should a later client drop or
+# lower that constant, we still never poll the real Kaggle faster than this.
+CLIENT_MIN_POLL_SECONDS = 5.0
 LAYOUT_FILES = ("train_tp.csv", "train_fp.csv", "sample_submission.csv")
 _LAYOUT_AUDIO = re.compile(r"^(train|test)/[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(flac|wav|ogg)$")
 _MARKER = ".rfcx-download.json"
 _STAGING = ".download"
+# KaggleApi.authenticate() records how it authenticated as str(AuthMethod.X) under CONFIG_NAME_AUTH_METHOD.
+_AUTH_METHODS = {"LEGACY_API_KEY": "api key", "ACCESS_TOKEN": "access token", "OAUTH": "oauth login"}
 
 EXIT_NO_CREDENTIALS = 3
 EXIT_UNAUTHENTICATED = 4
@@ -117,100 +133,15 @@ def _rules_url(competition: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Credentials: the places the client looks, in its order (kaggle 2.2: KaggleApi.authenticate)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Where the credentials were found (never the secret itself).
-
-    Attributes:
-        method: ``"access token"``, ``"api key"`` or ``"oauth"``.
-        source: where: ``KAGGLE_API_TOKEN``, a file path, or ``KAGGLE_USERNAME/KAGGLE_KEY``.
-        username: the account, when known without asking Kaggle.
-    """
-
-    method: str
-    source: str
-    username: str | None = None
-
-    def describe(self) -> str:
-        who = f" (user {self.username})" if self.username else ""
-        return f"{self.method} from {self.source}{who}"
-
-
-def kaggle_config_dir() -> Path:
-    """The folder where the client reads ``kaggle.json``: ``$KAGGLE_CONFIG_DIR``, else ``~/.kaggle`` if it
-    exists, else (Linux) ``$XDG_CONFIG_HOME/kaggle`` or ``~/.config/kaggle``."""
-    configured = os.environ.get("KAGGLE_CONFIG_DIR")
-    if configured:
-        return Path(configured)
-    home = Path(os.path.expanduser("~")) / ".kaggle"
-    if home.exists() or not sys.platform.startswith("linux"):
-        return home
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path(os.path.expanduser("~")) / ".config") / "kaggle"
-
-
-def _where_kaggle_looks() -> str:
-    return (
-        "Kaggle looks for, in order: KAGGLE_API_TOKEN (the token, or a file holding it); ~/.kaggle/access_token; "
-        f"{kaggle_config_dir() / 'kaggle.json'} with username and key (folder: $KAGGLE_CONFIG_DIR, default ~/.kaggle); "
-        "KAGGLE_USERNAME + KAGGLE_KEY; the login saved by 'kaggle auth login'. "
-        "Create a token at https://www.kaggle.com/settings/api"
-    )
-
-
-def find_credentials() -> Credentials:
-    """Find Kaggle credentials the way the client will, without network and without reading out secrets.
-
-    Raises:
-        KaggleError (exit 3): none found, or ``kaggle.json`` is unreadable (the message says where Kaggle looks).
-    """
-    token = os.environ.get("KAGGLE_API_TOKEN")
-    if token:
-        if Path(token).exists():
-            if not Path(token).read_text().strip():
-                raise KaggleError(f"KAGGLE_API_TOKEN names the file {token}, which is empty", EXIT_NO_CREDENTIALS)
-            return Credentials("access token", f"the file {token} (KAGGLE_API_TOKEN)")
-        return Credentials("access token", "KAGGLE_API_TOKEN")
-    for name in ("access_token", "access_token.txt"):
-        path = Path(os.path.expanduser("~")) / ".kaggle" / name
-        if path.is_file() and path.read_text().strip():
-            return Credentials("access token", str(path))
-
-    config: dict[str, Any] = {}
-    config_path = kaggle_config_dir() / "kaggle.json"
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text() or "{}") or {}
-        except (OSError, ValueError) as exc:
-            raise KaggleError(
-                f"{config_path}: not readable JSON ({type(exc).__name__}); it must hold "
-                '{"username": "...", "key": "..."}',
-                EXIT_NO_CREDENTIALS,
-            ) from None
-        if not isinstance(config, dict):
-            config = {}
-    username = os.environ.get("KAGGLE_USERNAME") or config.get("username")
-    key = os.environ.get("KAGGLE_KEY") or config.get("key")
-    if username and key:
-        from_env = bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
-        return Credentials("api key", "KAGGLE_USERNAME/KAGGLE_KEY" if from_env else str(config_path), str(username))
-    if config_path.is_file():
-        lacking = " and ".join(k for k, v in (("username", username), ("key", key)) if not v)
-        raise KaggleError(f"{config_path}: lacks {lacking}; it must hold {{\"username\": ..., \"key\": ...}}", EXIT_NO_CREDENTIALS)
-    oauth = Path(os.path.expanduser("~/.kaggle/credentials.json"))
-    if oauth.is_file():
-        return Credentials("oauth", str(oauth))
-    raise KaggleError("no Kaggle credentials found. " + _where_kaggle_looks(), EXIT_NO_CREDENTIALS)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The client, and its errors as one line each
 
 
-def _client(credentials: Credentials) -> Any:
-    """An authenticated ``KaggleApi``. The import happens here (it authenticates at import time)."""
+def _client() -> Any:
+    """A ``KaggleApi`` that has authenticated itself. The import happens here (it authenticates at import time).
+
+    The client searches for credentials in its own order; when it finds none it prints a page of help and
+    raises ``SystemExit(1)`` (not an ``Exception``), which becomes one line here.
+    """
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured):  # the client prints a page of help when auth fails
@@ -221,16 +152,75 @@ def _client(credentials: Credentials) -> Any:
     except ImportError as exc:
         raise KaggleError(f"the official Kaggle client is not installed ({exc}); pip install kaggle six", EXIT_HTTP_OTHER) from None
     except SystemExit:
-        raise KaggleError(
-            f"Kaggle did not accept the {credentials.describe()} (an access token may be expired). " + _where_kaggle_looks(),
-            EXIT_UNAUTHENTICATED,
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - network errors of the token check
+        raise _no_credentials() from None
+    except Exception as exc:  # noqa: BLE001 - network errors of the client's token check
         raise _translate(exc, COMPETITION, "checking the credentials") from None
     for line in captured.getvalue().splitlines():
         if line.startswith("Warning"):  # e.g. "your Kaggle API key is readable by other users"
             click.echo(line, err=True)
     return api
+
+
+def _no_credentials() -> KaggleError:
+    """The one line for a failed ``authenticate()``: a token the client found but Kaggle refused, or nothing.
+
+    Which of the two is asked of ``kagglesdk.get_access_token_from_env`` (the function the client itself
+    uses); only the token's source is named, never the token.
+    """
+    from kaggle.api.kaggle_api_extended import KaggleApi
+    from kagglesdk import get_access_token_from_env
+
+    _, token_source = get_access_token_from_env()
+    if token_source:
+        return KaggleError(
+            f"Kaggle did not accept the access token from {token_source} (expired or revoked?) and the kaggle "
+            "client found no other credentials; make a new token at https://www.kaggle.com/settings/api",
+            EXIT_UNAUTHENTICATED,
+        )
+    config = KaggleApi.config  # the kaggle.json the client reads ($KAGGLE_CONFIG_DIR, default ~/.kaggle)
+    unusable = (f"; {config} exists but the client could not use it (it must be JSON with username and key)"
+                if os.path.exists(config) else "")
+    return KaggleError(
+        "no Kaggle credentials found: the kaggle client looks for KAGGLE_API_TOKEN (a token or a file holding it), "
+        f"~/.kaggle/access_token, {config} with username and key (folder: $KAGGLE_CONFIG_DIR), "
+        f"KAGGLE_USERNAME + KAGGLE_KEY, then the login saved by 'kaggle auth login'{unusable}; "
+        "create a token at https://www.kaggle.com/settings/api",
+        EXIT_NO_CREDENTIALS,
+    )
+
+
+def _describe(api: Any) -> str:
+    """How the client authenticated, e.g. ``api key (user tester)``, from its public config values (no secret)."""
+    method = api.get_config_value(api.CONFIG_NAME_AUTH_METHOD) or ""
+    user = api.get_config_value(api.CONFIG_NAME_USER)
+    return _AUTH_METHODS.get(method, method or "credentials") + (f" (user {user})" if user else "")
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _poll_interval(api: Any, requested: float) -> float:
+    """Seconds between status polls: ``requested``, but never under the client's minimum on a real Kaggle.
+
+    The client refuses to poll faster than ``KaggleApi._MIN_POLL_INTERVAL`` (5 s). We apply the same floor
+    unless the endpoint the client itself calls (its public ``build_kaggle_client().http_client()
+    .get_non_api_endpoint()``: ``https://www.kaggle.com`` in production) is a loopback address, which only
+    ``KAGGLE_API_ENVIRONMENT=LOCALHOST`` gives: a stand-in on this machine, never kaggle.com. That is what lets
+    the tests and the demo poll in fractions of a second without letting a user hammer the real servers.
+    """
+    minimum = max(CLIENT_MIN_POLL_SECONDS, float(getattr(type(api), "_MIN_POLL_INTERVAL", CLIENT_MIN_POLL_SECONDS)))
+    if requested >= minimum or _is_loopback(api.build_kaggle_client().http_client().get_non_api_endpoint()):
+        return requested
+    click.echo(f"warning: --poll-seconds {requested:g} is under the kaggle client's minimum of {minimum:g} s "
+               f"between status checks; polling every {minimum:g} s", err=True)
+    return minimum
 
 
 def _retry_after(response: Any) -> str:
@@ -387,7 +377,7 @@ class SubmitResult:
 
 
 def _expected_ids(competition: str, data_dir: Path | None) -> tuple[list[str] | None, str]:
-    from rfcx_kit.submission import read_expected_ids
+    from rfcx_kit.data.submission import read_expected_ids
 
     if data_dir is not None:
         return read_expected_ids(data_dir), f"the ids of {data_dir / 'sample_submission.csv'}"
@@ -396,24 +386,27 @@ def _expected_ids(competition: str, data_dir: Path | None) -> tuple[list[str] | 
     return None, "format only (ids not checked: pass --data for another competition)"
 
 
-def _find_submission(api: Any, competition: str, ref: int) -> Any | None:
-    """The submission ``ref`` from the newest page of ListSubmissions, else from GetSubmission; None if absent."""
+def _fetched(api: Any, competition: str, ref: int) -> Any | None:
+    """Submission ``ref`` by the client's ``get_submission`` (which retries 429s and dropped connections
+    itself); None on a 404. A client without ``get_submission`` (older than 2.2.5) reads the listing instead."""
     import requests
 
-    for sub in api.competition_submissions(competition) or []:
-        if sub is not None and int(sub.ref) == int(ref):
-            return sub
-    from kagglesdk.competitions.types.competition_api_service import ApiGetSubmissionRequest
-
-    request = ApiGetSubmissionRequest()
-    request.ref = int(ref)
+    if not hasattr(api, "get_submission"):
+        return _listed(api, competition, ref)
     try:
-        with api.build_kaggle_client() as kaggle:
-            return kaggle.competitions.competition_api_client.get_submission(request)
+        return api.get_submission(int(ref))
     except requests.HTTPError as exc:
         if exc.response is not None and exc.response.status_code == 404:
             return None
         raise
+
+
+def _listed(api: Any, competition: str, ref: int) -> Any | None:
+    """Submission ``ref`` if it is on the newest page of the client's ``competition_submissions``."""
+    for sub in api.competition_submissions(competition) or []:
+        if sub is not None and int(sub.ref) == int(ref):
+            return sub
+    return None
 
 
 def _status(sub: Any) -> str:
@@ -437,10 +430,11 @@ def submit(
     """Validate and submit ``path`` to ``competition`` (flow in the module docstring).
 
     Returns a :class:`SubmitResult`; raises :class:`KaggleError` (exit codes in the module docstring) or
-    :class:`~rfcx_kit.errors.DataError` for an invalid file. ``dry_run`` stops after validation and prints what
-    would be sent: no network, no log, no ``kaggle`` import.
+    :class:`~rfcx_kit.core.errors.DataError` for an invalid file. ``dry_run`` stops after validation and prints what
+    would be sent: no network, no log, no ``kaggle`` import. ``poll_seconds`` is raised to the client's
+    minimum unless the client talks to a loopback address (:func:`_poll_interval`).
     """
-    from rfcx_kit.submission import validate_submission
+    from rfcx_kit.data.submission import validate_submission
 
     path, log_path = Path(path), Path(log_path)
     if not message.strip():
@@ -451,14 +445,12 @@ def submit(
     echo(f"valid: {path} ({len(frame)} recordings; {source})")
 
     if dry_run:
-        try:
-            who = find_credentials().describe()
-        except KaggleError as exc:
-            who = f"none usable ({exc})"
         echo("dry run: would send (nothing was sent, nothing logged):")
         for key, value in (
             ("file", path), ("size", f"{result.size} bytes"), ("sha256", result.sha256),
-            ("competition", competition), ("message", message), ("credentials", who),
+            ("competition", competition), ("message", message),
+            # Finding them means starting the client, which checks an access token with Kaggle: not in a dry run.
+            ("credentials", "not checked (the kaggle client finds them when you submit)"),
         ):
             echo(f"  {key:12s}{value}")
         return result
@@ -466,9 +458,9 @@ def submit(
     read_log(log_path)  # a log we could not append to must stop us before submitting, not after
     if not os.access(log_path.parent if log_path.parent.exists() else Path.cwd(), os.W_OK):
         raise DataError(f"{log_path.parent}: not writable, so the submission could not be logged; nothing was submitted")
-    credentials = find_credentials()
-    echo(f"credentials: {credentials.describe()}")
-    api = _client(credentials)
+    api = _client()
+    echo(f"credentials: {_describe(api)}")
+    interval = _poll_interval(api, poll_seconds) if wait else poll_seconds  # decided (and warned) before sending
 
     with _step(competition, "reading the submission limits", "nothing was submitted"):
         limits = api.competition_get_submission_limits(competition)
@@ -507,7 +499,7 @@ def submit(
     with _step(competition, f"confirming submission {result.ref}",
                f"Kaggle answered ref {result.ref} but it could not be confirmed, so it is not logged; "
                f"check https://www.kaggle.com/c/{competition}/submissions before submitting again"):
-        listed = _find_submission(api, competition, result.ref)
+        listed = _listed(api, competition, result.ref) or _fetched(api, competition, result.ref)
     if listed is None:
         raise KaggleError(
             f"Kaggle answered ref {result.ref} ({response.message}) but does not list it among your submissions; "
@@ -533,24 +525,23 @@ def submit(
     echo(f"submitted: ref {result.ref}, status {result.status}; logged to {log_path}")
 
     if wait:
+        # Our own loop (not the client's private _poll_submission) so that the row is logged as PENDING first
+        # and updated on every change. Each status read is the client's get_submission, at least `interval`
+        # after the previous read: a wait that has less than an interval left ends without a faster read.
         deadline = time.monotonic() + timeout
-        polls = 1 + math.ceil(timeout / max(poll_seconds, 0.01))  # bounded in count as well as in time
-        for _ in range(polls):
-            if result.status != "PENDING":
+        for _ in range(math.ceil(timeout / interval)):  # bounded in count as well as in time
+            if result.status != "PENDING" or deadline - time.monotonic() < interval:
                 break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(poll_seconds, left))
+            time.sleep(interval)
             try:
                 with _step(competition, f"waiting for the score of {result.ref}", f"the submission is logged as {result.status}"):
-                    sub = _find_submission(api, competition, result.ref)
+                    sub = _fetched(api, competition, result.ref)
             except KaggleError as exc:
                 if exc.exit_code not in (EXIT_RATE_LIMITED, EXIT_SERVER_ERROR, EXIT_NETWORK):
                     raise
                 click.echo(f"warning: {exc}; polling on", err=True)  # a passing hiccup must not end the wait
                 continue
-            if sub is not None:
+            if sub is not None:  # a 404 just after creating it is Kaggle catching up: still PENDING
                 record(sub)
         if result.status == "PENDING":
             raise KaggleError(
@@ -682,8 +673,8 @@ def _check_layout(folder: Path) -> None:
 
 
 def list_data_files(competition: str = COMPETITION, max_pages: int = 1000) -> list[tuple[str, int]]:
-    """``[(name, bytes), ...]`` of the competition's data files (ListDataFiles, all pages, bounded)."""
-    api = _client(find_credentials())
+    """``[(name, bytes), ...]`` of the competition's data files (``competition_list_files``, all pages, bounded)."""
+    api = _client()
     files: list[tuple[str, int]] = []
     token: str | None = None
     for _ in range(max_pages):
@@ -708,7 +699,7 @@ def download(
     """Download the competition's data into ``to`` in the reader's layout (see the module docstring).
 
     ``files`` downloads only those data files (e.g. the three CSVs, for use with precomputed spectrograms),
-    each through ``DownloadDataFile``; the layout check is then skipped.
+    each through ``competition_download_file``; the layout check is then skipped.
     """
     folder = Path(to)
     result = DownloadResult(folder)
@@ -717,9 +708,8 @@ def download(
         echo(f"{folder}: already complete ({_MARKER}); nothing to download")
         return result
     staging = folder / _STAGING  # the client creates it when it writes
-    credentials = find_credentials()
-    echo(f"credentials: {credentials.describe()}")
-    api = _client(credentials)
+    api = _client()
+    echo(f"credentials: {_describe(api)}")
     quiet = not progress
     if files:
         for name in files:
@@ -773,7 +763,8 @@ def download(
 @click.option("--competition", default=COMPETITION, show_default=True, help="Competition slug (the URL's kaggle.com/c/<slug>).")
 @click.option("--wait", is_flag=True, help="Poll until Kaggle has scored the submission, then print the public score.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
-              help="Seconds between status checks with --wait.")
+              help="Seconds between status checks with --wait; raised to the kaggle client's minimum (5 s) unless "
+              "the client's endpoint is a loopback address (a local stand-in).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
               help="Give up waiting after this many seconds (exit code 13; the submission stays logged as PENDING).")
 @click.option("--dry-run", is_flag=True, help="Validate and print what would be sent (file, size, sha256, competition, "

@@ -10,9 +10,9 @@ server with the absolute URL in the request line, which the handler accepts. :me
 returns exactly these variables (HTTPS_PROXY and ALL_PROXY too, so that even a stray ``https://`` call would
 land here as a recorded ``CONNECT`` instead of leaving the machine).
 
-Everything it receives is recorded (:attr:`StandIn.requests`, :attr:`StandIn.uploads`), and failures are
-configurable per method (:meth:`StandIn.fail`), for the blob PUT (:attr:`StandIn.put_status`) and for the
-daily limit (:attr:`StandIn.daily_limit`).
+Everything it receives is recorded with its arrival time (:attr:`StandIn.requests`, :attr:`StandIn.uploads`),
+and failures are configurable per method (:meth:`StandIn.fail`), for the blob PUT (:attr:`StandIn.put_status`)
+and for the daily limit (:attr:`StandIn.daily_limit`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Recorded:
     body: Any  # parsed JSON for API calls, byte count for PUT
     auth: str | None  # "basic:<user>", "bearer" or None (the secret itself is never stored)
     range: str | None = None  # the Range header of a blob GET (a resumed download)
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic), to check poll spacing
 
 
 @dataclass

@@ -6,6 +6,10 @@ when first imported, hence the subprocess), with a fake ``kaggle.json`` in a tem
 and a temporary ``HOME``. Two guards keep every byte on this machine: all proxy variables name the stand-in
 (so even an ``https://`` call would arrive there as a recorded CONNECT), and a ``sitecustomize`` in the
 subprocess refuses and records any socket connection to an address other than loopback.
+
+One test alone patches the subprocess further (``_PRETEND_KAGGLE_COM``): the client's endpoint answers as in
+production while its calls still reach the stand-in, and ``time.sleep`` only records, to show that polling a
+non-loopback endpoint is never faster than the client's minimum.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rfcx_kit.standin import StandIn
+from rfcx_kit.submit.standin import StandIn
 
-from rfcx_kit.species import SPECIES_COLUMNS, competition_test_ids
-from rfcx_kit.submission import write_submission
+from rfcx_kit.core.species import SPECIES_COLUMNS, competition_test_ids
+from rfcx_kit.data.submission import write_submission
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 COMPETITION = "rfcx-species-audio-detection"
 
 _GUARD = '''
@@ -77,7 +81,7 @@ class Cli:
         self.config = tmp_path / "kaggle-config"
         self.config.mkdir()
         self.write_kaggle_json(server.username, server.key)
-        guard_dir = tmp_path / "guard"
+        self.guard_dir = guard_dir = tmp_path / "guard"
         guard_dir.mkdir()
         (guard_dir / "sitecustomize.py").write_text(_GUARD)
         self.guard_log = tmp_path / "guard.log"
@@ -155,11 +159,13 @@ def test_the_network_guard_blocks_anything_but_loopback(cli: Cli):
 
 def test_submit_wait_sends_the_exact_bytes_and_logs_ref_and_score(cli: Cli, server: StandIn, submission_file: Path):
     server.reads_until_scored = 2
-    # The first status poll after the confirming list hits a 503: a passing hiccup, polling goes on.
-    server.fail("ListSubmissions", 503, "Service Unavailable", times=1, after=1)
-    proc = cli("submit", "submissions/run1.csv", "-m", "stage1 mean of 5 folds", "--wait", "--poll-seconds", "0.05")
+    # The first status poll (the client's get_submission) hits a 503: a passing hiccup, polling goes on.
+    server.fail("GetSubmission", 503, "Service Unavailable", times=1)
+    proc = cli("submit", "submissions/run1.csv", "-m", "stage1 mean of 5 folds", "--wait", "--poll-seconds", "0.2")
     assert proc.returncode == 0, proc.stderr
     assert "warning: Kaggle server error 503" in proc.stderr and "polling on" in proc.stderr
+    assert "credentials: api key (user tester)" in proc.stdout  # as the client's authenticate() found them
+    assert "under the kaggle client's minimum" not in proc.stderr  # a loopback endpoint keeps --poll-seconds
 
     assert list(server.uploads.values()) == [submission_file.read_bytes()]
     ref = server.submissions[0].ref
@@ -167,10 +173,13 @@ def test_submit_wait_sends_the_exact_bytes_and_logs_ref_and_score(cli: Cli, serv
     assert server.submissions[0].file_name == "run1.csv"
     assert f"ref {ref}" in proc.stdout and "public score 0.87654" in proc.stdout
     # The flow, in order: limits before anything is sent; the ref is confirmed by listing it; then polled.
+    # Polls: the 503, one read still PENDING (2 reads in all), then COMPLETE.
     rpcs = server.rpcs()
-    assert rpcs[:3] == ["GetSubmissionLimits", "StartSubmissionUpload", "CreateSubmission"]
-    assert rpcs[3] == "ListSubmissions"
-    assert len(rpcs) >= 5  # at least one status poll after the confirming list
+    assert rpcs == ["GetSubmissionLimits", "StartSubmissionUpload", "CreateSubmission", "ListSubmissions",
+                    "GetSubmission", "GetSubmission", "GetSubmission"]
+    # Each status read comes at least --poll-seconds after the one before (the confirming list included).
+    reads = [r.at for r in server.requests if r.rpc in ("ListSubmissions", "GetSubmission")]
+    assert min(b - a for a, b in zip(reads, reads[1:])) >= 0.2
 
     rows = cli.log_rows()
     assert rows == [{
@@ -229,6 +238,12 @@ def _no_credentials(cli: Cli, server: StandIn) -> dict[str, str]:
     return {}
 
 
+def _bad_token(cli: Cli, server: StandIn) -> dict[str, str]:
+    (cli.config / "kaggle.json").unlink()
+    server.token = "tok-123"
+    return {"KAGGLE_API_TOKEN": "tok-expired"}  # the client introspects it, Kaggle says inactive
+
+
 def _bad_key(cli: Cli, server: StandIn) -> dict[str, str]:
     cli.write_kaggle_json(server.username, "wrong-key")
     return {}
@@ -267,6 +282,7 @@ def _not_listed(cli: Cli, server: StandIn) -> dict[str, str]:
 ERRORS = [
     # (setup, extra args, exit code, words the one error line must hold, RPCs that must NOT have been called)
     (_no_credentials, [], 3, ["no Kaggle credentials", "KAGGLE_API_TOKEN", "kaggle.json", "KAGGLE_USERNAME"], ["*"]),
+    (_bad_token, [], 4, ["did not accept the access token from KAGGLE_API_TOKEN"], ["GetSubmissionLimits"]),
     (_bad_key, [], 4, ["401", "rejected the credentials"], ["StartSubmissionUpload"]),
     (_rules, [], 5, ["403", "rules", f"https://www.kaggle.com/c/{COMPETITION}/rules"], ["StartSubmissionUpload"]),
     (lambda c, s: {}, ["--competition", "no-such-competition"], 6, ["404", "no-such-competition"], ["StartSubmissionUpload"]),
@@ -279,10 +295,11 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("setup, args, code, words, not_called", ERRORS, ids=[
-    "no-credentials", "401", "403-rules", "404", "429", "5xx", "failed-upload", "no-submissions-left", "not-confirmed"])
+    "no-credentials", "bad-token", "401", "403-rules", "404", "429", "5xx", "failed-upload", "no-submissions-left",
+    "not-confirmed"])
 def test_submit_errors(cli: Cli, server: StandIn, submission_file: Path, setup, args, code, words, not_called):
-    setup(cli, server)
-    proc = cli("submit", "submissions/run1.csv", "-m", "x", *args)
+    env = setup(cli, server)
+    proc = cli("submit", "submissions/run1.csv", "-m", "x", *args, **env)
     assert proc.returncode == code, proc.stdout + proc.stderr
     line = _one_error_line(proc)
     for word in words:
@@ -293,6 +310,8 @@ def test_submit_errors(cli: Cli, server: StandIn, submission_file: Path, setup, 
     for rpc in not_called:
         assert rpc not in server.rpcs()
     assert not cli.log.exists(), "nothing may be logged unless Kaggle confirmed the submission"
+    for secret in env.values():
+        assert secret not in "".join(cli.outputs), "a credential was printed"
     cli.check_stayed_local()
 
 
@@ -357,7 +376,7 @@ def test_download_unpacks_the_layout_and_resumes(cli: Cli, server: StandIn, tmp_
     assert "5 file(s) written, 1 already present, 1 archive member(s) outside the layout" in proc.stdout
     assert not (out / ".download").exists(), "the archive is removed after extraction"
     assert not list(out.rglob("*.tmp*")), "no temporary file may be left behind"
-    from rfcx_kit.reader import read_competition
+    from rfcx_kit.data.reader import read_competition
 
     competition = read_competition(out)  # the layout the reader accepts
     assert competition.train_ids == ["r1", "r2"] and competition.test_ids == ["t1"]
@@ -401,59 +420,96 @@ def test_dry_run_of_a_real_external_submission(cli: Cli, server: StandIn):
 
 
 # ------------------------------------------------------------------------------------------------------
-# In-process units: credentials lookup, the log, the lazy import (no kaggle client involved)
+# Credentials (the client's own search), the poll interval, the log, the lazy import
 
 
 def test_importing_the_module_does_not_import_kaggle():
-    code = "import sys, rfcx_kit.kaggle_client; print('kaggle' in sys.modules)"
+    code = "import sys, rfcx_kit.submit.kaggle_client; print('kaggle' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert proc.stdout.strip() == "False", proc.stderr
 
 
-@pytest.fixture
-def bare_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No credentials anywhere: an empty HOME and KAGGLE_CONFIG_DIR, no KAGGLE_* variables."""
-    for name in list(os.environ):
-        if name.startswith("KAGGLE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "cfg"))
-    (tmp_path / "home").mkdir()
-    (tmp_path / "cfg").mkdir()
-    return tmp_path
+def test_the_client_finds_the_credentials_in_its_own_order(cli: Cli, server: StandIn, submission_file: Path):
+    """rfcx-kit no longer looks for credentials itself: whatever the client's authenticate() finds is used."""
+    # A kaggle.json the client cannot use (no key; not JSON) is the one clear exit-3 line; nothing is sent.
+    for text in ('{"username": "tester"}', "{not json"):
+        (cli.config / "kaggle.json").write_text(text)
+        proc = cli("submit", "submissions/run1.csv", "-m", "x")
+        assert proc.returncode == 3, proc.stdout + proc.stderr
+        line = _one_error_line(proc)
+        assert "no Kaggle credentials found" in line and f"{cli.config / 'kaggle.json'} exists but the client could not use it" in line
+        assert server.requests == []
+    # KAGGLE_USERNAME / KAGGLE_KEY override a kaggle.json with a wrong key (the client's order, not ours).
+    cli.write_kaggle_json(server.username, "wrong-key")
+    proc = cli("submit", "submissions/run1.csv", "-m", "env", KAGGLE_USERNAME=server.username, KAGGLE_KEY=server.key)
+    assert proc.returncode == 0, proc.stderr
+    assert "credentials: api key (user tester)" in proc.stdout
+    # An access token comes before kaggle.json (still the wrong key): it is used, as Bearer.
+    server.token = "tok-123"
+    proc = cli("submit", "submissions/run1.csv", "-m", "token", KAGGLE_API_TOKEN="tok-123")
+    assert proc.returncode == 0, proc.stderr
+    assert "credentials: access token (user tester)" in proc.stdout
+    assert [r.auth for r in server.requests if r.rpc == "CreateSubmission"] == ["basic:tester", "bearer"]
+    assert [r["message"] for r in cli.log_rows()] == ["env", "token"]
+    for secret in ("wrong-key", "tok-123"):
+        assert secret not in "".join(cli.outputs)
+    cli.check_stayed_local()
 
 
-def test_credentials_are_found_in_kaggles_order(bare_env: Path, monkeypatch: pytest.MonkeyPatch):
-    from rfcx_kit.kaggle_client import KaggleError, find_credentials
+def test_the_poll_interval_is_the_clients_minimum_unless_the_endpoint_is_loopback(cli: Cli, server: StandIn):
+    """Against the real client's production endpoint (https://www.kaggle.com) --poll-seconds 0.05 becomes 5 s;
+    with KAGGLE_API_ENVIRONMENT=LOCALHOST (the stand-in) it stays. No request is made either way."""
+    probe = (
+        "from kaggle.api.kaggle_api_extended import KaggleApi\n"
+        "from rfcx_kit.submit.kaggle_client import _poll_interval\n"
+        "api = KaggleApi()\n"
+        "print(api.build_kaggle_client().http_client().get_non_api_endpoint(), KaggleApi._MIN_POLL_INTERVAL,\n"
+        "      _poll_interval(api, 0.05), _poll_interval(api, 30.0))\n"
+    )
+    production = {k: v for k, v in cli.env.items() if k != "KAGGLE_API_ENVIRONMENT"}
+    proc = subprocess.run([sys.executable, "-c", probe], env=production, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["https://www.kaggle.com", "5", "5.0", "30.0"], proc.stderr
+    assert "warning: --poll-seconds 0.05 is under the kaggle client's minimum of 5 s" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", probe], env=cli.env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["http://localhost", "5", "0.05", "30.0"], proc.stderr
+    assert "warning" not in proc.stderr
+    assert server.requests == []
+    cli.check_stayed_local()
 
-    with pytest.raises(KaggleError, match="no Kaggle credentials found") as info:
-        find_credentials()
-    assert info.value.exit_code == 3
-    (bare_env / "cfg" / "kaggle.json").write_text('{"username": "u"}')
-    with pytest.raises(KaggleError, match=r"kaggle.json: lacks key"):
-        find_credentials()
-    (bare_env / "cfg" / "kaggle.json").write_text("{not json")
-    with pytest.raises(KaggleError, match=r"kaggle.json: not readable JSON"):
-        find_credentials()
-    (bare_env / "cfg" / "kaggle.json").write_text('{"username": "u", "key": "secret-key"}')
-    found = find_credentials()
-    assert (found.method, found.source, found.username) == ("api key", str(bare_env / "cfg" / "kaggle.json"), "u")
-    monkeypatch.setenv("KAGGLE_USERNAME", "v")
-    monkeypatch.setenv("KAGGLE_KEY", "other-key")
-    assert find_credentials().describe() == "api key from KAGGLE_USERNAME/KAGGLE_KEY (user v)"
-    (bare_env / "home" / ".kaggle").mkdir()
-    (bare_env / "home" / ".kaggle" / "access_token").write_text("tok\n")
-    assert find_credentials().source == str(bare_env / "home" / ".kaggle" / "access_token")
-    monkeypatch.setenv("KAGGLE_API_TOKEN", "tok-2")
-    assert find_credentials().describe() == "access token from KAGGLE_API_TOKEN"
-    assert "secret-key" not in repr(find_credentials()) and "tok-2" not in repr(find_credentials())
+
+_PRETEND_KAGGLE_COM = '''
+# The client's endpoint answers as in production while its calls still reach the stand-in; sleeps are recorded.
+import time
+from kagglesdk.kaggle_http_client import KaggleHttpClient
+KaggleHttpClient.get_non_api_endpoint = lambda self: "https://www.kaggle.com"
+def _sleep(seconds):
+    with open(os.environ["RFCX_TEST_SLEEPS"], "a") as log:
+        log.write(f"{seconds}\\n")
+time.sleep = _sleep
+'''
+
+
+def test_wait_polls_no_faster_than_the_client_allows_unless_loopback(cli: Cli, server: StandIn, submission_file: Path):
+    with open(cli.guard_dir / "sitecustomize.py", "a") as handle:
+        handle.write(_PRETEND_KAGGLE_COM)
+    sleeps = cli.guard_dir.parent / "sleeps.log"
+    server.reads_until_scored = 2
+    proc = cli("submit", "submissions/run1.csv", "-m", "slow", "--wait", "--poll-seconds", "0.05",
+               RFCX_TEST_SLEEPS=str(sleeps))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: --poll-seconds 0.05 is under the kaggle client's minimum of 5 s" in proc.stderr
+    # Confirming list (read 1, PENDING), then two polls 5 s apart (read 2 PENDING, read 3 COMPLETE).
+    assert sleeps.read_text().split() == ["5.0", "5.0"]
+    assert server.rpcs()[3:] == ["ListSubmissions", "GetSubmission", "GetSubmission"]
+    assert [(r["message"], r["status"]) for r in cli.log_rows()] == [("slow", "COMPLETE")]
+    cli.check_stayed_local()
 
 
 def test_log_appends_updates_and_survives_concurrent_writers(tmp_path: Path):
     import threading
 
-    from rfcx_kit.errors import DataError
-    from rfcx_kit.kaggle_client import LOG_COLUMNS, _log_upsert, read_log
+    from rfcx_kit.core.errors import DataError
+    from rfcx_kit.submit.kaggle_client import LOG_COLUMNS, _log_upsert, read_log
 
     log = tmp_path / "submissions" / "log.csv"
     row = dict.fromkeys(LOG_COLUMNS, "")
