@@ -8,6 +8,7 @@ typo never silently trains the wrong model. The resolved config is saved next to
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -252,7 +253,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {path} must be a mapping of sections")
         try:
@@ -293,8 +294,96 @@ _CHOICES = {
 }
 
 
+# Ranges of every number in the config: (low, high, low inclusive, high inclusive); None = unbounded. Floats
+# must also be finite. A value out of range is refused before anything is written (one line naming the key).
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "features.sample_rate": (1000, 384000, True, True),
+    "features.n_fft": (16, None, True, True),
+    "features.hop_length": (1, None, True, True),
+    "features.n_mels": (1, 512, True, True),
+    "features.fmin": (0, None, True, True),
+    "features.fmax": (0, None, False, True),
+    "features.power": (0, None, False, True),
+    "features.top_db": (0, None, False, True),
+    "features.amin": (0, None, False, True),
+    "features.ref": (0, None, False, True),
+    "features.seconds": (0, 3600, False, True),
+    "features.batch_size": (1, None, True, True),
+    "windows.window": (1, None, True, True),
+    "windows.cover": (0, None, True, True),
+    "windows.n_windows": (1, None, True, True),
+    "windows.test_cover": (0, None, True, True),
+    "windows.test_n_windows": (1, None, True, True),
+    "model.n_species": (24, 24, True, True),
+    "model.dropout": (0, 1, True, False),
+    "train.folds": (2, None, True, True),
+    "train.epochs": (1, None, True, True),
+    "train.batch_size": (1, None, True, True),
+    "train.lr": (0, None, False, True),
+    "train.weight_decay": (0, None, True, True),
+    "train.warmup_epochs": (0, None, True, True),
+    "train.pos_weight": (0, None, False, True),
+    "train.unlabeled_weight": (0, 1, True, True),
+    "train.fp_per_tp": (0, None, True, True),
+    "train.steps_per_epoch": (1, None, True, True),
+    "train.val_every": (1, None, True, True),
+    "train.threads": (1, None, True, True),
+    "predict.batch_recordings": (1, None, True, True),
+    "predict.max_windows": (1, None, True, True),
+    "predict.threshold": (0, 1, True, True),
+    "relabel.cycles": (0, None, True, True),
+    "relabel.threshold": (0, 1, True, True),
+    "relabel.votes": (1, None, True, True),
+    "relabel.pseudo_weight": (0, 1, False, True),
+    "relabel.epochs": (1, None, True, True),
+    "relabel.lr": (0, None, False, True),
+    "relabel.windows_per_epoch": (1, None, True, True),
+    "relabel.tp_quantile": (0, 1, True, True),
+    "relabel.max_pseudo_per_tp": (0, None, True, True),
+}
+
+_DTYPES = ("float16", "float32")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def _check_range(key: str, value: Any) -> None:
+    if value is None:
+        return  # Optional keys: None means "as the default rule says" (types already allow it or not)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value}")
+    low, high, low_in, high_in = _RANGES[key]
+    bad_low = low is not None and (value < low if low_in else value <= low)
+    bad_high = high is not None and (value > high if high_in else value >= high)
+    if bad_low or bad_high:
+        left = "[" if low_in else "("
+        right = "]" if high_in else ")"
+        span = f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+        raise ConfigError(f"{key}: must be in {span}, got {value}")
+
+
 def validate_config(cfg: Config) -> None:
-    """Value checks that types alone cannot express."""
+    """Value checks that types alone cannot express: every number's range, every choice, cross-key rules."""
+    for key in _RANGES:
+        section, name = key.split(".")
+        _check_range(key, getattr(getattr(cfg, section), name))
+    f = cfg.features
+    if f.dtype not in _DTYPES:
+        raise ConfigError(f"features.dtype: {f.dtype!r} is not one of {', '.join(_DTYPES)}")
+    if f.n_jobs == 0 or f.n_jobs < -1:
+        raise ConfigError(f"features.n_jobs: must be -1 (all cores) or >= 1, got {f.n_jobs}")
+    if not f.fmin < f.fmax <= f.sample_rate / 2:
+        raise ConfigError(f"features.fmax: must be above features.fmin ({f.fmin:g}) and at most half the sample rate "
+                          f"({f.sample_rate / 2:g}), got {f.fmax:g}")
+    if f.frames < cfg.windows.window:
+        raise ConfigError(f"features.seconds: {f.seconds:g} s gives {f.frames} frames, fewer than one window "
+                          f"(windows.window={cfg.windows.window})")
+    if not _DEVICE.match(cfg.train.device):
+        raise ConfigError(f"train.device: {cfg.train.device!r} is not auto, cpu, cuda or cuda:N")
+    if cfg.train.warmup_epochs >= cfg.train.epochs and cfg.train.warmup_epochs:
+        raise ConfigError(f"train.warmup_epochs: must be below train.epochs ({cfg.train.epochs}), "
+                          f"got {cfg.train.warmup_epochs}")
+    if not cfg.model.backbone.strip():
+        raise ConfigError("model.backbone: empty")
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

@@ -29,6 +29,12 @@ class ConfigError(RfcxError, ValueError):
     exit_code = 2
 
 
+class StateError(RfcxError):
+    """The run or cache folder's state refuses the request: resuming with other inputs, another writer."""
+
+    exit_code = 2
+
+
 def cli_errors(func: F) -> F:
     """Report :class:`RfcxError` as ``Error: <message>`` with the error's exit code (no traceback)."""
 
