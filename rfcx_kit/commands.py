@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import yaml
 
-from rfcx_kit.core.errors import cli_errors
+from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError, cli_errors
 from rfcx_kit.method.cycle import run_relabel
 from rfcx_kit.method.run import Run
 from rfcx_kit.method.stage1 import format_metrics, run_stage1
@@ -54,9 +54,13 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
     try:
         metrics = run_stage1(data, run_dir, pipeline, overrides, folds, resume, backend, workers, scheduler, cache,
                              progress=not no_progress)
-    finally:  # a partly failed stage still gets its CV table (the finished folds' figures)
-        if Run(run_dir).stages():
+    except (ConfigError, DataError, StateError):
+        raise  # refused before any work: nothing new to report, and nothing is written
+    except RfcxError:
+        if Run(run_dir).finished_stages():  # folds failed after others finished: their CV table is still due
             write_cv_tables(run_dir)
+        raise
+    write_cv_tables(run_dir)
     click.echo(f"stage1 done in {metrics['wall_seconds']:.0f} s: {format_metrics(metrics)}")
     click.echo(f"report: {run_dir / 'report' / 'cv.md'}")
 

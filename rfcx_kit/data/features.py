@@ -29,7 +29,8 @@ import yaml
 
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.core.config import FeatureConfig, load_config
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import ConfigError, DataError, StateError, cli_errors
+from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.reader import Competition, read_competition
 
@@ -168,16 +169,23 @@ def build_cache(
     if comp.layout == "npy":
         raise DataError(f"{comp.root}: precomputed spectrograms need no cache; read them with FeatureStore")
     cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
     params_path = cache / "features.yaml"
     params = _params(cfg)
-    if params_path.exists():
+    if params_path.exists():  # refused before anything is written or locked
         saved = yaml.safe_load(params_path.read_text())
         if saved != params:
             diff = {k: (saved.get(k), v) for k, v in params.items() if saved.get(k) != v}
             raise DataError(f"{cache}: built with other feature parameters {diff} (saved, asked); use another --cache")
-    else:
-        atomic_write_text(params_path, yaml.safe_dump(params, sort_keys=True))
+    with folder_lock(cache, "features"):
+        if not params_path.exists():
+            atomic_write_text(params_path, yaml.safe_dump(params, sort_keys=True))
+        return _build_locked(comp, cache, cfg, splits, n_jobs, progress)
+
+
+def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tuple[str, ...], n_jobs: int | None,
+                  progress: bool) -> Path:
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
 
     todo, rows = [], []
     for split in splits:
@@ -293,15 +301,28 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     over files with a progress bar. A killed build resumes: finished entries are not redone, and no
     half-written entry is ever read. The precomputed-spectrogram layout needs no cache (it is only checked).
     """
+    from rfcx_kit.data.check import CHECKED_NAME, check_arrays
+
     cfg = load_config(pipeline, overrides).features
-    if batch_size:
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
         cfg.batch_size = batch_size
+    if n_jobs is not None and (n_jobs == 0 or n_jobs < -1):
+        raise ConfigError(f"--n-jobs must be -1 (all cores) or >= 1, got {n_jobs}")
     splits = splits or ("train", "test")
     comp = read_competition(data, require_test="test" in splits)
     if comp.layout == "npy":
-        click.echo(f"{data}: precomputed spectrogram layout ({len(comp.train_ids)} train, {len(comp.test_ids)} test); "
-                   "no cache needed, arrays are memory-mapped directly.")
+        store = FeatureStore.open(comp, None, cfg)
+        paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
+        check_arrays(paths, cfg.n_mels, cfg.frames, None, progress=True)  # nothing is written into the data
+        click.echo(f"{data}: precomputed spectrogram layout ({len(comp.train_ids)} train, {len(comp.test_ids)} test), "
+                   "every array checked (dtype, shape, finite); no cache needed, arrays are memory-mapped directly.")
         return
-    cache_dir = cache or default_cache_dir(comp.root)
+    cache_dir = Path(cache or default_cache_dir(comp.root))
     build_cache(comp, cache_dir, cfg, splits=splits, n_jobs=n_jobs)
-    click.echo(f"feature cache ready: {cache_dir} ({len(comp.train_ids)} train, {len(comp.test_ids)} test)")
+    store = FeatureStore.open(comp, cache_dir, cfg)
+    paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
+    check_arrays(paths, cfg.n_mels, cfg.frames, cache_dir / CHECKED_NAME, progress=True)
+    click.echo(f"feature cache ready: {cache_dir} ({len(comp.train_ids)} train, {len(comp.test_ids)} test; every "
+               "array checked)")

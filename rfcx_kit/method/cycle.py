@@ -27,13 +27,15 @@ import pandas as pd
 import torch
 import yaml
 
-from rfcx_kit.core.config import ConfigError, apply_overrides, load_saved_config, parse_override, validate_config
-from rfcx_kit.core.errors import RfcxError, cli_errors
+from rfcx_kit.core.config import Config, ConfigError, apply_overrides, load_saved_config, parse_override, validate_config
+from rfcx_kit.core.lock import folder_lock
+from rfcx_kit.core.errors import RfcxError, StateError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.method.pseudo import box_peaks, framewise_thresholds, label_counts, pseudo_boxes, read_label_table, segment_mask
-from rfcx_kit.method.run import (Run, RunContext, build_model, cycle_stage, load_checkpoint, load_context,
-                                 load_prediction, predict_split, previous_stage, read_metrics, save_prediction)
+from rfcx_kit.method.run import (Run, RunContext, build_model, check_inputs, config_fingerprint, cycle_stage,
+                                 file_fingerprint, load_checkpoint, load_context, load_prediction, predict_split,
+                                 previous_stage, read_metrics, save_prediction)
 from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 
 log = logging.getLogger(__name__)
@@ -42,19 +44,22 @@ log = logging.getLogger(__name__)
 _FROZEN = ("features.", "windows.", "model.", "train.folds", "train.seed")
 
 
-def update_run_config(run_dir: Path, overrides: tuple[str, ...]) -> None:
-    """Apply ``--set`` overrides to the run's saved config (re-labeling settings, training lengths...)."""
-    if not overrides:
-        return
+def relabel_config(run_dir: Path, overrides: tuple[str, ...]) -> Config:
+    """The run's saved config with ``--set`` overrides applied and validated; nothing is saved here (a bad
+    value or a refused resume must never reach the run's config.yaml)."""
     for text in overrides:
         if text.split("=", 1)[0].strip().startswith(_FROZEN):
             raise ConfigError(f"{text.split('=', 1)[0]} is fixed by stage 1 and cannot change in re-labeling")
-    path = Run(run_dir).config
-    cfg = load_saved_config(path)
+    cfg = load_saved_config(Run(run_dir).config)
     for text in overrides:
         apply_overrides(cfg, parse_override(text))
     validate_config(cfg)
-    cfg.save(path)
+    return cfg
+
+
+def cycle_inputs(run: Run, cfg: Config, cycle: int) -> dict[str, Any]:
+    """What a cycle is made from: the config (less the cycle count) and the previous stage's metrics file."""
+    return {"config": config_fingerprint(cfg), "previous": file_fingerprint(run.metrics(previous_stage(cycle)))}
 
 
 def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
@@ -222,9 +227,33 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
                 workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the cycles; returns the metrics of stage 1 and every cycle run."""
     run_dir, run = Path(run_dir), Run(run_dir)
-    if not run.metrics("stage1").exists():
-        raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
-    update_run_config(run_dir, overrides)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if not run.config.exists():
+        raise StateError(f"{run_dir}: not a run directory (no config.yaml); run `rfcx-kit stage1 --run {run_dir}` first")
+    if not run.finished("stage1"):
+        raise StateError(f"{run_dir}: stage 1 has not finished every fold (rerun `rfcx-kit stage1 --resume` first)")
+    cfg = relabel_config(run_dir, overrides)
+    if cycles is not None and cycles < 0:
+        raise ConfigError(f"--cycles must be >= 0, got {cycles}")
+    with folder_lock(run_dir, "relabel"):
+        # A cycle that started and did not finish resumes only with what it started from; refused before the
+        # new settings are saved, so the run's config.yaml keeps describing what was run.
+        for cycle in range(1, (cycles if cycles is not None else cfg.relabel.cycles) + 1):
+            stage = cycle_stage(cycle)
+            if not run.cycle_done(stage).exists():
+                if run.inputs(stage).exists():
+                    check_inputs(run.inputs(stage), cycle_inputs(run, cfg, cycle), f"{run.stage(stage)}",
+                                 f"rerun with its settings, or delete {run.stage(stage)} to start it fresh")
+                break
+        if overrides:
+            cfg.save(run.config)
+        return _relabel_locked(run, cycles, backend, workers, scheduler, progress)
+
+
+def _relabel_locked(run: Run, cycles: int | None, backend: str, workers: int, scheduler: str | None,
+                    progress: bool) -> list[dict[str, Any]]:
+    run_dir = run.root
     ctx = load_context(run_dir)
     r = ctx.cfg.relabel
     cycles = cycles if cycles is not None else r.cycles
@@ -238,6 +267,8 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
             history.append(read_metrics(metrics_path))
             log.info("%s already done: %s", stage, format_metrics(history[-1]))
         else:
+            check_inputs(run.inputs(stage), cycle_inputs(run, ctx.cfg, cycle), f"{run.stage(stage)}",
+                         f"delete {run.stage(stage)} to start it fresh")
             table = make_labels(ctx, cycle)
             quality = pseudo_quality(table, ctx, truth)
             quality.update(box_quality(ctx, pd.read_csv(run.pseudo_boxes(stage), dtype={"recording_id": str})))

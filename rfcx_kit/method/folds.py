@@ -11,6 +11,8 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,8 +93,41 @@ def _where() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _guarded(func: Callable[..., Any], fold: int, kwargs: dict[str, Any]) -> FoldResult:
-    """Run one fold; a failure becomes a FoldResult with the error so other folds' results survive."""
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """In a worker process: exit within ``every`` seconds once ``parent`` is gone (a SIGKILL of the command
+    would otherwise leave loky's workers training for minutes). A daemon thread polls the parent's pid; the
+    kernel's parent-death signal is not used, since it follows the thread that started the worker, not the
+    process."""
+    if os.getpid() == parent:
+        return
+
+    direct = os.getppid() == parent  # a child of the command itself: reparented the moment it dies
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if direct and os.getppid() != parent:
+                os._exit(1)
+            try:
+                os.kill(parent, 0)  # a child of a helper process: poll the command's pid
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+
+    if not getattr(_exit_with_parent, "started", False):
+        threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+        _exit_with_parent.started = True  # type: ignore[attr-defined]
+
+
+def _guarded(func: Callable[..., Any], fold: int, kwargs: dict[str, Any], parent: int | None = None) -> FoldResult:
+    """Run one fold; a failure becomes a FoldResult with the error so other folds' results survive.
+
+    ``parent``: the pid of the command that dispatched the fold (local processes only): the worker exits
+    within a second of its death.
+    """
+    if parent is not None:
+        _exit_with_parent(parent)
     try:
         return FoldResult(fold, value=func(fold=fold, **kwargs), worker=_where())
     except Exception as exc:  # reported with the fold id by run_folds
@@ -116,7 +151,8 @@ def run_folds(func: Callable[..., Any], folds: Sequence[int], kwargs: dict[str, 
     from joblib import Parallel, delayed, parallel_config
 
     fold_kwargs = fold_kwargs or {}
-    calls = [delayed(_guarded)(func, k, {**kwargs, **fold_kwargs.get(k, {})}) for k in folds]
+    parent = os.getpid() if backend == "loky" and workers > 1 else None
+    calls = [delayed(_guarded)(func, k, {**kwargs, **fold_kwargs.get(k, {})}, parent) for k in folds]
     if backend == "dask":
         try:
             from distributed import Client

@@ -23,7 +23,10 @@ import click
 
 from rfcx_kit.core.errors import RfcxError, cli_errors
 from rfcx_kit.core.io import atomic_write_json
-from rfcx_kit.method.run import Run, load_context, read_metrics
+from rfcx_kit.core.config import ConfigError
+from rfcx_kit.core.errors import StateError
+from rfcx_kit.core.lock import folder_lock
+from rfcx_kit.method.run import Run, check_inputs, config_fingerprint, file_fingerprint, load_context, read_metrics
 from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 from rfcx_kit.method.train import planted_calls
 
@@ -32,12 +35,15 @@ log = logging.getLogger(__name__)
 
 def _run_reference(run_dir: Path, stage: str, epochs: int | None, init_from: dict[int, str] | None,
                    backend: str, workers: int, scheduler: str | None, progress: bool) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    metrics_path = Run(run_dir).metrics(stage)
-    if metrics_path.exists():
+    run_dir, run = Path(run_dir), Run(run_dir)
+    metrics_path = run.metrics(stage)
+    if run.finished(stage):
         log.info("%s already done", stage)
         return read_metrics(metrics_path)
     ctx = load_context(run_dir)
+    inputs = {"config": config_fingerprint(ctx.cfg), "stage1": file_fingerprint(run.metrics("stage1")),
+              "epochs": epochs}
+    check_inputs(run.inputs(stage), inputs, f"{run.stage(stage)}", f"delete {run.stage(stage)} to start it fresh")
     folds = list(range(ctx.cfg.train.folds))
     results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True, init_from=init_from,
                           progress=progress, epochs=epochs)
@@ -57,10 +63,17 @@ def run_oracle(run_dir: Path, backend: str = "loky", workers: int = 1, scheduler
                progress: bool = True) -> dict[str, Any]:
     """Train and score ``RUN/oracle``: the run's stage-1 recipe on every planted call (needs ``truth/``)."""
     run_dir = Path(run_dir)
-    if not Run(run_dir).metrics("stage1").exists():
-        raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
+    _check_start(run_dir, workers)
     planted_calls(load_context(run_dir))  # fails early, with the reason, on a set without truth/
-    return _run_reference(run_dir, "oracle", None, None, backend, workers, scheduler, progress)
+    with folder_lock(run_dir, "oracle"):
+        return _run_reference(run_dir, "oracle", None, None, backend, workers, scheduler, progress)
+
+
+def _check_start(run_dir: Path, workers: int) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if not Run(run_dir).finished("stage1"):
+        raise StateError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
 
 
 def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky", workers: int = 1,
@@ -70,16 +83,18 @@ def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky",
     ``cycles``: the cycles to match (default: the run's finished cycles, else ``relabel.cycles``).
     """
     run_dir, run = Path(run_dir), Run(run_dir)
-    if not run.metrics("stage1").exists():
-        raise RfcxError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
+    _check_start(run_dir, workers)
+    if cycles is not None and cycles < 1:
+        raise ConfigError(f"--cycles must be at least 1, got {cycles}")
     ctx = load_context(run_dir)
     cfg = ctx.cfg
     cycles = cycles or run.finished_cycles() or cfg.relabel.cycles
     per_cycle = cfg.relabel.epochs if cfg.relabel.epochs is not None else cfg.train.epochs
     init = {k: str(run.checkpoint("stage1", k)) for k in range(cfg.train.folds)}
-    metrics = _run_reference(run_dir, "control", cycles * per_cycle, init, backend, workers, scheduler, progress)
+    with folder_lock(run_dir, "control"):
+        metrics = _run_reference(run_dir, "control", cycles * per_cycle, init, backend, workers, scheduler, progress)
     if metrics.get("epochs") != cycles * per_cycle:
-        raise RfcxError(f"{run.stage('control')} was trained for {metrics.get('epochs')} epochs, not the "
+        raise StateError(f"{run.stage('control')} was trained for {metrics.get('epochs')} epochs, not the "
                         f"{cycles} x {per_cycle} these cycles add: delete {run.stage('control')} to retrain it")
     return metrics
 

@@ -3,12 +3,16 @@
 ::
 
     RUN/
+      .rfcx-kit.lock           while a command writes the run: {"pid", "host", "command", "since"} (one writer)
+      inputs.json              what the run was made from: the data's fingerprint (label tables' sha256, ids)
       config.yaml              resolved config (relabel --set updates its relabel section)
       data.yaml                data folder, feature cache, layout, counts
       folds.csv                recording_id,fold
       stats_train.npy          (R_train, 4) per-recording mean, std, min, max (input normalisation)
       stats_test.npy           (R_test, 4)
       STAGE/                   one folder per stage: stage1, cycle1, cycle2, ..., control, oracle
+        inputs.json            (cycles, control, oracle) config fingerprint + the stage it starts from: resume
+                               with other ones is refused
         pseudo_boxes.csv       (cycles) recording_id,species_id,t_min,t_max,weight,score: what the cycle trains on
         labels.csv             (cycles) recording_id,window,species_id,source,weight: the window table it implies
         label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
@@ -29,7 +33,8 @@
         history.csv            all folds' histories
         metrics.json           strict JSON (null for undefined): cv_lwlrap, precision, recall, per_species_ap
                                (+ truth_* on synthetic data, pseudo_* in cycles, epochs for the control)
-        done                   (cycles) the cycle finished
+        done                   (cycles) the cycle finished; a stage is used (next cycle, ensemble, report,
+                               --stage latest) only when finished: every fold's done.json (+ done for a cycle)
       submissions.csv          files `rfcx-kit ensemble` wrote from this run (stage, sha256): fills the LB column
       report/                  cv.md|csv, species.md|csv, relabel.md|csv, pseudo_per_species.csv, *.png
       report.md                the report (`rfcx-kit report`)
@@ -40,6 +45,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +157,10 @@ class Run:
     def cycle_done(self, stage: str) -> Path:
         return self.root / stage / "done"
 
+    def inputs(self, stage: str | None = None) -> Path:
+        """What a stage (or, with None, the run) was made from: ``inputs.json`` (see :func:`check_inputs`)."""
+        return (self.root if stage is None else self.root / stage) / "inputs.json"
+
     # fold level
     def fold(self, stage: str, fold: int) -> Path:
         return self.root / stage / f"fold{fold}"
@@ -189,6 +199,28 @@ class Run:
     def finished_folds(self, stage: str, n_folds: int) -> list[int]:
         return [k for k in range(n_folds) if self.fold_done(stage, k).exists()]
 
+    def n_folds(self) -> int | None:
+        """The run's fold count from config.yaml (None where the run has no readable config)."""
+        try:
+            return int((yaml.safe_load(self.config.read_text()) or {})["train"]["folds"])
+        except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+            return None
+
+    def finished(self, stage: str) -> bool:
+        """Every fold of ``stage`` finished and the stage collected (a cycle: its ``done`` marker too).
+
+        Only finished stages are consumed: by the next cycle, ``ensemble``, ``report`` and ``--stage latest``.
+        """
+        n = self.n_folds()
+        if n is None or not self.metrics(stage).exists():
+            return False
+        if stage.startswith("cycle") and not self.cycle_done(stage).exists():
+            return False
+        return all(self.fold_done(stage, k).exists() for k in range(n))
+
+    def finished_stages(self) -> list[str]:
+        return [s for s in self.stages() if self.finished(s)]
+
     def fold_test_csvs(self, stage: str) -> list[tuple[int, Path]]:
         """``(fold, fold{k}/test.csv)`` of the folds of ``stage`` that have one, by fold number."""
         found = []
@@ -222,6 +254,64 @@ def cycle_stage(cycle: int) -> str:
 def previous_stage(cycle: int) -> str:
     """The stage a cycle re-labels from: stage 1 for cycle 1, else the cycle before."""
     return "stage1" if cycle == 1 else cycle_stage(cycle - 1)
+
+
+# -- what a stage was made from ---------------------------------------------------------------------------
+
+# Keys that change how many cycles run or when they stop, not what any one stage computes.
+_NOT_FINGERPRINTED = {"relabel": ("cycles", "early_stop", "early_stop_metric")}
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_fingerprint(cfg: Config) -> str:
+    """sha256 of the resolved config, without the keys that only say how many cycles run."""
+    data = cfg.to_dict()
+    for section, keys in _NOT_FINGERPRINTED.items():
+        for key in keys:
+            data[section].pop(key, None)
+    return sha256_text(json.dumps(data, sort_keys=True, default=str))
+
+
+def file_fingerprint(path: Path) -> str | None:
+    """sha256 of a file's bytes (None if it does not exist)."""
+    from rfcx_kit.core.io import sha256_file
+
+    return sha256_file(path) if Path(path).exists() else None
+
+
+def data_fingerprint(comp: Competition) -> dict[str, Any]:
+    """What identifies a data set for a run: its label tables' bytes and its recording ids."""
+    return {"train_tp.csv": file_fingerprint(comp.root / "train_tp.csv"),
+            "train_fp.csv": file_fingerprint(comp.root / "train_fp.csv"),
+            "train_ids": sha256_text("\n".join(comp.train_ids)), "test_ids": sha256_text("\n".join(comp.test_ids)),
+            "layout": comp.layout}
+
+
+def check_inputs(path: Path, inputs: dict[str, Any], what: str, fresh: str) -> None:
+    """Refuse to resume ``what`` when ``path`` (an ``inputs.json``) records other inputs than ``inputs``.
+
+    ``fresh`` says how to start over. A missing record is written (the stage starts now).
+    """
+    from rfcx_kit.core.errors import StateError
+    from rfcx_kit.core.io import atomic_write_json
+
+    if not path.exists():
+        atomic_write_json(path, inputs)
+        return
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    recorded, now = flat(json.loads(path.read_text())), flat(json.loads(json.dumps(inputs)))
+    differ = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+    if differ:
+        raise StateError(f"{what} was started from other inputs than now ({', '.join(differ)} differ): it cannot "
+                        f"resume with them; {fresh}")
 
 
 def read_metrics(path: Path) -> dict[str, Any]:

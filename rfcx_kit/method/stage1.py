@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,37 +20,103 @@ import pandas as pd
 import yaml
 
 from rfcx_kit.core.config import Config, load_config
-from rfcx_kit.core.errors import RfcxError, cli_errors
-from rfcx_kit.data.features import resolve_store
+from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
+from rfcx_kit.core.lock import folder_lock
+from rfcx_kit.data.check import CHECKED_NAME, check_arrays
+from rfcx_kit.data.reader import Competition, read_competition
+from rfcx_kit.data.features import FeatureStore, resolve_store
 from rfcx_kit.method.folds import FoldResult, load_or_make_folds, run_folds
 from rfcx_kit.model.inputs import recording_stats
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
 from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
-from rfcx_kit.method.run import Run, load_context, load_prediction
+from rfcx_kit.method.run import Run, check_inputs, data_fingerprint, load_context, load_prediction
 from rfcx_kit.method.train import train_fold
 
 log = logging.getLogger(__name__)
 
 
+def check_model_settings(cfg: Config) -> None:
+    """The backbone exists in timm and gives a feature map (checked before anything is written)."""
+    import timm
+
+    if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():
+        raise ConfigError(f"model.weights: {cfg.model.weights} is not a file")
+    if not timm.is_model(cfg.model.backbone):
+        close = timm.list_models(f"*{cfg.model.backbone.split('.')[0][:6]}*")[:5]
+        raise ConfigError(f"model.backbone: {cfg.model.backbone!r} is not a timm model"
+                          + (f" (close: {', '.join(close)})" if close else ""))
+
+
+def check_run_start(run_dir: Path, cfg: Config, resume: bool) -> None:
+    """What can refuse a stage-1 run before any data is read: an existing run without --resume, another config."""
+    run = Run(run_dir)
+    if run.config.exists() and not resume:
+        raise StateError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run")
+    if run.config.exists():
+        saved = yaml.safe_load(run.config.read_text())
+        if saved != cfg.to_dict():
+            diff = _config_diff(saved, cfg.to_dict())
+            raise StateError(f"{run.config}: --resume with another config than the run's ({diff}); drop the changes "
+                             "or use a new --run")
+
+
+def _config_diff(saved: dict[str, Any], new: dict[str, Any]) -> str:
+    out = []
+    for section in sorted(set(saved) | set(new)):
+        a, b = saved.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(f"{section}: {a!r} -> {b!r}")
+    return "; ".join(out[:4]) + (f"; +{len(out) - 4} more" if len(out) > 4 else "")
+
+
+def check_store(comp: Competition, store: FeatureStore, cfg: Config, cache_dir: Path | None,
+                progress: bool = True) -> None:
+    """Every feature array of the data: header, dtype, shape, size and finiteness (recorded once checked)."""
+    paths = {f"{split}/{rid}": store.path(split, rid) for split in ("train", "test") for rid in comp.ids(split)}
+    # The cache records what it verified; a precomputed data folder is never written to, so it is re-checked.
+    record = (Path(cache_dir) / CHECKED_NAME) if cache_dir else None
+    check_arrays(paths, cfg.features.n_mels, cfg.features.frames, record, progress=progress)
+
+
+def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: bool,
+                                progress: bool = True) -> Competition:
+    """Everything that can refuse a stage-1 run and needs no work first: the run folder's state, the model
+    settings, the label tables and, for precomputed arrays, every array. Writes nothing."""
+    check_run_start(run_dir, cfg, resume)
+    check_model_settings(cfg)
+    comp = read_competition(data)
+    if not len(comp.tp):
+        raise DataError(f"{comp.root / 'train_tp.csv'}: no TP rows; stage 1 trains on the TP boxes")
+    if comp.layout == "npy":
+        check_store(comp, FeatureStore.open(comp, None, cfg.features), cfg, None, progress)
+    run = Run(run_dir)
+    if run.inputs().exists():
+        check_inputs(run.inputs(), {"data": data_fingerprint(comp)}, f"{run_dir}",
+                     f"use the data it was made from ({run.data}) or a new --run")
+    return comp
+
+
 def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resume: bool,
-                n_jobs: int | None = None, progress: bool = True) -> None:
+                n_jobs: int | None = None, progress: bool = True, checked: bool = False) -> None:
     """Validate the data, build the feature cache if needed, write config, data, folds and statistics.
 
-    Everything is checked before any training: a bad recipe or data folder stops here.
+    Everything is checked before anything is written to the run: the config, the model settings, an existing
+    run's config and data (on --resume), every label table and every feature array.
     """
     run = Run(run_dir)
-    config_path = run.config
-    if config_path.exists() and not resume:
-        raise RfcxError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --run")
+    if not checked:  # run_stage1 checks before it takes the lock
+        check_inputs_before_writing(run_dir, data, cfg, resume, progress)
     comp, store, cache_dir = resolve_store(data, cache, cfg.features, build=True, n_jobs=n_jobs, progress=progress)
+    if cache_dir is not None:  # the audio layout: its arrays exist only now (the cache records what it checked)
+        check_store(comp, store, cfg, cache_dir, progress)
+    inputs = {"data": data_fingerprint(comp)}
     run_dir.mkdir(parents=True, exist_ok=True)
-    if config_path.exists():
-        saved = yaml.safe_load(config_path.read_text())
-        if saved != cfg.to_dict():
-            raise RfcxError(f"{config_path}: --resume with another config than the run's; drop the changes or use a new --run")
-    else:
-        cfg.save(config_path)
+    if not run.config.exists():
+        cfg.save(run.config)
+    check_inputs(run.inputs(), inputs, f"{run_dir}", "use a new --run")
     atomic_write_text(run.data, yaml.safe_dump(
         {"data": str(Path(data).resolve()), "cache": str(Path(cache_dir).resolve()) if cache_dir else None,
          "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids)}, sort_keys=False))
@@ -175,10 +242,10 @@ def parse_folds(text: str | None, n_folds: int) -> list[int]:
     try:
         folds = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError as exc:
-        raise RfcxError(f"--folds {text!r}: expected comma-separated fold numbers, e.g. 0,1") from exc
+        raise ConfigError(f"--folds {text!r}: expected comma-separated fold numbers, e.g. 0,1") from exc
     bad = [f for f in folds if not 0 <= f < n_folds]
     if bad:
-        raise RfcxError(f"--folds {text!r}: folds must be in 0..{n_folds - 1}")
+        raise ConfigError(f"--folds {text!r}: folds must be in 0..{n_folds - 1}")
     return folds
 
 
@@ -188,8 +255,33 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
     """The whole of ``rfcx-kit stage1``; returns the stage's metrics."""
     cfg = load_config(pipeline, overrides)
     fold_list = parse_folds(folds, cfg.train.folds)
+    check_workers(workers)
     started = time.time()
-    prepare_run(run_dir, data, cache, cfg, resume, progress=progress)
+    # Before the lock (which creates the folder): a refused run leaves no folder behind.
+    check_inputs_before_writing(run_dir, data, cfg, resume, progress)
+    first_new = Path(run_dir)
+    while not first_new.parent.exists():
+        first_new = first_new.parent
+    created = not first_new.exists()
+    try:
+        with folder_lock(run_dir, "stage1"):
+            return _stage1_locked(data, run_dir, cfg, fold_list, resume, backend, workers, scheduler, cache,
+                                  progress, started)
+    except RfcxError:
+        if created and first_new.is_dir() and not any(p.is_file() for p in first_new.rglob("*")):
+            shutil.rmtree(first_new)  # refused before its first file: the folders are as they were
+        raise
+
+
+def check_workers(workers: int) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
+def _stage1_locked(data: Path, run_dir: Path, cfg: Config, fold_list: list[int], resume: bool, backend: str,
+                   workers: int, scheduler: str | None, cache: Path | None, progress: bool,
+                   started: float) -> dict[str, Any]:
+    prepare_run(run_dir, data, cache, cfg, resume, progress=progress, checked=True)
     results = train_stage(run_dir, "stage1", fold_list, backend, workers, scheduler, resume, progress=progress)
     failed = [r for r in results if not r.ok]
     why = "; ".join(f"fold {r.fold} failed: {r.error.splitlines()[-1] if r.error else ''}" for r in failed)

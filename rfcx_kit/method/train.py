@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from rfcx_kit.core.config import Config, load_saved_config
-from rfcx_kit.core.errors import RfcxError
+from rfcx_kit.core.errors import DataError, RfcxError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.model.inputs import crop_batch, prefetched
 from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
@@ -96,7 +96,7 @@ def planted_calls(ctx: RunContext) -> pd.DataFrame:
     """Every planted call of the train recordings (``truth/calls.csv``, kind ``call``): the complete labels."""
     calls = ctx.comp.planted_calls("train")
     if calls is None:
-        raise RfcxError(f"{ctx.comp.root}: no truth/calls.csv: the oracle needs a synthetic data set's hidden truth")
+        raise DataError(f"{ctx.comp.root}: no truth/calls.csv: the oracle needs a synthetic data set's hidden truth")
     return calls
 
 

@@ -17,7 +17,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import cli_errors
+from rfcx_kit.core.errors import StateError, cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.features import mel_bin_of
@@ -32,8 +32,14 @@ TRUTH_COLUMNS = ["truth_oof_lwlrap", "truth_test_lwlrap", "truth_test_precision"
 
 
 def stage_names(run_dir: Path) -> list[str]:
-    """Stages with metrics, in method order (:meth:`Run.stages`)."""
-    return Run(run_dir).stages()
+    """Finished stages (every fold done), in method order: an unfinished stage is never reported."""
+    run = Run(run_dir)
+    if not run.config.exists():
+        raise StateError(f"{run_dir}: not a run directory (no config.yaml)")
+    stages = run.finished_stages()
+    if not stages:
+        raise StateError(f"{run_dir}: no finished stage to report (stage 1 has not finished every fold)")
+    return stages
 
 
 def lb_scores(run_dir: Path, log_path: Path | None = None) -> dict[str, str]:
@@ -98,9 +104,13 @@ def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame
     # The across-runs table: one row per run and stage, replaced when a run is re-reported.
     table_path, table_md = run.cv_table
     if table_path.exists():
-        old = pd.read_csv(table_path, keep_default_na=False)
-        old = old[old["run"].astype(str) != run_dir.name]
-        rows = pd.concat([old, rows], ignore_index=True)
+        try:
+            old = pd.read_csv(table_path, keep_default_na=False)
+            old = old[old["run"].astype(str) != run_dir.name]
+            rows = pd.concat([old, rows], ignore_index=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, UnicodeDecodeError) as exc:
+            # a derived table: rebuilt from this run rather than losing the run's report to it
+            log.warning("%s is not a CV table (%s): rewriting it with this run's rows only", table_path, exc)
     atomic_write_csv(table_path, rows)
     atomic_write_text(table_md, "# CV table (one row per run and stage)\n\n" + markdown_table(rows))
     return rows

@@ -102,13 +102,21 @@ def resolve_stage(run_dir: str | Path, stage: str = "latest") -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
-    present = Run(run_dir).stages_with_test_predictions()
+    run = Run(run_dir)
+    present = run.stages_with_test_predictions()
+    if run.config.exists():
+        # A run made by rfcx-kit: only stages whose every fold finished are used (a killed cycle never is).
+        unfinished = [s for s in present if not run.finished(s)]
+        present = [s for s in present if s not in unfinished]
+        if stage != "latest" and stage in unfinished:
+            raise DataError(f"{run.stage(stage)}: stage {stage!r} has not finished every fold; finished stages: "
+                            f"{', '.join(present) if present else 'none'} (or resume it first)")
     if stage == "latest":
         cycles = sorted((int(m.group(1)), name) for name in present if (m := _CYCLE.match(name)))
         if cycles:
-            return Run(run_dir).stage(cycles[-1][1])
+            return run.stage(cycles[-1][1])
         stage = "stage1"
-    path = Run(run_dir).stage(stage)
+    path = run.stage(stage)
     if stage not in present:
         have = ", ".join(present) if present else "none"
         raise DataError(f"{path}: no fold test predictions (fold*/test.csv) for stage {stage!r}; stages with them: {have}")
@@ -308,24 +316,41 @@ def run_data_dir(run_dir: str | Path) -> Path | None:
 RUN_RECORD_COLUMNS = ["time", "stage", "file", "sha256", "method", "blended"]
 
 
-def record_in_run(stage_dir: Path, out: Path, method: str, blended: int) -> None:
+def read_run_record(stage_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``runs/NAME/submissions.csv`` (checked before any output is written)."""
+    import csv
+
+    path = Run(stage_dir.parent).submissions
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames != RUN_RECORD_COLUMNS:
+                raise DataError(f"{path}: header must be {','.join(RUN_RECORD_COLUMNS)}, got "
+                                f"{','.join(reader.fieldnames or []) or 'nothing'}")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+    for i, row in enumerate(rows, start=2):
+        if None in row or any(v is None for v in row.values()):
+            raise DataError(f"{path}, line {i}: expected {len(RUN_RECORD_COLUMNS)} fields")
+    return rows
+
+
+def record_in_run(stage_dir: Path, out: Path, method: str, blended: int,
+                  rows: list[dict[str, str]] | None = None) -> None:
     """Append the written file to ``runs/NAME/submissions.csv`` (columns :data:`RUN_RECORD_COLUMNS`).
 
     ``rfcx-kit report`` matches its ``sha256`` with ``submissions/log.csv`` to fill a stage's LB column;
     ``blended`` counts the ``--with`` files mixed in (0: the stage's folds alone). Written atomically.
+    ``rows``: the record as read before the output was written (read now if not given).
     """
     import csv
     from datetime import datetime, timezone
 
-
     path = Run(stage_dir.parent).submissions
-    rows = []
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames != RUN_RECORD_COLUMNS:
-                raise DataError(f"{path}: header must be {','.join(RUN_RECORD_COLUMNS)}, got {','.join(reader.fieldnames or [])}")
-            rows = list(reader)
+    rows = list(read_run_record(stage_dir) if rows is None else rows)
     rows.append({
         "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "stage": stage_dir.name,
         "file": Path(out).as_posix(), "sha256": sha256_file(out), "method": method, "blended": str(blended),
@@ -490,9 +515,14 @@ def ensemble_cmd(
     )
     for note in result.notes:
         click.echo(note)
+    record = read_run_record(stage_dir) if stage_dir is not None else None  # a bad record stops us before writing
     write_submission(result.frame, out, ids)
     if stage_dir is not None:
-        record_in_run(stage_dir, out, method, len(with_specs))
+        try:
+            record_in_run(stage_dir, out, method, len(with_specs), record)
+        except BaseException:
+            Path(out).unlink(missing_ok=True)  # an error leaves no output file behind
+            raise
     values = result.frame[SPECIES_COLUMNS].to_numpy()
     click.echo(
         f"wrote {out}: {len(result.frame)} recordings, {method} of {len(members)} input(s), "
