@@ -1,0 +1,280 @@
+"""A table of bad inputs, tried as a hostile user would: every one stops with exit code 2 and one line naming the
+culprit (key, file, option or row), never a traceback, and leaves every folder as it was.
+
+Each case runs the real command line (``rfcx-kit ...`` through click) on tiny data made here, snapshots the
+folders the command could write to, and compares them afterwards (names, sizes and modification times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rfcx_kit.cli import main
+from rfcx_kit.method.stage1 import run_stage1
+
+from tiny import make_tiny, tiny_overrides
+
+TINY = tiny_overrides(epochs=1)
+
+
+def _sets(overrides: tuple[str, ...]) -> list[str]:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def snapshot(*folders: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under ``folders``: size, mtime and a hash of its bytes (so a rewrite is seen too)."""
+    out = {}
+    for folder in folders:
+        if not folder.exists():
+            out[str(folder)] = (-1, -1, "absent")
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                out[str(path)] = (stat.st_size, stat.st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+            else:
+                out[str(path)] = (0, 0, "dir")
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    data = make_tiny(root / "data")
+    run = root / "runs" / "done"
+    run_stage1(data, run, overrides=TINY, progress=False)
+    return {"root": root, "data": data, "run": run}
+
+
+def run_cli(args: list[str]) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(main, args)
+    exception = None if isinstance(result.exception, SystemExit) else result.exception
+    return result.exit_code, result.output, exception
+
+
+def expect_refused(args: list[str], culprit: str, watched: list[Path]) -> str:
+    before = snapshot(*watched)
+    code, output, exception = run_cli(args)
+    assert exception is None, f"traceback instead of a clear error: {exception!r}\n{output}"
+    assert "Traceback" not in output and "Aborted" not in output, output
+    assert code == 2, f"exit {code}, expected 2: {output}"
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("Error: "), output
+    assert culprit.lower() in output.lower(), f"the message does not name {culprit!r}: {output}"
+    assert snapshot(*watched) == before, f"something was written although the command was refused: {output}"
+    return output
+
+
+# ---- stage 1: bad settings ---------------------------------------------------------------------------------
+
+BAD_SETTINGS = [
+    ("train.epochs=0", "train.epochs"), ("train.batch_size=0", "train.batch_size"), ("train.val_every=0", "train.val_every"),
+    ("train.lr=-1", "train.lr"), ("train.lr=.nan", "train.lr"), ("train.lr=nan", "train.lr"),
+    ("train.lr=.inf", "train.lr"), ("model.dropout=2", "model.dropout"),
+    ("train.fp_per_tp=-1", "train.fp_per_tp"), ("predict.max_windows=0", "predict.max_windows"),
+    ("train.device=tpu", "train.device"), ("model.weights=/no/such/weights.pt", "model.weights"),
+    ("predict.threshold=2", "predict.threshold"), ("relabel.threshold=5", "relabel.threshold"),
+    ("train.steps_per_epoch=0", "train.steps_per_epoch"), ("train.warmup_epochs=1000", "train.warmup_epochs"),
+    ("features.seconds=0", "features.seconds"), ("features.dtype=float7", "features.dtype"),
+    ("features.n_mels=0", "features.n_mels"), ("features.hop_length=0", "features.hop_length"),
+    ("features.fmax=99999", "features.fmax"), ("windows.window=0", "windows.window"),
+    ("windows.cover=600", "windows.cover"), ("train.folds=1", "train.folds"), ("train.folds=x", "train.folds"),
+    ("train.no_such_key=1", "no_such_key"), ("nosection.key=1", "nosection"), ("model.backbone=resnet1", "model.backbone"),
+    ("relabel.species_thresholds={3: 2}", "species_thresholds"), ("relabel.tp_quantile=1.5", "relabel.tp_quantile"),
+    ("train.unlabeled_weight=-0.1", "train.unlabeled_weight"), ("relabel.max_pseudo_per_tp=-1", "max_pseudo_per_tp"),
+    ("train.optimizer=rmsprop", "train.optimizer"), ("model.in_channels=2", "model.in_channels"),
+    ("train.threads=0", "train.threads"), ("predict.batch_recordings=0", "predict.batch_recordings"),
+    ("relabel.votes=9", "relabel.votes"), ("relabel.pseudo_weight=0", "relabel.pseudo_weight"),
+]
+
+
+@pytest.mark.parametrize("override, culprit", BAD_SETTINGS, ids=[o for o, _ in BAD_SETTINGS])
+def test_stage1_refuses_a_bad_setting_before_writing(world: dict[str, Path], tmp_path: Path, override: str,
+                                                     culprit: str) -> None:
+    run = tmp_path / "runs" / "new"
+    expect_refused(["stage1", "--data", str(world["data"]), "--run", str(run), *_sets(TINY), "--set", override],
+                   culprit, [tmp_path / "runs", world["data"]])
+    assert not run.exists()
+
+
+BAD_OPTIONS = [
+    (["--folds", "9"], "--folds"), (["--folds", "a"], "--folds"), (["--workers", "0"], "--workers"),
+    (["--pipeline", "/no/such/recipe.yaml"], "recipe"),
+]
+
+
+@pytest.mark.parametrize("extra, culprit", BAD_OPTIONS, ids=[" ".join(e) for e, _ in BAD_OPTIONS])
+def test_stage1_refuses_a_bad_option(world: dict[str, Path], tmp_path: Path, extra: list[str], culprit: str) -> None:
+    run = tmp_path / "runs" / "new"
+    expect_refused(["stage1", "--data", str(world["data"]), "--run", str(run), *_sets(TINY), *extra], culprit,
+                   [tmp_path / "runs"])
+
+
+def test_a_recipe_that_is_not_yaml_is_named(world: dict[str, Path], tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("train: [unclosed\n")
+    expect_refused(["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"), "--pipeline", str(recipe)],
+                   str(recipe), [tmp_path / "r"])
+
+
+# ---- stage 1: bad data -------------------------------------------------------------------------------------
+
+def _zero_bytes(data: Path) -> str:
+    path = sorted((data / "train").glob("*.npy"))[5]  # not the first file: the whole set is checked
+    path.write_bytes(b"")
+    return path.name
+
+
+def _array(name_index: int, array: np.ndarray) -> Callable[[Path], str]:
+    def corrupt(data: Path) -> str:
+        path = sorted((data / "train").glob("*.npy"))[name_index]
+        np.save(path, array)
+        return path.name
+    return corrupt
+
+
+def _truncated(data: Path) -> str:
+    path = sorted((data / "test").glob("*.npy"))[-1]
+    path.write_bytes(path.read_bytes()[:-1000])
+    return path.name
+
+
+def _nan_late(data: Path) -> str:
+    path = sorted((data / "train").glob("*.npy"))[7]
+    x = np.load(path)
+    x[100, 600] = np.nan
+    np.save(path, x)
+    return path.name
+
+
+def _header_only_tp(data: Path) -> str:
+    (data / "train_tp.csv").write_text("recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max\n")
+    return "train_tp.csv"
+
+
+def _bad_row(data: Path) -> str:
+    lines = (data / "train_tp.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(",1000.0,", ",banana,")
+    (data / "train_tp.csv").write_text("\n".join(lines) + "\n")
+    return "train_tp.csv"
+
+
+def _missing_test(data: Path) -> str:
+    path = sorted((data / "test").glob("*.npy"))[1]
+    path.unlink()
+    return path.stem
+
+
+FRAMES = 1 + int(10.0 * 32000) // 512
+BAD_DATA = {
+    "zero-byte array (not the first)": _zero_bytes,
+    "wrong shape": _array(3, np.zeros((64, FRAMES), dtype=np.float32)),
+    "int8 array": _array(4, np.zeros((128, FRAMES), dtype=np.int8)),
+    "bool array": _array(4, np.zeros((128, FRAMES), dtype=bool)),
+    "complex array": _array(4, np.zeros((128, FRAMES), dtype=np.complex64)),
+    "too short": _array(6, np.zeros((128, 100), dtype=np.float32)),
+    "1-d array": _array(2, np.zeros(128 * FRAMES, dtype=np.float32)),
+    "inf value": _array(8, np.full((128, FRAMES), np.inf, dtype=np.float32)),
+    "NaN late in the set": _nan_late,
+    "truncated test array": _truncated,
+    "header-only train_tp.csv": _header_only_tp,
+    "a malformed TP row": _bad_row,
+    "a missing test recording": _missing_test,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_stage1_names_bad_data_before_training(world: dict[str, Path], tmp_path: Path, case: str) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    culprit = BAD_DATA[case](data)
+    run = tmp_path / "runs" / "new"
+    expect_refused(["stage1", "--data", str(data), "--run", str(run), *_sets(TINY)], culprit, [tmp_path / "runs", data])
+
+
+# ---- relabel, oracle, control: bad settings never reach the run's config ------------------------------------
+
+BAD_RELABEL = [
+    (["--threshold", "1.5"], "relabel.threshold"), (["--threshold", "nan"], "relabel.threshold"),
+    (["--threshold", "-0.1"], "relabel.threshold"), (["--set", "relabel.species_thresholds={3: 2}"], "species_thresholds"),
+    (["--set", "relabel.species_thresholds={30: 0.5}"], "species_thresholds"), (["--cycles", "-1"], "cycles"),
+    (["--votes", "0"], "relabel.votes"), (["--pseudo-weight", "0"], "relabel.pseudo_weight"),
+    (["--set", "relabel.epochs=0"], "relabel.epochs"), (["--set", "relabel.lr=-1"], "relabel.lr"),
+    (["--set", "model.backbone=resnet18"], "model.backbone"), (["--set", "train.folds=4"], "train.folds"),
+    (["--set", "relabel.no_such=1"], "no_such"), (["--workers", "0"], "--workers"),
+]
+
+
+@pytest.mark.parametrize("extra, culprit", BAD_RELABEL, ids=[" ".join(e) for e, _ in BAD_RELABEL])
+def test_relabel_refuses_bad_settings_and_keeps_the_config(world: dict[str, Path], extra: list[str],
+                                                           culprit: str) -> None:
+    run = world["run"]
+    expect_refused(["relabel", "--run", str(run), "--no-progress", *extra], culprit, [run])
+    assert not (run / "cycle1").exists()
+
+
+def test_relabel_oracle_control_report_on_a_missing_run_create_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    for command in (["relabel"], ["oracle"], ["control"], ["report"]):
+        expect_refused([*command, "--run", str(missing)], str(missing), [tmp_path])
+        assert not missing.exists()
+
+
+def test_oracle_without_truth_and_control_with_bad_cycles(world: dict[str, Path]) -> None:
+    run = world["run"]
+    expect_refused(["oracle", "--run", str(run), "--no-progress"], "truth", [run])
+    expect_refused(["control", "--run", str(run), "--cycles", "0", "--no-progress"], "--cycles", [run])
+
+
+# ---- features: a refused build leaves no cache behind ---------------------------------------------------
+
+@pytest.mark.parametrize("override, culprit", [("features.dtype=float7", "features.dtype"),
+                                               ("features.n_mels=0", "features.n_mels"),
+                                               ("features.hop_length=0", "features.hop_length"),
+                                               ("features.seconds=0", "features.seconds")])
+def test_features_refuses_bad_parameters_and_writes_no_cache(make_competition, tmp_path: Path, override: str,
+                                                             culprit: str) -> None:
+    data = make_competition(tmp_path, n_train=2, n_test=1, seconds=2.0)
+    cache = tmp_path / "cache"
+    expect_refused(["features", "--data", str(data), "--cache", str(cache), "--set", override], culprit,
+                   [tmp_path])
+    assert not cache.exists()
+
+
+def test_features_checks_a_precomputed_set(world: dict[str, Path], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    name = _nan_late(data)
+    expect_refused(["features", "--data", str(data), "--set", "features.seconds=10"], name, [data])
+
+
+# ---- ensemble: unfinished stages, a malformed record -----------------------------------------------------
+
+def test_ensemble_with_a_malformed_run_record_writes_no_submission(world: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    (run / "submissions.csv").write_text("this,is,not\nthe,record,header\n")
+    out = tmp_path / "subs" / "s.csv"
+    expect_refused(["ensemble", "--run", str(run), "--out", str(out)], "submissions.csv", [run, tmp_path / "subs"])
+    assert not out.exists()
+
+
+def test_ensemble_refuses_an_unfinished_stage_it_is_asked_for(world: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    shutil.copytree(run / "stage1", run / "cycle1")  # a cycle with every fold's test.csv but no done marker
+    (run / "cycle1" / "fold1" / "done.json").unlink()
+    out = tmp_path / "s.csv"
+    expect_refused(["ensemble", "--run", str(run), "--stage", "cycle1", "--out", str(out)], "cycle1", [run])
+    assert not out.exists()
+    # --stage latest skips it, and says which stage it used
+    code, output, exception = run_cli(["ensemble", "--run", str(run), "--stage", "latest", "--out", str(out)])
+    assert exception is None and code == 0, output
+    assert f"{run / 'stage1'}: 3 fold(s)" in output and "cycle1" not in output
