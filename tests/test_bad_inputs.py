@@ -87,6 +87,7 @@ BAD_SETTINGS = [
     ("features.fmax=99999", "features.fmax"), ("windows.window=0", "windows.window"),
     ("windows.cover=600", "windows.cover"), ("train.folds=1", "train.folds"), ("train.folds=x", "train.folds"),
     ("train.no_such_key=1", "no_such_key"), ("nosection.key=1", "nosection"), ("model.backbone=resnet1", "model.backbone"),
+    ("model.backbone=vit_tiny_patch16_224", "model.backbone"), ("model.backbone=resnet18.no_such_tag", "model.backbone"),
     ("relabel.species_thresholds={3: 2}", "species_thresholds"), ("relabel.tp_quantile=1.5", "relabel.tp_quantile"),
     ("train.unlabeled_weight=-0.1", "train.unlabeled_weight"), ("relabel.max_pseudo_per_tp=-1", "max_pseudo_per_tp"),
     ("train.optimizer=rmsprop", "train.optimizer"), ("model.in_channels=2", "model.in_channels"),

@@ -1,7 +1,8 @@
 """The README's real-competition path, command by command, on a synthetic set in the precomputed layout.
 
 Each step is the README's command (run as a user would, through the installed CLI), with `--set` overrides
-that make it tiny; `download` and the real `submit` are replaced by `synth` and `submit --dry-run`.
+that make it tiny; `download` and the real `submit` are replaced by `synth` and `submit --dry-run`, and the
+Hugging Face hub the recipe's pretrained weights come from by a stand-in on 127.0.0.1 (tests/hub_standin.py).
 """
 
 from __future__ import annotations
@@ -19,16 +20,43 @@ TINY = ["--set", "features.seconds=10", "--set", "model.backbone=mobilenetv3_sma
         "--set", "train.folds=3", "--set", "relabel.votes=2", "--set", "train.threads=1"]
 
 
+HUB_ENV: dict[str, str] = {}
+
+
 def rfcx(*args: str, cwd: Path) -> str:
     result = subprocess.run([sys.executable, "-m", "rfcx_kit", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=400, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            timeout=400, env={**os.environ, "PYTHONUNBUFFERED": "1", **HUB_ENV})
     assert result.returncode == 0, f"rfcx-kit {' '.join(args)}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 
 @pytest.mark.timeout(600)
-def test_readme_real_competition_path_on_precomputed_spectrograms(tmp_path: Path) -> None:
-    """synth (npy) -> stage1 -> relabel -> ensemble -> validate -> submit --dry-run -> report."""
+def test_readme_real_competition_path_on_precomputed_spectrograms(tmp_path: Path, monkeypatch) -> None:
+    """synth (npy) -> stage1 (pretrained weights from the hub) -> relabel -> ensemble -> validate -> submit
+    --dry-run -> report."""
+    import safetensors.torch
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    from hub_standin import HubStandIn
+
+    hub_id = get_pretrained_cfg("mobilenetv3_small_050").hf_hub_id
+    weights = safetensors.torch.save(timm.create_model("mobilenetv3_small_050", pretrained=False).state_dict())
+    hub = HubStandIn({(hub_id, "model.safetensors"): weights}).start()
+    monkeypatch.setattr(sys.modules[__name__], "HUB_ENV", {
+        "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"})
+    try:
+        _readme_path(tmp_path)
+    finally:
+        hub.stop()
+    assert ("GET", f"/{hub_id}/resolve/main/model.safetensors") in hub.requests  # downloaded once, then cached
+    assert hub.requests.count(("GET", f"/{hub_id}/resolve/main/model.safetensors")) == 1
+    provenance = json.loads((tmp_path / "runs" / "resnet18-npy" / "provenance.json").read_text())
+    assert provenance["weights"]["hub_id"] == hub_id and provenance["weights"]["origin"] == "hub"
+
+
+def _readme_path(tmp_path: Path) -> None:
     data = tmp_path / "data" / "rfcx-npy"
     rfcx("synth", "--out", str(data), "--train", "24", "--test", "8", "--seconds", "10", "--format", "npy",
          "--seed", "5", "--no-progress", cwd=tmp_path)

@@ -70,8 +70,10 @@ class ModelConfig:
     """SED model: a timm backbone without pooling, mean over frequency, frame and attention heads."""
 
     backbone: str = "resnet18"
+    # true: timm's pretrained weights of the backbone's tag through the Hugging Face hub cache (HF_HUB_OFFLINE=1:
+    # the cache only; `rfcx-kit weights fetch` downloads ahead). The post started from ImageNet weights.
     pretrained: bool = False
-    weights: str | None = None  # local checkpoint for the backbone; nothing is downloaded
+    weights: str | None = None  # a local weights file (safetensors or state dict) instead of the hub
     in_channels: int = 3  # 3: the post's standardise -> 3-channel image; 1: a plain 1-channel input
     normalize: str = "post"  # "post" (standardise, min-max, ImageNet mean/std) or "standardize"
     n_species: int = 24

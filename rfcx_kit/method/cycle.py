@@ -72,7 +72,7 @@ def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
     for fold in range(ctx.cfg.train.folds):
         path = ctx.run.prediction(stage, fold, "train")
         if not path.exists():
-            model = build_model(ctx.cfg)
+            model = build_model(ctx.cfg, with_weights=False)
             model.load_state_dict(load_checkpoint(ctx.run.checkpoint(stage, fold))["model"])
             device = torch.device("cpu")
             pred = predict_split(model, ctx, "train", np.arange(len(ctx.train_ids)), ctx.positions, device)

@@ -121,8 +121,11 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
                        stats: np.ndarray, positions: list[list[int]], mode: str = "post", in_channels: int = 3,
                        batch_recordings: int = 8, max_windows: int | None = None, pool: int = 32,
                        device: str | torch.device = "cpu", amp: bool = False, channels_last: bool = False,
-                       progress: bool = False, timelines: bool = True) -> Prediction:
+                       progress: bool = False, timelines: bool = True,
+                       mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Prediction:
     """Soft frame-wise prediction of ``recording_ids`` (stats: their ``(R, 4)`` statistics).
+
+    ``mean_std``: the input statistics of pretrained weights (None: the post's ImageNet constants).
 
     ``max_windows``: windows per forward (None: :func:`auto_max_windows`). ``timelines=False`` skips the
     stitched mode and the pooled framewise timeline (left as zeros) for callers that only need the windows.
@@ -144,7 +147,8 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
         ids = recording_ids[lo : lo + batch_recordings]
         b = len(ids)
         raw = torch.from_numpy(store.batch(split, ids)).to(device, non_blocking=True)  # (B, F, T) dB
-        x = window_inputs(raw, torch.from_numpy(stats[lo : lo + b]), positions, mode, in_channels)  # (N*B, C, F, W)
+        x = window_inputs(raw, torch.from_numpy(stats[lo : lo + b]), positions, mode, in_channels,
+                          mean_std)  # (N*B, C, F, W)
         if max_windows is None:
             max_windows = auto_max_windows(model, tuple(x.shape[1:]), device)
         if channels_last:

@@ -5,6 +5,8 @@
     RUN/
       .rfcx-kit.lock           while a command writes the run: {"pid", "host", "command", "since"} (one writer)
       inputs.json              what the run was made from: the data's fingerprint (label tables' sha256, ids)
+      provenance.json          versions (rfcx-kit, torch, timm, numpy), git commit, backbone tag, hub id and
+                               sha256 of the starting weights
       config.yaml              resolved config (relabel --set updates its relabel section)
       data.yaml                data folder, feature cache, layout, counts
       folds.csv                recording_id,fold
@@ -18,7 +20,7 @@
         label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
         fold{k}/
           last.pt              {"model", "optimizer", "epoch", "step", "torch_rng", "best_score", "best_epoch", "config"}
-          best.pt              {"model", "epoch", "score"}; both load with torch.load(weights_only=True)
+          best.pt              {"model", "epoch", "score", "config"}; both load with torch.load(weights_only=True)
           history.csv          epoch,train_loss,lr,val_loss,val_lwlrap,seconds
           val_pred.npz         out-of-fold: ids, windows (R,N,24), clipwise (R,N,24) logits, stitched (R,24), framewise (R,24,T/32)
           train_pred.npz       (relabel.source=vote) the same for all train recordings
@@ -102,6 +104,10 @@ class Run:
 
     def stats(self, split: str) -> Path:
         return self.root / f"stats_{split}.npy"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
 
     @property
     def submissions(self) -> Path:
@@ -332,13 +338,70 @@ def stage_metrics(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
     return read_metrics(path) if path.exists() else None
 
 
+# -- provenance ------------------------------------------------------------------------------------------
+
+def _git_commit() -> str | None:
+    """The commit of the checkout rfcx-kit runs from (None when installed from a wheel)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("+dirty" if dirty else "")) if out.returncode == 0 else None
+
+
+def provenance(cfg: Config) -> dict[str, Any]:
+    """Versions, the git commit and the backbone's starting weights (tag, hub id, sha256) behind a run."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from rfcx_kit.model.weights import resolve_weights
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    source = resolve_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
+    return {"versions": {name: ver(name) for name in ("rfcx-kit", "torch", "timm", "numpy", "huggingface_hub")}
+            | {"python": platform.python_version()},
+            "git_commit": _git_commit(), "backbone": cfg.model.backbone,
+            "weights": source.to_dict() if source is not None else None}
+
+
+def write_provenance(run: Run, cfg: Config) -> None:
+    """``RUN/provenance.json``: written when the run starts, kept as is when it resumes."""
+    from rfcx_kit.core.io import atomic_write_json
+
+    if not run.provenance.exists():
+        atomic_write_json(run.provenance, provenance(cfg))
+
+
 # -- models and checkpoints ------------------------------------------------------------------------------
 
-def build_model(cfg: Config) -> SEDModel:
+def build_model(cfg: Config, with_weights: bool = True) -> SEDModel:
+    """The run's SED model; ``with_weights=False`` skips the pretrained weights (a checkpoint replaces them)."""
     from rfcx_kit.model.sed import SEDModel
 
     m = cfg.model
+    if not with_weights:
+        return SEDModel(m.backbone, m.n_species, m.in_channels, False, None, m.dropout)
     return SEDModel(m.backbone, m.n_species, m.in_channels, m.pretrained, m.weights, m.dropout)
+
+
+def input_stats(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The mean and std the model input is scaled to: the pretrained weights' (timm's pretrained_cfg), else the
+    post's ImageNet constants (None)."""
+    from rfcx_kit.model.weights import input_mean_std
+
+    return input_mean_std(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -417,7 +480,8 @@ def predict_split(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.
     return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
                               cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
                               cfg.predict.max_windows, device=device, amp=cfg.train.amp,
-                              channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress)
+                              channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress,
+                              mean_std=input_stats(cfg))
 
 
 def save_prediction(path: Path, pred: Prediction, ids: list[str]) -> None:

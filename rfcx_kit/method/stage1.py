@@ -30,15 +30,19 @@ from rfcx_kit.model.inputs import recording_stats
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
 from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
-from rfcx_kit.method.run import Run, check_inputs, data_fingerprint, load_context, load_prediction
+from rfcx_kit.method.run import (Run, build_model, check_inputs, data_fingerprint, load_context, load_prediction,
+                                 write_provenance)
 from rfcx_kit.method.train import train_fold
 
 log = logging.getLogger(__name__)
 
 
 def check_model_settings(cfg: Config) -> None:
-    """The backbone exists in timm and gives a feature map (checked before anything is written)."""
+    """Before anything is written: the backbone is a timm model that gives a feature map, and its starting
+    weights (a local file, or the hub's pretrained ones: downloaded now, or found in the cache offline) exist
+    and fit it. Each failure is one ConfigError naming the key and the fix."""
     import timm
+    import torch
 
     if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():
         raise ConfigError(f"model.weights: {cfg.model.weights} is not a file")
@@ -46,6 +50,18 @@ def check_model_settings(cfg: Config) -> None:
         close = timm.list_models(f"*{cfg.model.backbone.split('.')[0][:6]}*")[:5]
         raise ConfigError(f"model.backbone: {cfg.model.backbone!r} is not a timm model"
                           + (f" (close: {', '.join(close)})" if close else ""))
+    if "." in cfg.model.backbone:
+        from rfcx_kit.model.weights import pretrained_cfg
+
+        pretrained_cfg(cfg.model.backbone)  # a tag-pinned name must name a tag timm has
+    model = build_model(cfg).eval()  # resolves and loads the weights: a file that does not fit stops here
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, cfg.model.in_channels, cfg.features.n_mels, cfg.windows.window))
+    except Exception as exc:  # noqa: BLE001 - any failure of a probe window means this backbone cannot be used
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ConfigError(f"model.backbone: {cfg.model.backbone!r} cannot take a ({cfg.model.in_channels}, "
+                          f"{cfg.features.n_mels}, {cfg.windows.window}) window and give a feature map: {text}") from None
 
 
 def check_run_start(run_dir: Path, cfg: Config, resume: bool) -> None:
@@ -116,6 +132,7 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
     run_dir.mkdir(parents=True, exist_ok=True)
     if not run.config.exists():
         cfg.save(run.config)
+    write_provenance(run, cfg)
     check_inputs(run.inputs(), inputs, f"{run_dir}", "use a new --run")
     atomic_write_text(run.data, yaml.safe_dump(
         {"data": str(Path(data).resolve()), "cache": str(Path(cache_dir).resolve()) if cache_dir else None,

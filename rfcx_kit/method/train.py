@@ -33,7 +33,7 @@ from rfcx_kit.model.inputs import crop_batch, prefetched
 from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.model.losses import clipwise_bce, masked_bce
 from rfcx_kit.core.metrics import lwlrap
-from rfcx_kit.method.run import (Run, RunContext, build_model, load_checkpoint, load_context, predict_split,
+from rfcx_kit.method.run import (Run, RunContext, build_model, input_stats, load_checkpoint, load_context, predict_split,
                                  save_checkpoint, write_predictions)
 from rfcx_kit.method.sampling import Items, all_windows, labels_to_loss_arrays, tp_crop_count, tp_crops
 
@@ -199,7 +199,9 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     seed = cfg.train.seed
 
     torch.manual_seed(seed + 1000 * fold + _stage_seed(stage))
-    model = build_model(cfg)
+    # Starting weights: a previous stage's checkpoint (cycles, control), else the backbone's pretrained ones.
+    model = build_model(cfg, with_weights=not init_from)
+    mean_std = input_stats(cfg)
     if init_from:
         model.load_state_dict(load_checkpoint(Path(init_from))["model"])
     model.to(device)
@@ -249,7 +251,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
 
         def make_input(batch: Items) -> torch.Tensor:  # no random draws: safe to run ahead in a thread
             x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
-                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels)
+                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std)
             return x.pin_memory() if cuda else x
 
         prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
@@ -278,7 +280,9 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
             score = row["val_lwlrap"] if np.isfinite(row["val_lwlrap"]) else -row["val_loss"]
             if score > best_score:
                 best_score, best_epoch = score, epoch + 1
-                save_checkpoint(best_path, {"model": _state(model), "epoch": epoch, "score": score})
+                # the config rides along: a best.pt alone is enough to rebuild the model and predict
+                save_checkpoint(best_path, {"model": _state(model), "epoch": epoch, "score": score,
+                                            "config": cfg.to_dict()})
         row["seconds"] = round(time.time() - epoch_start, 2)
         history.append(row)
         save_checkpoint(last_path, {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch,

@@ -38,7 +38,24 @@ def recording_stats(store: FeatureStore, split: str, recording_ids: list[str], c
     return out
 
 
-def affine_coefficients(stats: torch.Tensor, mode: str = "post", in_channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+MeanStd = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def channel_mean_std(in_channels: int, mean_std: MeanStd | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel mean and std of the ``post`` recipe: the pretrained weights' (``mean_std``, from timm's
+    ``pretrained_cfg``) or the post's ImageNet constants; for 1 channel, the means of the three."""
+    mean, std = mean_std if mean_std is not None else (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+    if in_channels == mean.numel():
+        return mean, std
+    if in_channels == 1:
+        return mean.mean(0, True), std.mean(0, True)
+    raise ValueError(f"mode 'post' uses {mean.numel()}-channel statistics: in_channels must be 1 or {mean.numel()} "
+                     f"({in_channels})")
+
+
+def affine_coefficients(stats: torch.Tensor, mode: str = "post", in_channels: int = 3,
+                        mean_std: MeanStd | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per recording and channel, the ``a, b`` with ``input = a * dB + b`` (the whole normalisation is affine).
 
     ``post``: min-max to [0, 1] then ImageNet mean/std, so ``a = 1 / (span * std_c)`` and
@@ -52,13 +69,7 @@ def affine_coefficients(stats: torch.Tensor, mode: str = "post", in_channels: in
     """
     stats = stats.to(torch.float64)
     if mode == "post":
-        if in_channels == 3:
-            mean, std = torch.tensor(IMAGENET_MEAN, dtype=torch.float64), torch.tensor(IMAGENET_STD, dtype=torch.float64)
-        elif in_channels == 1:
-            mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).mean(0, True)
-            std = torch.tensor(IMAGENET_STD, dtype=torch.float64).mean(0, True)
-        else:
-            raise ValueError(f"mode 'post' uses ImageNet statistics: in_channels must be 1 or 3 ({in_channels})")
+        mean, std = channel_mean_std(in_channels, mean_std)
         low, span = stats[:, 2:3], stats[:, 3:4] - stats[:, 2:3]
         flat = span <= 0  # a constant recording scales to 0 (model.prepare_input)
         inv = torch.where(flat, torch.zeros_like(span), 1.0 / span.clamp_min(1e-300))
@@ -72,7 +83,8 @@ def affine_coefficients(stats: torch.Tensor, mode: str = "post", in_channels: in
     return a.float().contiguous(), b.float().contiguous()
 
 
-def normalize(x: torch.Tensor, stats: torch.Tensor, mode: str = "post", in_channels: int = 3) -> torch.Tensor:
+def normalize(x: torch.Tensor, stats: torch.Tensor, mode: str = "post", in_channels: int = 3,
+              mean_std: MeanStd | None = None) -> torch.Tensor:
     """Normalise frames of recordings with their whole-recording statistics.
 
     One fused multiply-add per output value (``torch.addcmul`` with :func:`affine_coefficients`), reading the
@@ -84,7 +96,7 @@ def normalize(x: torch.Tensor, stats: torch.Tensor, mode: str = "post", in_chann
     Returns:
         ``(B, in_channels, F, W)`` float32, as ``model.prepare_input`` gives for the whole recording.
     """
-    a, b = affine_coefficients(stats, mode, in_channels)
+    a, b = affine_coefficients(stats, mode, in_channels, mean_std)
     out = torch.empty((x.shape[0], in_channels, *x.shape[1:]), dtype=torch.float32, device=x.device)
     _affine_into(out, x, a.to(x.device), b.to(x.device), channel_dim=1)
     return out
@@ -103,7 +115,7 @@ def _affine_into(out: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.T
 
 
 def window_inputs(x: torch.Tensor, stats: torch.Tensor, positions: list[list[int]], mode: str = "post",
-                  in_channels: int = 3) -> torch.Tensor:
+                  in_channels: int = 3, mean_std: MeanStd | None = None) -> torch.Tensor:
     """Normalised model input of every window of whole recordings, built in one pass.
 
     Equals ``split_windows(normalize(x, stats), positions)``, but the windows are cut from the 1-channel
@@ -119,7 +131,7 @@ def window_inputs(x: torch.Tensor, stats: torch.Tensor, positions: list[list[int
     """
     n, width, frames = len(positions), positions[0][1] - positions[0][0], x.shape[-1]
     view = window_view(x, positions)  # (N, B, F, W) strided view of the dB frames
-    a, b = affine_coefficients(stats, mode, in_channels)
+    a, b = affine_coefficients(stats, mode, in_channels, mean_std)
     out = torch.empty((n, x.shape[0], in_channels, *view.shape[2:]), dtype=torch.float32, device=x.device)
     _affine_into(out, view, a.to(x.device), b.to(x.device), channel_dim=2)  # (N, B, C, F, W)
     for k, (start, _) in enumerate(positions):  # at most a few windows reach past the end: pad with 0 as the post
@@ -145,10 +157,11 @@ def read_crops(store: FeatureStore, split: str, recording_ids: list[str], rows: 
 
 
 def crop_batch(store: FeatureStore, split: str, recording_ids: list[str], stats: np.ndarray, rows: np.ndarray,
-               starts: np.ndarray, width: int, mode: str, in_channels: int) -> torch.Tensor:
+               starts: np.ndarray, width: int, mode: str, in_channels: int,
+               mean_std: MeanStd | None = None) -> torch.Tensor:
     """Normalised model input ``(M, C, F, width)`` for training items; padding past the end stays zero."""
     frames = torch.from_numpy(read_crops(store, split, recording_ids, rows, starts, width))
-    x = normalize(frames, torch.from_numpy(stats[rows]), mode, in_channels)
+    x = normalize(frames, torch.from_numpy(stats[rows]), mode, in_channels, mean_std)
     valid = torch.from_numpy(np.minimum(store.frames - starts, width))  # frames that exist in each crop
     pad = torch.arange(width)[None, :] >= valid[:, None]
     if pad.any():  # the post pads windows with zeros after normalisation

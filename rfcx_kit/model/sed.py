@@ -16,12 +16,14 @@ recording before it is cut into windows, so every window of a recording shares o
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import pickle
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rfcx_kit.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,12 @@ class SEDModel(nn.Module):
             (``resnet18``, ``efficientnet_b0``, ``test_efficientnet``, ...). NHWC backbones are permuted.
         n_species: number of output classes K.
         in_channels: input channels C (3 for the post's image recipe, 1 for a plain spectrogram).
-        pretrained: only allowed together with ``weights``: nothing is ever downloaded.
-        weights: path to a local backbone checkpoint (a timm/torchvision state dict, optionally under a
-            ``state_dict`` or ``model`` key, ``backbone.``-prefixed keys accepted). Loaded non-strictly:
-            missing and unexpected keys are logged; a first convolution with another channel count is
-            adapted by timm's ``adapt_input_conv``.
+        pretrained: start from timm's pretrained weights of ``backbone`` (a tag-pinned name such as
+            ``resnet18.tv_in1k`` picks the tag), through the Hugging Face hub cache
+            (:mod:`rfcx_kit.model.weights`; ``HF_HUB_OFFLINE=1``: the cache only).
+        weights: a local weights file (safetensors or a torch state dict, optionally under ``state_dict`` or
+            ``model``) to start from instead. Both are loaded by timm's own loader, which adapts the first
+            convolution to ``in_channels`` and drops the classifier; a file that does not fit is a ConfigError.
         dropout: dropout probability on the time sequence before the heads.
 
     Attributes:
@@ -60,16 +63,26 @@ class SEDModel(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        if pretrained and weights is None:
-            raise ValueError(
-                f"pretrained=True needs a local weights file for {backbone!r}: rfcx-kit never downloads weights"
-            )
-        # pretrained=False always: timm would otherwise try the network. Local weights are loaded below.
-        self.backbone = timm.create_model(
-            backbone, pretrained=False, num_classes=0, global_pool="", in_chans=in_channels
-        )
-        if weights is not None:
-            self._load_backbone_weights(Path(weights))
+        from rfcx_kit.model.weights import resolve_weights
+
+        self.weights_source = resolve_weights(backbone, pretrained, weights)
+        options = dict(num_classes=0, global_pool="", in_chans=in_channels)
+        if self.weights_source is None:
+            self.backbone = timm.create_model(backbone, pretrained=False, **options)
+        else:
+            source = self.weights_source.file
+            try:
+                self.backbone = timm.create_model(backbone, pretrained=True,
+                                                  pretrained_cfg_overlay=dict(file=source), **options)
+            except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError, OSError) as exc:
+                first = " ".join(str(exc).strip().splitlines()[:2]) if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"model.weights: {source} does not fit {backbone!r} ({first[:300]})") from None
+            # timm only warns about keys it could not place: a file for another network would leave the
+            # backbone random without a word. Every backbone tensor must come from the file.
+            missing = [k for k in self.backbone.state_dict() if k not in timm.models.load_state_dict(source)]
+            if missing:
+                raise ConfigError(f"model.weights: {source} does not fit {backbone!r}: {len(missing)} of its "
+                                  f"tensors are not in the file (e.g. {', '.join(missing[:3])})")
         self.backbone_name = backbone
         self.in_channels = in_channels
         self.n_species = n_species
@@ -94,41 +107,6 @@ class SEDModel(nn.Module):
             columns = self._features(torch.zeros(1, self.in_channels, 64, probe_width)).shape[-1]
         self.backbone.train(was_training)
         return max(1, round(probe_width / columns))
-
-    def _load_backbone_weights(self, path: Path) -> None:
-        """Load a local backbone state dict non-strictly (see the class docstring); never unpickles objects."""
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone weights file not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        if not isinstance(state, dict):
-            raise ValueError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
-        state = {k.removeprefix("backbone."): v for k, v in state.items()}
-        own = self.backbone.state_dict()
-        kept: dict[str, torch.Tensor] = {}
-        for name, tensor in state.items():
-            if name in own and tensor.shape != own[name].shape:
-                want = own[name].shape
-                if tensor.ndim == 4 and tensor.shape[0] == want[0] and tensor.shape[2:] == want[2:]:
-                    # Same filters, other input channel count (ImageNet RGB -> 1-channel spectrogram).
-                    # Sums the filters for 1 channel, repeats and rescales them for more.
-                    tensor = timm.models.adapt_input_conv(want[1], tensor, base_chans=tensor.shape[1])
-                else:
-                    log.warning(
-                        "weights %s: skipping %s, shape %s != %s", path, name, tuple(tensor.shape), tuple(want)
-                    )
-                    continue
-            kept[name] = tensor
-        result = self.backbone.load_state_dict(kept, strict=False)
-        if result.missing_keys:
-            missing = result.missing_keys
-            log.warning("weights %s: %d backbone keys missing: %s", path, len(missing), missing)
-        if result.unexpected_keys:
-            # Usually the checkpoint's classifier (e.g. ``fc.*``), which the SED heads replace.
-            unexpected = result.unexpected_keys
-            log.info("weights %s: %d unexpected keys ignored: %s", path, len(unexpected), unexpected)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone feature map ``(B, D, F', T')`` (before any pooling)."""

@@ -37,7 +37,8 @@ def test_shipped_recipe_loads_and_only_names_differences_or_post_values():
     with fold voting, and everything it does not name keeps the default."""
     cfg = load_config(RECIPE)
     assert cfg.name == "method-post-resnet18"
-    assert cfg.model.backbone == "resnet18"
+    # the post's resnet18 from torchvision's ImageNet weights, through the hub (README: pretrained weights)
+    assert cfg.model.backbone == "resnet18.tv_in1k" and cfg.model.pretrained
     assert (cfg.windows.window, cfg.windows.cover) == (512, 49)
     assert (cfg.train.folds, cfg.train.epochs, cfg.train.lr) == (5, 50, 1e-3)
     assert (cfg.relabel.cycles, cfg.relabel.source, cfg.relabel.votes, cfg.relabel.threshold) == (3, "vote", 3, 0.5)

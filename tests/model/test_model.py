@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import math
 import pickle
@@ -13,6 +14,7 @@ import pytest
 import timm
 import torch
 
+from rfcx_kit.core.errors import ConfigError
 from rfcx_kit.model.sed import IMAGENET_MEAN, IMAGENET_STD, SEDModel, prepare_input, upsample_frames
 
 torch.set_num_threads(2)
@@ -211,15 +213,37 @@ def _save_timm_checkpoint(path: Path, in_chans: int = 3, wrap: str | None = None
     return source.state_dict()
 
 
-@pytest.mark.parametrize(("wrap", "prefix"), [(None, ""), ("state_dict", ""), ("model", "backbone.")])
-def test_local_weights_are_loaded(tmp_path: Path, wrap: str | None, prefix: str, caplog) -> None:
-    saved = _save_timm_checkpoint(tmp_path / "w.pt", wrap=wrap, prefix=prefix)
-    with caplog.at_level(logging.INFO, logger="rfcx_kit.model.sed"):
-        model = SEDModel("test_resnet", in_channels=3, weights=str(tmp_path / "w.pt"))
+@pytest.mark.parametrize("wrap", [None, "state_dict", "model"])
+def test_local_weights_are_loaded_by_timm(tmp_path: Path, wrap: str | None) -> None:
+    """A torch state dict (bare or under the keys timm's loader knows) gives bit-identical backbone weights."""
+    saved = _save_timm_checkpoint(tmp_path / "w.pt", wrap=wrap)
+    model = SEDModel("test_resnet", in_channels=3, weights=str(tmp_path / "w.pt"))
     own = model.backbone.state_dict()
     for name, tensor in own.items():
         torch.testing.assert_close(tensor, saved[name], rtol=0, atol=0)
-    assert "fc.weight" in caplog.text  # the classifier is reported as an unexpected key
+    assert model.weights_source.origin == "file" and model.weights_source.hub_id is None
+
+
+def test_a_local_safetensors_file_gives_bit_identical_weights(tmp_path: Path) -> None:
+    import safetensors.torch
+
+    torch.manual_seed(7)
+    source = timm.create_model("test_resnet", pretrained=False, num_classes=10)
+    safetensors.torch.save_file(source.state_dict(), tmp_path / "w.safetensors")
+    model = SEDModel("test_resnet", weights=str(tmp_path / "w.safetensors"))
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, source.state_dict()[name]), name
+    assert model.weights_source.sha256 == hashlib.sha256((tmp_path / "w.safetensors").read_bytes()).hexdigest()
+
+
+def test_weights_that_do_not_fit_are_a_clear_error(tmp_path: Path) -> None:
+    """Another network's file, or keys under a prefix timm does not strip: refused, never silently random."""
+    _save_timm_checkpoint(tmp_path / "prefixed.pt", wrap="model", prefix="backbone.")
+    with pytest.raises(ConfigError, match="does not fit 'test_resnet'.*not in the file"):
+        SEDModel("test_resnet", weights=str(tmp_path / "prefixed.pt"))
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), tmp_path / "resnet18.pt")
+    with pytest.raises(ConfigError, match="does not fit 'test_resnet'"):
+        SEDModel("test_resnet", weights=str(tmp_path / "resnet18.pt"))
 
 
 def test_local_weights_adapt_the_first_convolution(tmp_path: Path) -> None:
@@ -233,13 +257,14 @@ def test_local_weights_adapt_the_first_convolution(tmp_path: Path) -> None:
 
 def test_weights_are_loaded_without_unpickling_objects(tmp_path: Path) -> None:
     torch.save({"model": {}, "args": argparse.Namespace(lr=1)}, tmp_path / "obj.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ConfigError, match="obj.pt does not fit"):  # weights_only: the object is never built
         SEDModel("test_resnet", weights=str(tmp_path / "obj.pt"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError, match="absent.pt is not a file"):
         SEDModel("test_resnet", weights=str(tmp_path / "absent.pt"))
 
 
-def test_never_touches_the_network(monkeypatch, tmp_path: Path) -> None:
+def test_random_and_local_weights_never_touch_the_network(monkeypatch, tmp_path: Path) -> None:
+    """Only model.pretrained=true reaches for the hub (and says what to do when it cannot)."""
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
 
@@ -247,12 +272,11 @@ def test_never_touches_the_network(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(timm.models._builder, "load_pretrained", refuse)
     model = SEDModel("resnet18", in_channels=1).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, 32, 64))["clipwise"].shape == (1, 24)
-    with pytest.raises(ValueError, match="never downloads"):
-        SEDModel("resnet18", pretrained=True)
+    with pytest.raises(ConfigError, match="neither in the hub cache nor reachable.*rfcx-kit weights fetch"):
+        SEDModel("resnet18", pretrained=True)  # tried the hub (refused here), and said what to do
     saved = _save_timm_checkpoint(tmp_path / "w.pt")  # pretrained=True with a local file is fine
     model = SEDModel("test_resnet", pretrained=True, weights=str(tmp_path / "w.pt"))
     torch.testing.assert_close(model.backbone.state_dict()["conv1.0.weight"], saved["conv1.0.weight"])
