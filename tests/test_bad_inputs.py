@@ -279,3 +279,136 @@ def test_ensemble_refuses_an_unfinished_stage_it_is_asked_for(world: dict[str, P
     code, output, exception = run_cli(["ensemble", "--run", str(run), "--stage", "latest", "--out", str(out)])
     assert exception is None and code == 0, output
     assert f"{run / 'stage1'}: 3 fold(s)" in output and "cycle1" not in output
+
+
+# ---- found by a hostile review: each of these once ended in a traceback, "Aborted!" or a silent wrong result ---
+
+def _copy_data(world: dict[str, Path], tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(world["data"], data)
+    return data
+
+
+def test_malformed_overrides_and_recipes_are_named(world: dict[str, Path], tmp_path: Path) -> None:
+    base = ["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"), *_sets(TINY)]
+    for override, culprit in (("train.epochs=[unclosed", "train.epochs"), ("train.epochs=!!python/object:os.system x", "train.epochs"),
+                              ("=3", "section.key"), ("train..epochs=1", "section.key"), ("train.seed=-1", "train.seed"),
+                              ("windows.test_cover=600", "windows.test_cover")):
+        expect_refused([*base, "--set", override], culprit, [tmp_path])
+    recipe = tmp_path / "latin1.yaml"
+    recipe.write_bytes(b"train:\n  epochs: 1\nname: caf\xe9\n")
+    expect_refused(["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"), "--pipeline", str(recipe)],
+                   "not UTF-8", [tmp_path / "r"])
+
+
+def test_bad_sample_submissions_and_boxes_past_the_recording_are_named(world: dict[str, Path], tmp_path: Path) -> None:
+    for content, culprit in (("", "sample_submission.csv"),
+                             ("recording_id," + ",".join(f"s{i}" for i in range(24)) + "\n", "no recordings")):
+        data = _copy_data(world, tmp_path / f"c{len(content)}")
+        (data / "sample_submission.csv").write_text(content)
+        expect_refused(["stage1", "--data", str(data), "--run", str(tmp_path / "r"), *_sets(TINY)], culprit,
+                       [tmp_path / "r", data])
+    data = _copy_data(world, tmp_path / "late")
+    tp = (data / "train_tp.csv").read_text().splitlines()
+    cells = tp[1].split(",")
+    cells[3], cells[5] = "45.0", "50.0"  # a box at 45-50 s in 10 s recordings
+    (data / "train_tp.csv").write_text("\n".join([tp[0], ",".join(cells), *tp[2:]]) + "\n")
+    expect_refused(["stage1", "--data", str(data), "--run", str(tmp_path / "r"), *_sets(TINY)], "features.seconds",
+                   [tmp_path / "r"])
+
+
+def test_bad_places_and_backends_are_named(world: dict[str, Path], tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    base = ["stage1", "--data", str(world["data"]), *_sets(TINY)]
+    expect_refused([*base, "--run", str(afile / "run")], str(afile), [tmp_path])
+    expect_refused([*base, "--run", str(tmp_path / "r"), "--backend", "dask"], "--scheduler", [tmp_path])
+    expect_refused([*base, "--run", str(tmp_path / "r"), "--set", f"model.weights={world['data'] / 'train_tp.csv'}"],
+                   "model.weights", [tmp_path])
+    import torch
+
+    if not torch.cuda.is_available():
+        expect_refused([*base, "--run", str(tmp_path / "r"), "--set", "train.device=cuda"], "train.device", [tmp_path])
+    expect_refused(["synth", "--out", str(afile / "x"), "--train", "2", "--test", "1", "--seconds", "10"],
+                   str(afile), [tmp_path])
+
+
+def test_a_run_with_broken_files_is_named_and_left_alone(world: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    expect_refused(["relabel", "--run", str(run), "--set", "relabel.epochs=[x"], "relabel.epochs", [run])
+    (run / "stage1" / "oof_framewise.npy").unlink()
+    expect_refused(["relabel", "--run", str(run), "--cycles", "1"], "oof_framewise.npy", [run])
+    shutil.rmtree(run)
+    shutil.copytree(world["run"], run)
+    (run / "stage1" / "metrics.json").write_text("{not json")
+    expect_refused(["report", "--run", str(run)], "metrics.json", [run])
+    shutil.rmtree(run)
+    shutil.copytree(world["run"], run)
+    expect_refused(["report", "--run", str(run), "--log", str(tmp_path / "typo.csv")], "typo.csv", [run])
+    (run / "config.yaml").write_text("- a list\n- not a config\n")
+    expect_refused(["relabel", "--run", str(run), "--cycles", "1"], "config.yaml", [run])
+    shutil.rmtree(run)
+    shutil.copytree(world["run"], run)
+    (run / "stage1" / "fold1" / "best.pt").unlink()
+    expect_refused(["control", "--run", str(run), "--cycles", "1", "--no-progress"], "best.pt", [run])
+
+
+def test_an_oracle_with_broken_truth_is_named(world: dict[str, Path], tmp_path: Path) -> None:
+    from tiny import make_tiny
+
+    data = make_tiny(tmp_path / "data", truth=True)
+    run = tmp_path / "runs" / "r"
+    run_stage1(data, run, overrides=TINY, progress=False)
+    calls = data / "truth" / "calls.csv"
+    lines = calls.read_text().splitlines()
+    calls.write_text(lines[0] + "\n")
+    expect_refused(["oracle", "--run", str(run), "--no-progress"], "calls.csv", [run])
+    cells = lines[1].split(",")
+    cells[2] = "banana"
+    calls.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    expect_refused(["oracle", "--run", str(run), "--no-progress"], "species_id", [run])
+
+
+def test_ensemble_weights_and_places(world: dict[str, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    good = run / "stage1" / "test.csv"
+    out = tmp_path / "s.csv"
+    for extra, culprit in ((["--run", str(run), "--run-weight", "nan"], "--run-weight"),
+                           (["--with", f"{good}:1e308", "--with", f"{good}:1e308"], "weights"),
+                           (["--run", str(run), "--out", str(run / "submissions.csv")], "inside the run directory"),
+                           (["--run", str(run), "--out", str(run / "stage1" / "fold0" / "test.csv")], "inside the run")):
+        args = ["ensemble", *extra] + ([] if "--out" in extra else ["--out", str(out)])
+        expect_refused(args, culprit, [run, tmp_path / "subs"])
+        assert not out.exists()
+    (tmp_path / "afile").write_text("x")
+    expect_refused(["ensemble", "--run", str(run), "--out", str(tmp_path / "afile" / "s.csv")], "afile", [run])
+
+
+def test_small_commands_refuse_nonsense(world: dict[str, Path], tmp_path: Path) -> None:
+    sub = tmp_path / "sub.csv"
+    ids = (world["data"] / "sample_submission.csv").read_text().splitlines()
+    sub.write_text("\n".join([ids[0]] + [ln.replace(",0.5", ",0.5", 1).replace("0.5", "1_0", 1) for ln in ids[1:]]) + "\n")
+    expect_refused(["validate", str(sub), "--data", str(world["data"])], "1_0", [tmp_path])
+    truth = tmp_path / "truth.csv"
+    truth.write_text(ids[0] + "\n")
+    expect_refused(["score", str(world["data"] / "sample_submission.csv"), "--truth", str(truth)], "truth", [tmp_path])
+    expect_refused(["score", str(world["data"] / "sample_submission.csv"), "--truth", str(truth), "--threshold", "nan"],
+                   "--threshold", [tmp_path])
+    for extra in (["--n-windows", "0"], ["--n-windows", "-3"], ["--n-windows", "1"]):
+        code, output, exception = run_cli(["windows", *extra])
+        assert exception is None and code == 2 and "Error" in output, (extra, output)
+
+
+def test_an_interrupt_says_how_to_go_on(world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfcx_kit.method import stage1
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage1, "train_stage", interrupted)
+    code, output, exception = run_cli(["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"), *_sets(TINY)])
+    assert exception is None and code == 130, output
+    assert "Aborted" not in output and "interrupted" in output and "--resume" in output
+    assert not (tmp_path / "r" / ".rfcx-kit.lock").exists()  # released on the way out

@@ -235,10 +235,16 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form section.key=value")
     path, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    parts = path.strip().split(".")
+    if not path.strip() or any(not p.strip() for p in parts):
+        raise ConfigError(f"override {text!r}: the key must be section.key (e.g. train.epochs=3)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: {path.strip()}: the value is not valid YAML "
+                          f"({' '.join(str(exc).split())[:200]})") from None
     nested: dict[str, Any] = {}
     cursor = nested
-    parts = path.strip().split(".")
     for part in parts[:-1]:
         cursor = cursor.setdefault(part, {})
     cursor[parts[-1]] = value
@@ -253,7 +259,9 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"recipe {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
         if not isinstance(data, dict):
@@ -279,7 +287,18 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def load_saved_config(path: str | Path) -> Config:
-    return config_from_dict(yaml.safe_load(Path(path).read_text()) or {})
+    """A run's saved config.yaml; a file that is not a YAML mapping of sections is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable config ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a config (a mapping of sections), got {type(data).__name__}")
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 _CHOICES = {
@@ -319,6 +338,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "model.n_species": (24, 24, True, True),
     "model.dropout": (0, 1, True, False),
     "train.folds": (2, None, True, True),
+    "train.seed": (0, 2**32 - 1, True, True),
     "train.epochs": (1, None, True, True),
     "train.batch_size": (1, None, True, True),
     "train.lr": (0, None, False, True),
@@ -398,6 +418,8 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("windows: give cover or n_windows")
     if w.cover is not None and not 0 <= w.cover < w.window:
         raise ConfigError(f"windows.cover must be in [0, window), got {w.cover}")
+    if w.test_cover is not None and not 0 <= w.test_cover < w.window:
+        raise ConfigError(f"windows.test_cover must be in [0, window={w.window}), got {w.test_cover}")
     if cfg.model.in_channels not in (1, 3):
         raise ConfigError("model.in_channels must be 1 or 3")
     if cfg.train.folds < 2:

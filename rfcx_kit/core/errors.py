@@ -46,5 +46,19 @@ def cli_errors(func: F) -> F:
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
             raise error from exc
+        except OSError as exc:
+            # A path the user named cannot be read or written (a file where a folder should be, no permission,
+            # a full disk...): the path and the reason, not a traceback.
+            where = exc.filename if exc.filename is not None else ""
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            error = click.ClickException(f"{where}: {reason}" if where else reason)
+            error.exit_code = 2
+            raise error from exc
+        except KeyboardInterrupt:
+            # click would print a bare "Aborted!": say what happened and how to go on instead.
+            error = click.ClickException("interrupted: finished work is kept; rerun the same command (with --resume "
+                                         "for stage1) to continue")
+            error.exit_code = 130
+            raise error from None
 
     return wrapper  # type: ignore[return-value]

@@ -28,7 +28,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
 from rfcx_kit.core.species import SPECIES_COLUMNS
 
 
@@ -173,6 +173,8 @@ def _name_ids(ids: list[str], limit: int = 5) -> str:
 def _aligned(pred_path: Path, truth_path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read both files; align predictions to the truth's rows: ``(ids, truth (R, 24), scores (R, 24))``."""
     truth = _read_submission_format(truth_path, "truth")
+    if not len(truth):
+        raise DataError(f"{truth_path}: the truth has no recordings after the header")
     pred = _read_submission_format(pred_path, "prediction")
     values = truth.to_numpy()
     if not np.isin(values, (0.0, 1.0)).all():
@@ -219,6 +221,8 @@ def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool)
     rank); recordings without a positive label drop out. Precision and recall are micro-averaged over all
     (recording, species) cells at --threshold.
     """
+    if not np.isfinite(threshold):
+        raise ConfigError(f"--threshold must be a finite number, got {threshold}")
     ids, truth, scores = _aligned(file, truth_path)
     if not ((scores >= 0) & (scores <= 1)).all() and threshold == 0.5:
         click.echo("note: scores lie outside [0, 1] (logits?); precision/recall use --threshold 0.5 as given", err=True)

@@ -82,8 +82,27 @@ class Competition:
         truth = self.truth_dir
         if truth is None or not (truth / "calls.csv").exists():
             return None
-        calls = pd.read_csv(truth / "calls.csv", dtype={"recording_id": str})
-        return calls[(calls["split"] == split) & (calls["kind"] == "call")].reset_index(drop=True)
+        path = truth / "calls.csv"
+        try:
+            calls = pd.read_csv(path, dtype={"recording_id": str})
+        except Exception as exc:  # noqa: BLE001 - empty, not CSV, not UTF-8
+            raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+        need = ["split", "recording_id", "species_id", "kind", "t_min", "t_max"]
+        missing = [c for c in need if c not in calls.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        calls = calls[(calls["split"] == split) & (calls["kind"] == "call")].reset_index(drop=True)
+        for column in ("species_id", "t_min", "t_max"):
+            numeric = pd.to_numeric(calls[column], errors="coerce")
+            if numeric.isna().any():
+                i = int(np.flatnonzero(numeric.isna().to_numpy())[0])
+                raise DataError(f"{path}: a {split} call, column {column}: {calls[column].iloc[i]!r} is not a number")
+            calls[column] = numeric
+        bad = ~calls["species_id"].isin(range(N_SPECIES))
+        if bad.any():
+            raise DataError(f"{path}: species_id {calls['species_id'][bad].iloc[0]:g} is not a species 0..{N_SPECIES - 1}")
+        calls["species_id"] = calls["species_id"].astype(np.int64)
+        return calls
 
 
 def _row_error(file: Path, row: int, column: str, message: str) -> DataError:
@@ -104,11 +123,11 @@ def check_recording_ids(ids: pd.Series, file: Path, column: str = "recording_id"
 def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: float = SECONDS) -> pd.DataFrame:
     """Read and validate ``train_tp.csv`` / ``train_fp.csv``."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     try:
         frame = pd.read_csv(path, dtype={"recording_id": str})
     except Exception as exc:
-        raise DataError(f"{path}: not a readable CSV ({exc})") from exc
+        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
     missing = [c for c in BOX_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(BOX_COLUMNS)}")
@@ -127,7 +146,7 @@ def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: floa
     bad = (species != species.round()) | (species < 0) | (species >= N_SPECIES)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _row_error(path, i, "species_id", f"{species.iloc[i]!r} is not a species in 0..{N_SPECIES - 1}")
+        raise _row_error(path, i, "species_id", f"{species.iloc[i]:g} is not a species in 0..{N_SPECIES - 1}")
     frame["species_id"] = species.astype(np.int64)
     frame["songtype_id"] = frame["songtype_id"].astype(np.int64)
     checks = [
@@ -143,7 +162,7 @@ def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: floa
         if mask.any():
             i = int(np.flatnonzero(mask.to_numpy())[0])
             if first is None or i < first[0]:
-                first = (i, column, f"{frame[column].iloc[i]!r} {message}")
+                first = (i, column, f"{float(frame[column].iloc[i]):g} {message}")
     if first is not None:
         raise _row_error(path, *first)
     return frame
@@ -152,8 +171,11 @@ def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: floa
 def read_sample_submission(path: Path) -> list[str]:
     """Recording ids of ``sample_submission.csv`` (header ``recording_id,s0..s23``, ids unique)."""
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    frame = pd.read_csv(path, dtype={"recording_id": str})
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        frame = pd.read_csv(path, dtype={"recording_id": str})
+    except Exception as exc:  # empty, not CSV, not UTF-8...: one line naming the file
+        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
     expected = ["recording_id", *SPECIES_COLUMNS]
     if list(frame.columns) != expected:
         raise DataError(f"{path}: header must be {','.join(expected)}, got {','.join(map(str, frame.columns))}")
@@ -162,6 +184,8 @@ def read_sample_submission(path: Path) -> list[str]:
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise _row_error(path, i, "recording_id", f"{frame['recording_id'].iloc[i]!r} appears twice")
+    if not len(frame):
+        raise DataError(f"{path}: no recordings after the header (the test ids come from this file)")
     return frame["recording_id"].tolist()
 
 

@@ -75,10 +75,13 @@ def _read_csv_rows(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
                 rows.append(cells[1:])
                 lines.append(reader.line_num)
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: line {reader.line_num}: not a readable CSV ({exc})") from exc
+            where = f"line {reader.line_num}" if reader.line_num else "line 1"
+            raise DataError(f"{path}: {where}: not a readable CSV ({exc})") from exc
     values = np.full((len(rows), len(SPECIES_COLUMNS)), np.nan)
     for i, cells in enumerate(rows):
         for j, text in enumerate(cells):
+            if "_" in text:  # Python's float() reads "1_0" as 10; no CSV reader (Kaggle's included) does
+                continue  # stays NaN; validate_submission names the cell
             try:
                 values[i, j] = float(text)
             except ValueError:
@@ -211,6 +214,8 @@ def validate_submission(
 
 
 def _parses(text: object) -> bool:
+    if isinstance(text, str) and "_" in text:
+        return False
     try:
         float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):

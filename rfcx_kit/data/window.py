@@ -19,6 +19,8 @@ import click
 import torch
 import torch.nn.functional as F
 
+from rfcx_kit.core.errors import ConfigError
+
 
 def window_positions(
     frames: int, window: int = 512, cover: int | None = 49, n_windows: int | None = None
@@ -29,26 +31,29 @@ def window_positions(
     With ``n_windows`` (and no cover): the smallest stride for which ``n_windows`` windows reach the end.
     Both given: exactly ``n_windows`` windows at the given cover, as the post's ``N_SPLIT_IMG`` loop.
     """
+    # ConfigError (a ValueError): these come straight from a user's windows settings or --cover/--n-windows.
     if frames <= 0 or window <= 0:
-        raise ValueError(f"frames ({frames}) and window ({window}) must be positive")
+        raise ConfigError(f"frames ({frames}) and window ({window}) must be positive")
     if cover is None and n_windows is None:
-        raise ValueError("give cover or n_windows")
+        raise ConfigError("windows: give cover or n_windows")
+    if n_windows is not None and n_windows < 1:
+        raise ConfigError(f"n_windows must be at least 1, got {n_windows}")
     if cover is not None:
         if not 0 <= cover < window:
-            raise ValueError(f"cover must be in [0, window={window}), got {cover}")
+            raise ConfigError(f"cover must be in [0, window={window}), got {cover}")
         stride = window - cover
         if n_windows is None:
             n_windows = 1 if frames <= window else 1 + math.ceil((frames - window) / stride)
     else:
         assert n_windows is not None
-        if n_windows < 1:
-            raise ValueError("n_windows must be at least 1")
         if n_windows == 1:
+            if frames > window:
+                raise ConfigError(f"1 window of {window} frames cannot cover {frames} frames")
             stride = window
         else:
             stride = max(1, math.ceil(max(frames - window, 0) / (n_windows - 1)))
             if stride > window:
-                raise ValueError(
+                raise ConfigError(
                     f"{n_windows} windows of {window} frames cannot cover {frames} frames without gaps"
                 )
     return [[i * stride, i * stride + window] for i in range(n_windows)]

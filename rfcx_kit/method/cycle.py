@@ -36,6 +36,7 @@ from rfcx_kit.method.pseudo import box_peaks, framewise_thresholds, label_counts
 from rfcx_kit.method.run import (Run, RunContext, build_model, check_inputs, config_fingerprint, cycle_stage,
                                  file_fingerprint, load_checkpoint, load_context, load_prediction, predict_split,
                                  previous_stage, read_metrics, save_prediction)
+from rfcx_kit.method.folds import check_backend
 from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 
 log = logging.getLogger(__name__)
@@ -227,15 +228,23 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
                 workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the cycles; returns the metrics of stage 1 and every cycle run."""
     run_dir, run = Path(run_dir), Run(run_dir)
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    check_backend(backend, workers, scheduler)
     if not run.config.exists():
         raise StateError(f"{run_dir}: not a run directory (no config.yaml); run `rfcx-kit stage1 --run {run_dir}` first")
+    load_saved_config(run.config)  # a run whose config.yaml is not readable is named as such, not as unfinished
     if not run.finished("stage1"):
         raise StateError(f"{run_dir}: stage 1 has not finished every fold (rerun `rfcx-kit stage1 --resume` first)")
     cfg = relabel_config(run_dir, overrides)
     if cycles is not None and cycles < 0:
         raise ConfigError(f"--cycles must be >= 0, got {cycles}")
+    load_context(run_dir)  # the data and feature store still where stage 1 found them (else: the path, now)
+    first = next((c for c in range(1, (cycles if cycles is not None else cfg.relabel.cycles) + 1)
+                  if not run.cycle_done(cycle_stage(c)).exists()), None)
+    if first is not None:  # what its labels come from must exist before anything is written
+        prev = previous_stage(first)
+        if cfg.relabel.source == "oof" and not run.oof_framewise(prev).is_file():
+            raise StateError(f"{run.oof_framewise(prev)}: missing; it is written when {prev} is collected (rerun "
+                             f"{'`rfcx-kit stage1 --resume`' if prev == 'stage1' else 'the cycle'}, or delete {run.stage(prev)})")
     with folder_lock(run_dir, "relabel"):
         # A cycle that started and did not finish resumes only with what it started from; refused before the
         # new settings are saved, so the run's config.yaml keeps describing what was run.

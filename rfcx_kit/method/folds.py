@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import DataError, RfcxError
+from rfcx_kit.core.errors import ConfigError, DataError, RfcxError
 from rfcx_kit.core.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,21 @@ def load_or_make_folds(path: Path, recording_ids: Sequence[str], tp_presence: np
     folds = make_folds(recording_ids, tp_presence, fp_presence, n_folds, seed)
     atomic_write_csv(path, folds)
     return folds
+
+
+def check_backend(backend: str, workers: int, scheduler: str | None) -> None:
+    """Where folds will run, checked before a stage writes anything (one line naming the option)."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if backend not in ("loky", "dask"):
+        raise ConfigError(f"--backend {backend!r}: use loky or dask")
+    if backend == "dask":
+        if not scheduler:
+            raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT of a running Dask scheduler")
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise ConfigError("--backend dask needs the `distributed` package: pip install 'rfcx-kit[cluster]'") from None
 
 
 @dataclass

@@ -94,6 +94,7 @@ def _check_boxes(boxes: pd.DataFrame, path: str | Path | None = None) -> pd.Data
         (~np.isin(species, np.arange(N_SPECIES)), f"species_id must be an integer 0..{N_SPECIES - 1}"),
         (~(np.isfinite(t_min) & np.isfinite(t_max)), "t_min/t_max must be finite numbers"),
         (t_max < t_min, "t_max is before t_min"),
+        ((t_min < 0) | (t_max > 60.0), "t_min/t_max must lie in the 60 s recording"),
         (~np.isin(label, (1, -1)), "label must be +1 (TP) or -1 (FP)"),
         (boxes["recording_id"].isna().to_numpy(), "recording_id is empty"),
     ]
@@ -116,8 +117,8 @@ def read_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd
             continue
         try:
             frame = pd.read_csv(path, dtype={"recording_id": str})
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: cannot read as CSV: {' '.join(str(exc).split())[:200]}") from None
         need = ["recording_id", "species_id", "t_min", "t_max"]
         missing = [c for c in need if c not in frame.columns]
         if missing:

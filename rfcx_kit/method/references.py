@@ -26,6 +26,7 @@ from rfcx_kit.core.io import atomic_write_json
 from rfcx_kit.core.config import ConfigError
 from rfcx_kit.core.errors import StateError
 from rfcx_kit.core.lock import folder_lock
+from rfcx_kit.method.folds import check_backend
 from rfcx_kit.method.run import Run, check_inputs, config_fingerprint, file_fingerprint, load_context, read_metrics
 from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 from rfcx_kit.method.train import planted_calls
@@ -63,17 +64,21 @@ def run_oracle(run_dir: Path, backend: str = "loky", workers: int = 1, scheduler
                progress: bool = True) -> dict[str, Any]:
     """Train and score ``RUN/oracle``: the run's stage-1 recipe on every planted call (needs ``truth/``)."""
     run_dir = Path(run_dir)
-    _check_start(run_dir, workers)
+    _check_start(run_dir, workers, backend, scheduler)
     planted_calls(load_context(run_dir))  # fails early, with the reason, on a set without truth/
     with folder_lock(run_dir, "oracle"):
         return _run_reference(run_dir, "oracle", None, None, backend, workers, scheduler, progress)
 
 
-def _check_start(run_dir: Path, workers: int) -> None:
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
-    if not Run(run_dir).finished("stage1"):
+def _check_start(run_dir: Path, workers: int, backend: str = "loky", scheduler: str | None = None) -> None:
+    check_backend(backend, workers, scheduler)
+    run = Run(run_dir)
+    if not run.finished("stage1"):
         raise StateError(f"{run_dir}: no finished stage 1 (run `rfcx-kit stage1 --run {run_dir}` first)")
+    for k in range(run.n_folds() or 0):  # the control starts from these; both need them readable
+        path = run.checkpoint("stage1", k)
+        if not path.is_file() or path.stat().st_size == 0:
+            raise StateError(f"{path}: missing or empty; rerun stage 1 for fold {k} (rfcx-kit stage1 --resume)")
 
 
 def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky", workers: int = 1,
@@ -83,7 +88,7 @@ def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky",
     ``cycles``: the cycles to match (default: the run's finished cycles, else ``relabel.cycles``).
     """
     run_dir, run = Path(run_dir), Run(run_dir)
-    _check_start(run_dir, workers)
+    _check_start(run_dir, workers, backend, scheduler)
     if cycles is not None and cycles < 1:
         raise ConfigError(f"--cycles must be at least 1, got {cycles}")
     ctx = load_context(run_dir)

@@ -329,7 +329,15 @@ def read_metrics(path: Path) -> dict[str, Any]:
             return [back(v) for v in value]
         return value
 
-    return {k: back(v) for k, v in json.loads(Path(path).read_text()).items()}
+    from rfcx_kit.core.errors import DataError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not readable metrics JSON ({exc}); rerun the stage's command to rewrite it") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a metrics mapping")
+    return {k: back(v) for k, v in data.items()}
 
 
 def stage_metrics(run_dir: str | Path, stage: str) -> dict[str, Any] | None:

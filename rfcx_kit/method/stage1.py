@@ -25,7 +25,7 @@ from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
 from rfcx_kit.data.reader import Competition, read_competition
 from rfcx_kit.data.features import FeatureStore, resolve_store
-from rfcx_kit.method.folds import FoldResult, load_or_make_folds, run_folds
+from rfcx_kit.method.folds import FoldResult, check_backend, load_or_make_folds, run_folds
 from rfcx_kit.model.inputs import recording_stats
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
@@ -44,6 +44,8 @@ def check_model_settings(cfg: Config) -> None:
     import timm
     import torch
 
+    if cfg.train.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {cfg.train.device} but no CUDA device is available here (use auto or cpu)")
     if cfg.model.weights is not None and not Path(cfg.model.weights).is_file():
         raise ConfigError(f"model.weights: {cfg.model.weights} is not a file")
     if not timm.is_model(cfg.model.backbone):
@@ -106,6 +108,12 @@ def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: 
     comp = read_competition(data)
     if not len(comp.tp):
         raise DataError(f"{comp.root / 'train_tp.csv'}: no TP rows; stage 1 trains on the TP boxes")
+    for name, table in (("train_tp.csv", comp.tp), ("train_fp.csv", comp.fp)):
+        beyond = np.flatnonzero(table["t_max"].to_numpy() > cfg.features.seconds + 1e-6)
+        if len(beyond):  # a box the recordings do not reach would train on padding
+            i = int(beyond[0])
+            raise DataError(f"{comp.root / name}: row {i + 1} (line {i + 2}), t_max: {table['t_max'].iloc[i]:g} is "
+                            f"beyond the {cfg.features.seconds:g} s recordings (features.seconds)")
     if comp.layout == "npy":
         check_store(comp, FeatureStore.open(comp, None, cfg.features), cfg, None, progress)
     run = Run(run_dir)
@@ -272,7 +280,7 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
     """The whole of ``rfcx-kit stage1``; returns the stage's metrics."""
     cfg = load_config(pipeline, overrides)
     fold_list = parse_folds(folds, cfg.train.folds)
-    check_workers(workers)
+    check_backend(backend, workers, scheduler)
     started = time.time()
     # Before the lock (which creates the folder): a refused run leaves no folder behind.
     check_inputs_before_writing(run_dir, data, cfg, resume, progress)
@@ -288,11 +296,6 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
         if created and first_new.is_dir() and not any(p.is_file() for p in first_new.rglob("*")):
             shutil.rmtree(first_new)  # refused before its first file: the folders are as they were
         raise
-
-
-def check_workers(workers: int) -> None:
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
 
 
 def _stage1_locked(data: Path, run_dir: Path, cfg: Config, fold_list: list[int], resume: bool, backend: str,

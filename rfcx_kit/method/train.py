@@ -97,6 +97,8 @@ def planted_calls(ctx: RunContext) -> pd.DataFrame:
     calls = ctx.comp.planted_calls("train")
     if calls is None:
         raise DataError(f"{ctx.comp.root}: no truth/calls.csv: the oracle needs a synthetic data set's hidden truth")
+    if not len(calls):
+        raise DataError(f"{ctx.comp.truth_dir / 'calls.csv'}: no planted train calls: the oracle has nothing to train on")
     return calls
 
 

@@ -16,7 +16,6 @@ recording before it is cut into windows, so every window of a recording shares o
 from __future__ import annotations
 
 import logging
-import pickle
 
 import timm
 import torch
@@ -74,12 +73,16 @@ class SEDModel(nn.Module):
             try:
                 self.backbone = timm.create_model(backbone, pretrained=True,
                                                   pretrained_cfg_overlay=dict(file=source), **options)
-            except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the file is, it is not weights for this backbone
                 first = " ".join(str(exc).strip().splitlines()[:2]) if str(exc).strip() else type(exc).__name__
                 raise ConfigError(f"model.weights: {source} does not fit {backbone!r} ({first[:300]})") from None
             # timm only warns about keys it could not place: a file for another network would leave the
             # backbone random without a word. Every backbone tensor must come from the file.
-            missing = [k for k in self.backbone.state_dict() if k not in timm.models.load_state_dict(source)]
+            try:
+                in_file = timm.models.load_state_dict(source)
+            except Exception as exc:  # noqa: BLE001
+                raise ConfigError(f"model.weights: {source} is not a weights file ({type(exc).__name__})") from None
+            missing = [k for k in self.backbone.state_dict() if k not in in_file]
             if missing:
                 raise ConfigError(f"model.weights: {source} does not fit {backbone!r}: {len(missing)} of its "
                                   f"tensors are not in the file (e.g. {', '.join(missing[:3])})")

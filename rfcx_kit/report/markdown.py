@@ -17,7 +17,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import StateError, cli_errors
+from rfcx_kit.core.errors import DataError, StateError, cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.features import mel_bin_of
@@ -48,8 +48,15 @@ def lb_scores(run_dir: Path, log_path: Path | None = None) -> dict[str, str]:
     log_path = log_path or Path("submissions") / "log.csv"
     if not record.exists() or not log_path.exists():
         return {}
-    made = pd.read_csv(record, dtype=str)
-    sub_log = pd.read_csv(log_path, dtype=str)
+    try:
+        made = pd.read_csv(record, dtype=str)
+        sub_log = pd.read_csv(log_path, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{log_path} or {record}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+    for frame, path, need in ((made, record, ("stage", "sha256")), (sub_log, log_path, ("sha256", "score"))):
+        missing = [c for c in need if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
     scored = sub_log[sub_log["score"].notna() & (sub_log["score"] != "")]
     out = {}
     for row in made.itertuples():
@@ -268,5 +275,7 @@ def report_cmd(run_dir: Path, log_path: Path | None) -> None:
     Figures: LWLRAP by stage (CV, truth, LB), per-species AP, pseudo-positives per species and cycle, one
     recording's spectrogram with its windows, labels and framewise predictions, and the training curves.
     """
+    if log_path is not None and not log_path.is_file():
+        raise DataError(f"--log {log_path}: no such file (the default is submissions/log.csv)")
     path = write_report(run_dir, log_path)
     click.echo(f"report: {path}")

@@ -479,8 +479,14 @@ def ensemble_cmd(
     validated submission CSV."""
     if run_dir is None and not with_specs:
         raise ConfigError("nothing to ensemble: give --run runs/NAME and/or --with FILE")
-    if run_weight <= 0:
-        raise ConfigError(f"--run-weight must be positive, got {run_weight:g}")
+    if not np.isfinite(run_weight) or run_weight <= 0:
+        raise ConfigError(f"--run-weight must be a positive number, got {run_weight:g}")
+    weights = [run_weight] + [parse_with(spec)[1] for spec in with_specs]
+    if not np.isfinite(sum(weights)) or max(weights) / sum(weights) == 0:
+        raise ConfigError(f"--run-weight/--with weights sum to {sum(weights):g}: use weights of ordinary size")
+    if run_dir is not None and Path(out).resolve().is_relative_to(Path(run_dir).resolve()):
+        raise ConfigError(f"--out {out}: inside the run directory {run_dir}, whose files rfcx-kit writes itself; "
+                          "write the submission elsewhere (e.g. submissions/)")
     ids = read_expected_ids(data_dir) if data_dir is not None else None
     ids_from = f"the ids of {data_dir / 'sample_submission.csv'}" if data_dir is not None else None
     members: list[Member] = []
