@@ -412,3 +412,16 @@ def test_an_interrupt_says_how_to_go_on(world: dict[str, Path], tmp_path: Path, 
     assert exception is None and code == 130, output
     assert "Aborted" not in output and "interrupted" in output and "--resume" in output
     assert not (tmp_path / "r" / ".rfcx-kit.lock").exists()  # released on the way out
+
+
+def test_a_competition_slug_is_never_a_path_and_pseudo_weights_stay_in_range(world: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
+    sub = world["data"] / "sample_submission.csv"
+    for bad in ("foo/../bar", "Foo", "a b", ""):
+        code, output, exception = run_cli(["submit", str(sub), "-m", "x", "--dry-run", "--competition", bad])
+        assert exception is None and code == 2 and "--competition" in output, (bad, output)
+    oof = tmp_path / "oof.csv"
+    oof.write_text("patch,recording_id," + ",".join(f"s{i}" for i in range(24)) + "\n")
+    code, output, exception = run_cli(["labels", "from-oof", str(oof), "--pseudo-weight", "5", "--out", str(tmp_path / "l.csv")])
+    assert exception is None and code == 2 and "--pseudo-weight" in output, output
+    assert not (tmp_path / "l.csv").exists()

@@ -493,8 +493,9 @@ def _read_oof_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
         name = short.index[0]
         rows = np.flatnonzero((keys["recording_id"] == name).to_numpy())
         lacking = sorted(set(range(n_patches)) - set(patch[rows].tolist()))
+        shown = ", ".join(map(str, lacking[:10])) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
         raise DataError(f"{path}: recording {name} (first row at line {line[rows[0]]}) has no patch "
-                        f"{', '.join(map(str, lacking))}: every recording needs patches 0..{n_patches - 1} "
+                        f"{shown}: every recording needs patches 0..{n_patches - 1} "
                         f"exactly once ({len(short)} recording(s) incomplete)")
     return rid.to_numpy(object), patch, values, line
 
@@ -620,7 +621,7 @@ def labels_cmd() -> None:
               help="Treat each FILE as one model's predictions of the same recordings (e.g. 5 fold models "
                    "each predicting every recording) and need K of them above the threshold. Without it, "
                    "FILES are disjoint out-of-fold parts: one vote per window.")
-@click.option("--pseudo-weight", type=float, default=1.0, show_default=True,
+@click.option("--pseudo-weight", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Loss weight of pseudo-labels (e.g. 0.5 for soft positives).")
 @click.option("--species-threshold", "species_threshold", multiple=True, metavar="SPECIES=T",
               help="Per-species threshold, e.g. 3=0.6 (repeatable).")

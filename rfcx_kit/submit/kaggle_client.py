@@ -757,10 +757,19 @@ def download(
 # Commands
 
 
+
+def _check_slug(slug: str) -> str:
+    """A competition slug as Kaggle spells them (lower-case letters, digits, '-'): never a path."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", slug or ""):
+        raise click.BadParameter(f"{slug!r} is not a competition slug (lower-case letters, digits and '-', as in "
+                                 f"kaggle.com/c/{COMPETITION})", param_hint="--competition")
+    return slug
+
 @click.command("submit")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-m", "--message", required=True, help="Submission description shown on Kaggle (and in the log).")
-@click.option("--competition", default=COMPETITION, show_default=True, help="Competition slug (the URL's kaggle.com/c/<slug>).")
+@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: _check_slug(v),
+              help="Competition slug (the URL's kaggle.com/c/<slug>).")
 @click.option("--wait", is_flag=True, help="Poll until Kaggle has scored the submission, then print the public score.")
 @click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
               help="Seconds between status checks with --wait; raised to the kaggle client's minimum (5 s) unless "
@@ -790,7 +799,8 @@ def submit_cmd(
 
 
 @click.command("download")
-@click.option("--competition", default=COMPETITION, show_default=True, help="Competition slug (the URL's kaggle.com/c/<slug>).")
+@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: _check_slug(v),
+              help="Competition slug (the URL's kaggle.com/c/<slug>).")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to fill with train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/ (required "
               "unless --list).")
