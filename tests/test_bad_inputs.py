@@ -425,3 +425,35 @@ def test_a_competition_slug_is_never_a_path_and_pseudo_weights_stay_in_range(wor
     code, output, exception = run_cli(["labels", "from-oof", str(oof), "--pseudo-weight", "5", "--out", str(tmp_path / "l.csv")])
     assert exception is None and code == 2 and "--pseudo-weight" in output, output
     assert not (tmp_path / "l.csv").exists()
+
+
+def test_a_run_with_a_broken_data_pointer_or_folds_is_named(world: dict[str, Path], tmp_path: Path) -> None:
+    for k, (name, content) in enumerate((("data.yaml", ":::\n"), ("data.yaml", "- a\n"), ("folds.csv", "garbage\n"))):
+        run = tmp_path / f"run{k}"
+        shutil.copytree(world["run"], run)
+        (run / name).write_text(content)
+        for command in (["relabel", "--run", str(run), "--cycles", "1"], ["report", "--run", str(run)],
+                        ["control", "--run", str(run), "--cycles", "1"]):
+            expect_refused(command, name, [run.parent])
+
+
+def test_a_folder_in_the_way_of_the_cv_table_stops_the_report_before_it_writes(world: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    shutil.rmtree(run / "report", ignore_errors=True)
+    (tmp_path / "cv_table.csv").mkdir()
+    expect_refused(["report", "--run", str(run)], "cv_table.csv", [tmp_path])
+
+
+def test_a_weight_that_is_not_a_number_is_named(world: dict[str, Path], tmp_path: Path) -> None:
+    good = world["run"] / "stage1" / "test.csv"
+    expect_refused(["ensemble", "--with", f"{good}:abc", "--out", str(tmp_path / "s.csv")], "not a weight", [tmp_path])
+
+
+@pytest.mark.timeout(120)
+def test_an_unreachable_dask_scheduler_is_named_before_the_run_is_written(world: dict[str, Path],
+                                                                         tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    expect_refused(["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"), *_sets(TINY),
+                    "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler", [tmp_path])

@@ -73,9 +73,13 @@ def check_backend(backend: str, workers: int, scheduler: str | None) -> None:
         if not scheduler:
             raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT of a running Dask scheduler")
         try:
-            import distributed  # noqa: F401
+            from distributed import Client
         except ImportError:
             raise ConfigError("--backend dask needs the `distributed` package: pip install 'rfcx-kit[cluster]'") from None
+        try:  # reachable now, before the run folder is written (the folds connect again when they run)
+            Client(scheduler, timeout="10s").close()
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None
 
 
 @dataclass

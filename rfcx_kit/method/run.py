@@ -457,12 +457,28 @@ class RunContext:
 
 def load_context(run_dir: str | Path) -> RunContext:
     """Open a run directory written by ``rfcx-kit stage1`` (config, data, folds, statistics)."""
+    from rfcx_kit.core.errors import StateError
+
     run = Run(run_dir)
+    if not run.config.is_file():
+        raise StateError(f"{run.root}: not a run directory (no config.yaml)")
     cfg = load_saved_config(run.config)
-    data = yaml.safe_load(run.data.read_text())
+    try:
+        data = yaml.safe_load(run.data.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StateError(f"{run.data}: not readable ({' '.join(str(exc).split())[:200]}); it names the run's data "
+                         "folder (rerun stage 1 into a new --run)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), str):
+        raise StateError(f"{run.data}: must be a mapping with the run's data folder under 'data'")
     comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False)
-    folds = pd.read_csv(run.folds, dtype={"recording_id": str})
-    folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()
+    try:
+        folds = pd.read_csv(run.folds, dtype={"recording_id": str})
+        folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()
+        if "fold" not in folds.columns or folds["fold"].isna().any():
+            raise KeyError("fold")
+    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise StateError(f"{run.folds}: not the run's folds (recording_id,fold for every train recording: "
+                         f"{type(exc).__name__} {' '.join(str(exc).split())[:120]})") from None
     frames = cfg.features.frames
     labels = FramewiseLabels(comp.boxes(), comp.train_ids, frames, cfg.features.sample_rate, cfg.features.hop_length)
     w = cfg.windows

@@ -101,6 +101,9 @@ def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame
     run_dir, run = Path(run_dir), Run(run_dir)
     rows = cv_rows(run_dir, log_path)
     report = run.report_dir
+    for path in (*run.cv_table, report):  # refused before any of them is written
+        if path.exists() and (path.is_dir() if path != report else not path.is_dir()):
+            raise DataError(f"{path}: {'a folder' if path.is_dir() else 'a file'} is in the way of the report")
     atomic_write_csv(report / "cv.csv", rows)
     note = ("CV on the original labels (TP-only clip truth, as the post); precision/recall at the threshold over "
             "labelled cells. Columns truth_* are against the synthetic set's hidden full truth.\n\n")
@@ -202,15 +205,14 @@ def _pick_recording(ctx) -> tuple[str, int]:  # noqa: ANN001 - a RunContext
 
 def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None = None) -> Path:
     """``RUN/report.md`` (or ``out``) with the CV table, relabel table and PNG figures (under ``RUN/report/``)."""
-
     run_dir, run = Path(run_dir), Run(run_dir)
     report = run.report_dir
+    ctx = load_context(run_dir)  # a run whose data.yaml or folds.csv is broken is named before anything is written
     path = Path(out) if out is not None else run.report
     # figure links relative to where the page is written
     rel = Path(os.path.relpath(report.resolve(), path.parent.resolve())).as_posix()
     cv = write_cv_tables(run_dir, log_path)
     stages = stage_names(run_dir)
-    ctx = load_context(run_dir)
     figures = []
     plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png")
     figures.append(("LWLRAP by stage", "lwlrap_by_stage.png"))

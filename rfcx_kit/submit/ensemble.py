@@ -192,7 +192,7 @@ def parse_with(spec: str) -> tuple[Path, float, str | None]:
             weight = float(parts[-1])
             parts.pop()
         except ValueError:
-            if scale is not None:
+            if scale is not None or (not Path(spec).exists() and Path(":".join(parts[:-1])).is_file()):
                 raise ConfigError(f"--with {spec}: {parts[-1]!r} is not a weight (FILE[:WEIGHT[:prob|logit]])") from None
     if not np.isfinite(weight) or weight <= 0:
         raise ConfigError(f"--with {spec}: the weight must be a positive number, got {weight:g}")
