@@ -115,12 +115,11 @@ class FramewiseLabels:
         out[r[~fp], win_i[~fp], s[~fp]] = 1  # written last: TP wins
         return out
 
-    def crops(self, rows: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-        """``(B, 24)`` int8 labels of arbitrary crops ``[start, start + width)`` of the recordings at ``rows``.
+    def _overlaps(self, rows: np.ndarray, starts: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(crop, box)`` index pairs of every box that overlaps crop ``[start, start + width)`` of its row.
 
-        Each crop is tested against its own recording's boxes only (the CSR offsets): memory and time are
-        O(crops x boxes per recording), not a dense ``(B, 24, T)`` grid per epoch. Equals reducing the crop's
-        frames of :meth:`grid` (tested).
+        Each crop is tested against its own recording's boxes only (the CSR offsets): O(crops x boxes per
+        recording), never a dense grid.
         """
         rows = np.asarray(rows, dtype=np.int64)
         starts = np.asarray(starts, dtype=np.int64)
@@ -129,7 +128,16 @@ class FramewiseLabels:
         box = np.repeat(lo, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         start = starts[crop]
         hit = (self.first[box] < start + width) & (self.stop[box] > start)
-        crop, box = crop[hit], box[hit]
+        return crop[hit], box[hit]
+
+    def crops(self, rows: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+        """``(B, 24)`` int8 labels of arbitrary crops ``[start, start + width)`` of the recordings at ``rows``.
+
+        Each crop is tested against its own recording's boxes only (the CSR offsets): memory and time are
+        O(crops x boxes per recording), not a dense ``(B, 24, T)`` grid per epoch. Equals reducing the crop's
+        frames of :meth:`grid` (tested).
+        """
+        crop, box = self._overlaps(rows, starts, width)
         out = np.zeros((len(rows), N_SPECIES), dtype=np.int8)
         fp = self.label[box] < 0
         out[crop[fp], self.species[box[fp]]] = -1
@@ -146,14 +154,7 @@ class FramewiseLabels:
         where an FP box overlaps; else an *implicit* negative (target 0) of weight ``unlabeled_weight``: nobody
         looked there, so a 0 is a guess (1.0 is the post's clipwise BCE, where every unlabelled species is 0).
         """
-        rows = np.asarray(rows, dtype=np.int64)
-        starts = np.asarray(starts, dtype=np.int64)
-        lo, counts = self.offsets[rows], self.offsets[rows + 1] - self.offsets[rows]
-        crop = np.repeat(np.arange(len(rows)), counts)
-        box = np.repeat(lo, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        start = starts[crop]
-        hit = (self.first[box] < start + width) & (self.stop[box] > start)
-        crop, box = crop[hit], box[hit]
+        crop, box = self._overlaps(rows, starts, width)
         positive = np.zeros((len(rows), N_SPECIES), dtype=np.float32)  # largest positive-box weight
         negative = np.zeros((len(rows), N_SPECIES), dtype=bool)
         pos = self.label[box] > 0
