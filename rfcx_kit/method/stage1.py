@@ -277,7 +277,9 @@ def parse_folds(text: str | None, n_folds: int) -> list[int]:
 def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, overrides: tuple[str, ...] = (),
                folds: str | None = None, resume: bool = False, backend: str = "loky", workers: int = 1,
                scheduler: str | None = None, cache: Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """The whole of ``rfcx-kit stage1``; returns the stage's metrics."""
+    """The whole of ``rfcx-kit stage1``; returns the stage's metrics (paths may be str or Path)."""
+    data, run_dir = Path(data), Path(run_dir)
+    cache = Path(cache) if cache is not None else None
     cfg = load_config(pipeline, overrides)
     fold_list = parse_folds(folds, cfg.train.folds)
     check_backend(backend, workers, scheduler)
