@@ -31,7 +31,7 @@ from rfcx_kit.method.pseudo import (
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.window import window_positions
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+from conftest import SHARED  # noqa: E402 - conftest is the one place that knows where ../shared is
 RFCX = SHARED / "data" / "rfcx"
 OOF_FILES = [RFCX / "external" / f"kuto5046_0211_095250_effb2sed_stage3v2_oof_fold{k}.csv" for k in range(5)]
 needs_real = pytest.mark.skipif(

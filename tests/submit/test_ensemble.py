@@ -23,7 +23,7 @@ from rfcx_kit.core.io import sha256_file
 from rfcx_kit.core.species import SPECIES_COLUMNS, competition_test_ids
 from rfcx_kit.data.submission import validate_submission
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+from conftest import SHARED  # noqa: E402 - conftest is the one place that knows where ../shared is
 RFCX = SHARED / "data" / "rfcx"
 requires_shared = pytest.mark.skipif(not RFCX.is_dir(), reason=f"{RFCX} is absent (the real RFCX submission files)")
 EXTERNAL_LOGITS = RFCX / "external" / "kuto5046_0206_232645_effb2sed_stage3_submission.csv"

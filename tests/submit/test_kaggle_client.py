@@ -31,7 +31,7 @@ from rfcx_kit.submit.standin import StandIn
 from rfcx_kit.core.species import SPECIES_COLUMNS, competition_test_ids
 from rfcx_kit.data.submission import write_submission
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+from conftest import SHARED  # noqa: E402 - conftest is the one place that knows where ../shared is
 COMPETITION = "rfcx-species-audio-detection"
 
 _GUARD = '''
