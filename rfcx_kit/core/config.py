@@ -112,6 +112,35 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     val_every: int = 1
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    # An exponential moving average of the weights (timm's ModelEmaV3), updated every step; when set, the
+    # average is what is validated, kept as best.pt and predicted with. None: off (the post).
+    ema_decay: float | None = None
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation of each batch; all off by default (the post augments only by the crop offset).
+
+    Every draw comes from a generator seeded by (seed, fold, stage, epoch, batch): the same seed gives the same
+    batches, and a resumed epoch the same ones as an uninterrupted run.
+    """
+
+    time_masks: int = 0  # SpecAugment: masks per crop along time, each 0..time_mask_frames frames wide
+    time_mask_frames: int = 40  # 40 frames = 0.64 s
+    freq_masks: int = 0  # masks per crop along the mel axis, each 0..freq_mask_bins bins high
+    freq_mask_bins: int = 16
+    gain_db: float = 0.0  # each crop's level moved by U(-gain_db, gain_db) dB against its recording's statistics
+    noise: float = 0.0  # share of crops that get white noise added (in the power domain)
+    noise_db: float = -30.0  # that noise's level, dB relative to the loudest bin of the recording
+    mixup: float = 0.0  # share of crops mixed with another crop of the batch
+    mixup_alpha: float = 0.4  # the mixing weight's Beta(alpha, alpha)
+    # input: mix the (normalised) spectrograms; features: mix the pooled sequence before the heads (the post's
+    # final-stage "last-layer mixup"). Either way the mixed crop holds both crops' calls: union targets.
+    mixup_at: str = "input"
+
+    @property
+    def active(self) -> bool:
+        return bool(self.time_masks or self.freq_masks or self.gain_db or self.noise or self.mixup)
 
 
 @dataclass
@@ -162,6 +191,7 @@ class Config:
     windows: WindowConfig = field(default_factory=WindowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
 
@@ -312,6 +342,7 @@ _CHOICES = {
     "relabel.threshold_rule": ("fixed", "tp_quantile"),
     "relabel.init": ("previous", "stage1", "scratch"),
     "relabel.early_stop_metric": ("cv", "truth"),
+    "augment.mixup_at": ("input", "features"),
 }
 
 
@@ -350,6 +381,16 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.steps_per_epoch": (1, None, True, True),
     "train.val_every": (1, None, True, True),
     "train.threads": (1, None, True, True),
+    "train.ema_decay": (0, 1, False, False),
+    "augment.time_masks": (0, 16, True, True),
+    "augment.time_mask_frames": (1, None, True, True),
+    "augment.freq_masks": (0, 16, True, True),
+    "augment.freq_mask_bins": (1, None, True, True),
+    "augment.gain_db": (0, 60, True, True),
+    "augment.noise": (0, 1, True, True),
+    "augment.noise_db": (-120, 0, True, True),
+    "augment.mixup": (0, 1, True, True),
+    "augment.mixup_alpha": (0, None, False, True),
     "predict.batch_recordings": (1, None, True, True),
     "predict.max_windows": (1, None, True, True),
     "predict.threshold": (0, 1, True, True),
@@ -420,6 +461,11 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"windows.cover must be in [0, window), got {w.cover}")
     if w.test_cover is not None and not 0 <= w.test_cover < w.window:
         raise ConfigError(f"windows.test_cover must be in [0, window={w.window}), got {w.test_cover}")
+    a = cfg.augment
+    if a.time_masks and a.time_mask_frames > cfg.windows.window:
+        raise ConfigError(f"augment.time_mask_frames: at most windows.window ({cfg.windows.window}), got {a.time_mask_frames}")
+    if a.freq_masks and a.freq_mask_bins > cfg.features.n_mels:
+        raise ConfigError(f"augment.freq_mask_bins: at most features.n_mels ({cfg.features.n_mels}), got {a.freq_mask_bins}")
     if cfg.model.in_channels not in (1, 3):
         raise ConfigError("model.in_channels must be 1 or 3")
     if cfg.train.folds < 2:

@@ -20,7 +20,8 @@
         label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
         fold{k}/
           last.pt              {"model", "optimizer", "epoch", "step", "torch_rng", "best_score", "best_epoch", "config"}
-          best.pt              {"model", "epoch", "score", "config"}; both load with torch.load(weights_only=True)
+                               (+ "ema": the weights' moving average, when train.ema_decay is set)
+          best.pt              {"model" (the average's, with EMA), "epoch", "score", "config"}; both load with torch.load(weights_only=True)
           history.csv          epoch,train_loss,lr,val_loss,val_lwlrap,seconds
           val_pred.npz         out-of-fold: ids, windows (R,N,24), clipwise (R,N,24) logits, stitched (R,24), framewise (R,24,T/32)
           train_pred.npz       (relabel.source=vote) the same for all train recordings

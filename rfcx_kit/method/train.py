@@ -29,6 +29,7 @@ import yaml
 from rfcx_kit.core.config import Config, load_saved_config
 from rfcx_kit.core.errors import DataError, RfcxError
 from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.model.augment import batch_generator, mix, mix_targets, mixup_plan
 from rfcx_kit.model.inputs import crop_batch, prefetched
 from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.model.losses import clipwise_bce, masked_bce
@@ -140,16 +141,26 @@ def _loss(out: dict[str, torch.Tensor], target: torch.Tensor, weight: torch.Tens
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                    autocast: torch.autocast, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
-                   cfg: Config, masked: bool, lr: float) -> torch.Tensor:
+                   cfg: Config, masked: bool, lr: float,
+                   plan: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """One training step on a batch ``x`` ``(M, C, F, W)`` with ``(M, 24)`` targets and loss weights.
 
-    Sets the learning rate, forwards under ``autocast``, backpropagates through ``scaler`` and steps;
-    returns the detached loss.
+    Sets the learning rate, mixes crops by ``plan`` (:func:`model.augment.mixup_plan`: the input or the pooled
+    sequence, as ``augment.mixup_at`` says, with union targets), forwards under ``autocast``, backpropagates
+    through ``scaler`` and steps; returns the detached loss.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
+    mix_sequence = None
+    if plan is not None:
+        target, weight = mix_targets(target, weight, plan)
+        if cfg.augment.mixup_at == "input":
+            x = mix(x, plan)
+        else:
+            def mix_sequence(sequence: torch.Tensor) -> torch.Tensor:
+                return mix(sequence, plan)
     with autocast:
-        out = model(x)
+        out = model(x, mix=mix_sequence) if mix_sequence is not None else model(x)
     loss = _loss({k: v.float() for k, v in out.items()}, target, weight, cfg, masked)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -195,6 +206,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     is_cycle = retrains(stage)
     labels = stage_boxes(ctx, stage)
     masked = cfg.train.loss == "masked"
+    augment = cfg.augment if cfg.augment.active else None
     if epochs is None:
         epochs = cfg.relabel.epochs if is_cycle and cfg.relabel.epochs is not None else cfg.train.epochs
     base_lr = cfg.relabel.lr if is_cycle and cfg.relabel.lr is not None else cfg.train.lr
@@ -225,6 +237,15 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         best_score, best_epoch = state["best_score"], state["best_epoch"]
         history = pd.read_csv(run.fold_history(stage, fold)).to_dict("records")[: start_epoch]
         log.info("fold %d: resuming %s at epoch %d", fold, stage, start_epoch + 1)
+    ema = None
+    if cfg.train.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        # The average starts from the weights training starts from; a resumed fold takes its saved average.
+        ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
+        if last_path.exists():
+            ema.module.load_state_dict(state["ema"])
+    eval_model = ema.module if ema is not None else model
     fold_dir.mkdir(parents=True, exist_ok=True)
 
     # One epoch's size is fixed by the sampler; compute it once for the schedule.
@@ -248,24 +269,31 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         losses = []
         bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False)
-        batches = (items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items))))
-                   for lo in range(0, len(items), cfg.train.batch_size))
+        batches = ((i, items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items)))))
+                   for i, lo in enumerate(range(0, len(items), cfg.train.batch_size)))
+        batch_seed = (seed, fold, _stage_seed(stage), epoch)
 
-        def make_input(batch: Items) -> torch.Tensor:  # no random draws: safe to run ahead in a thread
+        def make_input(numbered: tuple[int, Items]) -> torch.Tensor:
+            # Augmentation draws only from this batch's own generator: safe to run ahead in a thread.
+            i, batch = numbered
+            gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
             x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
-                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std)
+                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen)
             return x.pin_memory() if cuda else x
 
         prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
-        for batch, x in prefetched(batches, make_input, enabled=prefetch):
+        for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
+            plan = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
             x = x.to(device, non_blocking=True)
             if cuda and cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             target = torch.from_numpy(batch.target).to(device)
             weight = torch.from_numpy(batch.weight).to(device)
             lr = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
-            loss = optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, masked, lr)
+            loss = optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, masked, lr, plan)
             step += 1
+            if ema is not None:
+                ema.update(model, step=step)
             losses.append(float(loss))
             bar.update(len(batch))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -273,7 +301,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
                                "lr": optimizer.param_groups[0]["lr"]}
         if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
-            pred = predict_split(model, ctx, "train", val_rows, ctx.positions, device)
+            pred = predict_split(eval_model, ctx, "train", val_rows, ctx.positions, device)
             with torch.no_grad():
                 row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(pred.clipwise.reshape(-1, 24))},
                                               torch.from_numpy(val_target.reshape(-1, 24)),
@@ -283,13 +311,16 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
             if score > best_score:
                 best_score, best_epoch = score, epoch + 1
                 # the config rides along: a best.pt alone is enough to rebuild the model and predict
-                save_checkpoint(best_path, {"model": _state(model), "epoch": epoch, "score": score,
+                save_checkpoint(best_path, {"model": _state(eval_model), "epoch": epoch, "score": score,
                                             "config": cfg.to_dict()})
         row["seconds"] = round(time.time() - epoch_start, 2)
         history.append(row)
-        save_checkpoint(last_path, {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                                    "step": step, "torch_rng": torch.get_rng_state(), "best_score": best_score,
-                                    "best_epoch": best_epoch, "config": cfg.to_dict()})
+        last = {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+                "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
+                "config": cfg.to_dict()}
+        if ema is not None:
+            last["ema"] = _state(ema.module)
+        save_checkpoint(last_path, last)
         atomic_write_csv(run.fold_history(stage, fold), pd.DataFrame(history))
         log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, epochs,
                  ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

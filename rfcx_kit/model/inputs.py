@@ -14,7 +14,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from rfcx_kit.core.config import AugmentConfig
 from rfcx_kit.data.features import FeatureStore
+from rfcx_kit.model.augment import gain_noise, spec_masks
 from rfcx_kit.model.sed import IMAGENET_MEAN, IMAGENET_STD
 from rfcx_kit.data.window import window_view
 
@@ -158,14 +160,23 @@ def read_crops(store: FeatureStore, split: str, recording_ids: list[str], rows: 
 
 def crop_batch(store: FeatureStore, split: str, recording_ids: list[str], stats: np.ndarray, rows: np.ndarray,
                starts: np.ndarray, width: int, mode: str, in_channels: int,
-               mean_std: MeanStd | None = None) -> torch.Tensor:
-    """Normalised model input ``(M, C, F, width)`` for training items; padding past the end stays zero."""
+               mean_std: MeanStd | None = None, augment: AugmentConfig | None = None,
+               gen: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised model input ``(M, C, F, width)`` for training items; padding past the end stays zero.
+
+    ``augment`` (with its batch's ``gen``): gain and noise on the dB crops, then time and frequency masks on
+    the input (``model.augment``); mixup is the training step's.
+    """
     frames = torch.from_numpy(read_crops(store, split, recording_ids, rows, starts, width))
+    if augment is not None:
+        frames = gain_noise(frames, torch.from_numpy(stats[rows, 3]), augment, gen)
     x = normalize(frames, torch.from_numpy(stats[rows]), mode, in_channels, mean_std)
     valid = torch.from_numpy(np.minimum(store.frames - starts, width))  # frames that exist in each crop
     pad = torch.arange(width)[None, :] >= valid[:, None]
     if pad.any():  # the post pads windows with zeros after normalisation
         x = x.masked_fill(pad[:, None, None, :], 0.0)
+    if augment is not None:
+        x = spec_masks(x, augment, gen)
     return x
 
 

@@ -16,6 +16,7 @@ recording before it is cut into windows, so every window of a recording shares o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import timm
 import torch
@@ -123,17 +124,23 @@ class SEDModel(nn.Module):
             features = features.permute(0, 3, 1, 2)
         return features
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mix: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
         """Species logits of a batch of windows.
 
         Args:
             x: ``(B, C, F, W)``, e.g. ``(B, 3, 128, 512)`` from :func:`prepare_input` and windowing.
+            mix: applied to the pooled sequence ``(B, D, T')`` before the heads (training only: the post's
+                last-layer mixup, ``model.augment.mix``).
         Returns:
             ``{"clipwise": (B, K), "framewise": (B, K, W), "segmentwise": (B, K, T')}``, all logits,
             ``T'`` the backbone's output width (``W / reduction``, rounded up for most CNNs).
         """
         width = x.shape[-1]
-        sequence = self.dropout(self._features(x).mean(dim=2))  # (B, D, T')
+        sequence = self._features(x).mean(dim=2)  # (B, D, T')
+        if mix is not None:
+            sequence = mix(sequence)
+        sequence = self.dropout(sequence)
         segmentwise = self.cla(sequence)  # (B, K, T')
         if self.uniform_attention:
             attention = torch.full_like(segmentwise, 1.0 / segmentwise.shape[-1])
