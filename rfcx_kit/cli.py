@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "control": "rfcx_kit.method.references:control_cmd",
     "labels": "rfcx_kit.method.pseudo:labels_cmd",
     "weights": "rfcx_kit.model.weights:weights_cmd",
+    "predict": "rfcx_kit.method.apply:predict_cmd",
+    "export": "rfcx_kit.method.export:export_cmd",
     "ensemble": "rfcx_kit.submit.ensemble:ensemble_cmd",
     "validate": "rfcx_kit.data.submission:validate_cmd",
     "submit": "rfcx_kit.submit.kaggle_client:submit_cmd",
@@ -44,6 +46,8 @@ _SHORT_HELP = {
     "control": "Stage 1 trained on as long as the cycles, without pseudo-labels.",
     "weights": "Download a backbone's pretrained weights ahead of time (Hugging Face hub cache, or a folder).",
     "labels": "Pseudo-label tables (e.g. from out-of-fold predictions made elsewhere).",
+    "predict": "Predict new recordings (any folder of FLAC/WAV/npy) with a trained stage's fold models.",
+    "export": "Export a stage's fold models to ONNX for CPU inference elsewhere.",
     "ensemble": "Average fold predictions (and other submissions) into one submission CSV.",
     "validate": "Check a submission CSV: header, recording ids, finite numbers.",
     "submit": "Validate and submit a CSV through the official Kaggle client.",
@@ -88,6 +92,7 @@ def main(verbose: int, quiet: bool) -> None:
     \b
     The method, in order:
       synth | download -> features -> stage1 -> relabel -> ensemble -> validate -> submit
+      predict (new recordings), export (ONNX)
     Start with `rfcx-kit demo` to see all of it run on a small synthetic data set.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)

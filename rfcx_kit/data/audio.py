@@ -14,8 +14,8 @@ from rfcx_kit.core.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def load_audio(path: str | Path, sample_rate: int = 32000, seconds: float = 60.0) -> tuple[np.ndarray, str]:
-    """Read ``path`` as float32 mono at ``sample_rate``, exactly ``seconds`` long.
+def load_audio(path: str | Path, sample_rate: int = 32000, seconds: float | None = 60.0) -> tuple[np.ndarray, str]:
+    """Read ``path`` as float32 mono at ``sample_rate``, exactly ``seconds`` long (None: as long as it is).
 
     Returns:
         ``(wave (S,), status)`` with ``S = round(seconds * sample_rate)``; status is ``"ok"``, or
@@ -35,6 +35,8 @@ def load_audio(path: str | Path, sample_rate: int = 32000, seconds: float = 60.0
     if rate != sample_rate:
         # soxr's HQ polyphase resampler: the same quality librosa.load(sr=...) uses by default.
         wave = soxr.resample(wave, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    if seconds is None:
+        return np.ascontiguousarray(wave, dtype=np.float32), "ok"
     target = int(round(seconds * sample_rate))
     status = "ok"
     have = wave.shape[0] / sample_rate

@@ -117,6 +117,44 @@ def forward_windows(model: torch.nn.Module, x: torch.Tensor, max_windows: int) -
 
 
 @torch.no_grad()
+def predict_batch(model: torch.nn.Module, raw: torch.Tensor, stats: torch.Tensor, positions: list[list[int]],
+                  mode: str = "post", in_channels: int = 3, max_windows: int | None = None, pool: int = 32,
+                  amp: bool = False, channels_last: bool = False, timelines: bool = True,
+                  mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Prediction:
+    """Soft frame-wise prediction of one batch of equally long recordings, every window in batched forwards.
+
+    Args:
+        raw: ``(B, F, T)`` dB frames on the model's device.
+        stats: ``(B, 4)`` their whole-recording statistics (``model.inputs.stats_of``).
+        positions: the windows of a ``T``-frame recording.
+    Returns:
+        a :class:`Prediction` of the B recordings (``timelines=False``: stitched and framewise left 0).
+    """
+    model.eval()
+    device = raw.device
+    b, frames, n = raw.shape[0], raw.shape[-1], len(positions)
+    x = window_inputs(raw, stats, positions, mode, in_channels, mean_std)  # (N*B, C, F, W)
+    if max_windows is None:
+        max_windows = auto_max_windows(model, tuple(x.shape[1:]), device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    with autocast:
+        out = forward_windows(model, x, max_windows)
+    prob = merge_windows(torch.sigmoid(out["framewise"]), n).cpu()  # (B, N, 24, W)
+    segments = -(-frames // pool)
+    stitched = np.zeros((b, 24), dtype=np.float32)
+    framewise = np.zeros((b, 24, segments), dtype=np.float16)
+    if timelines:
+        stitched = stitch_windows(prob, positions, frames).amax(dim=-1).numpy()
+        timeline = stitched_max(prob, positions, frames)  # (B, 24, T)
+        timeline = torch.nn.functional.pad(timeline, (0, segments * pool - frames), value=0.0)
+        framewise = timeline.reshape(b, 24, segments, pool).amax(-1).numpy().astype(np.float16)
+    return Prediction(prob.amax(dim=-1).numpy(), merge_windows(out["clipwise"], n).cpu().numpy(), stitched,
+                      framewise)
+
+
+@torch.no_grad()
 def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, recording_ids: list[str],
                        stats: np.ndarray, positions: list[list[int]], mode: str = "post", in_channels: int = 3,
                        batch_recordings: int = 8, max_windows: int | None = None, pool: int = 32,
@@ -134,35 +172,24 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
 
     model.eval()
     device = torch.device(device)
-    frames = store.frames
     n, r = len(positions), len(recording_ids)
-    segments = -(-frames // pool)
+    segments = -(-store.frames // pool)
     windows = np.zeros((r, n, 24), dtype=np.float32)
     clipwise = np.zeros((r, n, 24), dtype=np.float32)
     stitched = np.zeros((r, 24), dtype=np.float32)
     framewise = np.zeros((r, 24, segments), dtype=np.float16)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     bar = tqdm(total=r, unit="rec", desc=f"predict {split}", disable=not progress, leave=False)
     for lo in range(0, r, batch_recordings):
         ids = recording_ids[lo : lo + batch_recordings]
         b = len(ids)
         raw = torch.from_numpy(store.batch(split, ids)).to(device, non_blocking=True)  # (B, F, T) dB
-        x = window_inputs(raw, torch.from_numpy(stats[lo : lo + b]), positions, mode, in_channels,
-                          mean_std)  # (N*B, C, F, W)
         if max_windows is None:
-            max_windows = auto_max_windows(model, tuple(x.shape[1:]), device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            out = forward_windows(model, x, max_windows)
-        prob = merge_windows(torch.sigmoid(out["framewise"]), n).cpu()  # (B, N, 24, W)
-        windows[lo : lo + b] = prob.amax(dim=-1).numpy()
-        clipwise[lo : lo + b] = merge_windows(out["clipwise"], n).cpu().numpy()
-        if timelines:
-            stitched[lo : lo + b] = stitch_windows(prob, positions, frames).amax(dim=-1).numpy()
-            timeline = stitched_max(prob, positions, frames)  # (B, 24, T)
-            timeline = torch.nn.functional.pad(timeline, (0, segments * pool - frames), value=0.0)
-            framewise[lo : lo + b] = timeline.reshape(b, 24, segments, pool).amax(-1).numpy().astype(np.float16)
+            max_windows = auto_max_windows(model, (in_channels, raw.shape[1], positions[0][1] - positions[0][0]),
+                                           device)
+        part = predict_batch(model, raw, torch.from_numpy(stats[lo : lo + b]), positions, mode, in_channels,
+                             max_windows, pool, amp, channels_last, timelines, mean_std)
+        windows[lo : lo + b], clipwise[lo : lo + b] = part.windows, part.clipwise
+        stitched[lo : lo + b], framewise[lo : lo + b] = part.stitched, part.framewise
         bar.update(b)
     bar.close()
     return Prediction(windows, clipwise, stitched, framewise)

@@ -228,6 +228,11 @@ class Run:
     def finished_stages(self) -> list[str]:
         return [s for s in self.stages() if self.finished(s)]
 
+    def latest_stage(self) -> str | None:
+        """The highest finished ``cycleN``, else ``stage1`` if finished (what ``--stage latest`` means), else None."""
+        done = [s for s in self.finished_stages() if s == "stage1" or (s.startswith("cycle") and s[5:].isdigit())]
+        return max(done, key=stage_order) if done else None
+
     def fold_test_csvs(self, stage: str) -> list[tuple[int, Path]]:
         """``(fold, fold{k}/test.csv)`` of the folds of ``stage`` that have one, by fold number."""
         found = []
@@ -484,12 +489,26 @@ def load_context(run_dir: str | Path) -> RunContext:
     labels = FramewiseLabels(comp.boxes(), comp.train_ids, frames, cfg.features.sample_rate, cfg.features.hop_length)
     w = cfg.windows
     positions = window_positions(frames, w.window, w.cover, w.n_windows)
-    own_test = w.test_cover is not None or w.test_n_windows is not None
-    test_positions = window_positions(frames, w.window, w.test_cover if own_test else w.cover,
-                                      w.test_n_windows if own_test else w.n_windows)
-    return RunContext(run.root, cfg, comp, store, folds, labels, positions, test_positions,
+    return RunContext(run.root, cfg, comp, store, folds, labels, positions, predict_positions(cfg),
                       np.load(run.stats("train")), np.load(run.stats("test")),
                       labels.windows(positions), comp.tp_presence())
+
+
+def predict_positions(cfg: Config, frames: int | None = None) -> list[list[int]]:
+    """The windows a run predicts a recording of ``frames`` frames with (None: the run's recording length).
+
+    At the run's length: ``windows.test_cover`` / ``test_n_windows`` when set, else the training layout. At
+    another length (new recordings of any duration, ``rfcx-kit predict``) the same step between windows, as many
+    windows as reach the end.
+    """
+    w, full = cfg.windows, cfg.features.frames
+    own_test = w.test_cover is not None or w.test_n_windows is not None
+    layout = window_positions(full, w.window, w.test_cover if own_test else w.cover,
+                              w.test_n_windows if own_test else w.n_windows)
+    if frames is None or frames == full:
+        return layout
+    step = layout[1][0] - layout[0][0] if len(layout) > 1 else w.window
+    return window_positions(frames, w.window, w.window - step)
 
 
 # -- predictions ------------------------------------------------------------------------------------------

@@ -1,0 +1,435 @@
+"""``rfcx-kit predict``: a trained stage's fold models applied to new recordings, with no CSVs and no cache.
+
+    rfcx-kit predict --run RUN [--stage latest] --audio DIR|FILE ... --out preds.csv [--windows preds_windows.csv]
+    rfcx-kit predict --checkpoint RUN/stage1/fold0/best.pt ... --audio DIR --out preds.csv
+
+Each recording (FLAC, WAV, OGG, MP3, AIFF at any sample rate, or a precomputed ``(n_mels, T)`` dB ``.npy``, of
+any length of at least one window) is decoded, resampled to the run's rate and turned into the run's log-mel
+frames exactly as the feature cache stores them (same dtype), normalised with its own whole-recording
+statistics, cut into the run's windows (at another length: the same step, as many windows as reach the end)
+and predicted by every fold model; the folds' probabilities are averaged, as the stage's ``test.csv``.
+
+Outputs, each written atomically when the run ends:
+
+* ``--out``: ``recording_id,s0..s23``, the clip-level table in submission format;
+* ``--windows``: the long table ``recording_id,start_s,end_s,species_id,score`` (one row per window and
+  species, or with ``--threshold`` only the rows at or above it: detections).
+
+Resumable: the work goes through ``OUT.parts/`` (a journal of finished chunks, written atomically, and the
+models' fingerprint): a killed run skips the files already done when rerun with the same arguments. A file
+that cannot be decoded is named in a warning as soon as it is met and again at the end, the others are still
+predicted, and the command exits non-zero (the journal is kept, so a rerun does only the failed files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+import torch
+
+from rfcx_kit.core.config import Config, config_from_dict, load_saved_config
+from rfcx_kit.core.errors import ConfigError, DataError, StateError, cli_errors
+from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json
+from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.data.audio import load_audio
+from rfcx_kit.data.features import LogMel
+from rfcx_kit.data.submission import write_submission
+from rfcx_kit.method.predict import Prediction, predict_batch
+from rfcx_kit.method.run import Run, build_model, input_stats, load_checkpoint, predict_positions
+from rfcx_kit.model.inputs import prefetched, stats_of
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aif", ".aiff")
+SUFFIXES = AUDIO_SUFFIXES + (".npy",)
+JOURNAL = "journal.json"
+
+
+# -- the models -------------------------------------------------------------------------------------------
+
+@dataclass
+class Models:
+    """A stage's fold models and the config they were trained with."""
+
+    cfg: Config
+    models: list[torch.nn.Module]
+    paths: list[Path]
+    stage: str | None = None
+
+    def fingerprint(self) -> str:
+        """sha256 over the checkpoint files' bytes: a journal made by other models is never continued."""
+        digest = hashlib.sha256()
+        for path in self.paths:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+
+_SAME = ("features", "windows", "model")  # what every checkpoint of one prediction must share
+
+
+def stage_checkpoints(run_dir: Path, stage: str = "latest") -> tuple[str, list[Path]]:
+    """The ``best.pt`` of every fold of a finished stage (``latest``: the highest finished cycle, else stage 1)."""
+    run = Run(run_dir)
+    if not run.config.is_file():
+        raise StateError(f"{run.root}: not a run directory (no config.yaml)")
+    finished = run.finished_stages()
+    name = run.latest_stage() if stage == "latest" else stage
+    if name is None or name not in finished:
+        what = "no finished stage" if name is None else f"stage {name!r} has not finished"
+        raise StateError(f"{run.root}: {what}; finished stages: {', '.join(finished) or 'none'}")
+    n_folds = run.n_folds()
+    paths = [run.checkpoint(name, k, "best") for k in range(n_folds or 0)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise StateError(f"{run.stage(name)}: fold checkpoints missing ({', '.join(missing[:3]) or 'no folds'})")
+    return name, paths
+
+
+def load_models(run_dir: Path | None = None, stage: str = "latest", checkpoints: tuple[Path, ...] = (),
+                device: torch.device = torch.device("cpu")) -> Models:
+    """Fold models from a run's stage, or from ``best.pt`` files alone (each carries its config)."""
+    if (run_dir is None) == (not checkpoints):
+        raise ConfigError("give --run (a run directory) or --checkpoint (best.pt files), not both or neither")
+    name = None
+    if run_dir is not None:
+        name, paths = stage_checkpoints(Path(run_dir), stage)
+        cfg = load_saved_config(Run(run_dir).config)
+    else:
+        paths, cfg = [Path(p) for p in checkpoints], None
+    states = []
+    for path in paths:
+        try:
+            state = load_checkpoint(path)
+        except FileNotFoundError:
+            raise DataError(f"{path}: checkpoint not found") from None
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file, whatever torch says about it
+            raise DataError(f"{path}: not a readable rfcx-kit checkpoint ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or "model" not in state:
+            raise DataError(f"{path}: not an rfcx-kit checkpoint (no 'model' weights)")
+        if run_dir is None:
+            if not isinstance(state.get("config"), dict):
+                raise DataError(f"{path}: carries no config (made before rfcx-kit 0.1's best.pt did); predict with "
+                                "--run RUN instead")
+            own = config_from_dict(state["config"])
+            if cfg is None:
+                cfg = own
+            else:
+                differ = [k for k in _SAME if getattr(own, k) != getattr(cfg, k)]
+                if differ:
+                    raise DataError(f"{path}: trained with other {', '.join(differ)} settings than {paths[0]}: the "
+                                    "checkpoints of one prediction must come from one stage")
+        states.append(state["model"])
+    assert cfg is not None
+    models = []
+    for path, weights in zip(paths, states):
+        model = build_model(cfg, with_weights=False)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise DataError(f"{path}: weights do not fit {cfg.model.backbone!r} ({str(exc).splitlines()[0][:200]})") from None
+        models.append(model.to(device).eval())
+    return Models(cfg, models, paths, name)
+
+
+# -- the recordings ---------------------------------------------------------------------------------------
+
+def list_recordings(sources: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """``(recording_id, path)`` of every recording in the given files and folders (recursively, sorted).
+
+    The id is the file name without its suffix; two files with one id are refused before any work.
+    """
+    found: list[Path] = []
+    for source in sources:
+        source = Path(source)
+        if source.is_dir():
+            found.extend(sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
+        elif source.is_file():
+            if source.suffix.lower() not in SUFFIXES:
+                raise DataError(f"{source}: not a recording rfcx-kit reads ({', '.join(SUFFIXES)})")
+            found.append(source)
+        else:
+            raise DataError(f"{source}: no such file or folder")
+    seen: dict[str, Path] = {}
+    out = []
+    for path in found:
+        rid = path.stem
+        if rid in seen:
+            if seen[rid].resolve() == path.resolve():
+                continue
+            raise DataError(f"{path}: recording id {rid!r} is also {seen[rid]}; ids are file names without suffix, "
+                            "so they must be unique")
+        seen[rid] = path
+        out.append((rid, path))
+    if not out:
+        raise DataError(f"{', '.join(map(str, sources))}: no recordings ({', '.join(SUFFIXES)})")
+    return out
+
+
+def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
+    """``(n_mels, T)`` float32 dB frames of one recording, as the run's feature cache holds them.
+
+    Audio is decoded at its own length (mono, resampled to ``features.sample_rate``); the log-mel is rounded to
+    the cache's dtype, so a recording of the run's length gives exactly its cached frames. A ``.npy`` is a
+    precomputed spectrogram (the competition's precomputed layout).
+    """
+    f = cfg.features
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        if array.ndim != 2 or array.shape[0] != f.n_mels or not np.issubdtype(array.dtype, np.floating):
+            raise DataError(f"{path}: expected a ({f.n_mels}, T) float spectrogram in dB, got {array.dtype} "
+                            f"{array.shape}")
+        frames = array.astype(np.float32)
+    else:
+        wave, _ = load_audio(path, f.sample_rate, None)
+        with torch.no_grad():
+            frames = logmel(torch.from_numpy(wave)[None])[0].numpy().astype(f.dtype).astype(np.float32)
+    if not np.isfinite(frames).all():
+        raise DataError(f"{path}: the spectrogram holds NaN or infinite values")
+    if frames.shape[1] < cfg.windows.window:
+        seconds = cfg.windows.window * f.hop_length / f.sample_rate
+        raise DataError(f"{path}: {frames.shape[1]} frames, shorter than one window ({cfg.windows.window} frames, "
+                        f"{seconds:.2f} s)")
+    return frames
+
+
+# -- the work ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Chunk:
+    """Finished recordings: ids, ``clip (B, 24)``, and their windows ``(sum N, 24)`` with starts and ends in s."""
+
+    ids: list[str]
+    clip: np.ndarray
+    n_windows: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    windows: np.ndarray
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, ids=np.asarray(self.ids), clip=self.clip, n_windows=self.n_windows,
+                         starts=self.starts, ends=self.ends, windows=self.windows)
+
+    @classmethod
+    def load(cls, path: Path) -> Chunk:
+        with np.load(path, allow_pickle=False) as data:
+            return cls([str(i) for i in data["ids"]], data["clip"], data["n_windows"], data["starts"], data["ends"],
+                       data["windows"])
+
+
+def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Clip probabilities ``(B, 24)`` and each recording's window scores ``(N_b, 24)``, averaged over folds.
+
+    Recordings of one length are predicted together (one batched forward per fold over all their windows).
+    """
+    cfg = models.cfg
+    mode = cfg.predict.mode
+    clip = np.zeros((len(frames), 24), dtype=np.float64)
+    windows: list[np.ndarray] = [np.empty(0)] * len(frames)
+    mean_std = input_stats(cfg)
+    lengths = np.array([a.shape[1] for a in frames])
+    for length in np.unique(lengths):
+        index = np.flatnonzero(lengths == length)
+        raw = np.stack([frames[i] for i in index])
+        stats = torch.from_numpy(stats_of(raw))
+        x = torch.from_numpy(raw).to(device)
+        positions = predict_positions(cfg, int(length))
+        acc_clip, acc_win = 0.0, 0.0
+        for model in models.models:
+            pred: Prediction = predict_batch(model, x, stats, positions, cfg.model.normalize, cfg.model.in_channels,
+                                             cfg.predict.max_windows, amp=cfg.train.amp, timelines=mode == "stitched",
+                                             mean_std=mean_std)
+            acc_clip = acc_clip + pred.clip(mode).astype(np.float64)
+            per_window = pred.windows if mode != "clipwise" else 1.0 / (1.0 + np.exp(-pred.clipwise))
+            acc_win = acc_win + per_window.astype(np.float64)
+        k = len(models.models)
+        clip[index] = acc_clip / k
+        for j, i in enumerate(index):
+            windows[i] = (acc_win[j] / k).astype(np.float32)
+    return clip, windows
+
+
+def parts_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def open_journal(out: Path, identity: dict) -> tuple[Path, dict[str, Chunk]]:
+    """The journal folder of ``out`` and the chunks already finished in it (refused if made otherwise)."""
+    parts = parts_dir(out)
+    journal = parts / JOURNAL
+    done: dict[str, Chunk] = {}
+    if journal.exists():
+        saved = json.loads(journal.read_text())
+        if saved != identity:
+            differ = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+            raise StateError(f"{parts}: an unfinished prediction made with other {', '.join(differ)}; rerun it as it "
+                             f"was, or delete {parts} to start over")
+        for path in sorted(parts.glob("part-*.npz")):
+            chunk = Chunk.load(path)
+            for rid in chunk.ids:
+                done[rid] = chunk
+        log.info("%s: %d recordings already predicted, resuming", parts, len(done))
+    else:
+        parts.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(journal, identity)
+    return parts, done
+
+
+def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_out: Path | None = None,
+                  threshold: float | None = None, device: torch.device = torch.device("cpu"),
+                  batch: int | None = None, progress: bool = True) -> dict:
+    """The whole of ``rfcx-kit predict`` once the models are loaded; returns a summary.
+
+    Raises:
+        DataError naming every recording that could not be read, after the others were predicted and written.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = models.cfg
+    recordings = list_recordings(sources)
+    identity = {"models": models.fingerprint(), "mode": cfg.predict.mode,
+                "windows": json.dumps(cfg.windows.__dict__, sort_keys=True)}
+    parts, done = open_journal(out, identity)
+    todo = [(rid, path) for rid, path in recordings if rid not in done]
+    size = batch or cfg.predict.batch_recordings
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    logmel = LogMel(cfg.features)
+    failed: dict[str, str] = {}
+
+    def decode(chunk: list[tuple[str, Path]]) -> list[tuple[str, np.ndarray | str]]:
+        read: list[tuple[str, np.ndarray | str]] = []
+        for rid, path in chunk:
+            try:
+                read.append((rid, read_frames(path, cfg, logmel)))
+            except DataError as exc:
+                read.append((rid, str(exc)))
+        return read
+
+    number = 1 + max((int(p.stem[5:]) for p in parts.glob("part-*.npz")), default=-1)
+    bar = tqdm(total=len(recordings), initial=len(recordings) - len(todo), unit="rec", desc="predict",
+               disable=not progress)
+    hop_s = cfg.features.hop_length / cfg.features.sample_rate
+    for _, read in prefetched(chunks, decode):
+        good = [(rid, a) for rid, a in read if not isinstance(a, str)]
+        for rid, message in ((rid, a) for rid, a in read if isinstance(a, str)):
+            failed[rid] = message
+            log.warning("%s", message)
+        if good:
+            clip, per_window = fold_mean(models, [a for _, a in good], device)
+            pos = [predict_positions(cfg, a.shape[1]) for _, a in good]
+            chunk = Chunk([rid for rid, _ in good], clip.astype(np.float64),
+                          np.array([len(p) for p in pos]),
+                          np.concatenate([[s * hop_s for s, _ in p] for p in pos]),
+                          # frame i is centred at i * hop: the last frame's centre is the recording's end
+                          np.concatenate([[min(e, a.shape[1] - 1) * hop_s for _, e in p] for p, (_, a) in zip(pos, good)]),
+                          np.concatenate(per_window))
+            chunk.save(parts / f"part-{number:06d}.npz")
+            number += 1
+            for rid in chunk.ids:
+                done[rid] = chunk
+        bar.update(len(read))
+    bar.close()
+
+    ids = [rid for rid, _ in recordings if rid in done]
+    summary = {"recordings": len(recordings), "predicted": len(ids), "failed": sorted(failed),
+               "stage": models.stage, "folds": len(models.models), "out": str(out)}
+    if ids:
+        write_tables(ids, done, out, windows_out, threshold)
+    if failed:
+        names = "; ".join(failed[r] for r in sorted(failed)[:5])
+        more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+        raise DataError(f"{len(failed)} of {len(recordings)} recordings could not be read: {names}{more}. The other "
+                        f"{len(ids)} are in {out}; rerunning the command predicts only the failed ones")
+    shutil.rmtree(parts, ignore_errors=True)
+    return summary
+
+
+def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out: Path | None,
+                 threshold: float | None) -> None:
+    """The clip table (and the long window table) of ``ids`` from the finished chunks, in ``ids`` order."""
+    clip_rows, long_parts = [], []
+    for chunk in {id(c): c for c in done.values()}.values():
+        offsets = np.concatenate([[0], np.cumsum(chunk.n_windows)])
+        for j, rid in enumerate(chunk.ids):
+            clip_rows.append((rid, chunk.clip[j]))
+            if windows_out is not None:
+                lo, hi = offsets[j], offsets[j + 1]
+                scores = chunk.windows[lo:hi]  # (N, 24)
+                n = hi - lo
+                long_parts.append(pd.DataFrame({
+                    "recording_id": rid,
+                    "start_s": np.repeat(np.round(chunk.starts[lo:hi], 4), 24),
+                    "end_s": np.repeat(np.round(chunk.ends[lo:hi], 4), 24),
+                    "species_id": np.tile(np.arange(24), n),
+                    "score": scores.reshape(-1)}))
+    order = {rid: i for i, rid in enumerate(ids)}
+    clip_rows = sorted((r for r in clip_rows if r[0] in order), key=lambda r: order[r[0]])
+    frame = pd.DataFrame(np.stack([v for _, v in clip_rows]), columns=SPECIES_COLUMNS)
+    frame.insert(0, "recording_id", [rid for rid, _ in clip_rows])
+    write_submission(frame, out, check_ids=False)
+    if windows_out is not None:
+        table = pd.concat(long_parts, ignore_index=True)
+        table = table[table["recording_id"].isin(order)]
+        table = table.iloc[np.argsort(table["recording_id"].map(order).to_numpy(), kind="stable")]
+        if threshold is not None:
+            table = table[table["score"] >= threshold]
+        atomic_write_csv(windows_out, table.reset_index(drop=True))
+
+
+# -- the command ------------------------------------------------------------------------------------------
+
+@click.command("predict")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory: predict with the fold models of one of its stages.")
+@click.option("--stage", default="latest", show_default=True,
+              help="Stage of the run: stage1, cycle1, ...; 'latest' is the highest finished cycle, else stage1.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A best.pt to predict with instead of --run (repeatable: the folds are averaged).")
+@click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
+              help=f"A recording or a folder of them (recursive; {', '.join(SUFFIXES)}). Repeatable.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Clip-level table in submission format: recording_id,s0..s23.")
+@click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Keep only window rows scoring at least this in --windows (detections).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--batch", type=click.IntRange(1), default=None,
+              help="Recordings decoded and predicted together [default: the run's predict.batch_recordings].")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads [default: torch's].")
+@cli_errors
+def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], sources: tuple[Path, ...], out: Path,
+                windows_out: Path | None, threshold: float | None, device: str, batch: int | None,
+                threads: int | None) -> None:
+    """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
+
+    Any sample rate and any length of at least one window; no CSVs or feature cache needed. A killed run resumes
+    (rerun the same command); an unreadable file is named, the others are still predicted, and the exit code is
+    non-zero.
+    """
+    from rfcx_kit.method.train import resolve_device
+
+    if threshold is not None and windows_out is None:
+        raise ConfigError("--threshold keeps detections in the --windows table: give --windows too")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    models = load_models(run_dir, stage, checkpoints, dev)
+    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch)
+    where = f"stage {summary['stage']}, " if summary["stage"] else ""
+    click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"
+               + (f", {windows_out}" if windows_out else ""))
