@@ -38,6 +38,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "scaling": (["bench_scaling.py"], ["bench_scaling.py", "--data", str(common.BENCH_DIR / "synth_npy_small"),
                                        "--sizes", "20,60", "--png", str(common.BENCH_DIR / "scaling_quick.png")]),
     "gpu": (["bench_gpu.py"], ["bench_gpu.py", "--steps", "5"]),
+    "onnx": (["bench_onnx.py"], ["bench_onnx.py", "--backbones", "mobilenetv3_small_050", "--repeat", "1"]),
     "dask_test": (["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_dask.py"],
                   ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_dask.py"]),
 }
@@ -215,6 +216,12 @@ def section_dask(res: dict) -> str:
                       "the other fold's results kept)."])
 
 
+def section_onnx(res: dict) -> str:
+    return "\n".join([_header(res), "", f"One fold model, batches of {res['batch']} windows (3 x 128 x 512), "
+                      f"{res['threads']} threads for both runtimes; outputs checked equal first.", "",
+                      _md(res["rows"], ["backbone", "runtime", "windows/s", "ms per window", "vs torch", "max |diff|"])])
+
+
 SECTIONS = [
     ("features", "Feature cache build vs the notebook path (librosa)", section_features),
     ("predict", "Soft frame-wise prediction: batched vs the post's per-window loop", section_predict),
@@ -222,6 +229,7 @@ SECTIONS = [
     ("lwlrap", "LWLRAP", section_lwlrap),
     ("scaling", "Scaling to the full data set", section_scaling),
     ("gpu", "GPU path", section_gpu),
+    ("onnx", "ONNX export: onnxruntime vs torch on CPU", section_onnx),
     ("dask_test", "Folds on a Dask cluster (test)", section_dask),
 ]
 
@@ -319,6 +327,9 @@ def write_results() -> Path:
                 if x["page cache"] == "warm" and x["loader"].startswith(("library", "inline")):
                     first.setdefault(x["backbone"], x["windows/s"])
             fig = f"{100 * t['value']:.1f}% data wait; " + ", ".join(f"{k} {v:.1f} win/s" for k, v in first.items())
+        elif name == "onnx":
+            fig = ", ".join(f"{x['backbone'].split('_')[0]} {x['vs torch']:.2f}x" for x in r["rows"]
+                            if x["runtime"] == "onnxruntime")
         elif name == "scaling":
             fig = f"{t['value']:.2f} GiB peak at N={r['results'][-1]['n']}, RSS slope {t['slope']:.2f}"
         else:

@@ -1,0 +1,144 @@
+"""``rfcx-kit export``: a stage's fold models as ONNX graphs, checked against torch with onnxruntime.
+
+    rfcx-kit export --run RUN [--stage latest] [--fold K] --format onnx --out DIR
+    rfcx-kit export --checkpoint best.pt ... --format onnx --out DIR
+
+Writes ``DIR/fold{k}.onnx`` (one per fold; ``--fold`` picks one) and ``DIR/model.json``: what the graphs take
+and give, and how to make their input (the feature, window and normalisation settings of the run). Each graph
+maps ``x (windows, C, F, W)`` float32, normalised windows as ``model.inputs.window_inputs`` makes them, to
+``clipwise (windows, 24)`` and ``framewise (windows, 24, W)`` logits; the batch axis is dynamic. Soft
+frame-wise prediction is then ``sigmoid(framewise).max(time).max(windows)`` per recording, averaged over folds.
+
+Every graph is run once with onnxruntime on CPU against torch on a probe batch before the command reports
+success (the largest difference is printed and kept in model.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from rfcx_kit.core.errors import ConfigError, RfcxError, cli_errors
+from rfcx_kit.core.io import atomic_path, atomic_write_json
+from rfcx_kit.method.apply import load_models
+from rfcx_kit.method.run import input_stats, predict_positions
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("clipwise", "framewise")
+TOLERANCE = 1e-4  # logits; float32 graphs agree to ~1e-6 in practice
+
+
+class Outputs(torch.nn.Module):
+    """The SED model with positional outputs (ONNX graphs give a tuple, not a dict)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x)
+        return out["clipwise"], out["framewise"]
+
+
+def export_onnx(model: torch.nn.Module, path: Path, shape: tuple[int, int, int]) -> None:
+    """Write ``model`` as an ONNX graph of input ``(windows, *shape)`` (atomically), with torch's exporter."""
+    wrapped = Outputs(model).eval()
+    probe = torch.zeros((2, *shape))
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(wrapped, (probe,), str(tmp), input_names=["x"], output_names=list(OUTPUTS),
+                              dynamic_shapes={"x": {0: torch.export.Dim("windows")}}, dynamo=True,
+                              external_data=False, verbose=False)
+        except ImportError as exc:
+            raise RfcxError(f"ONNX export needs the onnx extra: pip install 'rfcx-kit[onnx]' ({exc})") from None
+
+
+def onnx_session(path: Path, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
+    """An onnxruntime CPU session of ``path`` (``threads``: intra-op threads, None: onnxruntime's default)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise RfcxError("checking the exported graph needs onnxruntime: pip install 'rfcx-kit[onnx]'") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def max_difference(model: torch.nn.Module, path: Path, x: torch.Tensor) -> dict[str, float]:
+    """Largest absolute difference of each output between onnxruntime on CPU and torch, on windows ``x``."""
+    session = onnx_session(path)
+    got = session.run(list(OUTPUTS), {"x": x.numpy()})
+    with torch.no_grad():
+        want = model.eval()(x)
+    return {name: float(np.abs(g - want[name].numpy()).max()) for name, g in zip(OUTPUTS, got)}
+
+
+def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], out: Path,
+                 fold: int | None = None) -> dict:
+    """Export the fold models; returns what ``model.json`` holds."""
+    models = load_models(run_dir, stage, checkpoints)
+    cfg = models.cfg
+    chosen = list(range(len(models.models)))
+    if fold is not None:
+        if not 0 <= fold < len(chosen):
+            raise ConfigError(f"--fold {fold}: the stage has folds 0..{len(chosen) - 1}")
+        chosen = [fold]
+    shape = (cfg.model.in_channels, cfg.features.n_mels, cfg.windows.window)
+    probe = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (3, *shape)).astype(np.float32))
+    out.mkdir(parents=True, exist_ok=True)
+    graphs = []
+    for k in chosen:
+        path = out / f"fold{k}.onnx"
+        export_onnx(models.models[k], path, shape)
+        diff = max_difference(models.models[k], path, probe)
+        if max(diff.values()) > TOLERANCE:
+            path.unlink()
+            raise RfcxError(f"{path}: onnxruntime differs from torch by {max(diff.values()):.2e} (> {TOLERANCE:g}); "
+                            "the graph was not kept")
+        graphs.append({"fold": k, "file": path.name, "checkpoint": str(models.paths[k]),
+                       "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "max_abs_difference": diff})
+        log.info("%s: max |onnxruntime - torch| %s", path, diff)
+    mean_std = input_stats(cfg)
+    info = {"format": "onnx", "stage": models.stage, "graphs": graphs,
+            "input": {"name": "x", "shape": ["windows", *shape], "dtype": "float32",
+                      "normalize": cfg.model.normalize, "mean_std": mean_std},
+            "outputs": {"clipwise": ["windows", 24], "framewise": ["windows", 24, cfg.windows.window]},
+            "features": asdict(cfg.features), "windows": asdict(cfg.windows),
+            "window_positions": predict_positions(cfg), "predict_mode": cfg.predict.mode}
+    atomic_write_json(out / "model.json", info)
+    return info
+
+
+@click.command("export")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory whose stage is exported.")
+@click.option("--stage", default="latest", show_default=True, help="stage1, cycle1, ...; latest: the highest finished cycle.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="best.pt files to export instead of --run (repeatable).")
+@click.option("--fold", type=int, default=None, help="Only this fold [default: every fold].")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the graphs.")
+@cli_errors
+def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], fold: int | None, fmt: str,
+               out: Path) -> None:
+    """Export a stage's fold models to ONNX (for CPU inference without torch, e.g. a Kaggle notebook).
+
+    Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
+    input and read its outputs.
+    """
+    info = export_stage(run_dir, stage, checkpoints, out, fold)
+    worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])
+    click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |difference| {worst:.1e})")
+    click.echo(json.dumps({g["file"]: g["sha256"][:12] for g in info["graphs"]}))

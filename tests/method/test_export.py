@@ -1,0 +1,60 @@
+"""``rfcx-kit export --format onnx``: the graph onnxruntime runs on CPU gives torch's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rfcx_kit.cli import main
+from rfcx_kit.data.features import FeatureStore
+from rfcx_kit.method.apply import load_models
+from rfcx_kit.method.export import onnx_session
+from rfcx_kit.method.run import input_stats, predict_positions
+from rfcx_kit.method.stage1 import run_stage1
+from rfcx_kit.model.inputs import stats_of, window_inputs
+
+from tiny import make_tiny, tiny_overrides
+
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install 'rfcx-kit[onnx]')")
+pytest.importorskip("onnxscript", reason="the onnx extra is not installed (pip install 'rfcx-kit[onnx]')")
+
+
+def test_onnx_graphs_equal_torch_on_real_windows(tmp_path: Path) -> None:
+    data = make_tiny(tmp_path / "data")
+    run = tmp_path / "run"
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
+    out = tmp_path / "onnx"
+    result = CliRunner().invoke(main, ["export", "--run", str(run), "--fold", "1", "--format", "onnx",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "model.json").read_text())
+    assert [g["file"] for g in info["graphs"]] == ["fold1.onnx"] and not (out / "fold0.onnx").exists()
+    assert info["input"]["shape"][1:] == [3, 128, 512]
+
+    models = load_models(run, "latest")
+    cfg, model = models.cfg, models.models[1]
+    store = FeatureStore({"test": data / "test"}, cfg.features.frames)
+    ids = sorted(p.stem for p in (data / "test").glob("*.npy"))
+    raw = store.batch("test", ids)
+    x = window_inputs(torch.from_numpy(raw), torch.from_numpy(stats_of(raw)), predict_positions(cfg),
+                      cfg.model.normalize, cfg.model.in_channels, input_stats(cfg))
+    assert x.shape[0] != 2  # another batch size than the export's probe: the axis is dynamic
+    clipwise, framewise = onnx_session(out / "fold1.onnx", threads=2).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        want = model(x)
+    np.testing.assert_allclose(clipwise, want["clipwise"].numpy(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(framewise, want["framewise"].numpy(), atol=1e-4, rtol=1e-4)
+    assert np.abs(clipwise).max() > 1e-3  # real outputs, not zeros on both sides
+
+
+def test_export_refuses_a_fold_the_stage_lacks(tmp_path: Path) -> None:
+    data = make_tiny(tmp_path / "data", n_train=9)
+    run = tmp_path / "run"
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
+    result = CliRunner().invoke(main, ["export", "--run", str(run), "--fold", "7", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--fold 7" in result.output and "0..2" in result.output
