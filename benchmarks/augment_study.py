@@ -52,7 +52,10 @@ def main() -> None:
     if not (data / "train_tp.csv").exists():
         write_dataset(SynthConfig(n_train=100, n_test=40, seconds=60.0, seed=7, tp_share=0.08), data, fmt="flac",
                       n_jobs=-1, progress=True)
-    rows = []
+    # rows of earlier invocations (other variants) are kept: the table grows as variants are added
+    old = args.out / "augment.csv"
+    rows = [r for r in (pd.read_csv(old).to_dict("records") if old.exists() else [])
+            if r["variant"] not in args.variants]
     for name in args.variants:
         for seed in args.seeds:
             run = args.out / "runs" / f"{name}-s{seed}"
