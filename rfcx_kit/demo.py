@@ -91,6 +91,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
              submit: str = "standin", fmt: str = "npy", progress: bool = True) -> dict:
     """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
     from rfcx_kit.core.config import load_config
+    from rfcx_kit.core.numerics import describe as describe_numerics
     from rfcx_kit.method.cycle import run_relabel
     from rfcx_kit.method.run import Run
     from rfcx_kit.core.io import atomic_write_json
@@ -177,9 +178,12 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
                "labelled_share": labelled / max(1, planted),
                "stages": method.to_dict("records"),
                "oracle": refs.loc["oracle"].to_dict(), "control": refs.loc["control"].to_dict(),
-               "final_stage": final["stage"], "gap_closed": final.get("gap_closed")}
+               "final_stage": final["stage"], "gap_closed": final.get("gap_closed"),
+               "numerics": describe_numerics()}
     atomic_write_json(out / "summary.json", summary)
     click.secho(f"\nrfcx-kit demo finished in {summary['seconds']:.0f} s", bold=True)
+    click.echo(f"numerics: {summary['numerics']['mode']} ({summary['numerics']['torch_cpu_capability']}, "
+               f"{summary['numerics']['torch_threads']} threads)")
     click.echo(f"labels: {labelled} of {planted} planted train calls have a TP row "
                f"({summary['labelled_share']:.1%}, 1 in {planted / max(1, labelled):.1f})")
     columns = ["stage", "cv_lwlrap", "truth_test_lwlrap", "gap_closed", "pseudo_positives", "pseudo_precision",
@@ -208,9 +212,12 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
 @click.option("--submit", type=click.Choice(["standin", "dry-run"]), default="standin", show_default=True,
               help="standin: the real kaggle client against a local stand-in server; dry-run: print only.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--numerics", type=click.Choice(["portable", "native"]), default="portable", show_default=True,
+              help="portable: the CPU kernels every x86-64 machine runs, so the README's table is reproduced "
+                   "anywhere (about 2x slower); native: the fastest kernels of this CPU (docs/architecture.md).")
 @cli_errors
 def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, tp_share: float, cycles: int,
-             recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool) -> None:
+             recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool, numerics: str) -> None:
     """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
 
     Synthesise data (with hidden truth) -> features -> stage 1 -> re-labeling cycles -> ensemble ->
@@ -223,5 +230,9 @@ def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fm
     OUT/report.md     the report (figures under OUT/run/report/); OUT/summary.json, OUT/cv_table.md
     Rerunning the same command resumes where it stopped.
     """
+    if numerics == "portable":
+        from rfcx_kit.core.numerics import ensure_portable
+
+        ensure_portable()  # before anything is written: may start this command again with the pins set
     run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, recipe, overrides, cycles, submit, fmt,
              progress=not no_progress)

@@ -34,6 +34,8 @@ from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.reader import Competition, read_competition
 
+_DB_PER_NEPER = 10.0 / math.log(10.0)  # 10 log10(x) = (10 / ln 10) ln(x)
+
 log = logging.getLogger(__name__)
 
 
@@ -97,7 +99,9 @@ class LogMel(torch.nn.Module):
         if cfg.power != 2.0:
             power = power.pow(cfg.power / 2.0)
         mel = torch.matmul(self.filters, power)  # (B, n_mels, T)
-        db = 10.0 * torch.log10(torch.clamp(mel, min=cfg.amin)) - 10.0 * math.log10(max(cfg.amin, cfg.ref))
+        # 10 log10 as log times a constant: torch's log10 goes through MKL's vector maths, whose last bit
+        # differs between CPUs even under MKL_CBWR; log is ATen's own (core/numerics.py)
+        db = _DB_PER_NEPER * torch.log(torch.clamp(mel, min=cfg.amin)) - 10.0 * math.log10(max(cfg.amin, cfg.ref))
         if cfg.top_db is not None:
             peak = db.amax(dim=(-2, -1), keepdim=True)  # per recording, as power_to_db on one array
             db = torch.maximum(db, peak - cfg.top_db)

@@ -375,6 +375,7 @@ def provenance(cfg: Config) -> dict[str, Any]:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
+    from rfcx_kit.core.numerics import describe as describe_numerics
     from rfcx_kit.model.weights import resolve_weights
 
     def ver(name: str) -> str | None:
@@ -386,7 +387,7 @@ def provenance(cfg: Config) -> dict[str, Any]:
     source = resolve_weights(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
     return {"versions": {name: ver(name) for name in ("rfcx-kit", "torch", "timm", "numpy", "huggingface_hub")}
             | {"python": platform.python_version()},
-            "git_commit": _git_commit(), "backbone": cfg.model.backbone,
+            "git_commit": _git_commit(), "numerics": describe_numerics(), "backbone": cfg.model.backbone,
             "weights": source.to_dict() if source is not None else None}
 
 

@@ -61,12 +61,15 @@ def learning_rate(step: int, total_steps: int, base: float, scheduler: str, warm
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    params, t = model.parameters(), cfg.train
+    """The configured optimizer; under portable numerics its fused step (the same floats on every CPU)."""
+    from rfcx_kit.core import numerics
+
+    params, t, extra = model.parameters(), cfg.train, numerics.optimizer_kwargs()
     if t.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=t.weight_decay, **extra)
     if t.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay, **extra)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=t.weight_decay, nesterov=True, **extra)
 
 
 def retrains(stage: str) -> bool:

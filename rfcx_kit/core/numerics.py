@@ -1,0 +1,117 @@
+"""Portable CPU numerics: the same floats from the same seed on any x86-64 CPU.
+
+torch and numpy pick their CPU kernels by what the processor offers: ATen's vector width (AVX-512, AVX2, ...),
+oneDNN's convolution kernels (also by cache size), MKL's GEMM branches, numpy's SIMD loops and OpenBLAS's
+core type. Each gives floats that differ in the last bits, and training amplifies that: the demo recipe on
+this project's AVX-512 machine and on the same machine restricted to AVX2 gave a stage-1 test LWLRAP of
+0.621 and 0.651, and gap-closed figures 0.41 apart after three cycles. A table in the README can only be
+checked elsewhere when every machine runs the same kernels.
+
+``RFCX_KIT_NUMERICS=portable`` pins all of them to what every x86-64-v2 CPU runs (the variables below),
+two torch threads, and the fused optimizer step (the foreach step's sqrt differs across CPUs). Checked by
+``benchmarks/portable_numerics.py``: bit-identical training on this machine and under QEMU's Haswell and
+EPYC-Rome CPU models. The cost: about 2.2x the time of a training step (native kernels). ``rfcx-kit demo``
+uses it unless ``--numerics native``; other commands use it when the variable is set.
+
+The variables act when a library loads, so they are set when ``rfcx_kit`` is imported, before torch and
+numpy are; when either was already imported (or for the demo's default), :func:`ensure_portable` starts the
+same command again in a fresh process with them set. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+ENV = "RFCX_KIT_NUMERICS"  # "portable" or "native" (the default)
+APPLIED = "RFCX_KIT_NUMERICS_APPLIED"  # set by apply_at_import when the pins took effect before torch/numpy
+THREADS = 2
+
+# Each variable: the library it pins and why that value.
+PINS: dict[str, str] = {
+    "ATEN_CPU_CAPABILITY": "default",  # ATen's kernels without AVX2/AVX-512 vector code
+    "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN's convolutions: the AVX2 kernels differ between CPU models
+    "MKL_CBWR": "COMPATIBLE",  # MKL's conditional numerical reproducibility: one code branch on every CPU
+    "NPY_ENABLE_CPU_FEATURES": "X86_V2",  # numpy's SIMD loops: the x86-64-v2 baseline only (numpy >= 2.4)
+    "OPENBLAS_CORETYPE": "Nehalem",  # numpy's OpenBLAS: one kernel whatever the CPU
+    "OMP_NUM_THREADS": str(THREADS),  # reductions split by thread count: a fixed count
+    "MKL_NUM_THREADS": str(THREADS),
+}
+
+
+def _numpy_pins_apply() -> bool:
+    """numpy's feature names (X86_V2) are those of numpy 2.4 on; older numpy would refuse the variable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major, minor = (int(p) for p in version("numpy").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (2, 4)
+
+
+def pins() -> dict[str, str]:
+    """The environment of portable numerics on this installation."""
+    out = dict(PINS)
+    if not _numpy_pins_apply():
+        out.pop("NPY_ENABLE_CPU_FEATURES")
+    return out
+
+
+def requested() -> bool:
+    """``RFCX_KIT_NUMERICS=portable`` is set."""
+    return os.environ.get(ENV, "native").strip().lower() == "portable"
+
+
+def apply_at_import() -> None:
+    """Set the pins if portable numerics are requested and neither torch nor numpy is loaded yet."""
+    if not requested() or os.environ.get(APPLIED) == "1":
+        return
+    if "torch" in sys.modules or "numpy" in sys.modules:
+        return  # too late in this process: ensure_portable starts a fresh one
+    os.environ.update(pins())
+    os.environ[APPLIED] = "1"
+
+
+def in_effect() -> bool:
+    """The pins were set before torch and numpy loaded in this process (or in a parent that passed them on)."""
+    return os.environ.get(APPLIED) == "1" and all(os.environ.get(k) == v for k, v in pins().items())
+
+
+def ensure_portable() -> None:
+    """Make this process run with portable numerics: if they are not in effect, start the same command again.
+
+    The new process replaces this one (``os.execve``): nothing has been written yet when a command calls this
+    first. ``sys.orig_argv`` repeats the interpreter's own options, so ``python -m rfcx_kit``, the
+    ``rfcx-kit`` script and ``python -c`` all start again the way they were started.
+    """
+    if in_effect():
+        return
+    # the pins go into the new process's environment, so they act whatever it imports first
+    env = dict(os.environ) | pins() | {ENV: "portable", APPLIED: "1"}
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
+def optimizer_kwargs() -> dict[str, Any]:
+    """Extra optimizer arguments: the fused step under portable numerics (the same floats on every CPU)."""
+    return {"fused": True} if in_effect() else {}
+
+
+def describe() -> dict[str, Any]:
+    """What a run's figures depend on: the mode, the CPU, the kernels torch chose and its thread count."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"mode": "portable" if in_effect() else "native", "machine": platform.machine(), "cpu": cpu,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+            "pins": {k: os.environ.get(k) for k in PINS}}

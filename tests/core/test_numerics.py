@@ -1,0 +1,100 @@
+"""Portable numerics: the pins reach torch and numpy before they load, override what the user's environment
+asks for, survive a late import by starting the command again, and make training give the same floats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rfcx_kit.core import numerics
+
+# One Adam step of a tiny conv net; prints what the process ran with and a hash of the trained weights.
+STEP = """
+import hashlib, json, os, rfcx_kit, torch
+from rfcx_kit.core import numerics
+from rfcx_kit.core.config import Config
+from rfcx_kit.method.train import build_optimizer
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.Hardswish(),
+                          torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.AdaptiveAvgPool2d(1),
+                          torch.nn.Flatten(), torch.nn.Linear(8, 4))
+opt = build_optimizer(net, Config(), 1e-2)
+x, y = torch.randn(4, 3, 32, 64), torch.rand(4, 4)
+for _ in range(3):
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+    opt.zero_grad(); loss.backward(); opt.step()
+digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.parameters())).hexdigest()
+print(json.dumps({"in_effect": numerics.in_effect(), "capability": torch.backends.cpu.get_cpu_capability(),
+                  "threads": torch.get_num_threads(), "fused": bool(opt.defaults.get("fused")), "weights": digest,
+                  "pins": {k: os.environ.get(k) for k in numerics.PINS}}))
+"""
+
+
+def _run(code: str, **env: str) -> dict:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
+    done = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_portable_pins_reach_torch_and_the_optimizer() -> None:
+    out = _run(STEP, RFCX_KIT_NUMERICS="portable")
+    assert out["in_effect"] and out["capability"] == "DEFAULT" and out["threads"] == numerics.THREADS
+    assert out["fused"]
+    assert out["pins"] == {k: numerics.pins().get(k) for k in numerics.PINS}
+    native = _run(STEP)
+    assert not native["in_effect"] and not native["fused"] and native["capability"] != "DEFAULT"
+
+
+def test_portable_overrides_kernel_choices_of_the_environment() -> None:
+    """What a user's environment (or another CPU) would choose does not reach a portable run: same weights."""
+    plain = _run(STEP, RFCX_KIT_NUMERICS="portable")
+    steered = _run(STEP, RFCX_KIT_NUMERICS="portable", ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
+                   MKL_CBWR="AVX2", OMP_NUM_THREADS="1")
+    assert steered["capability"] == "DEFAULT" and steered["threads"] == numerics.THREADS
+    assert steered["weights"] == plain["weights"]
+    again = _run(STEP, RFCX_KIT_NUMERICS="portable")
+    assert again["weights"] == plain["weights"]  # and the same seed gives the same floats
+
+
+def test_late_import_starts_the_command_again_with_the_pins() -> None:
+    """numpy loaded before rfcx_kit: the pins cannot act in this process, so ensure_portable re-executes it."""
+    code = ("import sys, numpy, rfcx_kit\nfrom rfcx_kit.core import numerics\nprint('before', numerics.in_effect(), "
+            "file=sys.stderr)\nnumerics.ensure_portable()\n" + STEP)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
+    done = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # the first process saw no pins and replaced itself once; the second ran with them
+    assert done.stderr.count("before False") == 1 and done.stderr.count("before True") == 1
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["in_effect"] and out["capability"] == "DEFAULT" and out["fused"]
+    assert out["weights"] == _run(STEP, RFCX_KIT_NUMERICS="portable")["weights"]
+
+
+def test_describe_names_the_mode_and_kernels() -> None:
+    info = numerics.describe()
+    assert info["mode"] in ("portable", "native") and info["torch_threads"] >= 1
+    assert set(info["pins"]) == set(numerics.PINS) and info["torch_cpu_capability"]
+
+
+def test_the_demo_records_its_numerics(tmp_path: Path) -> None:
+    """``rfcx-kit demo`` starts itself again under portable numerics before writing anything (the default)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "demo"
+    code = ("import sys\nfrom rfcx_kit.cli import main\nsys.argv = ['rfcx-kit', 'demo', '--out', %r, '--train', '6', "
+            "'--test', '3', '--seconds', '10', '--cycles', '1', '--submit', 'dry-run', '--no-progress', "
+            "'--set', 'model.backbone=mobilenetv3_small_050', '--set', 'train.epochs=1', '--set', "
+            "'train.steps_per_epoch=2', '--set', 'relabel.epochs=1', '--set', 'relabel.windows_per_epoch=8']"
+            "\nmain()\n") % str(out)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
+    done = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["numerics"]["mode"] == "portable" and summary["numerics"]["torch_cpu_capability"] == "DEFAULT"
+    assert "numerics: portable (DEFAULT, 2 threads)" in done.stdout
+    assert json.loads((out / "run" / "provenance.json").read_text())["numerics"]["mode"] == "portable"
