@@ -124,3 +124,13 @@ control      0.505              0.610       0.050                 0             
     summary["control"]["pseudo_positives"] = 3
     problems = check.compare(rows, check.summary_rows(summary), 0.005)
     assert len(problems) == 2 and "cycle1.truth_test_lwlrap" in problems[0] and "control.pseudo_positives" in problems[1]
+
+
+def test_readme_check_refuses_a_run_of_other_numerics() -> None:
+    """Figures made with portable numerics are only compared with a portable run: a native run is named."""
+    check = _load_check()
+    block = "numerics: portable (DEFAULT, 2 threads)\nlabels: 10 of 100 planted train calls have a TP row\n"
+    assert check.numerics_problems(block, {"numerics": {"mode": "portable"}}) == []
+    problems = check.numerics_problems(block, {"numerics": {"mode": "native"}})
+    assert len(problems) == 1 and "run native" in problems[0] and "--numerics portable" in problems[0]
+    assert "no 'numerics:' line" in check.numerics_problems("labels: 1 of 2", {"numerics": {"mode": "native"}})[0]
