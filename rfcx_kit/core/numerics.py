@@ -70,7 +70,12 @@ def apply_at_import() -> None:
     if not requested() or os.environ.get(APPLIED) == "1":
         return
     if "torch" in sys.modules or "numpy" in sys.modules:
-        return  # too late in this process: ensure_portable starts a fresh one
+        # too late in this process (the demo's ensure_portable starts a fresh one); a library user is told
+        import warnings
+
+        warnings.warn(f"{ENV}=portable has no effect: import rfcx_kit before torch and numpy "
+                      "(this process keeps the native kernels)", RuntimeWarning, stacklevel=2)
+        return
     os.environ.update(pins())
     os.environ[APPLIED] = "1"
 

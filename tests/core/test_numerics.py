@@ -76,6 +76,16 @@ def test_late_import_starts_the_command_again_with_the_pins() -> None:
     assert out["weights"] == _run(STEP, RFCX_KIT_NUMERICS="portable")["weights"]
 
 
+def test_portable_requested_too_late_warns_and_stays_native() -> None:
+    """torch imported before rfcx_kit: the pins could not act, which the library says instead of pretending."""
+    code = ("import warnings, json, torch\nwith warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n    import rfcx_kit\nfrom rfcx_kit.core import numerics\n"
+            "print(json.dumps({'warned': any('has no effect' in str(x.message) for x in w), "
+            "'mode': numerics.describe()['mode']}))\n")
+    out = _run(code, RFCX_KIT_NUMERICS="portable")
+    assert out == {"warned": True, "mode": "native"}
+
+
 def test_describe_names_the_mode_and_kernels() -> None:
     info = numerics.describe()
     assert info["mode"] in ("portable", "native") and info["torch_threads"] >= 1
