@@ -230,9 +230,11 @@ def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fm
     OUT/report.md     the report (figures under OUT/run/report/); OUT/summary.json, OUT/cv_table.md
     Rerunning the same command resumes where it stopped.
     """
-    if numerics == "portable":
-        from rfcx_kit.core.numerics import ensure_portable
+    from rfcx_kit.core import numerics as pinned
 
-        ensure_portable()  # before anything is written: may start this command again with the pins set
+    if numerics == "portable":
+        pinned.ensure_portable()  # before anything is written: may start this command again with the pins set
+    elif pinned.requested():
+        raise click.UsageError(f"--numerics native, but {pinned.ENV}=portable is set in the environment: unset it")
     run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, recipe, overrides, cycles, submit, fmt,
              progress=not no_progress)

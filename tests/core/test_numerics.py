@@ -108,3 +108,16 @@ def test_the_demo_records_its_numerics(tmp_path: Path) -> None:
     assert summary["numerics"]["mode"] == "portable" and summary["numerics"]["torch_cpu_capability"] == "DEFAULT"
     assert "numerics: portable (DEFAULT, 2 threads)" in done.stdout
     assert json.loads((out / "run" / "provenance.json").read_text())["numerics"]["mode"] == "portable"
+
+
+def test_demo_native_refuses_a_portable_environment(tmp_path: Path) -> None:
+    """--numerics native cannot undo pins the environment asks for: refused before anything is written."""
+    from click.testing import CliRunner
+
+    from rfcx_kit.demo import demo_cmd
+
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(demo_cmd, ["--out", str(out), "--numerics", "native"],
+                                env={"RFCX_KIT_NUMERICS": "portable"})
+    assert result.exit_code == 2 and "RFCX_KIT_NUMERICS=portable is set" in result.output
+    assert not out.exists()
