@@ -35,9 +35,13 @@ print(json.dumps({"in_effect": numerics.in_effect(), "capability": torch.backend
 """
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without any numerics setting (the test decides them)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
+
+
 def _run(code: str, **env: str) -> dict:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
-    done = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], env=_clean_env() | env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -66,8 +70,7 @@ def test_late_import_starts_the_command_again_with_the_pins() -> None:
     """numpy loaded before rfcx_kit: the pins cannot act in this process, so ensure_portable re-executes it."""
     code = ("import sys, numpy, rfcx_kit\nfrom rfcx_kit.core import numerics\nprint('before', numerics.in_effect(), "
             "file=sys.stderr)\nnumerics.ensure_portable()\n" + STEP)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
-    done = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     # the first process saw no pins and replaced itself once; the second ran with them
     assert done.stderr.count("before False") == 1 and done.stderr.count("before True") == 1
@@ -101,8 +104,7 @@ def test_the_demo_records_its_numerics(tmp_path: Path) -> None:
             "'--set', 'model.backbone=mobilenetv3_small_050', '--set', 'train.epochs=1', '--set', "
             "'train.steps_per_epoch=2', '--set', 'relabel.epochs=1', '--set', 'relabel.windows_per_epoch=8']"
             "\nmain()\n") % str(out)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RFCX_KIT_NUMERICS") and k not in numerics.PINS}
-    done = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=500)
+    done = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["numerics"]["mode"] == "portable" and summary["numerics"]["torch_cpu_capability"] == "DEFAULT"
