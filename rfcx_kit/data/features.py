@@ -270,7 +270,7 @@ class FeatureStore:
 def resolve_store(data: str | Path, cache: str | Path | None, cfg: FeatureConfig, build: bool = True,
                   n_jobs: int | None = None, progress: bool = True) -> tuple[Competition, FeatureStore, Path | None]:
     """Validate ``data`` and return its feature store, building (or completing) the cache if needed."""
-    comp = read_competition(data)
+    comp = read_competition(data, n_mels=cfg.n_mels)
     cache_dir = None
     if comp.layout != "npy":
         cache_dir = Path(cache) if cache else default_cache_dir(comp.root)

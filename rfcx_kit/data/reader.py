@@ -216,8 +216,11 @@ def _describe_missing(root: Path, split: str, missing: list[str], what: str) -> 
     return f"{root / split}: {len(missing)} {what} recording(s) have no file: {head}{more}"
 
 
-def read_competition(root: str | Path, require_test: bool = True) -> Competition:
+def read_competition(root: str | Path, require_test: bool = True, n_mels: int | None = None) -> Competition:
     """Validate a competition folder and return its tables and layout.
+
+    ``n_mels``: for precomputed arrays, the mel bins the config expects (``features.n_mels``); None: any, as
+    long as train and test agree.
 
     Raises:
         DataError: a CSV is malformed (file, row, field named), or audio is missing for a labelled
@@ -240,12 +243,15 @@ def read_competition(root: str | Path, require_test: bool = True) -> Competition
             raise DataError(_describe_missing(root, "test", missing, "sample_submission.csv"))
     comp = Competition(root, layout, tp, fp, train_ids, test_ids, extension)
     if layout == "npy":
-        _check_npy_shape(comp)
+        _check_npy_shape(comp, n_mels)
     return comp
 
 
-def _check_npy_shape(comp: Competition, expected_mels: int = 128) -> None:
-    """Peek at one precomputed array per split: a wrong shape is better found now than mid-training."""
+def _check_npy_shape(comp: Competition, expected_mels: int | None = None) -> None:
+    """Peek at one precomputed array per split: a wrong shape is better found now than mid-training.
+
+    Every array's shape is checked against the config before training (``data/check.py``)."""
+    seen: tuple[int, Path] | None = None
     for split in ("train", "test"):
         ids = comp.ids(split)
         if not ids or not comp.path(split, ids[0]).exists():
@@ -255,5 +261,10 @@ def _check_npy_shape(comp: Competition, expected_mels: int = 128) -> None:
             array = np.load(path, mmap_mode="r")
         except Exception as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
-        if array.ndim != 2 or array.shape[0] != expected_mels:
-            raise DataError(f"{path}: expected a {expected_mels} x T log-mel array, got shape {array.shape}")
+        if array.ndim != 2 or (expected_mels is not None and array.shape[0] != expected_mels):
+            want = f"a {expected_mels} x T" if expected_mels is not None else "a 2-D (mel bins x T)"
+            raise DataError(f"{path}: expected {want} log-mel array (features.n_mels), got shape {array.shape}")
+        if seen is not None and array.shape[0] != seen[0]:
+            raise DataError(f"{path}: {array.shape[0]} mel bins, but {seen[1]} has {seen[0]}: train and test "
+                            "arrays must share one grid")
+        seen = (array.shape[0], path)

@@ -105,7 +105,7 @@ def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: 
     settings, the label tables and, for precomputed arrays, every array. Writes nothing."""
     check_run_start(run_dir, cfg, resume)
     check_model_settings(cfg)
-    comp = read_competition(data)
+    comp = read_competition(data, n_mels=cfg.features.n_mels)
     if not len(comp.tp):
         raise DataError(f"{comp.root / 'train_tp.csv'}: no TP rows; stage 1 trains on the TP boxes")
     for name, table in (("train_tp.csv", comp.tp), ("train_fp.csv", comp.fp)):

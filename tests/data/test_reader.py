@@ -144,10 +144,14 @@ def test_npy_layout_is_read(tmp_path, make_competition):
 
 
 def test_npy_of_the_wrong_shape_is_refused_by_name(tmp_path, make_competition):
-    """A precomputed array that is not 128 x T (here 64 x 3751) is an error naming the file and the shape."""
+    """A precomputed array that is not what the config asks (here 64 x 3751 for 128 mel bins) is an error naming
+    the file and the shape; without a config, train and test arrays of different grids are refused."""
     root = make_competition(tmp_path, n_train=2, n_test=1, layout="npy", frames=50)
     np.save(root / "train" / "train000.npy", np.zeros((64, 3751), dtype=np.float32))
     with pytest.raises(DataError, match=re.escape(f"{root / 'train' / 'train000.npy'}: expected a 128 x T")):
+        read_competition(root, n_mels=128)
+    with pytest.raises(DataError, match=re.escape(f"{root / 'test' / 'test000.npy'}: 128 mel bins, but "
+                                                  f"{root / 'train' / 'train000.npy'} has 64")):
         read_competition(root)
 
 

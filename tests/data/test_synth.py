@@ -365,3 +365,43 @@ def test_cli_writes_preview_png_and_reports(tmp_path):
 def test_npy_features_are_padded_to_the_competition_shape():
     wave = np.zeros(int(12 * NPY_RATE), dtype=np.float32)
     assert npy_features(wave).shape == (128, 3751)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The demo profile
+
+
+def test_demo_profile_is_flat_learnable_and_incompletely_labelled(tmp_path):
+    """`--profile demo`: every species at one prevalence (so the prior says little), at most 1 train call in 8
+    with a TP row, FP rows still on confusers, 24 species in 60 s recordings, arrays on the 64 x 1876 grid; the
+    profile and its settings are recorded in truth/params.json, and explicit options override it."""
+    from rfcx_kit.data.synth.scene import PROFILES, synth_config
+
+    cfg = synth_config("demo", n_train=60, n_test=30, seed=5)
+    assert (cfg.profile, cfg.prevalence, cfg.n_mels, cfg.hop_length, cfg.frames) == ("demo", 0.12, 64, 1024, 1876)
+    assert cfg.tp_share <= 1 / 8 and cfg.seconds == 60.0
+    assert synth_config("demo", tp_share=0.05).tp_share == 0.05  # an option given beats the profile
+    assert synth_config("rfcx") == SynthConfig(profile="rfcx") and PROFILES["rfcx"] == {}
+    plan = plan_dataset(cfg)
+    train = plan.events[plan.events["split"] == "train"]
+    calls = train[train["kind"] == "call"]
+    assert (calls["labelled"] == "tp").sum() == round(cfg.tp_share * len(calls))
+    assert set(train.loc[train["labelled"] == "fp", "kind"]) == {"confuser"}
+    presence = np.concatenate([plan.presence("train"), plan.presence("test")])
+    assert presence.shape[1] == N_SPECIES and presence.mean() == pytest.approx(0.12, abs=0.02)
+    # flat: no species is common (RFCX's s3 calls in 92 % of recordings)
+    assert presence.mean(axis=0).max() < 0.3
+    out = tmp_path / "demo"
+    small = synth_config("demo", n_train=3, n_test=2, seed=5, seconds=10.0)
+    write_dataset(small, out, fmt="npy", n_jobs=1, progress=False)
+    assert np.load(next((out / "train").glob("*.npy"))).shape == (64, 1876)
+    params = json.loads((out / "truth" / "params.json").read_text())
+    assert (params["profile"], params["prevalence"], params["n_mels"], params["hop_length"]) == ("demo", 0.12, 64, 1024)
+    with pytest.raises(Exception, match="profile"):
+        synth_config("nope")
+    result = CliRunner().invoke(synth_cmd, ["--out", str(tmp_path / "cli"), "--profile", "demo", "--train", "3",
+                                            "--test", "2", "--seconds", "10", "--format", "npy", "--n-jobs", "1",
+                                            "--no-progress", "--prevalence", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "64 x 1876" in result.output and "profile demo" in result.output
+    assert json.loads((tmp_path / "cli" / "truth" / "params.json").read_text())["prevalence"] == 0.2

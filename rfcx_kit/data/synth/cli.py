@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rfcx_kit.core.errors import ConfigError, cli_errors
-from rfcx_kit.data.synth.scene import SynthConfig, plan_dataset
+from rfcx_kit.data.synth.scene import PROFILES, SynthConfig, plan_dataset, synth_config
 from rfcx_kit.data.synth.writer import FORMATS, write_dataset
 
 
@@ -30,11 +30,21 @@ def _parse_snr(text: str) -> tuple[float, float]:
 @click.option("--seed", type=int, default=SynthConfig.seed, show_default=True, help="Same seed and sizes: same bytes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="flac", show_default=True,
               help="flac: 48 kHz 16-bit audio; npy: 128 x 3751 log-mel arrays (fast, for large sizes).")
-@click.option("--snr", default=f"{SynthConfig.snr_low:g},{SynthConfig.snr_high:g}", show_default=True,
+@click.option("--profile", type=click.Choice(list(PROFILES)), default="rfcx", show_default=True,
+              help="rfcx: the competition's shape (species prevalence as RFCX's test set, 128 x 3751 arrays); demo: "
+                   "every species in 12 % of recordings, SNR 6..20 dB, 1 call in 8 labelled, 64 x 1876 arrays "
+                   "(what `rfcx-kit demo` uses). The options below override the profile.")
+@click.option("--snr", default=None, show_default=f"{SynthConfig.snr_low:g},{SynthConfig.snr_high:g} (rfcx)",
               help="In-band SNR range of calls and confusers, LOW,HIGH dB.")
+@click.option("--prevalence", type=float, default=None,
+              help="Share of recordings every species calls in [default: RFCX's per-species test prevalence].")
+@click.option("--confusers", type=float, default=None,
+              help="Scale of the unlabelled confusers (same band, other pattern) [default: 1].")
+@click.option("--n-mels", type=int, default=None, help="npy format: mel bins [default: 128].")
+@click.option("--hop-length", type=int, default=None, help="npy format: hop in samples at 32 kHz [default: 512].")
 @click.option("--label-scale", type=float, default=SynthConfig.label_scale, show_default=True,
               help="Multiply the real TP-label ratio (1 = RFCX's: ~0.26 TP rows per train recording).")
-@click.option("--tp-share", type=float, default=None,
+@click.option("--tp-share", type=float, default=None, show_default="none (rfcx), 0.1 (demo)",
               help="Instead of RFCX's per-species TP rows, give this share of the planted train calls a TP row, "
                    "drawn over all calls (louder ones more likely), e.g. 0.08: 1 call in 12.5.")
 @click.option("--n-jobs", type=int, default=-1, show_default=True, help="Worker processes (-1: all cores).")
@@ -43,8 +53,10 @@ def _parse_snr(text: str) -> tuple[float, float]:
                    "(without --out: only the PNG).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @cli_errors
-def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, snr: str,
-              label_scale: float, tp_share: float | None, n_jobs: int, preview: Path | None, progress: bool) -> None:
+def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, profile: str,
+              snr: str | None, prevalence: float | None, confusers: float | None, n_mels: int | None,
+              hop_length: int | None, label_scale: float, tp_share: float | None, n_jobs: int, preview: Path | None,
+              progress: bool) -> None:
     """Write an RFCX-shaped synthetic data set with hidden ground truth.
 
     \b
@@ -52,9 +64,10 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
     and truth/ (every planted call and confuser, presence matrices, README.md), which the pipeline never
     reads. 24 species call in their real bands and lengths; labels are as incomplete as RFCX's.
     """
-    low, high = _parse_snr(snr)
-    cfg = SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, snr_low=low, snr_high=high,
-                      label_scale=label_scale, tp_share=tp_share)
+    low, high = _parse_snr(snr) if snr is not None else (None, None)
+    cfg = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, snr_low=low,
+                       snr_high=high, label_scale=label_scale, tp_share=tp_share, prevalence=prevalence,
+                       confusers=confusers, n_mels=n_mels, hop_length=hop_length)
     cfg.validate()
     if n_jobs == 0:
         raise ConfigError("synth: --n-jobs must be a number of processes (>= 1) or negative (-1: all cores)")
@@ -70,7 +83,8 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
         train = events[events["split"] == "train"]
         tp_rows, fp_rows = int((train["labelled"] == "tp").sum()), int((train["labelled"] == "fp").sum())
         n_train_calls = int((train["kind"] == "call").sum())
-        click.echo(f"{out}: {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s), "
+        grid = f", {cfg.n_mels} x {cfg.frames}" if fmt == "npy" else ""
+        click.echo(f"{out}: {n_train} train + {n_test} test recordings ({fmt}{grid}, {seconds:g} s, profile {profile}), "
                    f"{tp_rows} TP rows ({tp_rows / max(1, n_train_calls):.1%} of {n_train_calls} planted train "
                    f"calls), {fp_rows} FP rows; "
                    f"{int((events['kind'] == 'call').sum())} calls and {int((events['kind'] == 'confuser').sum())} "

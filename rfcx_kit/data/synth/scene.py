@@ -65,6 +65,15 @@ class SynthConfig:
     # share of the planted train calls gets a TP row, drawn at random over all calls (louder ones more
     # likely), so common species get labels in proportion to how often they call.
     tp_share: float | None = None
+    # The share of recordings each species calls in. None: RFCX's estimated test prevalence per species (s3 in
+    # ~92 %, ~3 species per recording), where a constant ranking by frequency (the prior) already scores
+    # ~0.75 LWLRAP; a number: every species alike, so the prior says little and a model must hear the calls.
+    prevalence: float | None = None
+    confusers: float = 1.0  # scales the unlabelled confusers (labelled FP confusers follow the label counts)
+    # The npy format's log-mel grid: mel bins and hop at 32 kHz (128 and 512: Theo Viel's 128 x 3751 arrays).
+    n_mels: int = 128
+    hop_length: int = 512
+    profile: str = "rfcx"  # the preset these settings started from (PROFILES); recorded in truth/params.json
 
     def validate(self) -> None:
         if self.n_train < 1 or self.n_test < 1:
@@ -79,6 +88,37 @@ class SynthConfig:
             raise ConfigError(f"synth: --seed must be >= 0, got {self.seed}")
         if self.tp_share is not None and not 0 < self.tp_share <= 1:
             raise ConfigError(f"synth: --tp-share must be in (0, 1], got {self.tp_share:g}")
+        if self.prevalence is not None and not 0 < self.prevalence <= 1:
+            raise ConfigError(f"synth: --prevalence must be in (0, 1], got {self.prevalence:g}")
+        if not 0 <= self.confusers <= 10:
+            raise ConfigError(f"synth: --confusers must be in [0, 10], got {self.confusers:g}")
+        if not 8 <= self.n_mels <= 256 or not 64 <= self.hop_length <= 4096:
+            raise ConfigError(f"synth: the npy grid needs 8..256 mel bins and a hop of 64..4096 samples, got "
+                              f"{self.n_mels} and {self.hop_length}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"synth: --profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+
+    @property
+    def frames(self) -> int:
+        """Frames of an npy array: 1 + 60 s of 32 kHz samples // hop (3751 at hop 512, 1876 at hop 1024)."""
+        return 1 + int(60.0 * 32000) // self.hop_length
+
+
+# Presets of SynthConfig fields. `rfcx`: the competition's shape (the default; the GPU recipe's data). `demo`: a
+# set a CPU can learn in minutes and where the labels, not the prior, are the limit (docs/method-notes.md,
+# section 9): every species at one prevalence, louder calls, the demo's cheaper 64 x 1876 grid.
+PROFILES: dict[str, dict] = {
+    "rfcx": {},
+    "demo": dict(prevalence=0.12, snr_low=6.0, snr_high=20.0, tp_share=0.125, n_mels=64, hop_length=1024),
+}
+
+
+def synth_config(profile: str = "rfcx", **settings) -> SynthConfig:
+    """A :class:`SynthConfig` from a profile's preset, with ``settings`` (not None) taking precedence."""
+    if profile not in PROFILES:
+        raise ConfigError(f"synth: --profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    fields = {**PROFILES[profile], **{k: v for k, v in settings.items() if v is not None}, "profile": profile}
+    return SynthConfig(**fields)
 
 
 @dataclass
@@ -222,7 +262,7 @@ def _box_times(start: float, duration: float, seconds: float) -> tuple[float, fl
 
 
 @lru_cache(maxsize=1)
-def _species_weights() -> tuple[np.ndarray, np.ndarray]:
+def _species_weights() -> tuple[np.ndarray, np.ndarray]:  # (prevalence unless cfg.prevalence, FP weights)
     """``(test prevalence, real FP rows)`` per species, ``(24,)`` each."""
     table = species_table()
     return table["test_prevalence"].to_numpy(dtype=np.float64), table["fp_rows"].to_numpy(dtype=np.float64)
@@ -240,6 +280,8 @@ def plan_recording(cfg: SynthConfig, split: str, index: int, recording_id: str, 
         event dicts (:data:`EVENT_COLUMNS` less ``event``), in planning order.
     """
     prevalence, fp_weights = _species_weights()
+    if cfg.prevalence is not None:
+        prevalence = np.full(N_SPECIES, cfg.prevalence)
     rng = rng_for(cfg.seed, SPLITS.index(split), index + 1, STREAM_PLAN)
     seconds = cfg.seconds
     present = rng.random(N_SPECIES) < prevalence
@@ -340,10 +382,10 @@ def plan_dataset(cfg: SynthConfig) -> Plan:
     n_fp = np.zeros(n, dtype=np.int64)
     n_fp[fp_recs] = _fp_counts(counts["fp_rows"], fp_recs.size, rng)
 
-    confusers_per_recording = REAL_FP_ROWS / REAL_TRAIN + UNLABELLED_CONFUSERS
+    confusers_per_recording = REAL_FP_ROWS / REAL_TRAIN + cfg.confusers * UNLABELLED_CONFUSERS
     rows: list[dict] = []
     for i, rid in enumerate(train_ids):
-        rows += plan_recording(cfg, "train", i, rid, tp_species[i], int(n_fp[i]), UNLABELLED_CONFUSERS)
+        rows += plan_recording(cfg, "train", i, rid, tp_species[i], int(n_fp[i]), cfg.confusers * UNLABELLED_CONFUSERS)
     for i, rid in enumerate(test_ids):
         rows += plan_recording(cfg, "test", i, rid, [], 0, confusers_per_recording)
     events = pd.DataFrame(rows)

@@ -97,14 +97,16 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def npy_features(wave32: np.ndarray) -> np.ndarray:
-    """``(S,)`` float32 at 32 kHz -> ``(128, 3751)`` float32 log-mel of the wave zero-padded (or cut) to 60 s."""
+def npy_features(wave32: np.ndarray, n_mels: int = 128, hop_length: int = 512) -> np.ndarray:
+    """``(S,)`` float32 at 32 kHz -> ``(n_mels, 1 + 1920000 // hop)`` float32 log-mel of the wave zero-padded
+    (or cut) to 60 s: ``(128, 3751)`` on the post's grid, ``(64, 1876)`` on the demo's."""
+    from rfcx_kit.core.config import FeatureConfig
     from rfcx_kit.data.features import logmel
 
     full = np.zeros(int(SECONDS * NPY_RATE), dtype=np.float32)
     n = min(full.size, wave32.size)
     full[:n] = wave32[:n]
-    return logmel(full[None])[0]
+    return logmel(full[None], FeatureConfig(n_mels=n_mels, hop_length=hop_length))[0]
 
 
 def write_recording(cfg: SynthConfig, fmt: str, out: Path, split: str, index: int, recording_id: str,
@@ -119,7 +121,7 @@ def write_recording(cfg: SynthConfig, fmt: str, out: Path, split: str, index: in
         return dict(recording_id=recording_id, seconds=0.0, gain=np.nan, skipped=True)
     if fmt == "npy":
         wave, gain = render_recording(cfg, split, index, events, NPY_RATE)
-        atomic_save_npy(target, npy_features(wave))
+        atomic_save_npy(target, npy_features(wave, cfg.n_mels, cfg.hop_length))
     else:
         import soundfile as sf
 
@@ -166,7 +168,9 @@ def _return_freed_memory() -> None:
 def _params(cfg: SynthConfig, fmt: str) -> dict:
     return dict(generator_version=GENERATOR_VERSION, format=fmt, n_train=cfg.n_train, n_test=cfg.n_test,
                 seconds=cfg.seconds, seed=cfg.seed, snr_low=cfg.snr_low, snr_high=cfg.snr_high,
-                label_scale=cfg.label_scale, **({} if cfg.tp_share is None else {"tp_share": cfg.tp_share}))
+                label_scale=cfg.label_scale, **({} if cfg.tp_share is None else {"tp_share": cfg.tp_share}),
+                profile=cfg.profile, prevalence=cfg.prevalence, confusers=cfg.confusers,
+                **({"n_mels": cfg.n_mels, "hop_length": cfg.hop_length} if fmt == "npy" else {}))
 
 
 def _prepare(out: Path, params: dict) -> None:
