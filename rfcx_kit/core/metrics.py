@@ -110,6 +110,29 @@ def lwlrap_per_class(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray,
     return per_class, weight
 
 
+def prior_scores(train_presence: np.ndarray, n_recordings: int) -> np.ndarray:
+    """The *prior*: every recording scored with one constant ranking of the species by their train frequency.
+
+    Args:
+        train_presence: ``(R_train, K)`` 0/1, where each species calls in each train recording.
+        n_recordings: rows of the result.
+    Returns:
+        ``(n_recordings, K)`` float64 scores ``K - rank`` (the most frequent species ``K``); equal frequencies
+        rank by species order, so the prior never profits from (or is hurt by) a tie.
+    """
+    freq = np.asarray(train_presence, dtype=np.float64).mean(axis=0)
+    k = freq.shape[0]
+    order = np.lexsort((np.arange(k), -freq))  # by frequency, descending; then by species id
+    scores = np.empty(k)
+    scores[order] = k - np.arange(k)
+    return np.tile(scores, (n_recordings, 1))
+
+
+def prior_lwlrap(train_presence: np.ndarray, test_presence: np.ndarray) -> float:
+    """LWLRAP of :func:`prior_scores` on ``test_presence``: what learning the base rates alone scores."""
+    return lwlrap(test_presence, prior_scores(train_presence, len(test_presence)))
+
+
 def per_species_ap(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """sklearn ``average_precision_score`` of each column: ``(K,)``; ``nan`` where a class has no positive."""
     from sklearn.metrics import average_precision_score  # sklearn is slow to import; only needed here

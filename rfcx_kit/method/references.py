@@ -95,6 +95,8 @@ def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky",
     cfg = ctx.cfg
     cycles = cycles or run.finished_cycles() or cfg.relabel.cycles
     per_cycle = cfg.relabel.epochs if cfg.relabel.epochs is not None else cfg.train.epochs
+    if cfg.relabel.init != "previous":
+        cycles = 1  # each cycle starts again from stage 1 (or scratch): one cycle's training is the extra
     init = {k: str(run.checkpoint("stage1", k)) for k in range(cfg.train.folds)}
     with folder_lock(run_dir, "control"):
         metrics = _run_reference(run_dir, "control", cycles * per_cycle, init, backend, workers, scheduler, progress)
@@ -102,6 +104,24 @@ def run_control(run_dir: Path, cycles: int | None = None, backend: str = "loky",
         raise StateError(f"{run.stage('control')} was trained for {metrics.get('epochs')} epochs, not the "
                         f"{cycles} x {per_cycle} these cycles add: delete {run.stage('control')} to retrain it")
     return metrics
+
+
+def prior_test_lwlrap(comp) -> float | None:  # noqa: ANN001 - a Competition
+    """The *prior*'s test LWLRAP against a synthetic set's truth: every test recording scored with one constant
+    ranking of the species by their train frequency (``truth/train_presence.csv``), what a model scores by learning
+    base rates alone. None without ``truth/``."""
+    import numpy as np
+    import pandas as pd
+
+    from rfcx_kit.core.metrics import prior_lwlrap
+    from rfcx_kit.core.species import SPECIES_COLUMNS
+
+    truth = comp.truth_dir
+    if truth is None or not (truth / "train_presence.csv").is_file() or not (truth / "test_presence.csv").is_file():
+        return None
+    train = pd.read_csv(truth / "train_presence.csv", dtype={"recording_id": str})
+    test = pd.read_csv(truth / "test_presence.csv", dtype={"recording_id": str}).set_index("recording_id")
+    return prior_lwlrap(train[SPECIES_COLUMNS].to_numpy(np.int8), test.loc[comp.test_ids, SPECIES_COLUMNS].to_numpy(np.int8))
 
 
 def gap_closed(stage: float | None, stage1: float | None, oracle: float | None) -> float | None:
@@ -171,4 +191,4 @@ def control_cmd(run_dir: Path, cycles: int | None, backend: str, workers: int, s
     _echo(run_dir, "control", run_control(run_dir, cycles, backend, workers, scheduler, progress=not no_progress))
 
 
-__all__ = ["gap_closed", "run_control", "run_oracle", "oracle_cmd", "control_cmd"]
+__all__ = ["gap_closed", "prior_test_lwlrap", "run_control", "run_oracle", "oracle_cmd", "control_cmd"]

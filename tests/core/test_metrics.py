@@ -283,3 +283,16 @@ def test_real_oof_predictions_give_published_lwlrap() -> None:
     score = lwlrap(truth.to_numpy(), clip.to_numpy())
     assert round(score, 4) == 0.7934
     assert score == pytest.approx(sklearn_lwlrap(truth.to_numpy(), clip.to_numpy()), abs=1e-12)
+
+
+def test_prior_by_hand() -> None:
+    """The prior scores every test recording with one ranking of the species by train frequency; ties rank by
+    species order. Hand-computed on 3 species: frequencies (2/4, 3/4, 2/4) rank s1 > s0 > s2."""
+    from rfcx_kit.core.metrics import prior_lwlrap, prior_scores
+
+    train = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1], [0, 0, 0]])
+    scores = prior_scores(train, 2)
+    assert scores.tolist() == [[2.0, 3.0, 1.0], [2.0, 3.0, 1.0]]
+    test = np.array([[0, 0, 1],    # s2 ranked 3rd: precision 1/3
+                     [1, 1, 0]])   # s1 1st (1/1), s0 2nd (2/2)
+    assert prior_lwlrap(train, test) == pytest.approx((1 / 3 + 1 + 1) / 3)
