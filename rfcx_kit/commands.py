@@ -81,8 +81,8 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
 @click.option("--init", type=click.Choice(["previous", "stage1", "scratch"]), default=None,
               help="Weights each cycle starts from.")
 @click.option("--early-stop", is_flag=True, default=None, help="Stop when the metric stops improving.")
-@click.option("--early-stop-metric", type=click.Choice(["cv", "truth"]), default=None,
-              help="CV LWLRAP on the original labels, or test LWLRAP against truth/ (synthetic data).")
+@click.option("--early-stop-metric", type=click.Choice(["cv"]), default=None,
+              help="CV LWLRAP on the original labels (the loop never decides on the truth).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Any other override, e.g. --set relabel.epochs=10 --set relabel.species_thresholds={3: 0.7}.")
 @click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,

@@ -179,7 +179,11 @@ class RelabelConfig:
     # cap). Bounds every cycle's labels by the verified ones: the loop cannot run away.
     max_pseudo_per_tp: float | None = 3.0
     early_stop: bool = False
-    early_stop_metric: str = "cv"  # cv | truth
+    early_stop_metric: str = "cv"  # cv: CV LWLRAP on the original labels (the loop never decides on the truth)
+    # A window's score for the votes: clipwise (the sigmoid of its attention-pooled output, what the post's
+    # re-labeling notebook used) | framewise (the max of its framewise sigmoid, the soft frame-wise rule)
+    window_score: str = "clipwise"
+    select: str = "cv"  # the stage the loop keeps: cv (best CV LWLRAP on the original labels) | last
 
 
 @dataclass
@@ -341,7 +345,9 @@ _CHOICES = {
     "relabel.source": ("oof", "vote"),
     "relabel.threshold_rule": ("fixed", "tp_quantile"),
     "relabel.init": ("previous", "stage1", "scratch"),
-    "relabel.early_stop_metric": ("cv", "truth"),
+    "relabel.early_stop_metric": ("cv",),
+    "relabel.window_score": ("framewise", "clipwise"),
+    "relabel.select": ("cv", "last"),
     "augment.mixup_at": ("input", "features"),
 }
 

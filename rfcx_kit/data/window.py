@@ -19,6 +19,7 @@ import click
 import torch
 import torch.nn.functional as F
 
+from rfcx_kit.core.config import FeatureConfig
 from rfcx_kit.core.errors import ConfigError
 
 
@@ -143,7 +144,8 @@ def stitched_max(y: torch.Tensor, positions: list[list[int]], frames: int) -> to
 
 
 @click.command("windows")
-@click.option("--frames", type=int, default=3751, show_default=True, help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz).")
+@click.option("--frames", type=int, default=FeatureConfig().frames, show_default=True,
+              help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz; the demo grid's 1876 at hop 1024).")
 @click.option("--window", type=int, default=512, show_default=True, help="Frames per window.")
 @click.option("--cover", type=int, default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")
 @click.option("--n-windows", type=int, default=None, help="Number of windows (instead of, or with, --cover).")

@@ -27,6 +27,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from rfcx_kit.core.config import FeatureConfig
 from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.core.io import atomic_write_csv
@@ -39,10 +40,10 @@ SOURCES = ("tp", "fp", "pseudo_positive", "pseudo_negative")
 _SOURCE_CODE = {name: code for code, name in enumerate(SOURCES, start=1)}
 _TARGET = {"tp": 1.0, "fp": 0.0, "pseudo_positive": 1.0, "pseudo_negative": 0.0}
 
-# Spectrogram grid of the method post (Theo Viel's 32 kHz arrays): 60 s -> 3751 centred frames.
-FRAMES = 3751
-SAMPLE_RATE = 32000
-HOP_LENGTH = 512
+# The default spectrogram grid (the method post's: Theo Viel's 32 kHz arrays, 60 s -> 3751 centred frames),
+# taken from the one place that defines it.
+_GRID = FeatureConfig()
+FRAMES, SAMPLE_RATE, HOP_LENGTH = _GRID.frames, _GRID.sample_rate, _GRID.hop_length
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,6 +203,7 @@ def build_label_table(
     pseudo_weight: float = 1.0,
     negative_threshold: float | None = None,
     scale: str = "prob",
+    max_per_species: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The label table of one cycle: originals plus pseudo-labels.
 
@@ -215,6 +217,8 @@ def build_label_table(
         pseudo_weight: loss weight of pseudo-labels (e.g. 0.5 for soft positives); originals weigh 1.
         negative_threshold: if given, an unknown window/species whose predictions are all below it (and
             that is not a pseudo-positive) becomes a pseudo-negative. Off by default (hurt in the post).
+        max_per_species: ``(24,)`` at most this many pseudo-positive cells per species, those with the highest
+            mean probability over the models (ties: the first in table order). None: no cap.
     Returns:
         DataFrame ``recording_id, window, species_id, source, weight`` (one row per known entry), sorted by
         the given recording order, then window, then species. Pseudo-labels only fill unknown entries.
@@ -241,6 +245,8 @@ def build_label_table(
     unknown = original == 0
     positive = pseudo_positive_mask(probs, species_threshold_array(threshold, species_thresholds), votes)
     positive &= unknown  # never overwrite an original TP/FP
+    if max_per_species is not None:
+        positive = cap_per_species(positive, probs.mean(axis=0), max_per_species)
     code = np.zeros(original.shape, dtype=np.int8)
     code[original == 1] = _SOURCE_CODE["tp"]
     code[original == -1] = _SOURCE_CODE["fp"]
@@ -261,6 +267,68 @@ def build_label_table(
         "source": source[c],
         "weight": weight[c],
     })
+
+
+def cap_per_species(mask: np.ndarray, scores: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Keep at most ``cap[s]`` cells of each species ``s`` of ``mask``, the highest ``scores`` first.
+
+    Args:
+        mask: ``(R, N, K)`` bool; scores: ``(R, N, K)``; cap: ``(K,)`` integers >= 0.
+    Returns:
+        ``(R, N, K)`` bool, a subset of ``mask``. Ties keep the first cells in (recording, window) order.
+    """
+    cap = np.asarray(cap, dtype=np.int64)
+    r, n, s = np.nonzero(mask)
+    if not len(r):
+        return mask
+    # one stable sort by (species, -score): each cell's rank within its species, no loop over cells
+    order = np.lexsort((-scores[r, n, s], s))
+    first_of_species = np.searchsorted(s[order], s[order], side="left")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - first_of_species
+    keep = rank < cap[s]
+    out = np.zeros_like(mask)
+    out[r[keep], n[keep], s[keep]] = True
+    return out
+
+
+def peak_boxes(table: pd.DataFrame, timeline: np.ndarray, recording_ids: Sequence[str],
+               positions: Sequence[Sequence[int]], pool: int, frame_seconds: float, seconds: float) -> pd.DataFrame:
+    """One box per pseudo-positive window: the window's segment where the species' framewise score peaks.
+
+    A window says *that* a species calls somewhere in its 8 s; the peak segment says *where*, so the cycle can
+    train on crops around it as stage 1 trains on crops around TP boxes.
+
+    Args:
+        table: label rows (``recording_id, window, species_id, weight``) of the pseudo-positives.
+        timeline: ``(R, K, S)`` framewise scores pooled to ``pool`` frames (max over the fold models' mean).
+        positions: the ``N`` windows as ``[start, end)`` frames.
+        frame_seconds: seconds per frame (hop / rate); seconds: the recording's length (boxes end inside it).
+    Returns:
+        ``recording_id, species_id, t_min, t_max, weight, score`` (score: the peak), in the table's order.
+    """
+    columns = ["recording_id", "species_id", "t_min", "t_max", "weight", "score"]
+    if not len(table):
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(columns, (str, np.int64, float, float, float, float))})
+    index = pd.Index(np.asarray(recording_ids, dtype=object))
+    r = index.get_indexer(table["recording_id"].astype(str))
+    n = table["window"].to_numpy(np.int64)
+    s = table["species_id"].to_numpy(np.int64)
+    pos = np.asarray(positions, dtype=np.int64)
+    n_seg = timeline.shape[-1]
+    first = pos[n, 0] // pool
+    last = np.minimum(-(-pos[n, 1] // pool), n_seg)  # exclusive
+    seg = np.arange(n_seg)
+    inside = (seg[None, :] >= first[:, None]) & (seg[None, :] < last[:, None])  # (M, S)
+    values = np.where(inside, timeline[r, s].astype(np.float64), -np.inf)
+    peak = values.argmax(axis=1)
+    # the segment, cut to its window (segments and windows need not align) and to the recording (the last
+    # segment overhangs the end: 59 segments of 32 frames hold 1,888 of 1,876 frames)
+    t_min = np.maximum(peak * pool, pos[n, 0]) * frame_seconds
+    t_max = np.minimum(np.minimum((peak + 1) * pool, pos[n, 1]) * frame_seconds, seconds)
+    return pd.DataFrame({"recording_id": table["recording_id"].astype(str).to_numpy(), "species_id": s,
+                         "t_min": np.round(t_min, 4), "t_max": np.round(t_max, 4),
+                         "weight": table["weight"].to_numpy(np.float64), "score": values.max(axis=1)})
 
 
 def segment_mask(boxes: pd.DataFrame, recording_ids: Sequence[str], segments: int, segment_seconds: float) -> np.ndarray:
@@ -304,67 +372,30 @@ def box_peaks(frames: np.ndarray, boxes: pd.DataFrame, recording_ids: Sequence[s
     return out
 
 
-def framewise_thresholds(frames: np.ndarray, tp: pd.DataFrame, recording_ids: Sequence[str], segment_seconds: float,
-                         rule: str = "fixed", threshold: float = 0.5, quantile: float = 0.5) -> np.ndarray:
-    """``(24,)`` pseudo-positive thresholds on framewise probabilities.
+def window_thresholds(scores: np.ndarray, original: np.ndarray, rule: str = "fixed", threshold: float = 0.5,
+                      quantile: float = 0.5) -> np.ndarray:
+    """``(K,)`` thresholds of the window votes.
 
-    ``fixed``: ``threshold`` for every species (the post: 0.5).
-    ``tp_quantile``: per species, the ``quantile`` of the peak scores inside its own TP boxes, never below
-    ``threshold``. A pseudo-positive must then look at least as sure as that share of the verified calls,
-    and the bar moves with the model: when a cycle's training inflates a species' scores, its verified calls
-    score higher too, and so does its threshold. A species without a TP box gets 1.0 (no pseudo-positive).
+    ``fixed``: ``threshold`` for every species (the post: 0.5). ``tp_quantile``: per species, the ``quantile`` of
+    the scores of its own TP windows, never below ``threshold``: a pseudo-positive must look at least as sure as
+    that share of the verified calls, and the bar follows the model's calibration from cycle to cycle. A species
+    without a TP window gets 1.0 (no pseudo-positive).
 
     Args:
-        frames: ``(R, 24, S)`` out-of-fold framewise probabilities (NaN where a recording has none).
-        tp: the TP boxes (``recording_id, species_id, t_min, t_max``).
+        scores: ``(R, N, K)`` window probabilities (the mean over the fold models).
+        original: ``(R, N, K)`` int8 original window labels (+1 TP).
     """
+    k = scores.shape[-1]
     if rule == "fixed":
-        return np.full(N_SPECIES, float(threshold))
+        return np.full(k, float(threshold))
     if rule != "tp_quantile":
         raise ValueError(f"unknown threshold rule {rule!r}: use 'fixed' or 'tp_quantile'")
-    peaks = box_peaks(frames, tp, recording_ids, segment_seconds)
-    species = tp["species_id"].to_numpy(np.int64)
-    out = np.ones(N_SPECIES)
-    for s in range(N_SPECIES):  # 24 species: a loop over classes, not over frames
-        v = peaks[(species == s) & np.isfinite(peaks)]
+    out = np.ones(k)
+    tp = original == 1
+    for s in range(k):  # a loop over the species, not over windows
+        v = scores[..., s][tp[..., s]]
         if len(v):
             out[s] = max(float(threshold), float(np.quantile(v, quantile)))
-    return out
-
-
-def pseudo_boxes(positive: np.ndarray, scores: np.ndarray, recording_ids: Sequence[str], segment_seconds: float,
-                 weight: float = 1.0, n_tp: np.ndarray | None = None,
-                 max_per_tp: float | None = None) -> pd.DataFrame:
-    """Pseudo-positive boxes: maximal runs of pseudo-positive segments.
-
-    Args:
-        positive: ``(R, 24, S)`` bool, where a pseudo-positive is called (already excluding known segments).
-        scores: ``(R, 24, S)`` the scores behind it (a box's ``score`` is its run's peak).
-        n_tp: ``(24,)`` TP boxes per species; with ``max_per_tp``, a species keeps at most
-            ``ceil(max_per_tp * n_tp)`` boxes, its highest-scoring ones. This bounds every cycle's labels
-            by the verified ones, so the loop cannot run away whatever the scores do.
-    Returns:
-        ``recording_id, species_id, t_min, t_max, weight, score``, in recording, species, time order.
-    """
-    columns = ["recording_id", "species_id", "t_min", "t_max", "weight", "score"]
-    r, s, t = np.nonzero(positive)
-    if len(r) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(columns, (str, np.int64, float, float, float, float))})
-    key = (r * N_SPECIES + s).astype(np.int64)
-    breaks = np.flatnonzero((np.diff(key) != 0) | (np.diff(t) != 1)) + 1
-    first = np.r_[0, breaks]
-    last = np.r_[breaks, len(t)] - 1
-    peak = np.maximum.reduceat(np.asarray(scores, dtype=np.float64)[r, s, t], first)
-    ids = np.asarray(recording_ids, dtype=object)
-    out = pd.DataFrame({
-        "recording_id": ids[r[first]].astype(str), "species_id": s[first].astype(np.int64),
-        "t_min": t[first] * segment_seconds, "t_max": (t[last] + 1) * segment_seconds,
-        "weight": float(weight), "score": peak,
-    })
-    if max_per_tp is not None and n_tp is not None:
-        cap = np.ceil(max_per_tp * np.asarray(n_tp, dtype=np.float64)).astype(np.int64)
-        rank = out.groupby("species_id")["score"].rank(method="first", ascending=False).to_numpy()
-        out = out[rank <= cap[out["species_id"].to_numpy()]].reset_index(drop=True)
     return out
 
 

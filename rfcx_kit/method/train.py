@@ -120,6 +120,10 @@ def sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.G
                          t.unlabeled_weight)
     else:
         items = all_windows(stage_window_labels(ctx, labels), rows, ctx.positions, t.loss, t.unlabeled_weight)
+    if not len(items):
+        raise DataError(f"{stage}: the training recordings of this fold hold no TP box to crop around (too few TP "
+                        f"rows for {cfg.train.folds} folds: {int((ctx.labels.label > 0).sum())} in all); label "
+                        "more calls or use fewer folds")
     order = rng.permutation(len(items))
     if retrains(stage) and cfg.relabel.windows_per_epoch:
         size = cfg.relabel.windows_per_epoch

@@ -78,48 +78,85 @@ def test_implicit_negative_weight_reaches_the_loss() -> None:
     torch.testing.assert_close(clipwise_bce(logits, target), terms.mean())  # no weight: the plain mean
 
 
-def test_pseudo_boxes_are_runs_of_segments_capped_per_tp() -> None:
-    """Runs of pseudo-positive segments become boxes (edges in seconds, the run's peak as score); with a cap of
-    1 per TP box a species keeps only its best-scoring boxes."""
-    from rfcx_kit.method.pseudo import pseudo_boxes
+def test_votes_and_cap_per_species_by_hand() -> None:
+    """Window-level votes: a cell is a pseudo-positive where at least `votes` fold models score strictly above
+    the species' threshold and no TP/FP box of the species is in the window; the cap keeps each species' cells
+    with the highest mean score."""
+    from rfcx_kit.method.pseudo import build_label_table, cap_per_species
 
-    seg = 0.5
-    positive = np.zeros((2, 24, 10), dtype=bool)
-    scores = np.zeros((2, 24, 10))
-    positive[0, 3, 2:5] = True
-    scores[0, 3, 2:5] = [0.6, 0.9, 0.7]   # one run: segments 2..4 -> [1.0, 2.5) s, peak 0.9
-    positive[0, 3, 7] = True
-    scores[0, 3, 7] = 0.55                # a second run of species 3
-    positive[1, 8, 0] = True
-    scores[1, 8, 0] = 0.8                 # species 8 in the other recording
-    boxes = pseudo_boxes(positive, scores, ["a", "b"], seg, weight=0.5)
-    assert boxes[["recording_id", "species_id"]].values.tolist() == [["a", 3], ["a", 3], ["b", 8]]
-    assert boxes["t_min"].tolist() == [1.0, 3.5, 0.0] and boxes["t_max"].tolist() == [2.5, 4.0, 0.5]
-    assert boxes["score"].tolist() == pytest.approx([0.9, 0.55, 0.8]) and set(boxes["weight"]) == {0.5}
-    n_tp = np.zeros(24)
-    n_tp[3] = 1  # species 3: one TP box -> at most 1 pseudo box; species 8: no TP box -> none
-    capped = pseudo_boxes(positive, scores, ["a", "b"], seg, n_tp=n_tp, max_per_tp=1.0)
-    assert capped[["recording_id", "species_id", "score"]].values.tolist() == [["a", 3, 0.9]]
-    assert len(pseudo_boxes(np.zeros_like(positive), scores, ["a", "b"], seg)) == 0
+    preds = np.zeros((3, 2, 2, 24))  # 3 folds, 2 recordings, 2 windows
+    preds[:, 0, 0, 4] = [0.9, 0.8, 0.1]   # 2 of 3 above 0.5 -> pseudo (mean 0.6)
+    preds[:, 0, 1, 4] = [0.9, 0.5, 0.2]   # 0.5 is not above 0.5: 1 vote -> no
+    preds[:, 1, 0, 4] = [0.7, 0.7, 0.7]   # 3 votes (mean 0.7)
+    preds[:, 1, 1, 4] = [0.99, 0.99, 0.99]  # would vote, but a TP box of s4 is in the window
+    preds[:, 1, 1, 9] = [0.6, 0.6, 0.0]   # s9: 2 votes
+    original = np.zeros((2, 2, 24), dtype=np.int8)
+    original[1, 1, 4] = 1
+    table = build_label_table(["a", "b"], original, preds, threshold=0.5, votes=2)
+    pseudo = table[table["source"] == "pseudo_positive"]
+    assert pseudo[["recording_id", "window", "species_id"]].values.tolist() == [["a", 0, 4], ["b", 0, 4], ["b", 1, 9]]
+    assert table[table["source"] == "tp"][["recording_id", "window", "species_id"]].values.tolist() == [["b", 1, 4]]
+    cap = np.zeros(24, dtype=np.int64)
+    cap[4], cap[9] = 1, 5
+    capped = build_label_table(["a", "b"], original, preds, threshold=0.5, votes=2, max_per_species=cap)
+    kept = capped[capped["source"] == "pseudo_positive"]
+    assert kept[["recording_id", "window", "species_id"]].values.tolist() == [["b", 0, 4], ["b", 1, 9]]  # 0.7 > 0.6
+    # ties keep the first cells in (recording, window) order
+    mask = np.ones((1, 3, 2), dtype=bool)
+    assert cap_per_species(mask, np.zeros((1, 3, 2)), np.array([2, 0]))[0, :, 0].tolist() == [True, True, False]
+    assert not cap_per_species(mask, np.zeros((1, 3, 2)), np.array([2, 0]))[..., 1].any()
 
 
-def test_tp_quantile_thresholds_by_hand() -> None:
-    """Per species: the quantile of the peak scores inside its TP boxes, never below the floor; species
-    without a TP box get 1.0; 'fixed' is one threshold for all."""
-    from rfcx_kit.method.pseudo import box_peaks, framewise_thresholds
+def test_window_thresholds_by_hand() -> None:
+    """tp_quantile: per species the quantile of its TP windows' scores, never below the floor; a species
+    without a TP window gets 1.0; fixed: one threshold for all."""
+    from rfcx_kit.method.pseudo import window_thresholds
 
-    frames = np.zeros((2, 24, 4), dtype=np.float32)
-    frames[0, 1] = [0.1, 0.8, 0.2, 0.0]
-    frames[1, 1] = [0.0, 0.0, 0.4, 0.6]
-    frames[0, 2] = [0.05, 0.1, 0.0, 0.0]
-    tp = pd.DataFrame({"recording_id": ["a", "b", "a"], "species_id": [1, 1, 2],
-                       "t_min": [0.0, 1.0, 0.0], "t_max": [1.4, 1.9, 0.9]})  # segments of 1 s: [0,1], [1], [0]
-    assert box_peaks(frames, tp, ["a", "b"], 1.0).tolist() == pytest.approx([0.8, 0.0, 0.05])
-    thr = framewise_thresholds(frames, tp, ["a", "b"], 1.0, "tp_quantile", threshold=0.3, quantile=0.5)
-    assert thr[1] == pytest.approx(0.4)  # median of 0.8 and 0.0
-    assert thr[2] == pytest.approx(0.3)  # 0.05, raised to the floor
-    assert thr[0] == 1.0 and thr[23] == 1.0
-    assert np.all(framewise_thresholds(frames, tp, ["a", "b"], 1.0, "fixed", threshold=0.7) == 0.7)
+    scores = np.zeros((2, 3, 24))
+    original = np.zeros((2, 3, 24), dtype=np.int8)
+    scores[0, 0, 1], scores[1, 2, 1] = 0.8, 0.4
+    original[0, 0, 1] = original[1, 2, 1] = 1
+    scores[0, 1, 2] = 0.1
+    original[0, 1, 2] = 1
+    original[1, 1, 3] = -1  # an FP window never sets a threshold
+    thr = window_thresholds(scores, original, "tp_quantile", threshold=0.3, quantile=0.5)
+    assert thr[1] == pytest.approx(0.6) and thr[2] == pytest.approx(0.3)
+    assert thr[3] == 1.0 and thr[0] == 1.0
+    assert np.all(window_thresholds(scores, original, "fixed", threshold=0.7) == 0.7)
+
+
+def test_peak_boxes_by_hand() -> None:
+    """A pseudo-positive window becomes a one-segment box at its peak inside that window (not the peak of the
+    recording), and a box never ends past the recording."""
+    from rfcx_kit.method.pseudo import peak_boxes
+
+    positions = [[0, 8], [6, 14]]  # 2 windows of 8 frames over 13 frames, pooled by 2 -> 7 segments
+    timeline = np.zeros((1, 24, 7))
+    timeline[0, 5] = [0.9, 0.1, 0.3, 0.2, 0.1, 0.8, 0.7]
+    table = pd.DataFrame({"recording_id": ["a", "a"], "window": [0, 1], "species_id": [5, 5], "weight": [1.0, 0.5]})
+    boxes = peak_boxes(table, timeline, ["a"], positions, pool=2, frame_seconds=0.25, seconds=3.1)
+    # window 0 = segments 0..3: peak 0 -> [0, 0.5) s; window 1 = segments 3..6: peak 5 -> [2.5, 3.0) s
+    assert boxes[["t_min", "t_max", "score", "weight"]].values.tolist() == [[0.0, 0.5, 0.9, 1.0], [2.5, 3.0, 0.8, 0.5]]
+    timeline[0, 5, 5] = 0.0  # now the last segment peaks: [3.0, 3.5) s, cut to the 3.1 s recording
+    assert peak_boxes(table[1:], timeline, ["a"], positions, 2, 0.25, 3.1)[["t_min", "t_max"]].values.tolist() == [[3.0, 3.1]]
+    assert len(peak_boxes(table[:0], timeline, ["a"], positions, 2, 0.25, 3.1)) == 0
+
+
+def test_kept_stage_by_hand() -> None:
+    """The kept stage: the best CV LWLRAP on the original labels (stage 1 included; a tie keeps the earlier
+    stage; a stage without the figure is skipped), or the last with rule 'last'. The truth never counts."""
+    from rfcx_kit.method.cycle import choose_kept
+
+    history = [{"stage": "stage1", "cv_lwlrap": 0.50, "truth_test_lwlrap": 0.9},
+               {"stage": "cycle1", "cv_lwlrap": 0.56, "truth_test_lwlrap": 0.1},
+               {"stage": "cycle2", "cv_lwlrap": 0.56},
+               {"stage": "cycle3", "cv_lwlrap": float("nan")}]
+    kept = choose_kept(history)
+    assert kept["stage"] == "cycle1" and kept["metric"] == "cv_lwlrap"
+    assert list(kept["candidates"]) == ["stage1", "cycle1", "cycle2", "cycle3"]
+    assert choose_kept(history[:1])["stage"] == "stage1"
+    assert choose_kept([{"stage": "stage1", "cv_lwlrap": 0.6}, {"stage": "cycle1", "cv_lwlrap": 0.5}])["stage"] == "stage1"
+    assert choose_kept(history, "last")["stage"] == "cycle3"
 
 
 def test_relabel_runs_cycles_and_never_overwrites_original_labels(stage1_run: Path, tmp_path: Path) -> None:
@@ -147,6 +184,13 @@ def test_relabel_runs_cycles_and_never_overwrites_original_labels(stage1_run: Pa
     assert (run / "report" / "relabel.md").exists() and (run / "report" / "relabel.png").stat().st_size > 5000
     table = pd.read_csv(run / "report" / "relabel.csv")
     assert table["stage"].tolist() == ["stage1", "cycle1", "cycle2"]
+    kept = json.loads((run / "kept.json").read_text())
+    best = max(history, key=lambda h: h["cv_lwlrap"])["stage"]
+    assert kept["stage"] == best and kept["rule"] == "cv"
+    from rfcx_kit.submit.ensemble import resolve_stage
+
+    assert resolve_stage(run) == run / best  # ensemble and submit take the kept stage by default
+    assert resolve_stage(run, "latest") == run / "cycle2"
 
 
 def test_killed_relabel_resumes_at_the_cycle_and_fold(stage1_run: Path, tmp_path: Path,
@@ -235,28 +279,32 @@ def truth_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_loop_cannot_run_away(truth_run: Path, tmp_path: Path) -> None:
-    """Even with a threshold every score passes (0), each cycle adds at most max_pseudo_per_tp boxes per TP box
-    of a species, never where a TP/FP box of the species is, and reports their precision against truth."""
-    from rfcx_kit.method.pseudo import segment_mask
-
+    """Even with a threshold every score passes (0), each cycle adds at most max_pseudo_per_tp windows per TP box
+    of a species, never where a TP/FP box of the species is, each box inside its window and recording, and
+    reports their precision against truth."""
     run = _copy_run(truth_run, tmp_path / "run")
     history = run_relabel(run, cycles=3, overrides=("relabel.epochs=1", "relabel.threshold_rule=fixed",
                                                     "relabel.threshold=0", "relabel.max_pseudo_per_tp=2"),
                           progress=False)
     ctx = load_context(run)
     n_tp = np.bincount(ctx.comp.tp["species_id"], minlength=24)
+    index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+    frame_s = ctx.cfg.features.hop_length / ctx.cfg.features.sample_rate
     for m in history[1:]:
+        table = read_label_table(run / m["stage"] / "labels.csv")
+        pseudo = table[table["source"] == "pseudo_positive"]
+        per_species = np.bincount(pseudo["species_id"], minlength=24)
+        assert np.all(per_species <= 2 * n_tp) and per_species.sum() == m["pseudo_positives"] > 0, m["stage"]
+        rows = pseudo["recording_id"].map(index).to_numpy()
+        assert np.all(ctx.window_labels[rows, pseudo["window"], pseudo["species_id"]] == 0)
         boxes = pd.read_csv(run / m["stage"] / "pseudo_boxes.csv", dtype={"recording_id": str})
-        per_species = np.bincount(boxes["species_id"], minlength=24)
-        assert np.all(per_species <= 2 * n_tp), m["stage"]
-        assert per_species.sum() == m["pseudo_boxes"] > 0
+        assert len(boxes) == len(pseudo) == m["pseudo_boxes"]
+        start = np.asarray(ctx.positions)[pseudo["window"].to_numpy(), 0] * frame_s
+        end = np.asarray(ctx.positions)[pseudo["window"].to_numpy(), 1] * frame_s
+        assert np.all(boxes["t_min"].to_numpy() >= start - 1e-6) and np.all(boxes["t_max"].to_numpy() <= end + 1e-6)
+        assert boxes["t_max"].max() <= ctx.cfg.features.seconds and np.all(boxes["t_max"] > boxes["t_min"])
         assert 0.0 <= m["pseudo_box_precision"] <= 1.0 and 0.0 <= m["pseudo_precision"] <= 1.0
-        # no pseudo box covers a segment that an original box labels for its species
-        known = segment_mask(ctx.comp.boxes(), ctx.train_ids, 20, 0.512)
-        index = {rid: i for i, rid in enumerate(ctx.train_ids)}
-        for rid, species, t_min, t_max in boxes[["recording_id", "species_id", "t_min", "t_max"]].itertuples(index=False):
-            first, stop = round(t_min / 0.512), round(t_max / 0.512)  # boxes are whole segments [first, stop)
-            assert not known[index[rid], species, first:stop].any()
+        assert np.isfinite(m["pseudo_lift"])
     assert len(history) == 4
 
 
