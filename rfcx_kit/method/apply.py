@@ -77,13 +77,14 @@ class Models:
 _SAME = ("features", "windows", "model")  # what every checkpoint of one prediction must share
 
 
-def stage_checkpoints(run_dir: Path, stage: str = "latest") -> tuple[str, list[Path]]:
-    """The ``best.pt`` of every fold of a finished stage (``latest``: the highest finished cycle, else stage 1)."""
+def stage_checkpoints(run_dir: Path, stage: str = "kept") -> tuple[str, list[Path]]:
+    """The ``best.pt`` of every fold of a finished stage (``kept``: the stage the loop kept; ``latest``: the
+    highest finished cycle, else stage 1)."""
     run = Run(run_dir)
     if not run.config.is_file():
         raise StateError(f"{run.root}: not a run directory (no config.yaml)")
     finished = run.finished_stages()
-    name = run.latest_stage() if stage == "latest" else stage
+    name = run.resolve(stage)
     if name is None or name not in finished:
         what = "no finished stage" if name is None else f"stage {name!r} has not finished"
         raise StateError(f"{run.root}: {what}; finished stages: {', '.join(finished) or 'none'}")
@@ -95,7 +96,7 @@ def stage_checkpoints(run_dir: Path, stage: str = "latest") -> tuple[str, list[P
     return name, paths
 
 
-def load_models(run_dir: Path | None = None, stage: str = "latest", checkpoints: tuple[Path, ...] = (),
+def load_models(run_dir: Path | None = None, stage: str = "kept", checkpoints: tuple[Path, ...] = (),
                 device: torch.device = torch.device("cpu")) -> Models:
     """Fold models from a run's stage, or from ``best.pt`` files alone (each carries its config)."""
     if (run_dir is None) == (not checkpoints):
@@ -395,8 +396,9 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
 @click.command("predict")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory: predict with the fold models of one of its stages.")
-@click.option("--stage", default="latest", show_default=True,
-              help="Stage of the run: stage1, cycle1, ...; 'latest' is the highest finished cycle, else stage1.")
+@click.option("--stage", default="kept", show_default=True,
+              help="Stage of the run: stage1, cycle1, ...; 'kept': the stage the re-labeling loop kept; 'latest': "
+                   "the highest finished cycle, else stage1.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A best.pt to predict with instead of --run (repeatable: the folds are averaged).")
 @click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),

@@ -124,7 +124,8 @@ def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...]
 @click.command("export")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory whose stage is exported.")
-@click.option("--stage", default="latest", show_default=True, help="stage1, cycle1, ...; latest: the highest finished cycle.")
+@click.option("--stage", default="kept", show_default=True,
+              help="stage1, cycle1, ...; kept: the stage the re-labeling loop kept; latest: the highest finished cycle.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="best.pt files to export instead of --run (repeatable).")
 @click.option("--fold", type=int, default=None, help="Only this fold [default: every fold].")

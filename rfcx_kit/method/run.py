@@ -15,8 +15,10 @@
       STAGE/                   one folder per stage: stage1, cycle1, cycle2, ..., control, oracle
         inputs.json            (cycles, control, oracle) config fingerprint + the stage it starts from: resume
                                with other ones is refused
-        pseudo_boxes.csv       (cycles) recording_id,species_id,t_min,t_max,weight,score: what the cycle trains on
-        labels.csv             (cycles) recording_id,window,species_id,source,weight: the window table it implies
+        pseudo_boxes.csv       (cycles) recording_id,species_id,t_min,t_max,weight,score: one box per pseudo-positive
+                           window, at its peak; what the cycle trains on beside the TP/FP boxes
+        labels.csv             (cycles) recording_id,window,species_id,source,weight: TP/FP windows and the
+                           pseudo-positive windows the fold votes gave
         label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
         fold{k}/
           last.pt              {"model", "optimizer", "epoch", "step", "torch_rng", "best_score", "best_epoch", "config"}
@@ -30,7 +32,7 @@
           done.json            the fold's summary; its presence marks the fold finished
         train_ids.txt test_ids.txt   row order of the stage's arrays
         oof_windows.npy        (R_train, N, 24) out-of-fold window predictions (probabilities)
-        oof_framewise.npy      (R_train, 24, S) float16 out-of-fold framewise timelines, S = ceil(T / 32): pseudo boxes
+        oof_framewise.npy      (R_train, 24, S) float16 out-of-fold framewise timelines, S = ceil(T / 32)
         oof.csv                recording_id,s0..s23 out-of-fold clip predictions
         test.csv               fold-mean test prediction
         history.csv            all folds' histories
@@ -38,6 +40,7 @@
                                (+ truth_* on synthetic data, pseudo_* in cycles, epochs for the control)
         done                   (cycles) the cycle finished; a stage is used (next cycle, ensemble, report,
                                --stage latest) only when finished: every fold's done.json (+ done for a cycle)
+      kept.json                the stage the loop keeps (stage1 or a cycle), the rule and each candidate's figure
       submissions.csv          files `rfcx-kit ensemble` wrote from this run (stage, sha256): fills the LB column
       report/                  cv.md|csv, species.md|csv, relabel.md|csv, pseudo_per_species.csv, *.png
       report.md                the report (`rfcx-kit report`)
@@ -113,6 +116,11 @@ class Run:
     @property
     def submissions(self) -> Path:
         return self.root / "submissions.csv"
+
+    @property
+    def kept(self) -> Path:
+        """``kept.json``: the stage the re-labeling loop keeps (what ensemble, predict and export use by default)."""
+        return self.root / "kept.json"
 
     @property
     def report_dir(self) -> Path:
@@ -227,6 +235,27 @@ class Run:
 
     def finished_stages(self) -> list[str]:
         return [s for s in self.stages() if self.finished(s)]
+
+    def kept_stage(self) -> str | None:
+        """The stage ``kept.json`` names when it has finished, else :meth:`latest_stage` (what ``--stage kept`` means)."""
+        if self.kept.is_file():
+            try:
+                name = json.loads(self.kept.read_text(encoding="utf-8"))["stage"]
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                from rfcx_kit.core.errors import DataError
+
+                raise DataError(f"{self.kept}: not readable (rerun `rfcx-kit relabel` to rewrite it)") from None
+            if isinstance(name, str) and self.finished(name):
+                return name
+        return self.latest_stage()
+
+    def resolve(self, stage: str) -> str | None:
+        """A stage name with ``latest`` and ``kept`` resolved (None where nothing has finished)."""
+        if stage == "kept":
+            return self.kept_stage()
+        if stage == "latest":
+            return self.latest_stage()
+        return stage
 
     def latest_stage(self) -> str | None:
         """The highest finished ``cycleN``, else ``stage1`` if finished (what ``--stage latest`` means), else None."""

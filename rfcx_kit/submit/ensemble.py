@@ -97,8 +97,9 @@ class Member:
 # Inputs
 
 
-def resolve_stage(run_dir: str | Path, stage: str = "latest") -> Path:
-    """The stage folder of a run: ``stage`` as named, or for ``"latest"`` the highest ``cycleN`` else ``stage1``."""
+def resolve_stage(run_dir: str | Path, stage: str = "kept") -> Path:
+    """The stage folder of a run: ``stage`` as named; ``"kept"``: the stage the re-labeling loop kept
+    (``RUN/kept.json``), else as ``"latest"``: the highest ``cycleN``, else ``stage1``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
@@ -108,10 +109,12 @@ def resolve_stage(run_dir: str | Path, stage: str = "latest") -> Path:
         # A run made by rfcx-kit: only stages whose every fold finished are used (a killed cycle never is).
         unfinished = [s for s in present if not run.finished(s)]
         present = [s for s in present if s not in unfinished]
-        if stage != "latest" and stage in unfinished:
+        if stage == "kept" and run.kept.is_file():
+            stage = run.kept_stage() or "latest"
+        if stage not in ("latest", "kept") and stage in unfinished:
             raise DataError(f"{run.stage(stage)}: stage {stage!r} has not finished every fold; finished stages: "
                             f"{', '.join(present) if present else 'none'} (or resume it first)")
-    if stage == "latest":
+    if stage in ("latest", "kept"):
         cycles = sorted((int(m.group(1)), name) for name in present if (m := _CYCLE.match(name)))
         if cycles:
             return run.stage(cycles[-1][1])
@@ -437,8 +440,9 @@ _PLURAL = {PROBABILITY: "probabilities", LOGIT: "logits", "rank": "ranks"}
 @click.command("ensemble")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder (runs/NAME) whose fold test predictions <stage>/fold{k}/test.csv are averaged.")
-@click.option("--stage", default="latest", show_default=True,
-              help="Stage of the run: stage1, cycle1, cycle2, ...; 'latest' is the highest cycleN present, else stage1.")
+@click.option("--stage", default="kept", show_default=True,
+              help="Stage of the run: stage1, cycle1, cycle2, ...; 'kept': the stage the re-labeling loop kept "
+                   "(RUN/kept.json); 'latest': the highest cycleN present, else stage1.")
 @click.option("--run-weight", type=float, default=1.0, show_default=True,
               help="Weight of the run in the blend; its folds share it equally.")
 @click.option("--with", "with_specs", multiple=True, metavar="FILE[:WEIGHT[:prob|logit]]",
