@@ -35,7 +35,8 @@ def readme_table(text: str) -> list[dict[str, str]]:
 
 
 def summary_rows(summary: dict) -> dict[str, dict]:
-    rows = {row["stage"]: row for row in summary["stages"]}
+    rows = {"prior": summary["prior"]} if "prior" in summary else {}
+    rows.update({row["stage"]: row for row in summary["stages"]})
     for ref in ("control", "oracle"):
         rows[ref] = {"stage": ref, **summary[ref]}
     return rows
@@ -54,18 +55,30 @@ def compare(readme_rows: list[dict[str, str]], rows: dict[str, dict], tolerance:
                 continue
             value = actual.get(key)
             if text in ("-", "NaN", "nan"):  # pandas prints an undefined figure as NaN unless told otherwise
-                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                none = value is None or (isinstance(value, float) and math.isnan(value))
+                if not none and not (key == "pseudo_positives" and value == 0):  # '-': no cycle, no count
                     problems.append(f"{shown['stage']}.{key}: README '-', run {value}")
                 continue
             if value is None:
                 problems.append(f"{shown['stage']}.{key}: README {text}, run has none")
-            elif key == "pseudo_positives":
+            elif key == "pseudo_positives":  # a count
                 if int(text) != int(value):
                     problems.append(f"{shown['stage']}.{key}: README {text}, run {int(value)}")
             elif abs(float(text) - float(value)) > tolerance:
                 problems.append(f"{shown['stage']}.{key}: README {text}, run {float(value):.4f} "
                                 f"(|diff| {abs(float(text) - float(value)):.4f} > {tolerance})")
     return problems
+
+
+def kept_problems(block: str, summary: dict) -> list[str]:
+    """The README's ``kept: STAGE`` line against the stage the run kept."""
+    shown = re.search(r"^kept: (\w+)", block, flags=re.MULTILINE)
+    used = (summary.get("kept") or {}).get("stage")
+    if shown is None:
+        return ["the README's table has no 'kept:' line (the demo prints it below the table)"]
+    if used != shown.group(1):
+        return [f"kept: README {shown.group(1)}, run {used}"]
+    return []
 
 
 def numerics_problems(block: str, summary: dict) -> list[str]:
@@ -94,6 +107,7 @@ def main() -> int:
         problems.append(f"labelled calls: README {share.group(1)} of {share.group(2)}, run "
                         f"{summary['labelled_calls']} of {summary['planted_calls']}")
     problems += numerics_problems(text.split(START, 1)[1].split(END, 1)[0], summary)
+    problems += kept_problems(text.split(START, 1)[1].split(END, 1)[0], summary)
     for line in problems:
         print(f"README disagrees with the run: {line}")
     if not problems:

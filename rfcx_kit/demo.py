@@ -25,6 +25,7 @@ from rfcx_kit.core.errors import RfcxError, cli_errors
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+DEMO_TRAIN, DEMO_TEST = 300, 100  # recordings of the demo's synthetic set (docs/method-notes.md, section 9)
 
 
 def _step(i: int, n: int, text: str) -> float:
@@ -85,9 +86,9 @@ def labelled_share(data: Path) -> tuple[int, int]:
     return int((calls["labelled"] == "tp").sum()), len(calls)
 
 
-def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 60.0, seed: int = 7,
-             tp_share: float | None = 0.08, label_scale: float = 1.0,
-             recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int = 3,
+def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, seconds: float = 60.0, seed: int = 7,
+             tp_share: float | None = None, label_scale: float = 1.0, profile: str = "demo",
+             recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int | None = None,
              submit: str = "standin", fmt: str = "npy", progress: bool = True) -> dict:
     """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
     from rfcx_kit.core.config import load_config
@@ -95,14 +96,14 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     from rfcx_kit.method.cycle import run_relabel
     from rfcx_kit.method.run import Run
     from rfcx_kit.core.io import atomic_write_json
-    from rfcx_kit.method.references import run_control, run_oracle
+    from rfcx_kit.method.references import prior_test_lwlrap, run_control, run_oracle
     from rfcx_kit.submit.ensemble import ensemble_cmd
     from rfcx_kit.data.features import build_cache
     from rfcx_kit.data.reader import read_competition
     from rfcx_kit.report.markdown import relabel_table, write_report
     from rfcx_kit.method.stage1 import format_metrics, run_stage1
     from rfcx_kit.data.submission import validate_submission
-    from rfcx_kit.data.synth.scene import SynthConfig
+    from rfcx_kit.data.synth.scene import synth_config
     from rfcx_kit.data.synth.writer import write_dataset
 
     recipe = recipe or DEFAULT_RECIPE
@@ -115,9 +116,11 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     n = 8
     started = time.time()
 
-    t = _step(1, n, f"synthesise {n_train} train + {n_test} test recordings ({fmt}, {seconds:g} s) -> {data}")
-    write_dataset(SynthConfig(n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, label_scale=label_scale,
-                              tp_share=tp_share), data, fmt=fmt, n_jobs=-1, progress=progress)
+    synth = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed,
+                         label_scale=label_scale, tp_share=tp_share)
+    t = _step(1, n, f"synthesise {synth.n_train} train + {synth.n_test} test recordings (profile {profile}, {fmt}, "
+                    f"{seconds:g} s) -> {data}")
+    write_dataset(synth, data, fmt=fmt, n_jobs=-1, progress=progress)
     comp = read_competition(data)
     labelled, planted = labelled_share(data)
     _done(t, f"{len(comp.tp)} TP rows, {len(comp.fp)} FP rows: {labelled} of {planted} planted train calls "
@@ -136,6 +139,7 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
                          progress=progress)
     _done(t, format_metrics(metrics))
 
+    cycles = cycles if cycles is not None else load_config(recipe, overrides).relabel.cycles
     t = _step(4, n, f"stage 2: {cycles} cycles of re-labeling")
     history = run_relabel(run_dir, cycles=cycles, progress=progress)
     _done(t, "; ".join(f"{h['stage']}: {format_metrics(h)}" for h in history[1:]))
@@ -146,9 +150,11 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     oracle = run_oracle(run_dir, progress=progress)
     _done(t, f"control: {format_metrics(control)}; oracle: {format_metrics(oracle)}")
 
-    t = _step(6, n, "ensemble the last stage's folds -> validate")
+    kept = json.loads(Run(run_dir).kept.read_text())
+    t = _step(6, n, f"ensemble the kept stage's folds ({kept['stage']}, best CV LWLRAP on the original labels) "
+                    "-> validate")
     sub_path = subs / "demo.csv"
-    ensemble_cmd.main(["--run", str(run_dir), "--stage", "latest", "--out", str(sub_path)], standalone_mode=False)
+    ensemble_cmd.main(["--run", str(run_dir), "--stage", "kept", "--out", str(sub_path)], standalone_mode=False)
     validate_submission(sub_path, comp.test_ids)
     _done(t, f"{sub_path} is a valid submission ({len(comp.test_ids)} rows)")
 
@@ -170,15 +176,18 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
     _done(t, str(report))
 
     table = relabel_table(run_dir)
+    prior = prior_test_lwlrap(comp)
     method = table[~table["stage"].isin(["oracle", "control"])]
-    final = method.iloc[-1]
     refs = table.set_index("stage")
+    final = refs.loc[kept["stage"]]
     summary = {"seconds": round(time.time() - started, 1), "report": str(report), "submission": str(sub_path),
-               "seed": seed, "labelled_calls": labelled, "planted_calls": planted,
-               "labelled_share": labelled / max(1, planted),
+               "seed": seed, "train_seed": load_config(recipe, overrides).train.seed, "profile": profile,
+               "labelled_calls": labelled, "planted_calls": planted, "labelled_share": labelled / max(1, planted),
+               "prior": {"stage": "prior", "truth_test_lwlrap": prior},
                "stages": method.to_dict("records"),
                "oracle": refs.loc["oracle"].to_dict(), "control": refs.loc["control"].to_dict(),
-               "final_stage": final["stage"], "gap_closed": final.get("gap_closed"),
+               "kept": kept, "final_stage": kept["stage"], "gap_closed": final.get("gap_closed"),
+               "kept_minus_control": final["truth_test_lwlrap"] - refs.loc["control", "truth_test_lwlrap"],
                "numerics": describe_numerics()}
     atomic_write_json(out / "summary.json", summary)
     click.secho(f"\nrfcx-kit demo finished in {summary['seconds']:.0f} s", bold=True)
@@ -188,8 +197,14 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
                f"({summary['labelled_share']:.1%}, 1 in {planted / max(1, labelled):.1f})")
     columns = ["stage", "cv_lwlrap", "truth_test_lwlrap", "gap_closed", "pseudo_positives", "pseudo_precision",
                "pseudo_lift", "pseudo_recall"]
-    shown = table[[c for c in columns if c in table]]
+    shown = pd.concat([pd.DataFrame([{"stage": "prior", "truth_test_lwlrap": prior}]), table], ignore_index=True)
+    shown = shown[[c for c in columns if c in shown]].copy()
+    if "pseudo_positives" in shown:  # a count, and only where a cycle made pseudo-labels
+        cycle = shown["stage"].str.startswith("cycle")
+        shown["pseudo_positives"] = [str(int(v)) if c else "-" for v, c in zip(shown["pseudo_positives"], cycle)]
     click.echo(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}" if np.isfinite(v) else "-"))
+    values = ", ".join(f"{k} {v:.3f}" for k, v in kept["candidates"].items() if v is not None)
+    click.echo(f"kept: {kept['stage']} (best CV LWLRAP on the original labels: {values})")
     click.echo(f"report: {report}\nsubmission: {sub_path}")
     return summary
 
@@ -197,15 +212,19 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Folder for everything the demo writes (data, run, submissions, report).")
-@click.option("--train", "n_train", type=int, default=100, show_default=True, help="Synthetic train recordings.")
-@click.option("--test", "n_test", type=int, default=40, show_default=True, help="Synthetic test recordings.")
+@click.option("--train", "n_train", type=int, default=DEMO_TRAIN, show_default=True, help="Synthetic train recordings.")
+@click.option("--test", "n_test", type=int, default=DEMO_TEST, show_default=True, help="Synthetic test recordings.")
+@click.option("--profile", type=click.Choice(["demo", "rfcx"]), default="demo", show_default=True,
+              help="The synthetic data's profile (rfcx-kit synth --profile): demo, where a CPU learns the calls and "
+                   "the labels are the limit; rfcx, the competition's shape (pass a recipe for its 128 x 3751 grid).")
 @click.option("--seconds", type=float, default=60.0, show_default=True, help="Recording length (RFCX: 60).")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data (the training seed is train.seed: --set train.seed=N).")
 @click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="npy", show_default=True,
               help="npy: precomputed spectrograms (fast); flac: 48 kHz audio + feature cache (the Kaggle layout).")
-@click.option("--tp-share", type=float, default=0.08, show_default=True,
-              help="Share of the planted train calls that get a TP row (drawn over all calls; 0.08: 1 in 12.5).")
-@click.option("--cycles", type=int, default=3, show_default=True, help="Re-labeling cycles.")
+@click.option("--tp-share", type=float, default=None,
+              help="Share of the planted train calls that get a TP row (drawn over all calls) [default: the "
+                   "profile's, 0.125 for demo: 1 in 8].")
+@click.option("--cycles", type=int, default=None, help="Re-labeling cycles [default: the recipe's relabel.cycles].")
 @click.option("--pipeline", "recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe [default: pipelines/demo.yaml].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (repeatable).")
@@ -216,7 +235,8 @@ def run_demo(out: Path, n_train: int = 100, n_test: int = 40, seconds: float = 6
               help="portable: the CPU kernels every x86-64 machine runs, so the README's table is reproduced "
                    "anywhere (about 2x slower); native: the fastest kernels of this CPU (docs/architecture.md).")
 @cli_errors
-def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, tp_share: float, cycles: int,
+def demo_cmd(out: Path, n_train: int, n_test: int, profile: str, seconds: float, seed: int, fmt: str,
+             tp_share: float | None, cycles: int | None,
              recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool, numerics: str) -> None:
     """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
 
@@ -236,5 +256,5 @@ def demo_cmd(out: Path, n_train: int, n_test: int, seconds: float, seed: int, fm
         pinned.ensure_portable()  # before anything is written: may start this command again with the pins set
     elif pinned.requested():
         raise click.UsageError(f"--numerics native, but {pinned.ENV}=portable is set in the environment: unset it")
-    run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, recipe, overrides, cycles, submit, fmt,
+    run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, profile, recipe, overrides, cycles, submit, fmt,
              progress=not no_progress)

@@ -66,7 +66,19 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
             assert f"run/report/{png}" in report
     cv = pd.read_csv(run / "report" / "cv.csv", keep_default_na=False)
     assert cv["stage"].tolist() == stages + ["control", "oracle"]
-    assert float(cv.loc[cv["stage"] == "cycle3", "LB"].iloc[0]) == pytest.approx(expected, abs=1e-5)
+    kept = json.loads((run / "kept.json").read_text())
+    assert summary["kept"] == kept and summary["final_stage"] == kept["stage"] in stages
+    best_cv = max(stages, key=lambda s: json.loads((run / s / "metrics.json").read_text())["cv_lwlrap"])
+    assert kept["stage"] == best_cv  # the submitted stage is the one with the best CV on the original labels
+    assert float(cv.loc[cv["stage"] == kept["stage"], "LB"].iloc[0]) == pytest.approx(expected, abs=1e-5)
+    # the prior: one constant ranking by train frequency, scored against the test truth
+    from rfcx_kit.core.metrics import prior_lwlrap
+
+    train_truth = pd.read_csv(data / "truth" / "train_presence.csv")[SPECIES_COLUMNS].to_numpy()
+    test_truth = truth.loc[sub["recording_id"], SPECIES_COLUMNS].to_numpy()
+    assert summary["prior"]["truth_test_lwlrap"] == pytest.approx(prior_lwlrap(train_truth, test_truth))
+    for row in summary["stages"][1:]:
+        assert np.isfinite(row["pseudo_lift"]) or row["pseudo_positives"] == 0
     assert (out / "cv_table.md").exists()
     assert [s["stage"] for s in summary["stages"]] == stages
     assert np.isfinite(summary["seconds"])

@@ -102,14 +102,17 @@ def test_readme_check_compares_every_figure_within_its_tolerance() -> None:
 ```
 labels: 10 of 100 planted train calls have a TP row (10.0%, 1 in 10.0)
   stage  cv_lwlrap  truth_test_lwlrap  gap_closed  pseudo_positives  pseudo_precision
- stage1      0.500              0.600       0.000                 0               -
+  prior          -              0.300           -                 -                 -
+ stage1      0.500              0.600       0.000                 -               -
  cycle1      0.510              0.700       0.500                12           0.417
-control      0.505              0.610       0.050                 0               -
- oracle      0.700              0.800           -                 0               -
+control      0.505              0.610       0.050                 -               -
+ oracle      0.700              0.800           -                 -               -
+kept: cycle1 (best CV LWLRAP on the original labels: stage1 0.500, cycle1 0.510)
 ```
 <!-- /demo-table -->
 """
-    summary = {"stages": [{"stage": "stage1", "cv_lwlrap": 0.5001, "truth_test_lwlrap": 0.6, "gap_closed": 0.0,
+    summary = {"prior": {"stage": "prior", "truth_test_lwlrap": 0.3}, "kept": {"stage": "cycle1"},
+               "stages": [{"stage": "stage1", "cv_lwlrap": 0.5001, "truth_test_lwlrap": 0.6, "gap_closed": 0.0,
                            "pseudo_positives": 0, "pseudo_precision": None},
                           {"stage": "cycle1", "cv_lwlrap": 0.51, "truth_test_lwlrap": 0.7, "gap_closed": 0.5,
                            "pseudo_positives": 12, "pseudo_precision": 5 / 12}],
@@ -118,8 +121,11 @@ control      0.505              0.610       0.050                 0             
                "oracle": {"cv_lwlrap": 0.7, "truth_test_lwlrap": 0.8, "gap_closed": None, "pseudo_positives": 0,
                           "pseudo_precision": None}}
     rows = check.readme_table(text)
-    assert [r["stage"] for r in rows] == ["stage1", "cycle1", "control", "oracle"]
+    assert [r["stage"] for r in rows] == ["prior", "stage1", "cycle1", "control", "oracle"]
     assert check.compare(rows, check.summary_rows(summary), 0.005) == []
+    block = text.split(check.START, 1)[1]
+    assert check.kept_problems(block, summary) == []
+    assert "README cycle1, run stage1" in check.kept_problems(block, {"kept": {"stage": "stage1"}})[0]
     summary["stages"][1]["truth_test_lwlrap"] = 0.71
     summary["control"]["pseudo_positives"] = 3
     problems = check.compare(rows, check.summary_rows(summary), 0.005)

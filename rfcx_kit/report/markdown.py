@@ -21,7 +21,7 @@ from rfcx_kit.core.errors import DataError, StateError, cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.features import mel_bin_of
-from rfcx_kit.method.references import gap_closed
+from rfcx_kit.method.references import gap_closed, prior_test_lwlrap
 from rfcx_kit.method.run import Run, load_context, load_prediction, read_metrics
 from rfcx_kit.report import plots
 
@@ -214,7 +214,7 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     cv = write_cv_tables(run_dir, log_path)
     stages = stage_names(run_dir)
     figures = []
-    plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png")
+    plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png", prior=prior_test_lwlrap(ctx.comp))
     figures.append(("LWLRAP by stage", "lwlrap_by_stage.png"))
     species = species_table(run_dir)
     plots.species_ap(species, report / "species_ap.png")
@@ -232,14 +232,18 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
         write_relabel_report(run_dir)
         counts = pd.read_csv(report / "pseudo_per_species.csv")
         plots.pseudo_per_species(counts, report / "pseudo_per_species.png")
-        sections += ["## Cycle re-labeling\n", markdown_table(relabel_table(run_dir)),
+        kept = json.loads(run.kept.read_text()) if run.kept.is_file() else None
+        kept_line = (f"The loop kept **{kept['stage']}**: the best CV LWLRAP on the original labels "
+                     f"({', '.join(f'{k} {v:.3f}' for k, v in kept['candidates'].items() if v is not None)}); "
+                     "ensemble, predict and export use it by default.\n" if kept else "")
+        sections += ["## Cycle re-labeling\n", kept_line, markdown_table(relabel_table(run_dir)),
                      f"\n![metrics by cycle]({rel}/relabel.png)\n"]
         figures.append(("Pseudo-positives per species and cycle", "pseudo_per_species.png"))
     history = {s: pd.read_csv(run.history(s)) for s in stages if run.history(s).exists()}
     if history:
         plots.training_curves(history, report / "training_curves.png")
         figures.append(("Training curves", "training_curves.png"))
-    last = [s for s in stages if s == "stage1" or s.startswith("cycle")][-1]  # not the oracle or control
+    last = run.kept_stage() or [s for s in stages if s == "stage1" or s.startswith("cycle")][-1]
     rid, row = _pick_recording(ctx)
     fold = int(ctx.folds.loc[row, "fold"])
     ids, pred = load_prediction(run.prediction(last, fold, "val"))

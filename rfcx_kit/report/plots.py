@@ -27,27 +27,44 @@ def save(fig: plt.Figure, path: Path) -> Path:
 REFERENCE_STAGES = {"oracle": "tab:purple", "control": "tab:gray"}
 
 
-def reference_lines(ax, table: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001 - a matplotlib Axes
-    """Draw the oracle and the control as dashed lines of their test LWLRAP vs truth; return the other rows
-    (the stages of the method, drawn along the x axis)."""
+def reference_lines(ax, table: pd.DataFrame, prior: float | None = None,  # noqa: ANN001 - a matplotlib Axes
+                    spread: dict[str, float] | None = None) -> pd.DataFrame:
+    """Draw the prior, the control and the oracle as dashed lines of their test LWLRAP vs truth (with a band of
+    +- their standard deviation over runs where ``spread`` gives one); return the other rows (the stages of the
+    method, drawn along the x axis)."""
     refs = table[table["stage"].isin(list(REFERENCE_STAGES))]
-    for stage, value in zip(refs["stage"], pd.to_numeric(refs.get("truth_test_lwlrap"), errors="coerce")):
+    lines = list(zip(refs["stage"], pd.to_numeric(refs.get("truth_test_lwlrap"), errors="coerce")))
+    colors = dict(REFERENCE_STAGES)
+    if prior is not None and np.isfinite(prior):
+        lines.append(("prior", prior))
+        colors["prior"] = "black"
+    for stage, value in lines:
         if np.isfinite(value):
-            ax.axhline(value, color=REFERENCE_STAGES[stage], ls="--", lw=1.5,
-                       label=f"{stage}: test LWLRAP vs truth {value:.3f}")
+            sd = (spread or {}).get(stage)
+            ax.axhline(value, color=colors[stage], ls="--", lw=1.5,
+                       label=f"{stage}: {value:.3f}" + (f" ± {sd:.3f}" if sd is not None else ""))
+            if sd is not None and np.isfinite(sd):
+                ax.axhspan(value - sd, value + sd, color=colors[stage], alpha=0.12, lw=0)
     return table[~table["stage"].isin(list(REFERENCE_STAGES))].reset_index(drop=True)
 
 
-def lwlrap_by_stage(table: pd.DataFrame, path: Path) -> Path:
+def lwlrap_by_stage(table: pd.DataFrame, path: Path, prior: float | None = None,
+                    spread: dict[str, dict[str, float]] | None = None, title: str = "LWLRAP by stage") -> Path:
     """Lines of CV LWLRAP, truth LWLRAP (OOF and test) and LB by stage, with the value printed at each point;
-    the oracle and the control as dashed reference lines."""
+    the prior, the control and the oracle as dashed reference lines.
+
+    ``spread``: ``{series: {stage: standard deviation}}`` over repeated runs (``table`` then holds their means):
+    drawn as error bars on the stages and as bands around the references.
+    """
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    spread = spread or {}
     if "truth_test_lwlrap" in table:
-        table = reference_lines(ax, table)
+        table = reference_lines(ax, table, prior, spread.get("truth_test_lwlrap"))
     else:
         table = table[~table["stage"].isin(list(REFERENCE_STAGES))].reset_index(drop=True)
     x = np.arange(len(table))
     series = [("lwlrap", "CV LWLRAP (original TP labels)", "o-"),
+              ("cv_lwlrap", "CV LWLRAP (original TP labels)", "o-"),
               ("truth_oof_lwlrap", "OOF LWLRAP vs hidden truth", "^--"),
               ("truth_test_lwlrap", "test LWLRAP vs hidden truth", "s-"),
               ("LB", "public LB", "D-")]
@@ -59,16 +76,19 @@ def lwlrap_by_stage(table: pd.DataFrame, path: Path) -> Path:
         if not np.isfinite(values).any():
             continue
         line = ax.plot(x, values, style, label=label, lw=2, ms=7)[0]
+        if key in spread:
+            err = np.array([spread[key].get(s, np.nan) for s in table["stage"]])
+            ax.errorbar(x, values, yerr=err, fmt="none", ecolor=line.get_color(), capsize=4, lw=1.2)
         for xi, v in zip(x, values):  # each series' values on its own side, so labels do not overlap
             if np.isfinite(v):
-                dx, dy = [(-16, 8), (16, 8), (-16, -14), (16, -14)][shown % 4]
+                dx, dy = [(-18, 8), (18, 8), (-18, -14), (18, -14)][shown % 4]
                 ax.annotate(f"{v:.3f}", (xi, v), textcoords="offset points", xytext=(dx, dy), ha="center",
                             fontsize=7, color=line.get_color())
         shown += 1
     ax.set_xticks(x, table["stage"])
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("LWLRAP")
-    ax.set_title("LWLRAP by stage")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.margins(x=0.08)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)

@@ -100,7 +100,7 @@ def test_the_demo_records_its_numerics(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     out = tmp_path / "demo"
     code = ("import sys\nfrom rfcx_kit.cli import main\nsys.argv = ['rfcx-kit', 'demo', '--out', %r, '--train', '6', "
-            "'--test', '3', '--seconds', '10', '--cycles', '1', '--submit', 'dry-run', '--no-progress', "
+            "'--test', '3', '--seconds', '10', '--tp-share', '0.6', '--cycles', '1', '--submit', 'dry-run', '--no-progress', "
             "'--set', 'model.backbone=mobilenetv3_small_050', '--set', 'train.epochs=1', '--set', "
             "'train.steps_per_epoch=2', '--set', 'relabel.epochs=1', '--set', 'relabel.windows_per_epoch=8']"
             "\nmain()\n") % str(out)
