@@ -29,7 +29,7 @@ def _parse_snr(text: str) -> tuple[float, float]:
               help="Recording length, 10-60 (the competition: 60; shorter FLACs are padded by the reader).")
 @click.option("--seed", type=int, default=SynthConfig.seed, show_default=True, help="Same seed and sizes: same bytes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="flac", show_default=True,
-              help="flac: 48 kHz 16-bit audio; npy: 128 x 3751 log-mel arrays (fast, for large sizes).")
+              help="flac: 48 kHz 16-bit audio; npy: log-mel arrays on the profile's grid (fast, for large sizes).")
 @click.option("--profile", type=click.Choice(list(PROFILES)), default="rfcx", show_default=True,
               help="rfcx: the competition's shape (species prevalence as RFCX's test set, 128 x 3751 arrays); demo: "
                    "every species in 12 % of recordings, SNR 6..20 dB, 1 call in 8 labelled, 64 x 1876 arrays "

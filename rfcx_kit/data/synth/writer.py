@@ -4,7 +4,8 @@ Layout written under ``out``::
 
     train_tp.csv, train_fp.csv, sample_submission.csv    the competition's CSVs
     train/{id}.flac, test/{id}.flac                      48 kHz mono 16-bit  (--format flac)
-    train/{id}.npy,  test/{id}.npy                       128 x 3751 float32 log-mel  (--format npy)
+    train/{id}.npy,  test/{id}.npy                       n_mels x frames float32 log-mel  (--format npy; 128 x 3751
+                                                         by default, 64 x 1876 for the demo profile)
     truth/                                               hidden ground truth (see truth/README.md)
 
 Audio is rendered per recording in worker processes and saved at once, so audio memory does not grow
@@ -15,8 +16,7 @@ written atomically; an interrupted run is resumed by running the same command ag
 recordings are kept, which is safe because they are deterministic). The CSVs are written last.
 
 ``--seconds`` below 60 writes shorter FLAC files (readers pad them to 60 s with zeros) and npy arrays of
-the recording zero-padded to 60 s, i.e. exactly what the FLAC path gives after padding: both are
-always 128 x 3751.
+the recording zero-padded to 60 s, i.e. exactly what the FLAC path gives after padding on the same grid.
 """
 
 from __future__ import annotations
