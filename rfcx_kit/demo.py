@@ -116,8 +116,9 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     n = 8
     started = time.time()
 
+    grid = load_config(recipe, overrides).features  # npy arrays on the recipe's grid, whatever the profile
     synth = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed,
-                         label_scale=label_scale, tp_share=tp_share)
+                         label_scale=label_scale, tp_share=tp_share, n_mels=grid.n_mels, hop_length=grid.hop_length)
     t = _step(1, n, f"synthesise {synth.n_train} train + {synth.n_test} test recordings (profile {profile}, {fmt}, "
                     f"{seconds:g} s) -> {data}")
     write_dataset(synth, data, fmt=fmt, n_jobs=-1, progress=progress)
