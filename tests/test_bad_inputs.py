@@ -125,6 +125,20 @@ def test_a_recipe_that_is_not_yaml_is_named(world: dict[str, Path], tmp_path: Pa
                    str(recipe), [tmp_path / "r"])
 
 
+@pytest.mark.parametrize("text, culprit", [
+    ("train:\n  epochs: 1\nmodel:\n  dropout: 0.1\ntrain:\n  lr: 0.01\n", "duplicate key 'train' at line 5 (first at line 1)"),
+    ("train:\n  epochs: 1\n  epochs: 2\n", "duplicate key 'epochs' at line 3 (first at line 2)"),
+], ids=["section", "key"])
+def test_a_recipe_with_a_key_given_twice_is_refused(world: dict[str, Path], tmp_path: Path, text: str,
+                                                    culprit: str) -> None:
+    # PyYAML keeps the later of two equal keys silently: the earlier section would vanish from the run
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text(text)
+    output = expect_refused(["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"),
+                             "--pipeline", str(recipe)], culprit, [tmp_path / "r"])
+    assert str(recipe) in output
+
+
 # ---- stage 1: bad data -------------------------------------------------------------------------------------
 
 def _zero_bytes(data: Path) -> str:

@@ -285,6 +285,34 @@ def parse_override(text: str) -> dict[str, Any]:
     return nested
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102 - PyYAML's hook
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {line} (first at line {seen[key]})",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content with every key unique; a duplicate is a ConfigError naming the key and its lines."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"{path}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+
+
 def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then the recipe's differences, then ``--set`` overrides; validated and typed."""
     cfg = Config()
@@ -293,11 +321,9 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"recipe {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+            data = read_yaml(path) or {}
+        except ConfigError as exc:
+            raise ConfigError(f"recipe {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {path} must be a mapping of sections")
         try:
@@ -323,10 +349,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 def load_saved_config(path: str | Path) -> Config:
     """A run's saved config.yaml; a file that is not a YAML mapping of sections is a ConfigError naming it."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable config ({' '.join(str(exc).split())[:200]})") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a config (a mapping of sections), got {type(data).__name__}")
     try:
