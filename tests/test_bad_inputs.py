@@ -415,6 +415,22 @@ def test_small_commands_refuse_nonsense(world: dict[str, Path], tmp_path: Path) 
         assert exception is None and code == 2 and "Error" in output, (extra, output)
 
 
+def test_degenerate_values_that_once_passed_with_exit_0_are_refused(world: dict[str, Path], tmp_path: Path) -> None:
+    # a truth without a positive label: LWLRAP is undefined (it printed nan)
+    sub = world["data"] / "sample_submission.csv"
+    truth = tmp_path / "truth.csv"
+    truth.write_text(sub.read_text().replace("0.5", "0"))
+    expect_refused(["score", str(sub), "--truth", str(truth)], "no recording has a positive label", [tmp_path])
+    # a cover as long as the window: the window positions never advance
+    oof = tmp_path / "oof.csv"
+    oof.write_text("patch,recording_id," + ",".join(f"s{i}" for i in range(24)) + "\n"
+                   + "0,r1," + ",".join(["0.9"] * 24) + "\n")
+    for window, cover, culprit in (("512", "512", "--cover"), ("512", "600", "--cover"), ("0", "49", "--window"),
+                                   ("512", "-1", "--cover")):
+        expect_refused(["labels", "from-oof", str(oof), "--window", window, "--cover", cover,
+                        "--out", str(tmp_path / "l.csv")], culprit, [tmp_path])
+
+
 def test_an_interrupt_says_how_to_go_on(world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rfcx_kit.method import stage1
 

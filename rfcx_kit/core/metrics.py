@@ -247,6 +247,9 @@ def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool)
     if not np.isfinite(threshold):
         raise ConfigError(f"--threshold must be a finite number, got {threshold}")
     ids, truth, scores = _aligned(file, truth_path)
+    if not truth.any():
+        # LWLRAP averages over positive labels: with none it is undefined, not a number to print
+        raise DataError(f"{truth_path}: no recording has a positive label, so LWLRAP is undefined")
     if not ((scores >= 0) & (scores <= 1)).all() and threshold == 0.5:
         click.echo("note: scores lie outside [0, 1] (logits?); precision/recall use --threshold 0.5 as given", err=True)
     precision, recall = precision_recall(truth, scores, threshold)

@@ -663,8 +663,9 @@ def labels_cmd() -> None:
               help="train_tp.csv: its windows become tp rows and are never overwritten.")
 @click.option("--fp", "fp_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="train_fp.csv: its windows become fp rows and are never overwritten.")
-@click.option("--window", type=int, default=512, show_default=True, help="Window length in frames.")
-@click.option("--cover", type=int, default=49, show_default=True, help="Frames each window overlaps the previous.")
+@click.option("--window", type=click.IntRange(1), default=512, show_default=True, help="Window length in frames.")
+@click.option("--cover", type=click.IntRange(0), default=49, show_default=True,
+              help="Frames each window overlaps the previous (less than --window).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the label table here (CSV).")
 @cli_errors
 def from_oof_cmd(
@@ -679,6 +680,9 @@ def from_oof_cmd(
     pseudo-positive. With them, the original TP/FP windows are included and never overwritten.
     """
     start = time.perf_counter()
+    if cover >= window:
+        # the window positions would never advance: refused before anything is read or written
+        raise click.BadParameter(f"{cover} must be less than --window ({window})", param_hint="--cover")
     species_thresholds = _parse_species_thresholds(species_threshold)
     if not (math.isfinite(pseudo_weight) and pseudo_weight > 0):
         raise click.BadParameter("must be a positive number", param_hint="--pseudo-weight")
