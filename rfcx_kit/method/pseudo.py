@@ -30,6 +30,7 @@ import pandas as pd
 from rfcx_kit.core.config import FeatureConfig
 from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.data.reader import read_boxes
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.scale import detect_scale, to_prob
 from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
@@ -107,25 +108,15 @@ def _check_boxes(boxes: pd.DataFrame, path: str | Path | None = None) -> pd.Data
     return boxes
 
 
-def read_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd.DataFrame:
-    """Read ``train_tp.csv`` / ``train_fp.csv`` into one box frame with ``label`` +1 (TP) / -1 (FP).
+def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd.DataFrame:
+    """``train_tp.csv`` / ``train_fp.csv`` as one frame with ``label`` +1 (TP) / -1 (FP).
 
-    Recording ids are read as text: 133 real ids are all digits and would lose leading zeros otherwise.
+    Each file goes through the data layer's one box reader (``data.reader.read_boxes``: columns, ids, species,
+    times inside the recording, frequencies below Nyquist, errors naming file, row and field).
+    Columns: recording_id (text), species_id, t_min, t_max, label.
     """
-    parts = []
-    for path, label in ((tp, 1), (fp, -1)):
-        if path is None:
-            continue
-        try:
-            frame = pd.read_csv(path, dtype={"recording_id": str})
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path}: cannot read as CSV: {' '.join(str(exc).split())[:200]}") from None
-        need = ["recording_id", "species_id", "t_min", "t_max"]
-        missing = [c for c in need if c not in frame.columns]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; have {list(frame.columns)}")
-        frame = frame[need].assign(label=label)
-        parts.append(_check_boxes(frame, path))
+    parts = [read_boxes(Path(path))[["recording_id", "species_id", "t_min", "t_max"]].assign(label=label)
+             for path, label in ((tp, 1), (fp, -1)) if path is not None]
     if not parts:
         return pd.DataFrame({"recording_id": [], "species_id": [], "t_min": [], "t_max": [], "label": []})
     return pd.concat(parts, ignore_index=True)
@@ -712,7 +703,7 @@ def from_oof_cmd(
         if len(positions) != n_windows:
             raise DataError(f"the files hold {n_windows} patches per recording, but --window {window} "
                             f"--cover {cover} gives {len(positions)} windows over {FRAMES} frames")
-        boxes = read_boxes(tp_path, fp_path)
+        boxes = labelled_boxes(tp_path, fp_path)
         known = boxes["recording_id"].isin(pd.Index(ids))
         original = original_window_labels(boxes, ids, positions)
         click.echo(f"originals: {int((boxes['label'] > 0).sum())} TP and {int((boxes['label'] < 0).sum())} FP "

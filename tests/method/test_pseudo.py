@@ -552,3 +552,20 @@ def test_from_oof_on_all_real_files_is_fast(tmp_path):
     # Every TP/FP recording has at least one original label; 1132 recordings hold a TP box.
     assert table.loc[table.source.isin(["tp", "fp"]), "recording_id"].nunique() == 4727
     assert table.loc[table.source == "tp", "recording_id"].nunique() == 1132
+
+
+def test_labelled_boxes_go_through_the_one_box_reader(tmp_path: Path) -> None:
+    from rfcx_kit.method.pseudo import labelled_boxes
+
+    header = "recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max\n"
+    tp, fp = tmp_path / "train_tp.csv", tmp_path / "train_fp.csv"
+    tp.write_text(header + "007a,3,1,1.5,1000,2.5,2000\n")
+    fp.write_text(header + "b,4,1,10,500,11,900\n")
+    boxes = labelled_boxes(tp, fp)
+    assert boxes["recording_id"].tolist() == ["007a", "b"] and boxes["label"].tolist() == [1, -1]
+    assert boxes["species_id"].tolist() == [3, 4] and boxes["t_max"].tolist() == [2.5, 11.0]
+    # the data layer's rules, with its message naming file, row and field
+    fp.write_text(header + "b,4,1,59.8,500,60.4,900\n")
+    with pytest.raises(DataError, match=r"train_fp\.csv: row 1 \(line 2\), field 't_max': 60.4 is beyond the 60 s"):
+        labelled_boxes(tp, fp)
+    assert labelled_boxes(None, None).empty
