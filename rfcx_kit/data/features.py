@@ -29,7 +29,7 @@ import yaml
 
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.core.config import FeatureConfig, load_config
-from rfcx_kit.core.errors import ConfigError, DataError, StateError, cli_errors
+from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.reader import Competition, read_competition
@@ -167,9 +167,6 @@ def build_cache(
 
     Returns the cache folder. Entries already present are kept (they are complete by construction).
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     if comp.layout == "npy":
         raise DataError(f"{comp.root}: precomputed spectrograms need no cache; read them with FeatureStore")
     cache = Path(cache_dir)

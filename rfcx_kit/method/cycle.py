@@ -27,17 +27,14 @@ a cap per TP box, they cannot take over the species mix or run away.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from rfcx_kit.core.config import Config, ConfigError, apply_overrides, load_saved_config, parse_override, validate_config
 from rfcx_kit.core.lock import folder_lock

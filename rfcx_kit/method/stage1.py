@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pandas as pd
 import yaml

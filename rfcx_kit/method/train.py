@@ -17,21 +17,19 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-from rfcx_kit.core.config import Config, load_saved_config
+from rfcx_kit.core.config import Config
 from rfcx_kit.core.errors import DataError, RfcxError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.model.augment import batch_generator, mix, mix_targets, mixup_plan
 from rfcx_kit.model.inputs import crop_batch, prefetched
-from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
 from rfcx_kit.model.losses import clipwise_bce, masked_bce
 from rfcx_kit.core.metrics import lwlrap
 from rfcx_kit.method.run import (Run, RunContext, build_model, input_stats, load_checkpoint, load_context, predict_split,
