@@ -35,7 +35,7 @@ COMMANDS: dict[str, str] = {
 }
 
 _SHORT_HELP = {
-    "demo": "Run the whole method on a small synthetic set: data, stage 1, 3 cycles, ensemble, submit.",
+    "demo": "Run the whole method on a small synthetic set: data, stage 1, cycles, control, oracle, ensemble, submit.",
     "synth": "Write an RFCX-shaped synthetic data set with hidden ground truth.",
     "download": "Download and unpack the competition files through the official Kaggle client.",
     "features": "Build the memory-mapped log-mel feature cache of a competition folder.",
@@ -72,6 +72,15 @@ class LazyGroup(click.Group):
         module_name, attr = target.split(":")
         module = importlib.import_module(module_name)
         return getattr(module, attr)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the sub-command; a usage error (a value outside its option's domain, a missing option) is one
+        ``Error:`` line naming the option, without click's usage block (``--help`` still prints it)."""
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.ctx = None  # UsageError.show prints the usage and the "Try --help" lines only with a context
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The group's --help: list the commands from placeholders (decided here, not from ``sys.argv``)."""

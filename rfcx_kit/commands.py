@@ -18,6 +18,7 @@ from rfcx_kit.method.cycle import run_relabel
 from rfcx_kit.method.run import Run
 from rfcx_kit.method.stage1 import format_metrics, run_stage1
 from rfcx_kit.report.markdown import write_cv_tables, write_relabel_report
+from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
 
 
 @click.command("stage1")
@@ -34,7 +35,7 @@ from rfcx_kit.report.markdown import write_cv_tables, write_relabel_report
 @click.option("--resume", is_flag=True, help="Continue a killed run: finished folds are kept, others resume from last.pt.")
 @click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
               help="Where folds run: local processes (loky) or an existing Dask cluster.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Folds trained at once with --backend loky.")
+@click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds trained at once with --backend loky.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler address (with --backend dask).")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Feature cache folder for the FLAC layout [default: DATA/features_cache].")
@@ -68,13 +69,13 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
 @click.command("relabel")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run directory with a finished stage 1.")
-@click.option("--cycles", type=int, default=None, help="Number of cycles [default: relabel.cycles, 3].")
+@click.option("--cycles", type=at_least(1), default=None, help="Number of cycles [default: relabel.cycles, 3].")
 @click.option("--source", type=click.Choice(["oof", "vote"]), default=None,
               help="Pseudo-labels from out-of-fold predictions (oof) or every fold model's vote (vote).")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=PROBABILITY, default=None,
               help="Framewise probability above which a segment is a pseudo-positive (the floor with tp_quantile).")
-@click.option("--votes", type=int, default=None, help="With --source vote: folds that must agree (the post: 3 of 5).")
-@click.option("--pseudo-weight", type=float, default=None, help="Loss weight of pseudo-positives (1 hard, 0.5 soft).")
+@click.option("--votes", type=at_least(1), default=None, help="With --source vote: folds that must agree (the post: 3 of 5).")
+@click.option("--pseudo-weight", type=SHARE, default=None, help="Loss weight of pseudo-positives (1 hard, 0.5 soft).")
 @click.option("--threshold-rule", type=click.Choice(["fixed", "tp_quantile"]), default=None,
               help="fixed: --threshold for every species; tp_quantile: per species, a quantile of the previous "
                    "stage's scores inside its TP boxes, never below --threshold.")
@@ -87,7 +88,7 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
               help="Any other override, e.g. --set relabel.epochs=10 --set relabel.species_thresholds={3: 0.7}.")
 @click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
               help="Where folds run: local processes or an existing Dask cluster.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Folds at once with --backend loky.")
+@click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds at once with --backend loky.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @cli_errors

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import RfcxError, cli_errors
+from rfcx_kit.core.options import SEED, SHARE, at_least, finite
+from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -213,19 +215,19 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Folder for everything the demo writes (data, run, submissions, report).")
-@click.option("--train", "n_train", type=int, default=DEMO_TRAIN, show_default=True, help="Synthetic train recordings.")
-@click.option("--test", "n_test", type=int, default=DEMO_TEST, show_default=True, help="Synthetic test recordings.")
+@click.option("--train", "n_train", type=at_least(1), default=DEMO_TRAIN, show_default=True, help="Synthetic train recordings.")
+@click.option("--test", "n_test", type=at_least(1), default=DEMO_TEST, show_default=True, help="Synthetic test recordings.")
 @click.option("--profile", type=click.Choice(["demo", "rfcx"]), default="demo", show_default=True,
               help="The synthetic data's profile (rfcx-kit synth --profile): demo, where a CPU learns the calls and "
                    "the labels are the limit; rfcx, the competition's shape (pass a recipe for its 128 x 3751 grid).")
-@click.option("--seconds", type=float, default=60.0, show_default=True, help="Recording length (RFCX: 60).")
-@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic data (the training seed is train.seed: --set train.seed=N).")
+@click.option("--seconds", type=finite(MIN_SECONDS, MAX_SECONDS), default=60.0, show_default=True, help="Recording length (RFCX: 60).")
+@click.option("--seed", type=SEED, default=7, show_default=True, help="Seed of the synthetic data (the training seed is train.seed: --set train.seed=N).")
 @click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="npy", show_default=True,
               help="npy: precomputed spectrograms (fast); flac: 48 kHz audio + feature cache (the Kaggle layout).")
-@click.option("--tp-share", type=float, default=None,
+@click.option("--tp-share", type=SHARE, default=None,
               help="Share of the planted train calls that get a TP row (drawn over all calls) [default: the "
                    "profile's, 0.125 for demo: 1 in 8].")
-@click.option("--cycles", type=int, default=None, help="Re-labeling cycles [default: the recipe's relabel.cycles].")
+@click.option("--cycles", type=at_least(1), default=None, help="Re-labeling cycles [default: the recipe's relabel.cycles].")
 @click.option("--pipeline", "recipe", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe [default: pipelines/demo.yaml].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (repeatable).")

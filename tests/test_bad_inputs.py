@@ -217,10 +217,12 @@ def test_stage1_names_bad_data_before_training(world: dict[str, Path], tmp_path:
 # ---- relabel, oracle, control: bad settings never reach the run's config ------------------------------------
 
 BAD_RELABEL = [
-    (["--threshold", "1.5"], "relabel.threshold"), (["--threshold", "nan"], "relabel.threshold"),
-    (["--threshold", "-0.1"], "relabel.threshold"), (["--set", "relabel.species_thresholds={3: 2}"], "species_thresholds"),
+    # option values are refused by their declared domain (core/options.py), naming the option
+    (["--threshold", "1.5"], "--threshold"), (["--threshold", "nan"], "--threshold"),
+    (["--threshold", "-0.1"], "--threshold"), (["--set", "relabel.species_thresholds={3: 2}"], "species_thresholds"),
     (["--set", "relabel.species_thresholds={30: 0.5}"], "species_thresholds"), (["--cycles", "-1"], "cycles"),
-    (["--votes", "0"], "relabel.votes"), (["--pseudo-weight", "0"], "relabel.pseudo_weight"),
+    (["--votes", "0"], "--votes"), (["--pseudo-weight", "0"], "--pseudo-weight"),
+    (["--set", "relabel.votes=0"], "relabel.votes"), (["--set", "relabel.pseudo_weight=0"], "relabel.pseudo_weight"),
     (["--set", "relabel.epochs=0"], "relabel.epochs"), (["--set", "relabel.lr=-1"], "relabel.lr"),
     (["--set", "model.backbone=resnet18"], "model.backbone"), (["--set", "train.folds=4"], "train.folds"),
     (["--set", "relabel.no_such=1"], "no_such"), (["--workers", "0"], "--workers"),

@@ -30,6 +30,7 @@ import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
 from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.core.options import finite
 
 
 def _check_pair(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +232,7 @@ def _aligned(pred_path: Path, truth_path: Path) -> tuple[list[str], np.ndarray, 
     "--threshold",
     default=0.5,
     show_default=True,
-    type=float,
+    type=finite(),
     help="A cell counts as predicted positive when its score is above this (use 0 for logits).",
 )
 @click.option("--per-species", is_flag=True, help="Also print each species' positives, AP and LWLRAP share.")

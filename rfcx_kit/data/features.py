@@ -33,6 +33,7 @@ from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.reader import Competition, read_competition
+from rfcx_kit.core.options import JOBS, at_least
 
 _DB_PER_NEPER = 10.0 / math.log(10.0)  # 10 log10(x) = (10 / ln 10) ln(x)
 
@@ -287,8 +288,8 @@ def default_cache_dir(root: Path) -> Path:
               help="Where to write the cache [default: DATA/features_cache].")
 @click.option("--split", "splits", type=click.Choice(["train", "test"]), multiple=True,
               help="Only these splits (repeatable) [default: both].")
-@click.option("--n-jobs", type=int, default=None, help="Parallel worker processes over files [default: all cores].")
-@click.option("--batch-size", type=int, default=None, help="Recordings per batched STFT in a worker [default: 1, fastest on CPU].")
+@click.option("--n-jobs", type=JOBS, default=None, help="Parallel worker processes over files [default: all cores].")
+@click.option("--batch-size", type=at_least(1), default=None, help="Recordings per batched STFT in a worker [default: 1, fastest on CPU].")
 @click.option("--pipeline", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Recipe whose `features` section sets the parameters [default: the method post's].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

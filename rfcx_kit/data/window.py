@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from rfcx_kit.core.config import FeatureConfig
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.options import at_least
 
 
 def window_positions(
@@ -144,11 +145,11 @@ def stitched_max(y: torch.Tensor, positions: list[list[int]], frames: int) -> to
 
 
 @click.command("windows")
-@click.option("--frames", type=int, default=FeatureConfig().frames, show_default=True,
+@click.option("--frames", type=at_least(1), default=FeatureConfig().frames, show_default=True,
               help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz; the demo grid's 1876 at hop 1024).")
-@click.option("--window", type=int, default=512, show_default=True, help="Frames per window.")
-@click.option("--cover", type=int, default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")
-@click.option("--n-windows", type=int, default=None, help="Number of windows (instead of, or with, --cover).")
+@click.option("--window", type=at_least(1), default=512, show_default=True, help="Frames per window.")
+@click.option("--cover", type=at_least(0), default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")
+@click.option("--n-windows", type=at_least(1), default=None, help="Number of windows (instead of, or with, --cover).")
 def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | None) -> None:
     """Print the window layout as a JSON list of [start, end] frame pairs (as the method post prints it).
 

@@ -45,6 +45,7 @@ from rfcx_kit.data.submission import write_submission
 from rfcx_kit.method.predict import Prediction, predict_batch
 from rfcx_kit.method.run import Run, build_model, input_stats, load_checkpoint, predict_positions
 from rfcx_kit.model.inputs import prefetched, stats_of
+from rfcx_kit.core.options import PROBABILITY, at_least
 
 log = logging.getLogger(__name__)
 
@@ -407,12 +408,12 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
               help="Clip-level table in submission format: recording_id,s0..s23.")
 @click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=PROBABILITY, default=None,
               help="Keep only window rows scoring at least this in --windows (detections).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--batch", type=click.IntRange(1), default=None,
+@click.option("--batch", type=at_least(1), default=None,
               help="Recordings decoded and predicted together [default: the run's predict.batch_recordings].")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads [default: torch's].")
+@click.option("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's].")
 @cli_errors
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], sources: tuple[Path, ...], out: Path,
                 windows_out: Path | None, threshold: float | None, device: str, batch: int | None,

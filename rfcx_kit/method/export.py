@@ -30,6 +30,7 @@ from rfcx_kit.core.errors import ConfigError, RfcxError, cli_errors
 from rfcx_kit.core.io import atomic_path, atomic_write_json
 from rfcx_kit.method.apply import load_models
 from rfcx_kit.method.run import input_stats, predict_positions
+from rfcx_kit.core.options import at_least
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...]
               help="stage1, cycle1, ...; kept: the stage the re-labeling loop kept; latest: the highest finished cycle.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="best.pt files to export instead of --run (repeatable).")
-@click.option("--fold", type=int, default=None, help="Only this fold [default: every fold].")
+@click.option("--fold", type=at_least(0), default=None, help="Only this fold [default: every fold].")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the graphs.")
 @cli_errors

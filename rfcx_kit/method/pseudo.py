@@ -34,6 +34,7 @@ from rfcx_kit.data.reader import read_boxes
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.scale import detect_scale, to_prob
 from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
 
 TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
 # Index = code used in the (R, N, 24) source array of build_label_table; 0 means unknown (no row).
@@ -635,27 +636,27 @@ def labels_cmd() -> None:
 
 @labels_cmd.command("from-oof")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--threshold", type=PROBABILITY, default=0.5, show_default=True,
               help="A vote is a probability strictly above this (logits go through the sigmoid first).")
 @click.option("--scale", type=click.Choice(["auto", "prob", "logit"]), default="auto", show_default=True,
               help="Scale of the values; auto: probabilities if all lie in [0,1], else logits.")
-@click.option("--votes", type=int, default=None,
+@click.option("--votes", type=at_least(1), default=None,
               help="Treat each FILE as one model's predictions of the same recordings (e.g. 5 fold models "
                    "each predicting every recording) and need K of them above the threshold. Without it, "
                    "FILES are disjoint out-of-fold parts: one vote per window.")
-@click.option("--pseudo-weight", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+@click.option("--pseudo-weight", type=SHARE, default=1.0, show_default=True,
               help="Loss weight of pseudo-labels (e.g. 0.5 for soft positives).")
 @click.option("--species-threshold", "species_threshold", multiple=True, metavar="SPECIES=T",
               help="Per-species threshold, e.g. 3=0.6 (repeatable).")
-@click.option("--negative-threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--negative-threshold", type=PROBABILITY, default=None,
               help="Also make pseudo-negatives where every prediction is below this (off by default; "
                    "they hurt in the competition).")
 @click.option("--tp", "tp_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="train_tp.csv: its windows become tp rows and are never overwritten.")
 @click.option("--fp", "fp_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="train_fp.csv: its windows become fp rows and are never overwritten.")
-@click.option("--window", type=click.IntRange(1), default=512, show_default=True, help="Window length in frames.")
-@click.option("--cover", type=click.IntRange(0), default=49, show_default=True,
+@click.option("--window", type=at_least(1), default=512, show_default=True, help="Window length in frames.")
+@click.option("--cover", type=at_least(0), default=49, show_default=True,
               help="Frames each window overlaps the previous (less than --window).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the label table here (CSV).")
 @cli_errors

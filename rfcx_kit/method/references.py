@@ -30,6 +30,7 @@ from rfcx_kit.method.folds import check_backend
 from rfcx_kit.method.run import Run, check_inputs, config_fingerprint, file_fingerprint, load_context, read_metrics
 from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 from rfcx_kit.method.train import planted_calls
+from rfcx_kit.core.options import at_least
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ _COMMON = [
                  help="Run directory with a finished stage 1."),
     click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
                  help="Where folds run: local processes or an existing Dask cluster."),
-    click.option("--workers", type=int, default=1, show_default=True, help="Folds at once with --backend loky."),
+    click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds at once with --backend loky."),
     click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask)."),
     click.option("--no-progress", is_flag=True, help="No progress bars (logs only)."),
 ]
@@ -176,7 +177,7 @@ def oracle_cmd(run_dir: Path, backend: str, workers: int, scheduler: str | None,
 
 
 @click.command("control")
-@click.option("--cycles", type=int, default=None,
+@click.option("--cycles", type=at_least(1), default=None,
               help="Cycles whose extra training to match [default: the run's finished cycles, else relabel.cycles].")
 @_common
 @cli_errors

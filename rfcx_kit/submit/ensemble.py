@@ -51,6 +51,7 @@ from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
 from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS, species_table
 from rfcx_kit.data.submission import read_expected_ids, validate_submission, write_submission
+from rfcx_kit.core.options import finite
 
 __all__ = [
     "Member",
@@ -443,7 +444,7 @@ _PLURAL = {PROBABILITY: "probabilities", LOGIT: "logits", "rank": "ranks"}
 @click.option("--stage", default="kept", show_default=True,
               help="Stage of the run: stage1, cycle1, cycle2, ...; 'kept': the stage the re-labeling loop kept "
                    "(RUN/kept.json); 'latest': the highest cycleN present, else stage1.")
-@click.option("--run-weight", type=float, default=1.0, show_default=True,
+@click.option("--run-weight", type=finite(0, None, low_open=True), default=1.0, show_default=True,
               help="Weight of the run in the blend; its folds share it equally.")
 @click.option("--with", "with_specs", multiple=True, metavar="FILE[:WEIGHT[:prob|logit]]",
               help="Another submission CSV to blend (repeatable). WEIGHT defaults to 1; the scale is detected "

@@ -74,6 +74,7 @@ import click
 from rfcx_kit.core.errors import DataError, RfcxError, cli_errors
 from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.species import COMPETITION, competition_test_ids
+from rfcx_kit.core.options import finite
 
 __all__ = [
     "KaggleError",
@@ -771,10 +772,10 @@ def _check_slug(slug: str) -> str:
 @click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: _check_slug(v),
               help="Competition slug (the URL's kaggle.com/c/<slug>).")
 @click.option("--wait", is_flag=True, help="Poll until Kaggle has scored the submission, then print the public score.")
-@click.option("--poll-seconds", type=click.FloatRange(min=0.01), default=30.0, show_default=True,
+@click.option("--poll-seconds", type=finite(0.01), default=30.0, show_default=True,
               help="Seconds between status checks with --wait; raised to the kaggle client's minimum (5 s) unless "
               "the client's endpoint is a loopback address (a local stand-in).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+@click.option("--timeout", type=finite(0), default=3600.0, show_default=True,
               help="Give up waiting after this many seconds (exit code 13; the submission stays logged as PENDING).")
 @click.option("--dry-run", is_flag=True, help="Validate and print what would be sent (file, size, sha256, competition, "
               "message); no network, no log.")

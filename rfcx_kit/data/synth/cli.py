@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from rfcx_kit.core.errors import ConfigError, cli_errors
-from rfcx_kit.data.synth.scene import PROFILES, SynthConfig, plan_dataset, synth_config
+from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS, PROFILES, SynthConfig, plan_dataset, synth_config
 from rfcx_kit.data.synth.writer import FORMATS, write_dataset
+from rfcx_kit.core.options import JOBS, SEED, SHARE, at_least, finite
 
 
 def _parse_snr(text: str) -> tuple[float, float]:
@@ -23,11 +24,11 @@ def _parse_snr(text: str) -> tuple[float, float]:
 @click.command("synth")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="New (or empty) folder to write; the same command resumes an interrupted run.")
-@click.option("--train", "n_train", type=int, default=SynthConfig.n_train, show_default=True, help="Train recordings.")
-@click.option("--test", "n_test", type=int, default=SynthConfig.n_test, show_default=True, help="Test recordings.")
-@click.option("--seconds", type=float, default=SynthConfig.seconds, show_default=True,
+@click.option("--train", "n_train", type=at_least(1), default=SynthConfig.n_train, show_default=True, help="Train recordings.")
+@click.option("--test", "n_test", type=at_least(1), default=SynthConfig.n_test, show_default=True, help="Test recordings.")
+@click.option("--seconds", type=finite(MIN_SECONDS, MAX_SECONDS), default=SynthConfig.seconds, show_default=True,
               help="Recording length, 10-60 (the competition: 60; shorter FLACs are padded by the reader).")
-@click.option("--seed", type=int, default=SynthConfig.seed, show_default=True, help="Same seed and sizes: same bytes.")
+@click.option("--seed", type=SEED, default=SynthConfig.seed, show_default=True, help="Same seed and sizes: same bytes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="flac", show_default=True,
               help="flac: 48 kHz 16-bit audio; npy: log-mel arrays on the profile's grid (fast, for large sizes).")
 @click.option("--profile", type=click.Choice(list(PROFILES)), default="rfcx", show_default=True,
@@ -36,18 +37,18 @@ def _parse_snr(text: str) -> tuple[float, float]:
                    "(what `rfcx-kit demo` uses). The options below override the profile.")
 @click.option("--snr", default=None, show_default=f"{SynthConfig.snr_low:g},{SynthConfig.snr_high:g} (rfcx)",
               help="In-band SNR range of calls and confusers, LOW,HIGH dB.")
-@click.option("--prevalence", type=float, default=None,
+@click.option("--prevalence", type=SHARE, default=None,
               help="Share of recordings every species calls in [default: RFCX's per-species test prevalence].")
-@click.option("--confusers", type=float, default=None,
+@click.option("--confusers", type=finite(0, 10), default=None,
               help="Scale of the unlabelled confusers (same band, other pattern) [default: 1].")
-@click.option("--n-mels", type=int, default=None, help="npy format: mel bins [default: 128].")
-@click.option("--hop-length", type=int, default=None, help="npy format: hop in samples at 32 kHz [default: 512].")
-@click.option("--label-scale", type=float, default=SynthConfig.label_scale, show_default=True,
+@click.option("--n-mels", type=at_least(8, 256), default=None, help="npy format: mel bins [default: 128].")
+@click.option("--hop-length", type=at_least(64, 4096), default=None, help="npy format: hop in samples at 32 kHz [default: 512].")
+@click.option("--label-scale", type=finite(0, 20, low_open=True), default=SynthConfig.label_scale, show_default=True,
               help="Multiply the real TP-label ratio (1 = RFCX's: ~0.26 TP rows per train recording).")
-@click.option("--tp-share", type=float, default=None, show_default="none (rfcx), 0.1 (demo)",
+@click.option("--tp-share", type=SHARE, default=None, show_default="none (rfcx), 0.1 (demo)",
               help="Instead of RFCX's per-species TP rows, give this share of the planted train calls a TP row, "
                    "drawn over all calls (louder ones more likely), e.g. 0.08: 1 call in 12.5.")
-@click.option("--n-jobs", type=int, default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("--n-jobs", type=JOBS, default=-1, show_default=True, help="Worker processes (-1: all cores).")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write a PNG of one train recording's spectrogram with its planted boxes "
                    "(without --out: only the PNG).")
