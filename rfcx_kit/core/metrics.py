@@ -28,7 +28,7 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
+from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.core.options import finite
 
@@ -245,8 +245,6 @@ def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool)
     rank); recordings without a positive label drop out. Precision and recall are micro-averaged over all
     (recording, species) cells at --threshold.
     """
-    if not np.isfinite(threshold):
-        raise ConfigError(f"--threshold must be a finite number, got {threshold}")
     ids, truth, scores = _aligned(file, truth_path)
     if not truth.any():
         # LWLRAP averages over positive labels: with none it is undefined, not a number to print

@@ -676,8 +676,6 @@ def from_oof_cmd(
         # the window positions would never advance: refused before anything is read or written
         raise click.BadParameter(f"{cover} must be less than --window ({window})", param_hint="--cover")
     species_thresholds = _parse_species_thresholds(species_threshold)
-    if not (math.isfinite(pseudo_weight) and pseudo_weight > 0):
-        raise click.BadParameter("must be a positive number", param_hint="--pseudo-weight")
 
     if votes is None:
         ids, preds, detected = read_oof_files(list(files))

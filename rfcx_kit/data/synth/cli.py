@@ -70,8 +70,6 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
                        snr_high=high, label_scale=label_scale, tp_share=tp_share, prevalence=prevalence,
                        confusers=confusers, n_mels=n_mels, hop_length=hop_length)
     cfg.validate()
-    if n_jobs == 0:
-        raise ConfigError("synth: --n-jobs must be a number of processes (>= 1) or negative (-1: all cores)")
     if out is None and preview is None:
         raise ConfigError("synth: give --out DIR (and/or --preview PNG)")
     plan = None
