@@ -25,7 +25,7 @@ __all__ = ["Config", "ConfigError", "load_config", "load_saved_config", "parse_o
 
 @dataclass
 class FeatureConfig:
-    """Log-mel parameters (notes/rfcx.md): a 60 s recording becomes exactly 128 x 3751."""
+    """Log-mel parameters (notes/rfcx.md): a 60 s recording becomes exactly 128 x 3751 (the grid: ``core/grid.py``)."""
 
     sample_rate: int = 32000
     n_fft: int = 2048
@@ -37,7 +37,9 @@ class FeatureConfig:
     top_db: float | None = 80.0
     amin: float = 1e-10
     ref: float = 1.0
-    seconds: float = 60.0
+    # None: each recording at its own length (a shorter one than a window is padded); a number: every recording
+    # padded or cut to it (60: the competition's recordings, which are all 60 s).
+    seconds: float | None = None
     dtype: str = "float16"  # cache dtype; float16 rounds dB values of -128..-64 to within 0.031 dB
     # Recordings per torch STFT call. 1 is fastest on CPU: an 8-recording STFT (8 x 1025 x 3751 complex) falls
     # out of cache and costs 184 ms per recording against 84 ms alone (benchmarks/RESULTS.md); raise it on GPU.
@@ -45,8 +47,11 @@ class FeatureConfig:
     n_jobs: int = -1  # joblib workers over files (-1: all cores)
 
     @property
-    def frames(self) -> int:
-        """Centred frames of a full recording: 1 + samples // hop (3751 for 60 s)."""
+    def frames(self) -> int | None:
+        """Centred frames of a ``seconds``-long recording: 1 + samples // hop (3751 for 60 s); None when each
+        recording keeps its own length."""
+        if self.seconds is None:
+            return None
         return 1 + int(round(self.seconds * self.sample_rate)) // self.hop_length
 
 
@@ -76,7 +81,7 @@ class ModelConfig:
     weights: str | None = None  # a local weights file (safetensors or state dict) instead of the hub
     in_channels: int = 3  # 3: the post's standardise -> 3-channel image; 1: a plain 1-channel input
     normalize: str = "post"  # "post" (standardise, min-max, ImageNet mean/std) or "standardize"
-    n_species: int = 24
+    n_species: int | None = None  # None: the data's species table (species.csv, or inferred); a number must match it
     dropout: float = 0.2
 
 
@@ -395,7 +400,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "windows.n_windows": (1, None, True, True),
     "windows.test_cover": (0, None, True, True),
     "windows.test_n_windows": (1, None, True, True),
-    "model.n_species": (24, 24, True, True),
+    "model.n_species": (1, None, True, True),
     "model.dropout": (0, 1, True, False),
     "train.folds": (2, None, True, True),
     "train.seed": (0, 2**32 - 1, True, True),
@@ -466,7 +471,7 @@ def validate_config(cfg: Config) -> None:
     if not f.fmin < f.fmax <= f.sample_rate / 2:
         raise ConfigError(f"features.fmax: must be above features.fmin ({f.fmin:g}) and at most half the sample rate "
                           f"({f.sample_rate / 2:g}), got {f.fmax:g}")
-    if f.frames < cfg.windows.window:
+    if f.frames is not None and f.frames < cfg.windows.window:
         raise ConfigError(f"features.seconds: {f.seconds:g} s gives {f.frames} frames, fewer than one window "
                           f"(windows.window={cfg.windows.window})")
     if not _DEVICE.match(cfg.train.device):
@@ -497,8 +502,9 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("model.in_channels must be 1 or 3")
     r = cfg.relabel
     for species, value in r.species_thresholds.items():
-        if not 0 <= species < 24 or not 0.0 <= value <= 1.0:
-            raise ConfigError(f"relabel.species_thresholds: {{{species}: {value}}} needs a species 0..23 and a "
-                              "threshold in [0, 1]")
+        top = cfg.model.n_species
+        if not 0 <= species < (top if top is not None else species + 1) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"relabel.species_thresholds: {{{species}: {value}}} needs a species id"
+                              + (f" 0..{top - 1}" if top is not None else " >= 0") + " and a threshold in [0, 1]")
     if cfg.relabel.votes > cfg.train.folds:
         raise ConfigError(f"relabel.votes ({cfg.relabel.votes}) exceeds train.folds ({cfg.train.folds})")

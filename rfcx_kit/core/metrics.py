@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError, cli_errors
-from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.core.species import Species
 from rfcx_kit.core.options import finite
 
 
@@ -140,7 +140,7 @@ def per_species_ap(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
     truth, scores = _check_pair(truth, scores)
     ap = np.full(truth.shape[1], np.nan)
-    # A loop over the 24 species, not over samples: each column is one sklearn call.
+    # A loop over the species, not over samples: each column is one sklearn call.
     for k in np.flatnonzero(truth.any(axis=0)):
         ap[k] = average_precision_score(truth[:, k], scores[:, k])
     return ap
@@ -166,25 +166,32 @@ def precision_recall(truth: np.ndarray, scores: np.ndarray, threshold: float = 0
 # rfcx-kit score
 
 
-def _read_submission_format(path: Path, what: str) -> pd.DataFrame:
-    """Read a ``recording_id,s0..s23`` CSV indexed by recording_id; DataError on any malformation."""
+def _read_submission_format(path: Path, what: str, n_species: int | None = None) -> pd.DataFrame:
+    """Read a ``recording_id,s0..s{K-1}`` CSV indexed by recording_id; DataError on any malformation.
+
+    ``n_species``: ``K`` (None: as many ``s0, s1, ...`` columns as the file has, at least one)."""
     try:
         frame = pd.read_csv(path, dtype={"recording_id": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read {what} as CSV ({exc})") from exc
-    missing = [c for c in ["recording_id", *SPECIES_COLUMNS] if c not in frame.columns]
+    if n_species is None:
+        n_species = 0
+        while f"s{n_species}" in frame.columns:
+            n_species += 1
+    columns = Species.numbered(max(1, n_species)).columns
+    missing = [c for c in ["recording_id", *columns] if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: {what} lacks column(s) {', '.join(missing)} (want recording_id,s0..s23)")
+        raise DataError(f"{path}: {what} lacks column(s) {', '.join(missing)} (want recording_id,s0..{columns[-1]})")
     duplicated = frame["recording_id"][frame["recording_id"].duplicated()]
     if len(duplicated):
         raise DataError(f"{path}: {what} repeats recording_id {duplicated.iloc[0]!r}")
-    values = frame[SPECIES_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    values = frame[columns].apply(pd.to_numeric, errors="coerce")
     bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
             f"{path}: {what} row {row + 2} (recording {frame['recording_id'].iloc[row]!r}), "
-            f"column {SPECIES_COLUMNS[col]}: '{frame[SPECIES_COLUMNS[col]].iloc[row]}' is not a finite number"
+            f"column {columns[col]}: '{frame[columns[col]].iloc[row]}' is not a finite number"
         )
     return values.set_axis(frame["recording_id"].to_numpy()).astype(np.float64)
 
@@ -195,17 +202,19 @@ def _name_ids(ids: list[str], limit: int = 5) -> str:
 
 
 def _aligned(pred_path: Path, truth_path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Read both files; align predictions to the truth's rows: ``(ids, truth (R, 24), scores (R, 24))``."""
+    """Read both files; align predictions to the truth's rows: ``(ids, truth (R, K), scores (R, K))``; the truth's
+    columns say ``K``."""
     truth = _read_submission_format(truth_path, "truth")
     if not len(truth):
         raise DataError(f"{truth_path}: the truth has no recordings after the header")
-    pred = _read_submission_format(pred_path, "prediction")
+    pred = _read_submission_format(pred_path, "prediction", truth.shape[1])
+    columns = Species.numbered(truth.shape[1]).columns
     values = truth.to_numpy()
     if not np.isin(values, (0.0, 1.0)).all():
         row, col = np.argwhere(~np.isin(values, (0.0, 1.0)))[0]
         raise DataError(
             f"{truth_path}: truth must be 0/1; recording {truth.index[row]!r}, "
-            f"column {SPECIES_COLUMNS[col]} holds {values[row, col]:g}"
+            f"column {columns[col]} holds {values[row, col]:g}"
         )
     missing = [rid for rid in truth.index if rid not in pred.index]
     extra = [rid for rid in pred.index if rid not in truth.index]
@@ -263,7 +272,7 @@ def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool)
         per_class, weight = lwlrap_per_class(truth, scores)
         table = pd.DataFrame(
             {
-                "species": SPECIES_COLUMNS,
+                "species": Species.numbered(truth.shape[1]).columns,
                 "positives": truth.sum(axis=0),
                 "AP": ap,
                 "lwlrap": per_class,

@@ -7,11 +7,14 @@ probabilities, so callers that know better declare the scale. Averaging the two 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.core.species import SPECIES_COLUMNS
+
+_SPECIES_COLUMN = re.compile(r"^s\d+$")  # the clip tables' species columns s0..s{K-1}
 
 PROBABILITY = "prob"
 LOGIT = "logit"
@@ -23,7 +26,7 @@ def detect_scale(values: pd.DataFrame | np.ndarray) -> str:
     A frame's non-species columns (``recording_id``, ``patch``) are ignored, and so are non-finite values.
     """
     if isinstance(values, pd.DataFrame):
-        columns = [c for c in SPECIES_COLUMNS if c in values.columns] or list(values.columns)
+        columns = [c for c in values.columns if _SPECIES_COLUMN.match(str(c))] or list(values.columns)
         array = values[columns].to_numpy(dtype=np.float64)
     else:
         array = np.asarray(values, dtype=np.float64)

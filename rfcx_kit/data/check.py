@@ -35,14 +35,15 @@ def read_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int]:
         raise DataError(f"{path}: not a readable .npy array ({exc or 'empty or truncated header'})") from None
 
 
-def check_header(path: Path, n_mels: int, frames: int) -> None:
-    """One array's header: float dtype, ``(n_mels, T)`` with ``T`` close to ``frames``, a complete file."""
+def check_header(path: Path, n_mels: int, frames: int | None) -> None:
+    """One array's header: float dtype, ``(n_mels, T)`` with ``T`` close to ``frames`` (None: any length), a
+    complete file."""
     dtype, shape, offset = read_header(path)
     if dtype.kind != "f":
         raise DataError(f"{path}: dtype {dtype} is not a float log-mel array (float16 or float32 expected)")
     if len(shape) != 2 or shape[0] != n_mels:
         raise DataError(f"{path}: shape {shape}, expected ({n_mels}, T) log-mel frames (features.n_mels={n_mels})")
-    if shape[1] < MIN_FRAME_SHARE * frames:
+    if frames is not None and shape[1] < MIN_FRAME_SHARE * frames:
         raise DataError(f"{path}: {shape[1]} frames, expected {frames} (features.seconds and hop_length give "
                         f"{frames}); the recording is too short or was cut")
     expected = offset + int(np.prod(shape)) * dtype.itemsize
@@ -56,7 +57,7 @@ def _stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def check_arrays(paths: dict[str, Path], n_mels: int, frames: int, record: Path | None = None,
+def check_arrays(paths: dict[str, Path], n_mels: int, frames: int | None, record: Path | None = None,
                  progress: bool = False) -> int:
     """Check every array of ``paths`` (name -> file); returns how many were streamed for finiteness.
 

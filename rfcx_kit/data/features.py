@@ -32,6 +32,7 @@ from rfcx_kit.core.config import FeatureConfig, load_config
 from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
+from rfcx_kit.data.check import read_header
 from rfcx_kit.data.reader import Competition, read_competition
 from rfcx_kit.core.options import JOBS, at_least
 
@@ -145,13 +146,17 @@ def _compute_chunk(items: list[tuple[str, str, str, str]], cfg: FeatureConfig) -
             wave, status = load_audio(source, cfg.sample_rate, cfg.seconds)
             waves.append(wave)
             statuses.append(status)
-        features = LogMel(cfg)(torch.from_numpy(np.stack(waves))).numpy().astype(cfg.dtype)
+        if len({len(w) for w in waves}) == 1:
+            features = list(LogMel(cfg)(torch.from_numpy(np.stack(waves))).numpy().astype(cfg.dtype))
+        else:  # recordings at their own lengths: one STFT each
+            features = [LogMel(cfg)(torch.from_numpy(w[None]))[0].numpy().astype(cfg.dtype) for w in waves]
     finally:
         torch.set_num_threads(threads)
     rows = []
     for (split, rid, _, target), array, status in zip(items, features, statuses):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)  # ids may be paths (siteA/rec1)
         atomic_save_npy(target, array)
-        rows.append(dict(split=split, recording_id=rid, path=str(Path(target).relative_to(Path(target).parents[1])),
+        rows.append(dict(split=split, recording_id=rid, path=f"{split}/{rid}.npy",
                          frames=array.shape[-1], status=status))
     return rows
 
@@ -194,7 +199,8 @@ def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tu
         for rid in comp.ids(split):
             target = cache / split / f"{rid}.npy"
             if target.exists():
-                rows.append(dict(split=split, recording_id=rid, path=f"{split}/{rid}.npy", frames=cfg.frames, status="cached"))
+                rows.append(dict(split=split, recording_id=rid, path=f"{split}/{rid}.npy",
+                             frames=read_header(target)[1][-1], status="cached"))
             else:
                 todo.append((split, rid, str(comp.path(split, rid)), str(target)))
     log.info("feature cache %s: %d entries present, %d to compute", cache, len(rows), len(todo))
@@ -224,7 +230,9 @@ def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tu
 class FeatureStore:
     """Read log-mel arrays of one data set, memory-mapped, from a cache or a precomputed layout.
 
-    ``store.batch("train", ids)`` -> ``(B, 128, T)`` float32. Only the rows asked for are read.
+    ``store.batch("train", ids)`` -> ``(B, F, T)`` float32. Only the rows asked for are read. ``frames`` (``T``)
+    is the run's array width: ``features.seconds``'s frames, or (each recording at its own length) the longest
+    recording's; :meth:`lengths` gives each recording's own.
     """
 
     def __init__(self, roots: dict[str, Path], frames: int):
@@ -239,13 +247,24 @@ class FeatureStore:
             if cache_dir is None:
                 raise DataError(f"{comp.root}: audio layout needs a feature cache (run `rfcx-kit features`)")
             roots = {split: Path(cache_dir) / split for split in ("train", "test")}
-        return cls(roots, cfg.frames)
+        store = cls(roots, cfg.frames or 0)
+        if cfg.frames is None:  # each recording at its own length: the arrays are as wide as the longest
+            widths = [store.lengths(split, comp.ids(split)) for split in ("train", "test") if comp.ids(split)]
+            store.frames = int(max(int(w.max()) for w in widths)) if widths else 1
+        return store
 
     def path(self, split: str, recording_id: str) -> Path:
         return self.roots[split] / f"{recording_id}.npy"
 
+    def lengths(self, split: str, recording_ids: list[str]) -> np.ndarray:
+        """``(R,)`` int64 frames of each recording as stored (its own length), read from the files' headers,
+        at most ``frames`` (a longer precomputed array is cut)."""
+        out = np.fromiter((read_header(self.path(split, rid))[1][-1] for rid in recording_ids), dtype=np.int64,
+                          count=len(recording_ids))
+        return np.minimum(out, self.frames) if self.frames else out
+
     def load(self, split: str, recording_id: str) -> np.ndarray:
-        """``(128, T)`` memory-mapped array (T padded or cut to ``frames``)."""
+        """``(F, T_r)`` memory-mapped array at the recording's own length."""
         path = self.path(split, recording_id)
         try:
             return np.load(path, mmap_mode="r")
@@ -254,13 +273,14 @@ class FeatureStore:
         except ValueError as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
 
-    def batch(self, split: str, recording_ids: list[str]) -> np.ndarray:
-        """``(B, 128, frames)`` float32 (precomputed arrays of another length are padded or cut)."""
+    def batch(self, split: str, recording_ids: list[str], frames: int | None = None) -> np.ndarray:
+        """``(B, F, frames)`` float32 (default ``self.frames``): shorter arrays zero-padded, longer ones cut."""
+        width = frames or self.frames
         first = self.load(split, recording_ids[0])
-        out = np.zeros((len(recording_ids), first.shape[0], self.frames), dtype=np.float32)
+        out = np.zeros((len(recording_ids), first.shape[0], width), dtype=np.float32)
         for i, rid in enumerate(recording_ids):
             array = first if i == 0 else self.load(split, rid)
-            n = min(self.frames, array.shape[-1])
+            n = min(width, array.shape[-1])
             out[i, :, :n] = array[:, :n]
         return out
 

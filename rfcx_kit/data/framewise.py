@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rfcx_kit.core.species import N_SPECIES
+from rfcx_kit.core.grid import rfcx_grid
+from rfcx_kit.core.species import infer_species
 from rfcx_kit.data.window import split_windows
 
 
@@ -23,15 +24,16 @@ from rfcx_kit.data.window import split_windows
 # multiples of 16 ms). t * sr / hop then lands a rounding error above or below the integer, and a bare
 # ceil/floor would move the edge by a whole frame; snapping within 1e-6 frames keeps [t_min, t_max] exact.
 _FRAME_EPS = 1e-6
+_RFCX = rfcx_grid()  # the defaults: the method post's grid (60 s at 32 kHz, hop 512: 3751 frames)
 
 
-def box_frames(t_min: np.ndarray, t_max: np.ndarray, sample_rate: int = 32000, hop_length: int = 512,
-               frames: int = 3751) -> tuple[np.ndarray, np.ndarray]:
+def box_frames(t_min: np.ndarray, t_max: np.ndarray, sample_rate: int = _RFCX.sample_rate,
+               hop_length: int = _RFCX.hop_length, frames: int | np.ndarray = _RFCX.frames) -> tuple[np.ndarray, np.ndarray]:
     """``[first, stop)`` frame ranges of boxes given in seconds: two ``(M,)`` int64 arrays.
 
     ``first = ceil(t_min * sr / hop)``, ``stop = floor(t_max * sr / hop) + 1``; a box too short to hold a
-    frame centre covers the frame nearest its middle (rounding half up). Clipped to the recording; a box
-    wholly past the end covers nothing (``stop <= first``).
+    frame centre covers the frame nearest its middle (rounding half up). Clipped to the recording (``frames``:
+    one length, or each box's recording's ``(M,)``); a box wholly past the end covers nothing (``stop <= first``).
     """
     scale = sample_rate / hop_length
     lo = np.asarray(t_min, dtype=np.float64) * scale
@@ -52,12 +54,21 @@ class FramewiseLabels:
         boxes: columns ``recording_id, species_id, t_min, t_max, label`` (+1 TP / -1 FP); ``f_min`` and
             ``f_max`` are kept when present (the box's band, for band-aware uses).
         recording_ids: row order of every output.
+        frames, sample_rate, hop_length: the grid (``core/grid.Grid``): ``frames`` is the width ``T`` of the grids.
+        n_species: ``K``, the species axis of every output (None: inferred from the ids as a data folder's: the
+            competition's 24 when they fit).
+        lengths: ``(R,)`` each recording's own frames (None: all ``frames``): boxes and crops stay inside them.
     """
 
-    def __init__(self, boxes: pd.DataFrame, recording_ids: list[str], frames: int = 3751,
-                 sample_rate: int = 32000, hop_length: int = 512):
+    def __init__(self, boxes: pd.DataFrame, recording_ids: list[str], frames: int = _RFCX.frames,
+                 sample_rate: int = _RFCX.sample_rate, hop_length: int = _RFCX.hop_length, n_species: int | None = None,
+                 lengths: np.ndarray | None = None):
         self.recording_ids = list(recording_ids)
         self.frames = frames
+        self.lengths = (np.full(len(self.recording_ids), frames, dtype=np.int64) if lengths is None
+                        else np.minimum(np.asarray(lengths, dtype=np.int64), frames))
+        self.n_species = int(n_species if n_species is not None
+                             else len(infer_species(int(boxes["species_id"].max()) if len(boxes) else 0)))
         index = {rid: i for i, rid in enumerate(self.recording_ids)}
         rows = boxes["recording_id"].map(index)
         boxes = boxes[rows.notna().to_numpy()]
@@ -67,12 +78,12 @@ class FramewiseLabels:
         self.species = boxes["species_id"].to_numpy(np.int64)[order]
         self.label = boxes["label"].to_numpy(np.int8)[order]
         self.first, self.stop = box_frames(boxes["t_min"].to_numpy()[order], boxes["t_max"].to_numpy()[order],
-                                           sample_rate, hop_length, frames)
+                                           sample_rate, hop_length, self.lengths[self.row])
         self.bands = boxes[["f_min", "f_max"]].to_numpy()[order] if {"f_min", "f_max"} <= set(boxes.columns) else None
         # Loss weight of each box: 1 for verified TP/FP boxes, the pseudo weight for a pseudo-positive box.
         self.weight = (boxes["weight"].to_numpy(np.float32)[order] if "weight" in boxes.columns
                        else np.ones(len(order), dtype=np.float32))
-        covers = self.stop > self.first  # a box wholly past the last frame (features.seconds < 60) covers nothing
+        covers = self.stop > self.first  # a box wholly past its recording's last frame covers nothing
         if not covers.all():
             self.row, self.species, self.label = self.row[covers], self.species[covers], self.label[covers]
             self.first, self.stop, self.weight = self.first[covers], self.stop[covers], self.weight[covers]
@@ -81,14 +92,14 @@ class FramewiseLabels:
         self.offsets = np.searchsorted(self.row, np.arange(len(self.recording_ids) + 1))
 
     def grid(self, rows: np.ndarray | list[int]) -> np.ndarray:
-        """``(B, 24, T)`` int8 framewise labels of the recordings at ``rows``."""
+        """``(B, K, T)`` int8 framewise labels of the recordings at ``rows``."""
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = self.offsets[rows], self.offsets[rows + 1]
         counts = ends - starts
         box = np.repeat(starts, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         batch = np.repeat(np.arange(len(rows)), counts)
         # Difference arrays: +1 at a box's first frame, -1 after its last; a cumsum marks covered frames.
-        cover = np.zeros((2, len(rows), N_SPECIES, self.frames + 1), dtype=np.int32)
+        cover = np.zeros((2, len(rows), self.n_species, self.frames + 1), dtype=np.int32)
         kind = (self.label[box] < 0).astype(np.int64)  # 0: TP, 1: FP
         np.add.at(cover, (kind, batch, self.species[box], self.first[box]), 1)
         np.add.at(cover, (kind, batch, self.species[box], self.stop[box]), -1)
@@ -96,9 +107,9 @@ class FramewiseLabels:
         return np.where(covered[0], 1, np.where(covered[1], -1, 0)).astype(np.int8)
 
     def windows(self, positions: list[list[int]], rows: np.ndarray | None = None) -> np.ndarray:
-        """``(R, N, 24)`` int8 window labels (+1 / -1 / 0) for fixed windows, without a dense grid.
+        """``(R, N, K)`` int8 window labels (+1 / -1 / 0) for fixed windows, without a dense grid.
 
-        Boxes x windows overlap by broadcasting: memory is O(boxes x windows), not O(R x 24 x T).
+        Boxes x windows overlap by broadcasting: memory is O(boxes x windows), not O(R x K x T).
         """
         rows = np.arange(len(self.recording_ids)) if rows is None else np.asarray(rows, dtype=np.int64)
         where = np.full(len(self.recording_ids), -1, dtype=np.int64)
@@ -107,7 +118,7 @@ class FramewiseLabels:
         keep = where[self.row] >= 0
         first, stop = self.first[keep][:, None], self.stop[keep][:, None]
         overlap = (first < pos[None, :, 1]) & (stop > pos[None, :, 0])  # (M, N)
-        out = np.zeros((len(rows), len(pos), N_SPECIES), dtype=np.int8)
+        out = np.zeros((len(rows), len(pos), self.n_species), dtype=np.int8)
         box_i, win_i = np.nonzero(overlap)
         r, s, lab = where[self.row[keep]][box_i], self.species[keep][box_i], self.label[keep][box_i]
         fp = lab < 0
@@ -131,14 +142,14 @@ class FramewiseLabels:
         return crop[hit], box[hit]
 
     def crops(self, rows: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
-        """``(B, 24)`` int8 labels of arbitrary crops ``[start, start + width)`` of the recordings at ``rows``.
+        """``(B, K)`` int8 labels of arbitrary crops ``[start, start + width)`` of the recordings at ``rows``.
 
         Each crop is tested against its own recording's boxes only (the CSR offsets): memory and time are
-        O(crops x boxes per recording), not a dense ``(B, 24, T)`` grid per epoch. Equals reducing the crop's
+        O(crops x boxes per recording), not a dense ``(B, K, T)`` grid per epoch. Equals reducing the crop's
         frames of :meth:`grid` (tested).
         """
         crop, box = self._overlaps(rows, starts, width)
-        out = np.zeros((len(rows), N_SPECIES), dtype=np.int8)
+        out = np.zeros((len(rows), self.n_species), dtype=np.int8)
         fp = self.label[box] < 0
         out[crop[fp], self.species[box[fp]]] = -1
         out[crop[~fp], self.species[box[~fp]]] = 1  # written last: TP wins
@@ -147,7 +158,7 @@ class FramewiseLabels:
 
     def crop_targets(self, rows: np.ndarray, starts: np.ndarray, width: int,
                      unlabeled_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        """Loss targets and weights ``(B, 24)`` float32 of crops ``[start, start + width)``.
+        """Loss targets and weights ``(B, K)`` float32 of crops ``[start, start + width)``.
 
         A species is a positive (target 1) where a positive box overlaps the crop, with the largest weight of
         those boxes (1 for a TP box, the pseudo weight for a pseudo-positive box); else a negative of weight 1
@@ -155,8 +166,8 @@ class FramewiseLabels:
         looked there, so a 0 is a guess (1.0 is the post's clipwise BCE, where every unlabelled species is 0).
         """
         crop, box = self._overlaps(rows, starts, width)
-        positive = np.zeros((len(rows), N_SPECIES), dtype=np.float32)  # largest positive-box weight
-        negative = np.zeros((len(rows), N_SPECIES), dtype=bool)
+        positive = np.zeros((len(rows), self.n_species), dtype=np.float32)  # largest positive-box weight
+        negative = np.zeros((len(rows), self.n_species), dtype=bool)
         pos = self.label[box] > 0
         np.maximum.at(positive, (crop[pos], self.species[box[pos]]), self.weight[box[pos]])
         negative[crop[~pos], self.species[box[~pos]]] = True
@@ -166,14 +177,14 @@ class FramewiseLabels:
 
 
 def reduce_window_labels(window: np.ndarray) -> np.ndarray:
-    """``(..., 24, W)`` framewise labels -> ``(..., 24)``: +1 if any TP frame, else -1 if any FP frame."""
+    """``(..., K, W)`` framewise labels -> ``(..., K)``: +1 if any TP frame, else -1 if any FP frame."""
     positive = (window == 1).any(axis=-1)
     negative = (window == -1).any(axis=-1)
     return np.where(positive, 1, np.where(negative, -1, 0)).astype(np.int8)
 
 
 def window_labels_from_grid(grid: np.ndarray, positions: list[list[int]]) -> np.ndarray:
-    """``(R, 24, T)`` grid -> ``(R, N, 24)`` window labels through :func:`split_windows` (reference path)."""
-    split = split_windows(torch.from_numpy(grid), positions).numpy()  # (N*R, 24, W), window-major
-    labels = reduce_window_labels(split).reshape(len(positions), grid.shape[0], N_SPECIES)
+    """``(R, K, T)`` grid -> ``(R, N, K)`` window labels through :func:`split_windows` (reference path)."""
+    split = split_windows(torch.from_numpy(grid), positions).numpy()  # (N*R, K, W), window-major
+    labels = reduce_window_labels(split).reshape(len(positions), grid.shape[0], grid.shape[1])
     return labels.transpose(1, 0, 2)

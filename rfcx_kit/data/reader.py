@@ -5,7 +5,15 @@ Two layouts are accepted:
 * Kaggle's: ``train_tp.csv``, ``train_fp.csv``, ``sample_submission.csv``, ``train/*.flac``, ``test/*.flac``
   (``.wav``/``.ogg`` are read too);
 * precomputed spectrograms ("Theo Viel's dataset"): the same CSVs with ``train/{recording_id}.npy`` and
-  ``test/{recording_id}.npy``, each a 128 x 3751 log-mel array.
+  ``test/{recording_id}.npy``, each a 128 x 3751 log-mel array;
+* your own recordings (what ``rfcx-kit labels import`` writes): ``train_tp.csv`` [``train_fp.csv``],
+  ``species.csv`` and ``recordings.csv`` (``recording_id,split,path,seconds,sample_rate``: the audio files
+  wherever they are; ids are paths relative to the audio folder, e.g. ``siteA/rec1``).
+
+``train_fp.csv`` is optional everywhere; ``sample_submission.csv`` only names the test recordings (without it:
+``recordings.csv``'s test rows, or the files in ``test/``, or none). The species come from ``species.csv``,
+else from ``sample_submission.csv``'s columns, else from the ids in the label tables (the competition's 24
+when they fit).
 
 Every problem is reported as a :class:`~rfcx_kit.core.errors.DataError` that names the file, the row (1-based
 data row, with its line in the file) and the field, before any work starts.
@@ -22,10 +30,14 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.core.species import AUDIO_SAMPLE_RATE, BOX_COLUMNS, N_SPECIES, SECONDS, SPECIES_COLUMNS
+from rfcx_kit.core.species import BOX_COLUMNS, SPECIES_FILE, Species, infer_species
 
-AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg")
+AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")
+RECORDINGS_FILE = "recordings.csv"
+RECORDING_COLUMNS = ["recording_id", "split", "path", "seconds", "sample_rate"]
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+_PLAIN_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_. ()+,=-]*$")
+TIME_TOLERANCE = 0.01  # s: a box may end this much past its recording (exports round to ms)
 
 
 @dataclass
@@ -37,8 +49,10 @@ class Competition:
         layout: ``"audio"`` or ``"npy"``.
         tp, fp: the box tables (columns of :data:`BOX_COLUMNS`).
         train_ids: sorted recording ids with at least one TP or FP row (the labelled train set).
-        test_ids: recording ids of ``sample_submission.csv``, in its order.
-        extension: file extension of the recordings (``.flac``, ``.npy``, ...).
+        test_ids: recording ids of ``sample_submission.csv`` (or ``recordings.csv``'s test rows), in its order.
+        extension: file extension of the recordings (``.flac``, ``.npy``, ...; ``""`` when recordings.csv names them).
+        species: the species table (its size is the model head's, the metrics' and the clip tables').
+        recordings: ``recordings.csv`` indexed by recording_id (path, split, seconds, sample_rate), or None.
     """
 
     root: Path
@@ -49,9 +63,13 @@ class Competition:
     test_ids: list[str]
     extension: str
     warnings: list[str] = field(default_factory=list)
+    species: Species = field(default_factory=Species.rfcx)
+    recordings: pd.DataFrame | None = None
 
     def path(self, split: str, recording_id: str) -> Path:
         """The recording's source file (audio or precomputed spectrogram)."""
+        if self.recordings is not None:
+            return Path(self.recordings.at[recording_id, "path"])
         return self.root / split / f"{recording_id}{self.extension}"
 
     def ids(self, split: str) -> list[str]:
@@ -64,9 +82,9 @@ class Competition:
         )
 
     def tp_presence(self) -> np.ndarray:
-        """``(len(train_ids), 24)`` 0/1: species with a TP box in each train recording."""
+        """``(len(train_ids), K)`` 0/1: species with a TP box in each train recording."""
         index = {rid: i for i, rid in enumerate(self.train_ids)}
-        out = np.zeros((len(self.train_ids), N_SPECIES), dtype=np.int8)
+        out = np.zeros((len(self.train_ids), len(self.species)), dtype=np.int8)
         out[self.tp["recording_id"].map(index).to_numpy(), self.tp["species_id"].to_numpy()] = 1
         return out
 
@@ -98,9 +116,10 @@ class Competition:
                 i = int(np.flatnonzero(numeric.isna().to_numpy())[0])
                 raise DataError(f"{path}: a {split} call, column {column}: {calls[column].iloc[i]!r} is not a number")
             calls[column] = numeric
-        bad = ~calls["species_id"].isin(range(N_SPECIES))
+        bad = ~calls["species_id"].isin(range(len(self.species)))
         if bad.any():
-            raise DataError(f"{path}: species_id {calls['species_id'][bad].iloc[0]:g} is not a species 0..{N_SPECIES - 1}")
+            raise DataError(f"{path}: species_id {calls['species_id'][bad].iloc[0]:g} is not a species "
+                            f"0..{len(self.species) - 1}")
         calls["species_id"] = calls["species_id"].astype(np.int64)
         return calls
 
@@ -109,19 +128,39 @@ def _row_error(file: Path, row: int, column: str, message: str) -> DataError:
     return DataError(f"{file}: row {row + 1} (line {row + 2}), field '{column}': {message}")
 
 
-def check_recording_ids(ids: pd.Series, file: Path, column: str = "recording_id") -> None:
-    """Refuse ids that are not plain file names (``../x``, ``a/b``, empty, hidden)."""
+def _plain_path(text: str) -> bool:
+    parts = text.split("/")
+    return all(_PLAIN_PART.match(p) and p not in (".", "..") for p in parts)
+
+
+def check_recording_ids(ids: pd.Series, file: Path, column: str = "recording_id", nested: bool = False) -> None:
+    """Refuse ids that are not plain file names (``../x``, empty, hidden; ``a/b`` unless ``nested``: ids of
+    ``recordings.csv`` are paths relative to the audio folder, ``siteA/rec1``)."""
     text = ids.astype(str)
-    bad = ~text.map(lambda s: bool(_PLAIN_ID.match(s)) and ".." not in s)
+    if nested:
+        bad = ~text.map(_plain_path)
+        what = "a relative recording path (parts of letters, digits, '_', '-', '.', ' '; no '..', no leading '/')"
+    else:
+        bad = ~text.map(lambda s: bool(_PLAIN_ID.match(s)) and ".." not in s)
+        what = "a plain recording id (letters, digits, '_', '-', '.'; no '/' or '..')"
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _row_error(
-            file, i, column, f"{text.iloc[i]!r} is not a plain recording id (letters, digits, '_', '-', '.'; no '/' or '..')"
-        )
+        raise _row_error(file, i, column, f"{text.iloc[i]!r} is not {what}")
 
 
-def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: float = SECONDS) -> pd.DataFrame:
-    """Read and validate ``train_tp.csv`` / ``train_fp.csv``."""
+def read_boxes(path: Path, n_species: int | None = None, limits: pd.DataFrame | tuple[float, float] | None = None,
+               nested: bool = False) -> pd.DataFrame:
+    """Read and validate a box table (``train_tp.csv`` / ``train_fp.csv``): the one box reader, one set of rules.
+
+    Args:
+        n_species: species ids must be in ``0..n_species - 1`` (None: any integer >= 0; the table is inferred).
+        limits: indexed by recording_id, ``seconds`` and ``sample_rate`` of each recording (NaN: unknown), or one
+            ``(seconds, sample_rate)`` for all: a box must end inside its recording (within
+            :data:`TIME_TOLERANCE`) and stay below its Nyquist frequency.
+        nested: ids may be relative paths (``siteA/rec1``).
+    Returns:
+        the table with :data:`BOX_COLUMNS` (ints for the ids, floats for the edges).
+    """
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     try:
@@ -134,7 +173,7 @@ def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: floa
     frame = frame[BOX_COLUMNS].copy()
     if frame["recording_id"].isna().any():
         raise _row_error(path, int(np.flatnonzero(frame["recording_id"].isna())[0]), "recording_id", "empty")
-    check_recording_ids(frame["recording_id"], path)
+    check_recording_ids(frame["recording_id"], path, nested=nested)
     for column in BOX_COLUMNS[1:]:
         numeric = pd.to_numeric(frame[column], errors="coerce")
         bad = numeric.isna() | ~np.isfinite(numeric)
@@ -143,42 +182,65 @@ def read_boxes(path: Path, nyquist: float = AUDIO_SAMPLE_RATE / 2, seconds: floa
             raise _row_error(path, i, column, f"{frame[column].iloc[i]!r} is not a number")
         frame[column] = numeric
     species = frame["species_id"]
-    bad = (species != species.round()) | (species < 0) | (species >= N_SPECIES)
+    bad = (species != species.round()) | (species < 0)
+    if n_species is not None:
+        bad |= species >= n_species
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise _row_error(path, i, "species_id", f"{species.iloc[i]:g} is not a species in 0..{N_SPECIES - 1}")
+        known = f"in 0..{n_species - 1}" if n_species is not None else "id (an integer >= 0)"
+        raise _row_error(path, i, "species_id", f"{species.iloc[i]:g} is not a species {known}")
     frame["species_id"] = species.astype(np.int64)
     frame["songtype_id"] = frame["songtype_id"].astype(np.int64)
+    seconds = nyquist = pd.Series(np.nan, index=frame.index)
+    if isinstance(limits, tuple):
+        seconds = pd.Series(float(limits[0]), index=frame.index)
+        nyquist = pd.Series(float(limits[1]) / 2, index=frame.index)
+    elif limits is not None and len(frame):
+        known = limits.reindex(frame["recording_id"])
+        seconds = pd.Series(known["seconds"].to_numpy(np.float64), index=frame.index)
+        nyquist = pd.Series(known["sample_rate"].to_numpy(np.float64) / 2, index=frame.index)
     checks = [
-        ("t_min", frame["t_min"] < 0, "is negative"),
-        ("t_max", frame["t_max"] > seconds, f"is beyond the {seconds:g} s recording"),
-        ("t_max", frame["t_max"] <= frame["t_min"], "is not after t_min"),
-        ("f_min", frame["f_min"] < 0, "is negative"),
-        ("f_max", frame["f_max"] > nyquist, f"is above the Nyquist frequency {nyquist:g} Hz"),
-        ("f_max", frame["f_max"] <= frame["f_min"], "is not above f_min"),
+        ("t_min", frame["t_min"] < 0, lambda i: "is negative"),
+        ("t_max", frame["t_max"] > seconds + TIME_TOLERANCE,
+         lambda i: f"is beyond the {seconds.iloc[i]:g} s recording {frame['recording_id'].iloc[i]}"),
+        ("t_max", frame["t_max"] <= frame["t_min"], lambda i: "is not after t_min"),
+        ("f_min", frame["f_min"] < 0, lambda i: "is negative"),
+        ("f_max", frame["f_max"] > nyquist,
+         lambda i: f"is above the Nyquist frequency {nyquist.iloc[i]:g} Hz of {frame['recording_id'].iloc[i]}"),
+        ("f_max", frame["f_max"] <= frame["f_min"], lambda i: "is not above f_min"),
     ]
     first: tuple[int, str, str] | None = None
     for column, mask, message in checks:
         if mask.any():
             i = int(np.flatnonzero(mask.to_numpy())[0])
             if first is None or i < first[0]:
-                first = (i, column, f"{float(frame[column].iloc[i]):g} {message}")
+                first = (i, column, f"{float(frame[column].iloc[i]):g} {message(i)}")
     if first is not None:
         raise _row_error(path, *first)
     return frame
 
 
-def read_sample_submission(path: Path) -> list[str]:
-    """Recording ids of ``sample_submission.csv`` (header ``recording_id,s0..s23``, ids unique)."""
+def empty_boxes() -> pd.DataFrame:
+    """A box table without rows (a data folder without ``train_fp.csv``)."""
+    return pd.DataFrame({c: pd.Series(dtype=str if c == "recording_id" else (np.int64 if c.endswith("_id") else float))
+                         for c in BOX_COLUMNS})
+
+
+def read_sample_submission(path: Path, n_species: int | None = None) -> tuple[list[str], int]:
+    """Recording ids of ``sample_submission.csv`` (header ``recording_id,s0..s{K-1}``, ids unique) and ``K``."""
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     try:
         frame = pd.read_csv(path, dtype={"recording_id": str})
     except Exception as exc:  # empty, not CSV, not UTF-8...: one line naming the file
         raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
-    expected = ["recording_id", *SPECIES_COLUMNS]
+    k = n_species if n_species is not None else max(1, len(frame.columns) - 1)
+    expected = ["recording_id", *Species.numbered(k).columns]
     if list(frame.columns) != expected:
-        raise DataError(f"{path}: header must be {','.join(expected)}, got {','.join(map(str, frame.columns))}")
+        raise DataError(f"{path}: header must be {','.join(expected[:4])},...,{expected[-1]}, got "
+                        f"{','.join(map(str, frame.columns[:6]))}{',...' if len(frame.columns) > 6 else ''}"
+                        if len(expected) > 6 else
+                        f"{path}: header must be {','.join(expected)}, got {','.join(map(str, frame.columns))}")
     check_recording_ids(frame["recording_id"], path)
     dup = frame["recording_id"].duplicated()
     if dup.any():
@@ -186,7 +248,58 @@ def read_sample_submission(path: Path) -> list[str]:
         raise _row_error(path, i, "recording_id", f"{frame['recording_id'].iloc[i]!r} appears twice")
     if not len(frame):
         raise DataError(f"{path}: no recordings after the header (the test ids come from this file)")
-    return frame["recording_id"].tolist()
+    return frame["recording_id"].tolist(), k
+
+
+def read_recordings(path: Path) -> pd.DataFrame:
+    """``recordings.csv`` -> indexed by recording_id: split (train|test), path (absolute, or relative to the
+    data folder), seconds, sample_rate. Every problem names the file, row and field."""
+    try:
+        frame = pd.read_csv(path, dtype={"recording_id": str, "path": str, "split": str})
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+    missing = [c for c in RECORDING_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(RECORDING_COLUMNS)}")
+    if frame["recording_id"].isna().any():
+        raise _row_error(path, int(np.flatnonzero(frame["recording_id"].isna())[0]), "recording_id", "empty")
+    check_recording_ids(frame["recording_id"], path, nested=True)
+    dup = frame["recording_id"].duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise _row_error(path, i, "recording_id", f"{frame['recording_id'].iloc[i]!r} appears twice")
+    bad = ~frame["split"].isin(["train", "test"])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise _row_error(path, i, "split", f"{frame['split'].iloc[i]!r} is not train or test")
+    for column in ("seconds", "sample_rate"):
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        bad = numeric.isna() | ~np.isfinite(numeric) | (numeric <= 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise _row_error(path, i, column, f"{frame[column].iloc[i]!r} is not a positive number")
+        frame[column] = numeric
+    files = frame["path"].fillna("").map(lambda p: Path(p) if Path(p).is_absolute() else path.parent / p)
+    absent = ~files.map(lambda p: p.is_file())
+    if absent.any():
+        i = int(np.flatnonzero(absent.to_numpy())[0])
+        raise _row_error(path, i, "path", f"{files.iloc[i]} is not a file")
+    frame["path"] = files.map(str)
+    return frame.set_index("recording_id", drop=False)
+
+
+def audio_limits(paths: dict[str, Path]) -> pd.DataFrame:
+    """``seconds`` and ``sample_rate`` of audio files from their headers (nothing decoded), by recording id."""
+    import soundfile as sf
+
+    rows = {}
+    for rid, path in paths.items():
+        try:
+            info = sf.info(str(path))
+        except Exception as exc:  # noqa: BLE001 - soundfile raises several types
+            raise DataError(f"{path}: cannot read audio ({' '.join(str(exc).split())[:200]})") from None
+        rows[rid] = (info.frames / info.samplerate, float(info.samplerate))
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["seconds", "sample_rate"])
 
 
 def _detect_layout(root: Path) -> tuple[str, str]:
@@ -217,34 +330,78 @@ def _describe_missing(root: Path, split: str, missing: list[str], what: str) -> 
 
 
 def read_competition(root: str | Path, require_test: bool = True, n_mels: int | None = None) -> Competition:
-    """Validate a competition folder and return its tables and layout.
+    """Validate a data folder and return its tables, species and layout.
 
     ``n_mels``: for precomputed arrays, the mel bins the config expects (``features.n_mels``); None: any, as
     long as train and test agree.
 
     Raises:
-        DataError: a CSV is malformed (file, row, field named), or audio is missing for a labelled
-        recording (the first few named, with the count).
+        DataError: a CSV is malformed (file, row, field named), a box lies outside its recording or above its
+        Nyquist frequency, or audio is missing for a labelled recording (the first few named, with the count).
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
-    layout, extension = _detect_layout(root)
-    tp = read_boxes(root / "train_tp.csv")
-    fp = read_boxes(root / "train_fp.csv")
-    test_ids = read_sample_submission(root / "sample_submission.csv")
+    recordings = read_recordings(root / RECORDINGS_FILE) if (root / RECORDINGS_FILE).is_file() else None
+    if recordings is not None:
+        layout = "audio"
+        extension = ""
+    else:
+        layout, extension = _detect_layout(root)
+    species = Species.read(root / SPECIES_FILE) if (root / SPECIES_FILE).is_file() else None
+    submission = root / "sample_submission.csv"
+    test_ids: list[str] = []
+    if submission.is_file():
+        test_ids, k = read_sample_submission(submission, len(species) if species is not None else None)
+        species = species or infer_species(k - 1)
+    nested = recordings is not None
+    k = len(species) if species is not None else None
+    tp = read_boxes(root / "train_tp.csv", k, nested=nested)
+    fp = read_boxes(root / "train_fp.csv", k, nested=nested) if (root / "train_fp.csv").exists() else empty_boxes()
+    if species is None:
+        species = infer_species(int(max(tp["species_id"].max() if len(tp) else 0, fp["species_id"].max() if len(fp) else 0)))
     train_ids = sorted(set(tp["recording_id"]) | set(fp["recording_id"]))
-    missing = _missing(root, "train", train_ids, extension)
-    if missing:
-        raise DataError(_describe_missing(root, "train", missing, "labelled"))
-    if require_test:
-        missing = _missing(root, "test", test_ids, extension)
+    if recordings is not None:
+        known = set(recordings.index[recordings["split"] == "train"])
+        absent = [rid for rid in train_ids if rid not in known]
+        if absent:
+            raise DataError(f"{root / RECORDINGS_FILE}: {len(absent)} labelled recording(s) are not train rows: "
+                            f"{', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}")
+        if not submission.is_file():
+            test_ids = recordings.index[recordings["split"] == "test"].tolist()
+        limits = recordings[["seconds", "sample_rate"]]
+    else:
+        if not submission.is_file() and (root / "test").is_dir():
+            test_ids = sorted(p.name[: -len(extension)] for p in (root / "test").glob(f"*{extension}"))
+        missing = _missing(root, "train", train_ids, extension)
         if missing:
-            raise DataError(_describe_missing(root, "test", missing, "sample_submission.csv"))
-    comp = Competition(root, layout, tp, fp, train_ids, test_ids, extension)
+            raise DataError(_describe_missing(root, "train", missing, "labelled"))
+        if require_test:
+            missing = _missing(root, "test", test_ids, extension)
+            if missing:
+                raise DataError(_describe_missing(root, "test", missing, "sample_submission.csv"))
+        limits = None  # each recording's length and rate: check_box_limits, before training (it opens every file)
+    if limits is not None:  # the same rules again, now that each recording's length and rate are known
+        tp = read_boxes(root / "train_tp.csv", len(species), limits, nested)
+        if (root / "train_fp.csv").exists():
+            fp = read_boxes(root / "train_fp.csv", len(species), limits, nested)
+    comp = Competition(root, layout, tp, fp, train_ids, test_ids, extension, species=species, recordings=recordings)
     if layout == "npy":
         _check_npy_shape(comp, n_mels)
     return comp
+
+
+def check_box_limits(comp: Competition) -> None:
+    """The competition's audio layout: every box inside its recording and below its Nyquist frequency, with each
+    labelled recording's length and rate read from its header (nothing decoded). ``recordings.csv`` carries them
+    (checked by :func:`read_competition`); precomputed arrays are checked against their frames
+    (``method/stage1.check_box_frames``)."""
+    if comp.recordings is not None or comp.layout != "audio":
+        return
+    limits = audio_limits({rid: comp.path("train", rid) for rid in comp.train_ids})
+    for name in ("train_tp.csv", "train_fp.csv"):
+        if (comp.root / name).exists():
+            read_boxes(comp.root / name, len(comp.species), limits)
 
 
 def _check_npy_shape(comp: Competition, expected_mels: int | None = None) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale
-from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
+from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, Species, competition_test_ids
 
 __all__ = [
     "HEADER",
@@ -38,21 +38,41 @@ __all__ = [
 HEADER = ["recording_id", *SPECIES_COLUMNS]
 
 
+def header_of(n_species: int | None = None) -> list[str]:
+    """``recording_id,s0..s{K-1}``: the competition's clip table for ``K`` species (None: its 24)."""
+    return HEADER if n_species is None else ["recording_id", *Species.numbered(n_species).columns]
+
+
+def header_species(path: str | Path) -> int | None:
+    """``K`` of a clip table from its header's ``s0..s{K-1}`` columns (None: unreadable or none: the caller's
+    validation then names the problem)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    k = 0
+    while header is not None and f"s{k}" in header:
+        k += 1
+    return k or None
+
+
 def _name_ids(ids: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(ids[:limit])
     return f"{len(ids)} ({shown}{', ...' if len(ids) > limit else ''})"
 
 
-def _read_csv_rows(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
+def _read_csv_rows(path: Path, n_species: int | None = None) -> tuple[list[str], np.ndarray, list[int]]:
     """Parse a submission CSV with the ``csv`` module so that every error can name its line.
 
-    Returns ``(ids, values, lines)``: ``ids`` (R,), ``values`` (R, 24) float64 with NaN where a cell is not
+    Returns ``(ids, values, lines)``: ``ids`` (R,), ``values`` (R, K) float64 with NaN where a cell is not
     a number, ``lines`` the 1-based file line of each row. The header is checked here.
     """
     try:
         handle = open(path, newline="", encoding="utf-8-sig")  # utf-8-sig: Excel's BOM is harmless
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from exc
+    header_want = header_of(n_species)
     ids: list[str] = []
     rows: list[list[str]] = []
     lines: list[int] = []
@@ -61,15 +81,15 @@ def _read_csv_rows(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
         try:
             header = next(reader, None)
             if header is None:
-                raise DataError(f"{path}: empty file; expected the header {','.join(HEADER)}")
-            _check_header(path, header)
+                raise DataError(f"{path}: empty file; expected the header {','.join(header_want)}")
+            _check_header(path, header, n_species)
             for cells in reader:
                 if not cells:  # a blank line (a trailing newline too many) carries no row
                     continue
-                if len(cells) != len(HEADER):
+                if len(cells) != len(header_want):
                     raise DataError(
                         f"{path}: row {len(rows) + 1} (line {reader.line_num}): {len(cells)} fields, "
-                        f"expected {len(HEADER)} (recording_id + 24 species)"
+                        f"expected {len(header_want)} (recording_id + {len(header_want) - 1} species)"
                     )
                 ids.append(cells[0])
                 rows.append(cells[1:])
@@ -77,7 +97,7 @@ def _read_csv_rows(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
         except (csv.Error, UnicodeDecodeError) as exc:
             where = f"line {reader.line_num}" if reader.line_num else "line 1"
             raise DataError(f"{path}: {where}: not a readable CSV ({exc})") from exc
-    values = np.full((len(rows), len(SPECIES_COLUMNS)), np.nan)
+    values = np.full((len(rows), len(header_want) - 1), np.nan)
     for i, cells in enumerate(rows):
         for j, text in enumerate(cells):
             if "_" in text:  # Python's float() reads "1_0" as 10; no CSV reader (Kaggle's included) does
@@ -89,18 +109,20 @@ def _read_csv_rows(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
     return ids, values, lines
 
 
-def _check_header(where: object, header: Sequence[object]) -> None:
+def _check_header(where: object, header: Sequence[object], n_species: int | None = None) -> None:
     names = [str(h) for h in header]
-    if names == HEADER:
+    want_all = header_of(n_species)
+    if names == want_all:
         return
-    for k, (got, want) in enumerate(zip(names, HEADER)):
+    spelled = f"{want_all[0]},s0..{want_all[-1]}"
+    for k, (got, want) in enumerate(zip(names, want_all)):
         if got != want:
             raise DataError(
                 f"{where}: header column {k + 1} is {got!r}, expected {want!r} "
-                f"(the header must be {HEADER[0]},s0..s23 in this order)"
+                f"(the header must be {spelled} in this order)"
             )
     raise DataError(
-        f"{where}: header has {len(names)} columns, expected {len(HEADER)} ({HEADER[0]},s0..s23)"
+        f"{where}: header has {len(names)} columns, expected {len(want_all)} ({spelled})"
     )
 
 
@@ -143,6 +165,7 @@ def validate_submission(
     *,
     check_ids: bool = True,
     ids_from: str | None = None,
+    n_species: int | None = None,
 ) -> pd.DataFrame:
     """Check a submission and return it as a frame.
 
@@ -152,6 +175,7 @@ def validate_submission(
             real competition's 1992 test ids (:func:`rfcx_kit.core.species.competition_test_ids`).
         check_ids: ``False`` checks only the format (header, unique ids, finite numbers), not the id set.
         ids_from: where the expected ids come from, for messages (e.g. a sample_submission.csv path).
+        n_species: ``K``, the columns ``s0..s{K-1}`` (None: the competition's 24).
 
     Returns:
         ``(R, 25)`` frame in the input's row order: ``recording_id`` (str) and ``s0..s23`` (float64).
@@ -159,16 +183,17 @@ def validate_submission(
     Raises:
         DataError: naming the file, the first bad row (and line) and the column.
     """
+    columns = header_of(n_species)[1:]
     if isinstance(path_or_df, pd.DataFrame):
         where: object = "submission frame"
-        _check_header(where, list(path_or_df.columns))
+        _check_header(where, list(path_or_df.columns), n_species)
         ids = [str(v) for v in path_or_df["recording_id"].tolist()]
         lines = None
-        raw_frame = path_or_df[SPECIES_COLUMNS]
+        raw_frame = path_or_df[columns]
         values = raw_frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     else:
         where = Path(path_or_df)
-        ids, values, lines = _read_csv_rows(where)
+        ids, values, lines = _read_csv_rows(where, n_species)
         raw_frame = None
     if not ids:
         raise DataError(f"{where}: no rows after the header")
@@ -184,7 +209,7 @@ def validate_submission(
         else:
             text = _cell_text(where, lines[i], j)  # re-read one line: cheaper than keeping every cell as text
         reason = "is not a finite number" if _parses(text) else "is not a number"
-        problems.append((i, f"{where}: {_row(i, lines, ids[i])}, column {SPECIES_COLUMNS[j]}: {text!r} {reason}"))
+        problems.append((i, f"{where}: {_row(i, lines, ids[i])}, column {columns[j]}: {text!r} {reason}"))
     duplicate = _first_duplicate(where, ids, lines)
     if duplicate is not None:
         problems.append(duplicate)
@@ -208,7 +233,7 @@ def validate_submission(
                 f"{where}: {len(ids)} rows, expected {len(expected)}; missing recording(s) {_name_ids(missing)}"
             )
 
-    frame = pd.DataFrame(values, columns=SPECIES_COLUMNS)
+    frame = pd.DataFrame(values, columns=columns)
     frame.insert(0, "recording_id", ids)
     return frame
 
@@ -236,6 +261,7 @@ def write_submission(
     df: pd.DataFrame,
     path: str | Path,
     expected_ids: Iterable[str] | None = None,
+    n_species: int | None = None,
     *,
     check_ids: bool = True,
 ) -> Path:
@@ -244,7 +270,7 @@ def write_submission(
     Values are written with full float precision (``repr``), so reading the file back gives the same
     numbers. A file under ``path`` is therefore always a complete, valid submission.
     """
-    frame = validate_submission(df, expected_ids, check_ids=check_ids)
+    frame = validate_submission(df, expected_ids, check_ids=check_ids, n_species=n_species)
     atomic_write_csv(path, frame)
     return Path(path)
 

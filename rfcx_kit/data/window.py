@@ -12,7 +12,6 @@ is *window-major*: row ``n * B + b`` is window ``n`` of recording ``b``.
 from __future__ import annotations
 
 import json
-import math
 
 import click
 
@@ -20,45 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from rfcx_kit.core.config import FeatureConfig
-from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.grid import window_positions
 from rfcx_kit.core.options import at_least
-
-
-def window_positions(
-    frames: int, window: int = 512, cover: int | None = 49, n_windows: int | None = None
-) -> list[list[int]]:
-    """``[start, end)`` frame pairs of the windows that cover ``frames`` frames.
-
-    With ``cover``: windows step by ``window - cover`` until one reaches the last frame (the post's rule).
-    With ``n_windows`` (and no cover): the smallest stride for which ``n_windows`` windows reach the end.
-    Both given: exactly ``n_windows`` windows at the given cover, as the post's ``N_SPLIT_IMG`` loop.
-    """
-    # ConfigError (a ValueError): these come straight from a user's windows settings or --cover/--n-windows.
-    if frames <= 0 or window <= 0:
-        raise ConfigError(f"frames ({frames}) and window ({window}) must be positive")
-    if cover is None and n_windows is None:
-        raise ConfigError("windows: give cover or n_windows")
-    if n_windows is not None and n_windows < 1:
-        raise ConfigError(f"n_windows must be at least 1, got {n_windows}")
-    if cover is not None:
-        if not 0 <= cover < window:
-            raise ConfigError(f"cover must be in [0, window={window}), got {cover}")
-        stride = window - cover
-        if n_windows is None:
-            n_windows = 1 if frames <= window else 1 + math.ceil((frames - window) / stride)
-    else:
-        assert n_windows is not None
-        if n_windows == 1:
-            if frames > window:
-                raise ConfigError(f"1 window of {window} frames cannot cover {frames} frames")
-            stride = window
-        else:
-            stride = max(1, math.ceil(max(frames - window, 0) / (n_windows - 1)))
-            if stride > window:
-                raise ConfigError(
-                    f"{n_windows} windows of {window} frames cannot cover {frames} frames without gaps"
-                )
-    return [[i * stride, i * stride + window] for i in range(n_windows)]
 
 
 def window_stride(positions: list[list[int]]) -> int:
@@ -145,7 +107,7 @@ def stitched_max(y: torch.Tensor, positions: list[list[int]], frames: int) -> to
 
 
 @click.command("windows")
-@click.option("--frames", type=at_least(1), default=FeatureConfig().frames, show_default=True,
+@click.option("--frames", type=at_least(1), default=FeatureConfig(seconds=60.0).frames, show_default=True,
               help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz; the demo grid's 1876 at hop 1024).")
 @click.option("--window", type=at_least(1), default=512, show_default=True, help="Frames per window.")
 @click.option("--cover", type=at_least(0), default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")

@@ -38,7 +38,7 @@ import torch
 from rfcx_kit.core.config import Config, config_from_dict, load_saved_config
 from rfcx_kit.core.errors import ConfigError, DataError, StateError, cli_errors
 from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json
-from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.data.features import LogMel
 from rfcx_kit.data.submission import write_submission
@@ -64,6 +64,11 @@ class Models:
     models: list[torch.nn.Module]
     paths: list[Path]
     stage: str | None = None
+    species: Species | None = None  # the run's species table (names for Raven tables); None: ids only
+
+    @property
+    def n_species(self) -> int:
+        return int(self.cfg.model.n_species)
 
     def fingerprint(self) -> str:
         """sha256 over the checkpoint files' bytes: a journal made by other models is never continued."""
@@ -132,6 +137,9 @@ def load_models(run_dir: Path | None = None, stage: str = "kept", checkpoints: t
                                     "checkpoints of one prediction must come from one stage")
         states.append(state["model"])
     assert cfg is not None
+    if cfg.model.n_species is None:
+        raise DataError(f"{paths[0]}: its config has no model.n_species (made before species tables); predict with "
+                        "--run RUN instead")
     models = []
     for path, weights in zip(paths, states):
         model = build_model(cfg, with_weights=False)
@@ -140,7 +148,18 @@ def load_models(run_dir: Path | None = None, stage: str = "kept", checkpoints: t
         except RuntimeError as exc:
             raise DataError(f"{path}: weights do not fit {cfg.model.backbone!r} ({str(exc).splitlines()[0][:200]})") from None
         models.append(model.to(device).eval())
-    return Models(cfg, models, paths, name)
+    return Models(cfg, models, paths, name, run_species(paths[0], cfg.model.n_species))
+
+
+def run_species(checkpoint: Path, n_species: int) -> Species:
+    """The species table of the run a checkpoint belongs to (``RUN/species.csv``, three folders up from
+    ``RUN/STAGE/foldK/best.pt``), else ``s0..s{K-1}``."""
+    path = Path(checkpoint).resolve().parents[2] / SPECIES_FILE if len(Path(checkpoint).resolve().parents) > 2 else None
+    if path is not None and path.is_file():
+        species = Species.read(path)
+        if len(species) == n_species:
+            return species
+    return Species.numbered(n_species)
 
 
 # -- the recordings ---------------------------------------------------------------------------------------
@@ -148,28 +167,30 @@ def load_models(run_dir: Path | None = None, stage: str = "kept", checkpoints: t
 def list_recordings(sources: tuple[Path, ...]) -> list[tuple[str, Path]]:
     """``(recording_id, path)`` of every recording in the given files and folders (recursively, sorted).
 
-    The id is the file name without its suffix; two files with one id are refused before any work.
+    The id of a file in a folder is its path relative to the folder without its suffix (``siteA/rec1``: two sites
+    may share file names); of a file given alone, its name without suffix. Two files with one id are refused
+    before any work.
     """
-    found: list[Path] = []
+    found: list[tuple[str, Path]] = []
     for source in sources:
         source = Path(source)
         if source.is_dir():
-            found.extend(sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
+            files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            found.extend((p.relative_to(source).with_suffix("").as_posix(), p) for p in files)
         elif source.is_file():
             if source.suffix.lower() not in SUFFIXES:
                 raise DataError(f"{source}: not a recording rfcx-kit reads ({', '.join(SUFFIXES)})")
-            found.append(source)
+            found.append((source.stem, source))
         else:
             raise DataError(f"{source}: no such file or folder")
     seen: dict[str, Path] = {}
     out = []
-    for path in found:
-        rid = path.stem
+    for rid, path in found:
         if rid in seen:
             if seen[rid].resolve() == path.resolve():
                 continue
-            raise DataError(f"{path}: recording id {rid!r} is also {seen[rid]}; ids are file names without suffix, "
-                            "so they must be unique")
+            raise DataError(f"{path}: recording id {rid!r} is also {seen[rid]}; ids are paths inside the folder "
+                            "without suffix, so they must be unique")
         seen[rid] = path
         out.append((rid, path))
     if not out:
@@ -200,18 +221,14 @@ def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
             frames = logmel(torch.from_numpy(wave)[None])[0].numpy().astype(f.dtype).astype(np.float32)
     if not np.isfinite(frames).all():
         raise DataError(f"{path}: the spectrogram holds NaN or infinite values")
-    if frames.shape[1] < cfg.windows.window:
-        seconds = cfg.windows.window * f.hop_length / f.sample_rate
-        raise DataError(f"{path}: {frames.shape[1]} frames, shorter than one window ({cfg.windows.window} frames, "
-                        f"{seconds:.2f} s)")
-    return frames
+    return frames  # shorter than one window: its one window is zero-padded after normalisation, as in training
 
 
 # -- the work ---------------------------------------------------------------------------------------------
 
 @dataclass
 class Chunk:
-    """Finished recordings: ids, ``clip (B, 24)``, and their windows ``(sum N, 24)`` with starts and ends in s."""
+    """Finished recordings: ids, ``clip (B, K)``, and their windows ``(sum N, K)`` with starts and ends in s."""
 
     ids: list[str]
     clip: np.ndarray
@@ -234,13 +251,13 @@ class Chunk:
 
 
 def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Clip probabilities ``(B, 24)`` and each recording's window scores ``(N_b, 24)``, averaged over folds.
+    """Clip probabilities ``(B, K)`` and each recording's window scores ``(N_b, K)``, averaged over folds.
 
     Recordings of one length are predicted together (one batched forward per fold over all their windows).
     """
     cfg = models.cfg
     mode = cfg.predict.mode
-    clip = np.zeros((len(frames), 24), dtype=np.float64)
+    clip = np.zeros((len(frames), models.n_species), dtype=np.float64)
     windows: list[np.ndarray] = [np.empty(0)] * len(frames)
     mean_std = input_stats(cfg)
     lengths = np.array([a.shape[1] for a in frames])
@@ -293,8 +310,12 @@ def open_journal(out: Path, identity: dict) -> tuple[Path, dict[str, Chunk]]:
 
 def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_out: Path | None = None,
                   threshold: float | None = None, device: torch.device = torch.device("cpu"),
-                  batch: int | None = None, progress: bool = True) -> dict:
+                  batch: int | None = None, progress: bool = True, fmt: str = "csv",
+                  min_conf: float = 0.5) -> dict:
     """The whole of ``rfcx-kit predict`` once the models are loaded; returns a summary.
+
+    ``fmt``: ``csv`` (``out`` is the clip table) or ``raven`` (``out`` is a folder of selection tables, one per
+    recording, with the (window, species) cells scoring at least ``min_conf``).
 
     Raises:
         DataError naming every recording that could not be read, after the others were predicted and written.
@@ -349,8 +370,13 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
     ids = [rid for rid, _ in recordings if rid in done]
     summary = {"recordings": len(recordings), "predicted": len(ids), "failed": sorted(failed),
                "stage": models.stage, "folds": len(models.models), "out": str(out)}
-    if ids:
-        write_tables(ids, done, out, windows_out, threshold)
+    if ids and fmt == "raven":
+        summary["selections"] = write_raven(recordings, done, out, models.species or Species.numbered(models.n_species),
+                                            min_conf, cfg.features.fmax)
+        if windows_out is not None:
+            write_tables(ids, done, out / "clip.csv", windows_out, threshold, models.n_species)
+    elif ids:
+        write_tables(ids, done, out, windows_out, threshold, models.n_species)
     if failed:
         names = "; ".join(failed[r] for r in sorted(failed)[:5])
         more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
@@ -361,7 +387,7 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
 
 
 def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out: Path | None,
-                 threshold: float | None) -> None:
+                 threshold: float | None, n_species: int) -> None:
     """The clip table (and the long window table) of ``ids`` from the finished chunks, in ``ids`` order."""
     clip_rows, long_parts = [], []
     for chunk in {id(c): c for c in done.values()}.values():
@@ -370,19 +396,19 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
             clip_rows.append((rid, chunk.clip[j]))
             if windows_out is not None:
                 lo, hi = offsets[j], offsets[j + 1]
-                scores = chunk.windows[lo:hi]  # (N, 24)
+                scores = chunk.windows[lo:hi]  # (N, K)
                 n = hi - lo
                 long_parts.append(pd.DataFrame({
                     "recording_id": rid,
-                    "start_s": np.repeat(np.round(chunk.starts[lo:hi], 4), 24),
-                    "end_s": np.repeat(np.round(chunk.ends[lo:hi], 4), 24),
-                    "species_id": np.tile(np.arange(24), n),
+                    "start_s": np.repeat(np.round(chunk.starts[lo:hi], 4), n_species),
+                    "end_s": np.repeat(np.round(chunk.ends[lo:hi], 4), n_species),
+                    "species_id": np.tile(np.arange(n_species), n),
                     "score": scores.reshape(-1)}))
     order = {rid: i for i, rid in enumerate(ids)}
     clip_rows = sorted((r for r in clip_rows if r[0] in order), key=lambda r: order[r[0]])
-    frame = pd.DataFrame(np.stack([v for _, v in clip_rows]), columns=SPECIES_COLUMNS)
+    frame = pd.DataFrame(np.stack([v for _, v in clip_rows]), columns=Species.numbered(n_species).columns)
     frame.insert(0, "recording_id", [rid for rid, _ in clip_rows])
-    write_submission(frame, out, check_ids=False)
+    write_submission(frame, out, None, n_species, check_ids=False)
     if windows_out is not None:
         table = pd.concat(long_parts, ignore_index=True)
         table = table[table["recording_id"].isin(order)]
@@ -390,6 +416,27 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
         if threshold is not None:
             table = table[table["score"] >= threshold]
         atomic_write_csv(windows_out, table.reset_index(drop=True))
+
+
+def write_raven(recordings: list[tuple[str, Path]], done: dict[str, Chunk], out_dir: Path, species: Species,
+                min_conf: float, top_hz: float) -> int:
+    """One Raven selection table per predicted recording under ``out_dir`` (``method/selections.py``); returns
+    the number of selections written."""
+    from rfcx_kit.method.selections import selection_table, table_path, write_selection_table
+
+    total = 0
+    for rid, path in recordings:
+        chunk = done.get(rid)
+        if chunk is None:
+            continue
+        j = chunk.ids.index(rid)
+        offsets = np.concatenate([[0], np.cumsum(chunk.n_windows)])
+        lo, hi = offsets[j], offsets[j + 1]
+        table = selection_table(chunk.starts[lo:hi], chunk.ends[lo:hi], chunk.windows[lo:hi], species, min_conf,
+                                top_hz, path.name)
+        write_selection_table(table_path(out_dir, rid), table)
+        total += len(table)
+    return total
 
 
 # -- the command ------------------------------------------------------------------------------------------
@@ -404,20 +451,26 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
               help="A best.pt to predict with instead of --run (repeatable: the folds are averaged).")
 @click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
               help=f"A recording or a folder of them (recursive; {', '.join(SUFFIXES)}). Repeatable.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Clip-level table in submission format: recording_id,s0..s23.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="csv: the clip-level table in submission format, recording_id,s0..s{K-1}; raven: a folder of "
+                   "selection tables, OUT/{recording_id}.selections.txt.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "raven"]), default="csv", show_default=True,
+              help="csv: the clip table (a competition's format); raven: one Raven selection table per recording.")
+@click.option("--min-conf", type=PROBABILITY, default=0.5, show_default=True,
+              help="raven: keep the windows and species scoring at least this.")
 @click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
 @click.option("--threshold", type=PROBABILITY, default=None,
               help="Keep only window rows scoring at least this in --windows (detections).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when there is one, else the CPU, as training), cpu, cuda or cuda:N.")
 @click.option("--batch", type=at_least(1), default=None,
               help="Recordings decoded and predicted together [default: the run's predict.batch_recordings].")
 @click.option("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's].")
 @cli_errors
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], sources: tuple[Path, ...], out: Path,
-                windows_out: Path | None, threshold: float | None, device: str, batch: int | None,
-                threads: int | None) -> None:
+                fmt: str, min_conf: float, windows_out: Path | None, threshold: float | None, device: str,
+                batch: int | None, threads: int | None) -> None:
     """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
 
     Any sample rate and any length of at least one window; no CSVs or feature cache needed. A killed run resumes
@@ -432,7 +485,12 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     models = load_models(run_dir, stage, checkpoints, dev)
-    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch)
+    if fmt == "raven" and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: --format raven writes a folder of selection tables, and this is a file")
+    if fmt == "csv" and out.is_dir():
+        raise ConfigError(f"--out {out}: a folder; --format csv writes one table (give a file name)")
+    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, fmt=fmt, min_conf=min_conf)
     where = f"stage {summary['stage']}, " if summary["stage"] else ""
     click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"
+               + (f" ({summary['selections']} selections at >= {min_conf:g})" if fmt == "raven" else "")
                + (f", {windows_out}" if windows_out else ""))

@@ -96,12 +96,13 @@ def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
 
 
 def truth_windows(ctx: RunContext) -> np.ndarray | None:
-    """``(R, N, 24)`` bool: windows overlapping a planted call (synthetic ``truth/calls.csv``), else None."""
+    """``(R, N, K)`` bool: windows overlapping a planted call (synthetic ``truth/calls.csv``), else None."""
     calls = ctx.comp.planted_calls("train")
     if calls is None:
         return None
-    cfg = ctx.cfg.features
-    labels = FramewiseLabels(calls.assign(label=np.int8(1)), ctx.train_ids, cfg.frames, cfg.sample_rate, cfg.hop_length)
+    g = ctx.grid
+    labels = FramewiseLabels(calls.assign(label=np.int8(1)), ctx.train_ids, g.frames, g.sample_rate, g.hop_length,
+                             ctx.n_species, ctx.train_frames)
     return labels.windows(ctx.positions) == 1
 
 
@@ -125,9 +126,9 @@ def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | Non
     rows = pseudo["recording_id"].map(index).to_numpy(dtype=np.int64)
     species = pseudo["species_id"].to_numpy(dtype=np.int64)
     hit = truth[rows, pseudo["window"].to_numpy(dtype=np.int64), species]
-    unknown = ctx.window_labels == 0
+    unknown = (ctx.window_labels == 0) & ctx.window_valid[:, :, None]  # windows past an end are not unknown sound
     unknown_true = truth & unknown
-    base_rate = unknown_true.sum(axis=(0, 1)) / np.maximum(1, unknown.sum(axis=(0, 1)))  # (24,)
+    base_rate = unknown_true.sum(axis=(0, 1)) / np.maximum(1, unknown.sum(axis=(0, 1)))  # (K,)
     nan = float("nan")
     out["pseudo_precision"] = float(hit.mean()) if len(hit) else nan
     out["pseudo_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else nan
@@ -141,8 +142,7 @@ SEGMENT_POOL = 32  # framewise timelines are pooled to 32 frames (predict_record
 
 
 def segment_seconds(ctx: RunContext) -> float:
-    f = ctx.cfg.features
-    return SEGMENT_POOL * f.hop_length / f.sample_rate
+    return SEGMENT_POOL * ctx.grid.frame_seconds
 
 
 def box_quality(ctx: RunContext, boxes: pd.DataFrame) -> dict[str, float | None]:
@@ -156,14 +156,14 @@ def box_quality(ctx: RunContext, boxes: pd.DataFrame) -> dict[str, float | None]
         out["pseudo_box_precision"] = None
         return out
     seg = segment_seconds(ctx)
-    planted = segment_mask(calls, ctx.train_ids, -(-ctx.cfg.features.frames // SEGMENT_POOL), seg)
+    planted = segment_mask(calls, ctx.train_ids, -(-ctx.grid.frames // SEGMENT_POOL), seg, ctx.n_species)
     hit = box_peaks(planted.astype(np.float32), boxes, ctx.train_ids, seg)  # 1 where a box touches a call
     out["pseudo_box_precision"] = float(np.mean(hit > 0))
     return out
 
 
 def window_scores(ctx: RunContext, stage: str) -> np.ndarray:
-    """``(F, R, N, 24)`` window probabilities of ``stage`` that the next cycle's votes count.
+    """``(F, R, N, K)`` window probabilities of ``stage`` that the next cycle's votes count.
 
     ``relabel.source``: ``vote``: every fold model on every train recording (F = folds); ``oof``: each
     recording's out-of-fold model only (F = 1). ``relabel.window_score``: ``framewise`` (the post's soft
@@ -179,7 +179,7 @@ def window_scores(ctx: RunContext, stage: str) -> np.ndarray:
 
     if r.source == "vote":
         return np.stack([pick(p) for p in fold_predictions(ctx, stage)])
-    out = np.full((len(ctx.train_ids), len(ctx.positions), 24), np.nan, dtype=np.float32)
+    out = np.full((len(ctx.train_ids), len(ctx.positions), ctx.n_species), np.nan, dtype=np.float32)
     index = {rid: i for i, rid in enumerate(ctx.train_ids)}
     for fold in range(ctx.cfg.train.folds):
         ids, pred = load_prediction(run.prediction(stage, fold, "val"))
@@ -192,7 +192,7 @@ def window_scores(ctx: RunContext, stage: str) -> np.ndarray:
 
 
 def window_timeline(ctx: RunContext, stage: str) -> np.ndarray:
-    """``(R, 24, S)`` framewise timelines the pseudo boxes are placed on: the fold models' mean (``source: vote``)
+    """``(R, K, S)`` framewise timelines the pseudo boxes are placed on: the fold models' mean (``source: vote``)
     or the out-of-fold ones."""
     if ctx.cfg.relabel.source == "vote":
         return np.mean([p.framewise.astype(np.float32) for p in fold_predictions(ctx, stage)], axis=0)
@@ -219,17 +219,18 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
     votes = r.votes if r.source == "vote" else 1
     cap = None
     if r.max_pseudo_per_tp is not None:
-        n_tp = np.bincount(ctx.comp.tp["species_id"].to_numpy(np.int64), minlength=24)
+        n_tp = np.bincount(ctx.comp.tp["species_id"].to_numpy(np.int64), minlength=ctx.n_species)
         cap = np.ceil(r.max_pseudo_per_tp * n_tp).astype(np.int64)
     table = build_label_table(ctx.train_ids, ctx.window_labels, scores, threshold=thresholds, votes=votes,
                               pseudo_weight=r.pseudo_weight, max_per_species=cap)
     pseudo = table[table["source"] == "pseudo_positive"]
     timeline = window_timeline(ctx, previous_stage(cycle))
-    f = ctx.cfg.features
-    boxes = peak_boxes(pseudo, timeline, ctx.train_ids, ctx.positions, SEGMENT_POOL, f.hop_length / f.sample_rate,
-                       f.seconds)
-    counts = label_counts(table)
-    counts["pseudo_boxes"] = np.bincount(boxes["species_id"].to_numpy(np.int64), minlength=24)
+    g = ctx.grid
+    seconds = pd.Series((ctx.train_frames - 1) * g.frame_seconds, index=ctx.train_ids)  # each recording's own
+    boxes = peak_boxes(pseudo, timeline, ctx.train_ids, ctx.positions, SEGMENT_POOL, g.frame_seconds,
+                       seconds.reindex(pseudo["recording_id"].astype(str)).to_numpy())
+    counts = label_counts(table, ctx.n_species)
+    counts["pseudo_boxes"] = np.bincount(boxes["species_id"].to_numpy(np.int64), minlength=ctx.n_species)
     counts["threshold"] = thresholds
     atomic_write_csv(run.label_counts(stage), counts, index=True)
     atomic_write_csv(run.pseudo_boxes(stage), boxes)

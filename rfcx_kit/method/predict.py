@@ -9,8 +9,12 @@ windows of ``batch_recordings`` recordings through the model in chunks of at mos
 * ``clipwise``: sigmoid of the clipwise output, max over windows;
 * ``stitched``: the windows' framewise sigmoid overlap-added (mean where windows overlap), max over time.
 
-The window-level values ``(R, N, 24)`` and a stitched framewise timeline (max over windows, pooled to
+The window-level values ``(R, N, K)`` and a stitched framewise timeline (max over windows, pooled to
 ``pool`` frames) are kept: re-labeling and the report need them.
+
+Recordings of different lengths: each is predicted at its own length with the first ``N_r`` of the layout's
+windows (``core/grid.window_counts``); a batch holds only recordings of one length, and the windows a shorter
+recording does not have are NaN in ``windows`` and ``clipwise`` (every max over windows skips them).
 
 Note on the post's own loop: ``model(X[..., h:t])`` gives the last window only the 510 frames that exist;
 here it is zero-padded to the full window, as the post's training (``split_and_padding``) does.
@@ -40,10 +44,12 @@ class Prediction:
     """Outputs for R recordings with N windows.
 
     Attributes:
-        windows: ``(R, N, 24)`` max over time of the framewise sigmoid in each window.
-        clipwise: ``(R, N, 24)`` clipwise logits of each window.
-        stitched: ``(R, 24)`` max over time of the overlap-added framewise sigmoid.
-        framewise: ``(R, 24, ceil(T / pool))`` float16 max over windows of the framewise sigmoid, pooled.
+        windows: ``(R, N, K)`` max over time of the framewise sigmoid in each window (NaN: a window past the
+            recording's end).
+        clipwise: ``(R, N, K)`` clipwise logits of each window (NaN as ``windows``).
+        stitched: ``(R, K)`` max over time of the overlap-added framewise sigmoid.
+        framewise: ``(R, K, ceil(T / pool))`` float16 max over windows of the framewise sigmoid, pooled (0 past
+            the recording's end).
     """
 
     windows: np.ndarray
@@ -52,11 +58,11 @@ class Prediction:
     framewise: np.ndarray
 
     def clip(self, mode: str = "framewise") -> np.ndarray:
-        """``(R, 24)`` recording-level probabilities by the chosen rule."""
+        """``(R, K)`` recording-level probabilities by the chosen rule (windows past a recording's end skipped)."""
         if mode == "framewise":
-            return self.windows.max(axis=1)
+            return np.fmax.reduce(self.windows, axis=1)
         if mode == "clipwise":
-            return 1.0 / (1.0 + np.exp(-self.clipwise.max(axis=1)))
+            return 1.0 / (1.0 + np.exp(-np.fmax.reduce(self.clipwise, axis=1)))
         if mode == "stitched":
             return self.stitched
         raise ValueError(f"unknown prediction mode {mode!r}")
@@ -141,17 +147,31 @@ def predict_batch(model: torch.nn.Module, raw: torch.Tensor, stats: torch.Tensor
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     with autocast:
         out = forward_windows(model, x, max_windows)
-    prob = merge_windows(torch.sigmoid(out["framewise"]), n).cpu()  # (B, N, 24, W)
+    prob = merge_windows(torch.sigmoid(out["framewise"]), n).cpu()  # (B, N, K, W)
+    k = prob.shape[2]
     segments = -(-frames // pool)
-    stitched = np.zeros((b, 24), dtype=np.float32)
-    framewise = np.zeros((b, 24, segments), dtype=np.float16)
+    stitched = np.zeros((b, k), dtype=np.float32)
+    framewise = np.zeros((b, k, segments), dtype=np.float16)
     if timelines:
         stitched = stitch_windows(prob, positions, frames).amax(dim=-1).numpy()
-        timeline = stitched_max(prob, positions, frames)  # (B, 24, T)
+        timeline = stitched_max(prob, positions, frames)  # (B, K, T)
         timeline = torch.nn.functional.pad(timeline, (0, segments * pool - frames), value=0.0)
-        framewise = timeline.reshape(b, 24, segments, pool).amax(-1).numpy().astype(np.float16)
+        framewise = timeline.reshape(b, k, segments, pool).amax(-1).numpy().astype(np.float16)
     return Prediction(prob.amax(dim=-1).numpy(), merge_windows(out["clipwise"], n).cpu().numpy(), stitched,
                       framewise)
+
+
+def equal_length_batches(lengths: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` row ranges of at most ``size`` consecutive recordings of one length (order kept)."""
+    out, lo = [], 0
+    lengths = np.asarray(lengths)
+    while lo < len(lengths):
+        hi = lo + 1
+        while hi < len(lengths) and hi - lo < size and lengths[hi] == lengths[lo]:
+            hi += 1
+        out.append((lo, hi))
+        lo = hi
+    return out
 
 
 @torch.no_grad()
@@ -160,36 +180,50 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
                        batch_recordings: int = 8, max_windows: int | None = None, pool: int = 32,
                        device: str | torch.device = "cpu", amp: bool = False, channels_last: bool = False,
                        progress: bool = False, timelines: bool = True,
-                       mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Prediction:
+                       mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+                       lengths: np.ndarray | None = None) -> Prediction:
     """Soft frame-wise prediction of ``recording_ids`` (stats: their ``(R, 4)`` statistics).
 
     ``mean_std``: the input statistics of pretrained weights (None: the post's ImageNet constants).
+    ``lengths``: ``(R,)`` each recording's frames (None: all ``store.frames``); ``positions`` is the layout at
+    ``store.frames`` and a shorter recording takes the first of its windows that reach its end.
 
     ``max_windows``: windows per forward (None: :func:`auto_max_windows`). ``timelines=False`` skips the
     stitched mode and the pooled framewise timeline (left as zeros) for callers that only need the windows.
     """
     from tqdm.auto import tqdm
 
+    from rfcx_kit.core.grid import window_counts
+
     model.eval()
     device = torch.device(device)
     n, r = len(positions), len(recording_ids)
+    k = model.n_species if hasattr(model, "n_species") else None
     segments = -(-store.frames // pool)
-    windows = np.zeros((r, n, 24), dtype=np.float32)
-    clipwise = np.zeros((r, n, 24), dtype=np.float32)
-    stitched = np.zeros((r, 24), dtype=np.float32)
-    framewise = np.zeros((r, 24, segments), dtype=np.float16)
+    lengths = np.full(r, store.frames, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    counts = window_counts(lengths, positions, store.frames)
+    windows = clipwise = stitched = framewise = None
     bar = tqdm(total=r, unit="rec", desc=f"predict {split}", disable=not progress, leave=False)
-    for lo in range(0, r, batch_recordings):
-        ids = recording_ids[lo : lo + batch_recordings]
-        b = len(ids)
-        raw = torch.from_numpy(store.batch(split, ids)).to(device, non_blocking=True)  # (B, F, T) dB
+    for lo, hi in equal_length_batches(lengths, batch_recordings):
+        ids, length, n_b = recording_ids[lo:hi], int(lengths[lo]), int(counts[lo])
+        raw = torch.from_numpy(store.batch(split, ids, length)).to(device, non_blocking=True)  # (B, F, T_b) dB
         if max_windows is None:
             max_windows = auto_max_windows(model, (in_channels, raw.shape[1], positions[0][1] - positions[0][0]),
                                            device)
-        part = predict_batch(model, raw, torch.from_numpy(stats[lo : lo + b]), positions, mode, in_channels,
+        part = predict_batch(model, raw, torch.from_numpy(stats[lo:hi]), positions[:n_b], mode, in_channels,
                              max_windows, pool, amp, channels_last, timelines, mean_std)
-        windows[lo : lo + b], clipwise[lo : lo + b] = part.windows, part.clipwise
-        stitched[lo : lo + b], framewise[lo : lo + b] = part.stitched, part.framewise
-        bar.update(b)
+        if windows is None:
+            k = part.windows.shape[-1]
+            windows = np.full((r, n, k), np.nan, dtype=np.float32)
+            clipwise = np.full((r, n, k), np.nan, dtype=np.float32)
+            stitched = np.zeros((r, k), dtype=np.float32)
+            framewise = np.zeros((r, k, segments), dtype=np.float16)
+        windows[lo:hi, :n_b], clipwise[lo:hi, :n_b] = part.windows, part.clipwise
+        stitched[lo:hi], framewise[lo:hi, :, : part.framewise.shape[-1]] = part.stitched, part.framewise
+        bar.update(hi - lo)
     bar.close()
+    if windows is None:  # no recordings
+        k = k or 1
+        windows, clipwise = np.zeros((0, n, k), np.float32), np.zeros((0, n, k), np.float32)
+        stitched, framewise = np.zeros((0, k), np.float32), np.zeros((0, k, segments), np.float16)
     return Prediction(windows, clipwise, stitched, framewise)

@@ -19,33 +19,39 @@ Shapes: ``R`` recordings, ``N`` windows per recording, 24 species, ``F`` fold mo
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.config import FeatureConfig
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import DataError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.data.reader import read_boxes
-from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.scale import detect_scale, to_prob
-from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
-from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
+from rfcx_kit.core.grid import rfcx_grid
+from rfcx_kit.core.species import Species, infer_species
 
 TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
-# Index = code used in the (R, N, 24) source array of build_label_table; 0 means unknown (no row).
+# Index = code used in the (R, N, K) source array of build_label_table; 0 means unknown (no row).
 SOURCES = ("tp", "fp", "pseudo_positive", "pseudo_negative")
 _SOURCE_CODE = {name: code for code, name in enumerate(SOURCES, start=1)}
 _TARGET = {"tp": 1.0, "fp": 0.0, "pseudo_positive": 1.0, "pseudo_negative": 0.0}
 
 # The default spectrogram grid (the method post's: Theo Viel's 32 kHz arrays, 60 s -> 3751 centred frames),
-# taken from the one place that defines it.
-_GRID = FeatureConfig()
+# taken from the one place that defines it: predictions made elsewhere for the competition are on it.
+_GRID = rfcx_grid()
 FRAMES, SAMPLE_RATE, HOP_LENGTH = _GRID.frames, _GRID.sample_rate, _GRID.hop_length
+# ... with the competition's species: the external layout's columns are s0..s23.
+EXTERNAL_COLUMNS = Species.rfcx().columns
+
+
+def _n_species(n_species: int | None, *species_ids: np.ndarray) -> int:
+    """``K``: as given, else inferred from the largest id as a data folder's (the competition's 24 when they fit)."""
+    if n_species is not None:
+        return int(n_species)
+    top = max((int(np.max(s)) for s in species_ids if len(s)), default=0)
+    return len(infer_species(top))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,6 +64,7 @@ def original_window_labels(
     frames: int = FRAMES,
     sample_rate: int = SAMPLE_RATE,
     hop_length: int = HOP_LENGTH,
+    n_species: int | None = None,
 ) -> np.ndarray:
     """Window-level original labels of the TP/FP boxes.
 
@@ -69,8 +76,8 @@ def original_window_labels(
             at or past ``frames`` are padding and hold no box.
         frames, sample_rate, hop_length: the spectrogram grid (see :func:`box_frames`).
     Returns:
-        ``(R, N, 24)`` int8: +1 where a TP box overlaps the window, -1 where an FP box does and no TP box
-        of the same species does (TP wins), 0 unknown.
+        ``(R, N, K)`` int8: +1 where a TP box overlaps the window, -1 where an FP box does and no TP box
+        of the same species does (TP wins), 0 unknown. ``n_species``: ``K`` (None: inferred from the ids).
     """
     ids = pd.Index(np.asarray(recording_ids, dtype=object))
     if not ids.is_unique:
@@ -78,11 +85,12 @@ def original_window_labels(
     pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
     if len(pos) == 0 or np.any(pos[:, 1] <= pos[:, 0]) or np.any(pos[:, 0] < 0):
         raise ValueError(f"positions must be non-empty [start, end) pairs with end > start >= 0: {positions}")
-    boxes = _check_boxes(boxes)
-    return FramewiseLabels(boxes, list(ids), frames, sample_rate, hop_length).windows(pos.tolist())
+    k = len(EXTERNAL_COLUMNS) if n_species is None else n_species
+    boxes = _check_boxes(boxes, k, (frames - 1) * hop_length / sample_rate)
+    return FramewiseLabels(boxes, list(ids), frames, sample_rate, hop_length, k).windows(pos.tolist())
 
 
-def _check_boxes(boxes: pd.DataFrame, path: str | Path | None = None) -> pd.DataFrame:
+def _check_boxes(boxes: pd.DataFrame, n_species: int, seconds: float, path: str | Path | None = None) -> pd.DataFrame:
     """Validate the box frame (columns, species range, finite ordered times, labels +-1).
 
     Errors name ``box row i`` (0-based), or ``path: line i + 2`` for a frame read from ``path``."""
@@ -94,10 +102,10 @@ def _check_boxes(boxes: pd.DataFrame, path: str | Path | None = None) -> pd.Data
     t_max = pd.to_numeric(boxes["t_max"], errors="coerce").to_numpy(np.float64)
     label = pd.to_numeric(boxes["label"], errors="coerce").to_numpy(np.float64)
     checks = [
-        (~np.isin(species, np.arange(N_SPECIES)), f"species_id must be an integer 0..{N_SPECIES - 1}"),
+        (~np.isin(species, np.arange(n_species)), f"species_id must be an integer 0..{n_species - 1}"),
         (~(np.isfinite(t_min) & np.isfinite(t_max)), "t_min/t_max must be finite numbers"),
         (t_max < t_min, "t_max is before t_min"),
-        ((t_min < 0) | (t_max > 60.0), "t_min/t_max must lie in the 60 s recording"),
+        ((t_min < 0) | (t_max > seconds + 0.01), f"t_min/t_max must lie in the {seconds:g} s recording"),
         (~np.isin(label, (1, -1)), "label must be +1 (TP) or -1 (FP)"),
         (boxes["recording_id"].isna().to_numpy(), "recording_id is empty"),
     ]
@@ -116,7 +124,9 @@ def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -
     times inside the recording, frequencies below Nyquist, errors naming file, row and field).
     Columns: recording_id (text), species_id, t_min, t_max, label.
     """
-    parts = [read_boxes(Path(path))[["recording_id", "species_id", "t_min", "t_max"]].assign(label=label)
+    # the competition's recordings: its 24 species, 60 s at 48 kHz
+    parts = [read_boxes(Path(path), len(EXTERNAL_COLUMNS), (_GRID.seconds, 48000.0))[["recording_id", "species_id", "t_min", "t_max"]]
+             .assign(label=label)
              for path, label in ((tp, 1), (fp, -1)) if path is not None]
     if not parts:
         return pd.DataFrame({"recording_id": [], "species_id": [], "t_min": [], "t_max": [], "label": []})
@@ -127,13 +137,18 @@ def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -
 # Predictions -> pseudo-labels
 # --------------------------------------------------------------------------------------------------
 def species_threshold_array(
-    threshold: float | np.ndarray = 0.5, species_thresholds: dict[int, float] | None = None
+    threshold: float | np.ndarray = 0.5, species_thresholds: dict[int, float] | None = None,
+    n_species: int | None = None,
 ) -> np.ndarray:
-    """``(24,)`` float64 thresholds: ``threshold`` (scalar or ``(24,)``) with ``species_thresholds`` overrides."""
-    out = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (N_SPECIES,)).copy()
+    """``(K,)`` float64 thresholds: ``threshold`` (scalar or ``(K,)``) with ``species_thresholds`` overrides.
+
+    ``K``: ``n_species``, else the length of an array ``threshold``, else the competition's."""
+    given = np.asarray(threshold, dtype=np.float64)
+    k = n_species if n_species is not None else (given.shape[-1] if given.ndim else len(Species.rfcx()))
+    out = np.broadcast_to(given, (k,)).copy()
     for species, value in (species_thresholds or {}).items():
-        if not 0 <= int(species) < N_SPECIES or int(species) != species:
-            raise ValueError(f"species_thresholds: species {species!r} is not in 0..{N_SPECIES - 1}")
+        if not 0 <= int(species) < k or int(species) != species:
+            raise ValueError(f"species_thresholds: species {species!r} is not in 0..{k - 1}")
         out[int(species)] = value
     if not np.all((out >= 0) & (out <= 1)):
         raise ValueError(f"thresholds are probabilities and must lie in [0, 1]: {out.tolist()}")
@@ -141,10 +156,10 @@ def species_threshold_array(
 
 
 def _fold_axis(preds: np.ndarray) -> np.ndarray:
-    """``(R, N, 24)`` -> ``(1, R, N, 24)``; ``(F, R, N, 24)`` unchanged; anything else is an error."""
+    """``(R, N, K)`` -> ``(1, R, N, K)``; ``(F, R, N, K)`` unchanged; anything else is an error."""
     p = np.asarray(preds)
-    if p.ndim not in (3, 4) or p.shape[-1] != N_SPECIES:
-        raise ValueError(f"preds must be (R, N, {N_SPECIES}) or (F, R, N, {N_SPECIES}), got {p.shape}")
+    if p.ndim not in (3, 4):
+        raise ValueError(f"preds must be (R, N, K) or (F, R, N, K), got {p.shape}")
     return p[None] if p.ndim == 3 else p
 
 
@@ -163,25 +178,25 @@ def pseudo_positive_mask(
     """Where the predictions call a pseudo-positive.
 
     Args:
-        preds: probabilities, ``(R, N, 24)`` out-of-fold (one vote per window) or ``(F, R, N, 24)`` from
+        preds: probabilities, ``(R, N, K)`` out-of-fold (one vote per window) or ``(F, R, N, K)`` from
             ``F`` fold models.
-        threshold: scalar or ``(24,)`` per species; a vote is ``p > threshold`` (strictly above).
+        threshold: scalar or ``(K,)`` per species; a vote is ``p > threshold`` (strictly above).
         votes: how many of the ``F`` models must vote; default a majority (``F // 2 + 1``: 3 of 5,
             1 of 1 for out-of-fold predictions).
     Returns:
-        ``(R, N, 24)`` bool. NaN never votes. Original labels are not considered here (see
+        ``(R, N, K)`` bool. NaN never votes. Original labels are not considered here (see
         :func:`build_label_table`).
     """
     p = _fold_axis(preds)
     need = _resolve_votes(p.shape[0], votes)
-    thr = species_threshold_array(threshold)
+    thr = species_threshold_array(threshold, None, p.shape[-1])
     return (p > thr).sum(axis=0) >= need
 
 
 def pseudo_negative_mask(preds: np.ndarray, negative_threshold: float | np.ndarray) -> np.ndarray:
-    """``(R, N, 24)`` bool: every prediction (all ``F`` models, or the single OOF one) below the threshold."""
+    """``(R, N, K)`` bool: every prediction (all ``F`` models, or the single OOF one) below the threshold."""
     p = _fold_axis(preds)
-    thr = species_threshold_array(negative_threshold)
+    thr = species_threshold_array(negative_threshold, None, p.shape[-1])
     return (p < thr).all(axis=0)
 
 
@@ -201,15 +216,15 @@ def build_label_table(
 
     Args:
         recording_ids: the ``R`` recordings, in the row order of ``original`` and ``preds``.
-        original: ``(R, N, 24)`` int8 from :func:`original_window_labels` (+1 TP, -1 FP, 0 unknown).
-        preds: ``(R, N, 24)`` out-of-fold or ``(F, R, N, 24)`` fold-model predictions, on ``scale``
+        original: ``(R, N, K)`` int8 from :func:`original_window_labels` (+1 TP, -1 FP, 0 unknown).
+        preds: ``(R, N, K)`` out-of-fold or ``(F, R, N, K)`` fold-model predictions, on ``scale``
             (``"prob"``, ``"logit"`` or ``"auto"``); thresholds apply to probabilities.
         threshold, votes: see :func:`pseudo_positive_mask`; ``species_thresholds`` ({species: threshold})
             overrides ``threshold`` per species.
         pseudo_weight: loss weight of pseudo-labels (e.g. 0.5 for soft positives); originals weigh 1.
         negative_threshold: if given, an unknown window/species whose predictions are all below it (and
             that is not a pseudo-positive) becomes a pseudo-negative. Off by default (hurt in the post).
-        max_per_species: ``(24,)`` at most this many pseudo-positive cells per species, those with the highest
+        max_per_species: ``(K,)`` at most this many pseudo-positive cells per species, those with the highest
             mean probability over the models (ties: the first in table order). None: no cap.
     Returns:
         DataFrame ``recording_id, window, species_id, source, weight`` (one row per known entry), sorted by
@@ -217,8 +232,9 @@ def build_label_table(
     """
     ids = np.asarray(recording_ids, dtype=object)
     original = np.asarray(original)
-    if original.ndim != 3 or original.shape != (len(ids), original.shape[1], N_SPECIES):
-        raise ValueError(f"original must be (R={len(ids)}, N, {N_SPECIES}), got {original.shape}")
+    k = np.shape(preds)[-1]
+    if original.ndim != 3 or original.shape != (len(ids), original.shape[1], k):
+        raise ValueError(f"original must be (R={len(ids)}, N, K={k}) as the predictions, got {original.shape}")
     if not np.isin(original, (-1, 0, 1)).all():
         raise ValueError("original labels must be +1 (TP), -1 (FP) or 0 (unknown)")
     if len(pd.unique(ids)) != len(ids):
@@ -229,13 +245,13 @@ def build_label_table(
     probs = _fold_axis(to_prob(preds, scale))
     if probs.shape[1:] != original.shape:
         raise ValueError(f"preds {np.shape(preds)} do not match original {original.shape}")
-    if not np.isfinite(probs).all():
-        raise DataError("predictions hold NaN or infinite values")
+    if np.isinf(probs).any():  # NaN is a window past its recording's end (predict.py): it never votes
+        raise DataError("predictions hold infinite values")
     if not (math.isfinite(pseudo_weight) and pseudo_weight > 0):
         raise ValueError(f"pseudo_weight must be a positive number (0 would mean unknown), got {pseudo_weight}")
 
     unknown = original == 0
-    positive = pseudo_positive_mask(probs, species_threshold_array(threshold, species_thresholds), votes)
+    positive = pseudo_positive_mask(probs, species_threshold_array(threshold, species_thresholds, k), votes)
     positive &= unknown  # never overwrite an original TP/FP
     if max_per_species is not None:
         positive = cap_per_species(positive, probs.mean(axis=0), max_per_species)
@@ -323,10 +339,12 @@ def peak_boxes(table: pd.DataFrame, timeline: np.ndarray, recording_ids: Sequenc
                          "weight": table["weight"].to_numpy(np.float64), "score": values.max(axis=1)})
 
 
-def segment_mask(boxes: pd.DataFrame, recording_ids: Sequence[str], segments: int, segment_seconds: float) -> np.ndarray:
-    """``(R, 24, S)`` bool: segments (of ``segment_seconds``) that a box of ``boxes`` touches."""
+def segment_mask(boxes: pd.DataFrame, recording_ids: Sequence[str], segments: int, segment_seconds: float,
+                 n_species: int | None = None) -> np.ndarray:
+    """``(R, K, S)`` bool: segments (of ``segment_seconds``) that a box of ``boxes`` touches."""
     index = {rid: i for i, rid in enumerate(recording_ids)}
-    out = np.zeros((len(index), N_SPECIES, segments), dtype=bool)
+    k = _n_species(n_species, boxes["species_id"].to_numpy())
+    out = np.zeros((len(index), k, segments), dtype=bool)
     rows = boxes["recording_id"].map(index)
     keep = rows.notna().to_numpy()
     if not keep.any():
@@ -335,7 +353,7 @@ def segment_mask(boxes: pd.DataFrame, recording_ids: Sequence[str], segments: in
     s = boxes["species_id"].to_numpy(np.int64)[keep]
     lo = np.clip(np.floor(boxes["t_min"].to_numpy(np.float64)[keep] / segment_seconds).astype(np.int64), 0, segments)
     hi = np.clip(np.floor(boxes["t_max"].to_numpy(np.float64)[keep] / segment_seconds).astype(np.int64) + 1, 0, segments)
-    diff = np.zeros((len(index), N_SPECIES, segments + 1), dtype=np.int32)
+    diff = np.zeros((len(index), k, segments + 1), dtype=np.int32)
     np.add.at(diff, (r, s, lo), 1)
     np.add.at(diff, (r, s, hi), -1)
     return np.cumsum(diff, axis=-1)[..., :segments] > 0
@@ -391,29 +409,30 @@ def window_thresholds(scores: np.ndarray, original: np.ndarray, rule: str = "fix
     return out
 
 
-def label_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows per species and source: 24 rows indexed ``species_id`` = ``s0..s23``, columns
+def label_counts(table: pd.DataFrame, n_species: int | None = None) -> pd.DataFrame:
+    """Rows per species and source: ``K`` rows indexed ``species_id`` = ``s0..s{K-1}``, columns
     ``tp, fp, pseudo_positive, pseudo_negative`` (int64, zeros included)."""
-    species = pd.Categorical(table["species_id"].astype(np.int64), categories=range(N_SPECIES))
+    k = _n_species(n_species, table["species_id"].to_numpy())
+    species = pd.Categorical(table["species_id"].astype(np.int64), categories=range(k))
     source = pd.Categorical(table["source"], categories=SOURCES)
-    counts = pd.crosstab(species, source, dropna=False).reindex(index=range(N_SPECIES), columns=SOURCES)
+    counts = pd.crosstab(species, source, dropna=False).reindex(index=range(k), columns=SOURCES)
     counts = counts.fillna(0).astype(np.int64)
-    counts.index = pd.Index(SPECIES_COLUMNS, name="species_id")
+    counts.index = pd.Index(Species.numbered(k).columns, name="species_id")
     counts.columns = pd.Index(list(SOURCES))
     return counts
 
 
 def table_to_arrays(
-    table: pd.DataFrame, recording_ids: Sequence[str], n_windows: int
+    table: pd.DataFrame, recording_ids: Sequence[str], n_windows: int, n_species: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label table -> dense training arrays.
 
     Args:
         table: label table (:func:`build_label_table` or :func:`read_label_table`).
         recording_ids: the ``R`` recordings, in the row order wanted; every table row must name one.
-        n_windows: ``N``.
+        n_windows: ``N``; n_species: ``K`` (None: inferred from the ids).
     Returns:
-        ``target`` and ``weight``, both ``(R, N, 24)`` float32: target 1 for tp/pseudo_positive, 0 for
+        ``target`` and ``weight``, both ``(R, N, K)`` float32: target 1 for tp/pseudo_positive, 0 for
         fp/pseudo_negative; weight the row's loss weight, 0 where the table has no row (unknown).
     """
     ids = pd.Index(np.asarray(recording_ids, dtype=object))
@@ -427,10 +446,11 @@ def table_to_arrays(
     species = pd.to_numeric(table["species_id"], errors="coerce").to_numpy(np.float64)
     weight = pd.to_numeric(table["weight"], errors="coerce").to_numpy(np.float64)
     target = table["source"].map(_TARGET).to_numpy(np.float64)
+    k = _n_species(n_species, np.nan_to_num(species[np.isfinite(species)]))
     checks = [
         (row < 0, "recording_id is not among the given recordings"),
         (~np.isin(window, np.arange(n_windows)), f"window must be an integer 0..{n_windows - 1}"),
-        (~np.isin(species, np.arange(N_SPECIES)), f"species_id must be an integer 0..{N_SPECIES - 1}"),
+        (~np.isin(species, np.arange(k)), f"species_id must be an integer 0..{k - 1}"),
         (np.isnan(target), f"source must be one of {list(SOURCES)}"),
         (~(np.isfinite(weight) & (weight >= 0)), "weight must be a finite number >= 0"),
     ]
@@ -438,13 +458,13 @@ def table_to_arrays(
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(f"label table row {i}: {why} (row: {table.iloc[i].to_dict()})")
-    flat = (row * n_windows + window.astype(np.int64)) * N_SPECIES + species.astype(np.int64)
+    flat = (row * n_windows + window.astype(np.int64)) * k + species.astype(np.int64)
     dup = pd.Series(flat).duplicated()
     if dup.any():
         i = int(np.argmax(dup.to_numpy()))
         raise DataError(f"label table row {i}: a second row for the same recording/window/species "
                         f"({table.iloc[i].to_dict()})")
-    shape = (len(ids), n_windows, N_SPECIES)
+    shape = (len(ids), n_windows, k)
     target_out = np.zeros(shape, dtype=np.float32)
     weight_out = np.zeros(shape, dtype=np.float32)
     target_out.reshape(-1)[flat] = target
@@ -475,7 +495,7 @@ def _read_oof_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
         frame = pd.read_csv(path, dtype={"recording_id": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
-    need = ["patch", "recording_id"] + SPECIES_COLUMNS
+    need = ["patch", "recording_id"] + EXTERNAL_COLUMNS
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing}; expected patch,recording_id,s0..s23")
@@ -494,12 +514,12 @@ def _read_oof_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
         raise DataError(f"{path}: line {line[i]}: patch {frame['patch'].iloc[i]!r} is not an integer >= 0")
     patch = patch_f.astype(np.int64)
 
-    values = frame[SPECIES_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    values = frame[EXTERNAL_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
-        raise DataError(f"{path}: line {line[i]}, column {SPECIES_COLUMNS[j]}: "
-                        f"{frame[SPECIES_COLUMNS[j]].iloc[i]!r} is not a finite number")
+        raise DataError(f"{path}: line {line[i]}, column {EXTERNAL_COLUMNS[j]}: "
+                        f"{frame[EXTERNAL_COLUMNS[j]].iloc[i]!r} is not a finite number")
 
     keys = pd.DataFrame({"recording_id": rid.to_numpy(object), "patch": patch})
     dup = keys.duplicated(keep="first").to_numpy()
@@ -530,7 +550,7 @@ def read_oof_files(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, 
     (windows) ``0..N-1`` exactly once each, and ``N`` the same in all files.
 
     Returns:
-        ``recording_ids`` (``R``, in order of first appearance, file by file), ``preds`` ``(R, N, 24)``
+        ``recording_ids`` (``R``, in order of first appearance, file by file), ``preds`` ``(R, N, K)``
         float64 as stored (not converted), and the detected scale (:func:`detect_scale`).
     Raises:
         DataError naming the file and line of the first problem.
@@ -561,7 +581,7 @@ def read_oof_files(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, 
     patch = np.concatenate([part[1] for part in parts])
     values = np.concatenate([part[2] for part in parts])
     row, ids = pd.factorize(rid)  # order of first appearance
-    preds = np.empty((len(ids), n_patches[0], N_SPECIES), dtype=np.float64)
+    preds = np.empty((len(ids), n_patches[0], len(EXTERNAL_COLUMNS)), dtype=np.float64)
     preds[row, patch] = values  # every (row, patch) is set exactly once: checked above
     return [str(x) for x in ids], preds, detect_scale(preds)
 
@@ -569,29 +589,8 @@ def read_oof_files(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, 
 # --------------------------------------------------------------------------------------------------
 # rfcx-kit labels from-oof
 # --------------------------------------------------------------------------------------------------
-def _parse_species_thresholds(items: Sequence[str]) -> dict[int, float]:
-    """``("3=0.6", "s12=0.7")`` -> ``{3: 0.6, 12: 0.7}``."""
-    out: dict[int, float] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower().removeprefix("s")
-        try:
-            species, thr = int(key), float(value)
-        except ValueError:
-            species, thr = -1, math.nan
-        if not sep or not 0 <= species < N_SPECIES or not 0 <= thr <= 1:
-            raise click.BadParameter(
-                f"{item!r}: expected SPECIES=THRESHOLD with species 0..{N_SPECIES - 1} and threshold in [0, 1]",
-                param_hint="--species-threshold",
-            )
-        if species in out:
-            raise click.BadParameter(f"species {species} given twice", param_hint="--species-threshold")
-        out[species] = thr
-    return out
-
-
-def _read_votes(files: Sequence[str]) -> tuple[list[str], np.ndarray, str]:
-    """Each file = one model's predictions of the same recordings -> ``(F, R, N, 24)`` aligned to file 1."""
+def read_votes(files: Sequence[str]) -> tuple[list[str], np.ndarray, str]:
+    """Each file = one model's predictions of the same recordings -> ``(F, R, N, K)`` aligned to file 1."""
     ids, first, _ = read_oof_files([files[0]])
     index = pd.Index(ids)
     stack = [first]
@@ -613,7 +612,7 @@ def _read_votes(files: Sequence[str]) -> tuple[list[str], np.ndarray, str]:
     return ids, preds, detect_scale(preds)
 
 
-def _describe_scale(preds: np.ndarray, detected: str, asked: str) -> tuple[str, str]:
+def describe_scale(preds: np.ndarray, detected: str, asked: str) -> tuple[str, str]:
     """(scale to use, one line for the user saying which and why)."""
     lo, hi = float(preds.min()), float(preds.max())
     span = f"{preds.size:,} values in [{lo:.4g}, {hi:.4g}]"
@@ -627,99 +626,3 @@ def _describe_scale(preds: np.ndarray, detected: str, asked: str) -> tuple[str, 
         return "prob", f"values taken as probabilities (--scale prob; {span})"
     note = "; note: all are in [0,1], as probabilities would be" if detected == "prob" else ""
     return "logit", f"values taken as logits (--scale logit; {span}){note}; converted with the sigmoid"
-
-
-@click.group("labels")
-def labels_cmd() -> None:
-    """Pseudo-label tables (recording_id,window,species_id,source,weight) from window predictions."""
-
-
-@labels_cmd.command("from-oof")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--threshold", type=PROBABILITY, default=0.5, show_default=True,
-              help="A vote is a probability strictly above this (logits go through the sigmoid first).")
-@click.option("--scale", type=click.Choice(["auto", "prob", "logit"]), default="auto", show_default=True,
-              help="Scale of the values; auto: probabilities if all lie in [0,1], else logits.")
-@click.option("--votes", type=at_least(1), default=None,
-              help="Treat each FILE as one model's predictions of the same recordings (e.g. 5 fold models "
-                   "each predicting every recording) and need K of them above the threshold. Without it, "
-                   "FILES are disjoint out-of-fold parts: one vote per window.")
-@click.option("--pseudo-weight", type=SHARE, default=1.0, show_default=True,
-              help="Loss weight of pseudo-labels (e.g. 0.5 for soft positives).")
-@click.option("--species-threshold", "species_threshold", multiple=True, metavar="SPECIES=T",
-              help="Per-species threshold, e.g. 3=0.6 (repeatable).")
-@click.option("--negative-threshold", type=PROBABILITY, default=None,
-              help="Also make pseudo-negatives where every prediction is below this (off by default; "
-                   "they hurt in the competition).")
-@click.option("--tp", "tp_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="train_tp.csv: its windows become tp rows and are never overwritten.")
-@click.option("--fp", "fp_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="train_fp.csv: its windows become fp rows and are never overwritten.")
-@click.option("--window", type=at_least(1), default=512, show_default=True, help="Window length in frames.")
-@click.option("--cover", type=at_least(0), default=49, show_default=True,
-              help="Frames each window overlaps the previous (less than --window).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the label table here (CSV).")
-@cli_errors
-def from_oof_cmd(
-    files: tuple[str, ...], threshold: float, scale: str, votes: int | None, pseudo_weight: float,
-    species_threshold: tuple[str, ...], negative_threshold: float | None, tp_path: str | None,
-    fp_path: str | None, window: int, cover: int, out: str | None,
-) -> None:
-    """Turn window predictions FILES (patch,recording_id,s0..s23) into a pseudo-label table.
-
-    \b
-    Without --tp/--fp every window is unknown, so every window/species above the threshold becomes a
-    pseudo-positive. With them, the original TP/FP windows are included and never overwritten.
-    """
-    start = time.perf_counter()
-    if cover >= window:
-        # the window positions would never advance: refused before anything is read or written
-        raise click.BadParameter(f"{cover} must be less than --window ({window})", param_hint="--cover")
-    species_thresholds = _parse_species_thresholds(species_threshold)
-
-    if votes is None:
-        ids, preds, detected = read_oof_files(list(files))
-        how = "one out-of-fold vote per window"
-    else:
-        if not 1 <= votes <= len(files):
-            raise click.BadParameter(f"need 1..{len(files)} (one vote per FILE)", param_hint="--votes")
-        ids, preds, detected = _read_votes(list(files))
-        how = f"at least {votes} of {len(files)} models"
-    n_windows = preds.shape[-2]
-    click.echo(f"read {len(files)} file(s): {len(ids)} recordings x {n_windows} windows x {N_SPECIES} species "
-               f"({time.perf_counter() - start:.2f} s)")
-    use_scale, line = _describe_scale(preds, detected, scale)
-    click.echo(line)
-    thresholds = species_threshold_array(threshold, species_thresholds)
-    extra = "".join(f", s{k} > {v:g}" for k, v in sorted(species_thresholds.items()))
-    click.echo(f"pseudo-positive: {how} with p > {threshold:g}{extra}; weight {pseudo_weight:g}")
-
-    original = np.zeros((len(ids), n_windows, N_SPECIES), dtype=np.int8)
-    if tp_path or fp_path:
-        from rfcx_kit.data.window import window_positions  # imports torch: only when boxes are used
-
-        positions = window_positions(FRAMES, window=window, cover=cover)
-        if len(positions) != n_windows:
-            raise DataError(f"the files hold {n_windows} patches per recording, but --window {window} "
-                            f"--cover {cover} gives {len(positions)} windows over {FRAMES} frames")
-        boxes = labelled_boxes(tp_path, fp_path)
-        known = boxes["recording_id"].isin(pd.Index(ids))
-        original = original_window_labels(boxes, ids, positions)
-        click.echo(f"originals: {int((boxes['label'] > 0).sum())} TP and {int((boxes['label'] < 0).sum())} FP "
-                   f"boxes; {int((~known).sum())} of them name recordings absent from the predictions (left out)")
-    else:
-        click.echo("no --tp/--fp: every window is unknown, so every vote above the threshold is a pseudo-positive")
-
-    table = build_label_table(
-        ids, original, preds, threshold=thresholds, votes=votes, pseudo_weight=pseudo_weight,
-        negative_threshold=negative_threshold, scale=use_scale,
-    )
-    counts = label_counts(table)
-    click.echo("\nrows per species and source:")
-    click.echo(counts.to_string())
-    totals = counts.sum()
-    click.echo("total  " + "  ".join(f"{k} {int(v)}" for k, v in totals.items()))
-    if out:
-        atomic_write_csv(out, table)
-        click.echo(f"wrote {len(table)} rows to {out}")
-    click.echo(f"done in {time.perf_counter() - start:.2f} s")

@@ -115,14 +115,13 @@ def prior_test_lwlrap(comp) -> float | None:  # noqa: ANN001 - a Competition
     import pandas as pd
 
     from rfcx_kit.core.metrics import prior_lwlrap
-    from rfcx_kit.core.species import SPECIES_COLUMNS
-
     truth = comp.truth_dir
     if truth is None or not (truth / "train_presence.csv").is_file() or not (truth / "test_presence.csv").is_file():
         return None
     train = pd.read_csv(truth / "train_presence.csv", dtype={"recording_id": str})
     test = pd.read_csv(truth / "test_presence.csv", dtype={"recording_id": str}).set_index("recording_id")
-    return prior_lwlrap(train[SPECIES_COLUMNS].to_numpy(np.int8), test.loc[comp.test_ids, SPECIES_COLUMNS].to_numpy(np.int8))
+    columns = comp.species.columns
+    return prior_lwlrap(train[columns].to_numpy(np.int8), test.loc[comp.test_ids, columns].to_numpy(np.int8))
 
 
 def gap_closed(stage: float | None, stage1: float | None, oracle: float | None) -> float | None:

@@ -8,7 +8,9 @@
       provenance.json          versions (rfcx-kit, torch, timm, numpy), git commit, backbone tag, hub id and
                                sha256 of the starting weights
       config.yaml              resolved config (relabel --set updates its relabel section)
-      data.yaml                data folder, feature cache, layout, counts
+      data.yaml                data folder, feature cache, layout, counts, frames (T, the longest recording's)
+  species.csv              species_id,code,name,f_min,f_max: the data's species table (model head, clip-table
+                           columns s0..s{K-1}, names in Raven tables)
       folds.csv                recording_id,fold
       stats_train.npy          (R_train, 4) per-recording mean, std, min, max (input normalisation)
       stats_test.npy           (R_test, 4)
@@ -65,12 +67,12 @@ import yaml
 
 from rfcx_kit.core.config import Config, load_saved_config
 from rfcx_kit.core.io import atomic_path
-from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.features import FeatureStore, resolve_store
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.data.reader import Competition
 from rfcx_kit.data.submission import write_submission
-from rfcx_kit.data.window import window_positions
+from rfcx_kit.core.grid import Grid, window_mask
+from rfcx_kit.core.species import Species
 
 if TYPE_CHECKING:
     import torch
@@ -105,6 +107,10 @@ class Run:
     @property
     def folds(self) -> Path:
         return self.root / "folds.csv"
+
+    @property
+    def species(self) -> Path:
+        return self.root / "species.csv"
 
     def stats(self, split: str) -> Path:
         return self.root / f"stats_{split}.npy"
@@ -435,6 +441,8 @@ def build_model(cfg: Config, with_weights: bool = True) -> SEDModel:
     from rfcx_kit.model.sed import SEDModel
 
     m = cfg.model
+    if m.n_species is None:  # stage 1 sets it from the data's species table before the config is saved
+        raise ValueError("model.n_species is not set: build the model from a run's saved config")
     if not with_weights:
         return SEDModel(m.backbone, m.n_species, m.in_channels, False, None, m.dropout)
     return SEDModel(m.backbone, m.n_species, m.in_channels, m.pretrained, m.weights, m.dropout)
@@ -479,8 +487,24 @@ class RunContext:
     test_positions: list[list[int]]
     train_stats: np.ndarray
     test_stats: np.ndarray
-    window_labels: np.ndarray  # (R, N, 24) int8 original labels on the train windows
-    tp_truth: np.ndarray  # (R, 24) 0/1 TP presence
+    window_labels: np.ndarray  # (R, N, K) int8 original labels on the train windows
+    tp_truth: np.ndarray  # (R, K) 0/1 TP presence
+    grid: Grid  # frames T (the longest recording), seconds per frame, Nyquist, windows
+    train_frames: np.ndarray  # (R_train,) each recording's own frames (<= T)
+    test_frames: np.ndarray  # (R_test,)
+
+    @property
+    def species(self) -> Species:
+        return self.comp.species
+
+    @property
+    def n_species(self) -> int:
+        return len(self.comp.species)
+
+    @property
+    def window_valid(self) -> np.ndarray:
+        """``(R_train, N)`` bool: the training windows each train recording has (False: past its end)."""
+        return window_mask(self.train_frames, self.positions, self.grid.frames)
 
     @property
     def run(self) -> Run:
@@ -515,30 +539,30 @@ def load_context(run_dir: str | Path) -> RunContext:
     except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise StateError(f"{run.folds}: not the run's folds (recording_id,fold for every train recording: "
                          f"{type(exc).__name__} {' '.join(str(exc).split())[:120]})") from None
-    frames = cfg.features.frames
-    labels = FramewiseLabels(comp.boxes(), comp.train_ids, frames, cfg.features.sample_rate, cfg.features.hop_length)
-    w = cfg.windows
-    positions = window_positions(frames, w.window, w.cover, w.n_windows)
-    return RunContext(run.root, cfg, comp, store, folds, labels, positions, predict_positions(cfg),
+    grid = Grid.of(cfg, store.frames)
+    train_frames, test_frames = store.lengths("train", comp.train_ids), store.lengths("test", comp.test_ids)
+    labels = FramewiseLabels(comp.boxes(), comp.train_ids, grid.frames, grid.sample_rate, grid.hop_length,
+                             len(comp.species), train_frames)
+    if cfg.model.n_species is not None and cfg.model.n_species != len(comp.species):
+        raise StateError(f"{run.config}: model.n_species is {cfg.model.n_species}, but {comp.root} has "
+                         f"{len(comp.species)} species")
+    positions = grid.positions
+    return RunContext(run.root, cfg, comp, store, folds, labels, positions, grid.test_positions(),
                       np.load(run.stats("train")), np.load(run.stats("test")),
-                      labels.windows(positions), comp.tp_presence())
+                      labels.windows(positions), comp.tp_presence(), grid, train_frames, test_frames)
 
 
 def predict_positions(cfg: Config, frames: int | None = None) -> list[list[int]]:
-    """The windows a run predicts a recording of ``frames`` frames with (None: the run's recording length).
+    """The windows a model of ``cfg`` predicts a recording of ``frames`` frames with (None: ``features.seconds``'s).
 
-    At the run's length: ``windows.test_cover`` / ``test_n_windows`` when set, else the training layout. At
-    another length (new recordings of any duration, ``rfcx-kit predict``) the same step between windows, as many
-    windows as reach the end.
+    The run's test layout (``windows.test_cover`` / ``test_n_windows`` when set, else the training one) at
+    its length; at another length (new recordings of any duration, ``rfcx-kit predict``) the same step between
+    windows, as many windows as reach the end (``core/grid.py``).
     """
-    w, full = cfg.windows, cfg.features.frames
-    own_test = w.test_cover is not None or w.test_n_windows is not None
-    layout = window_positions(full, w.window, w.test_cover if own_test else w.cover,
-                              w.test_n_windows if own_test else w.n_windows)
-    if frames is None or frames == full:
-        return layout
-    step = layout[1][0] - layout[0][0] if len(layout) > 1 else w.window
-    return window_positions(frames, w.window, w.window - step)
+    run_frames = cfg.features.frames or frames
+    if run_frames is None:
+        raise ValueError("predict_positions: give the recording's frames (features.seconds is null)")
+    return Grid.of(cfg, run_frames).test_positions(frames)
 
 
 # -- predictions ------------------------------------------------------------------------------------------
@@ -555,7 +579,8 @@ def predict_split(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.
                               cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
                               cfg.predict.max_windows, device=device, amp=cfg.train.amp,
                               channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress,
-                              mean_std=input_stats(cfg))
+                              mean_std=input_stats(cfg),
+                              lengths=(ctx.train_frames if split == "train" else ctx.test_frames)[rows])
 
 
 def save_prediction(path: Path, pred: Prediction, ids: list[str]) -> None:
@@ -584,9 +609,11 @@ def write_predictions(model: torch.nn.Module, ctx: RunContext, stage: str, fold:
         rows = np.arange(len(ctx.train_ids))
         save_prediction(run.prediction(stage, fold, "train"),
                         predict_split(model, ctx, "train", rows, ctx.positions, device), ctx.train_ids)
+    if not ctx.comp.test_ids:  # a data set without test recordings: nothing to predict there
+        return
     test_rows = np.arange(len(ctx.comp.test_ids))
     test = predict_split(model, ctx, "test", test_rows, ctx.test_positions, device)
     save_prediction(run.prediction(stage, fold, "test"), test, ctx.comp.test_ids)
-    frame = pd.DataFrame(test.clip(ctx.cfg.predict.mode), columns=SPECIES_COLUMNS)
+    frame = pd.DataFrame(test.clip(ctx.cfg.predict.mode), columns=ctx.species.columns)
     frame.insert(0, "recording_id", ctx.comp.test_ids)
-    write_submission(frame, run.fold_test_csv(stage, fold), ctx.comp.test_ids)
+    write_submission(frame, run.fold_test_csv(stage, fold), ctx.comp.test_ids, len(ctx.species))

@@ -1,4 +1,4 @@
-"""What a training epoch is made of: crops or windows, each with a (24,) target and loss weight.
+"""What a training epoch is made of: crops or windows, each with a (K,) target and loss weight.
 
 Two ways, each a vectorised draw from a seeded generator (same seed, fold and epoch -> same epoch):
 
@@ -20,7 +20,7 @@ from rfcx_kit.data.framewise import FramewiseLabels
 
 @dataclass
 class Items:
-    """An epoch's samples. ``rows``, ``starts``: (M,); ``target``, ``weight``: (M, 24) float32."""
+    """An epoch's samples. ``rows``, ``starts``: (M,); ``target``, ``weight``: (M, K) float32."""
 
     rows: np.ndarray
     starts: np.ndarray
@@ -35,7 +35,7 @@ class Items:
 
 
 def labels_to_loss_arrays(labels: np.ndarray, loss: str, unlabeled_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """``(M, 24)`` int8 (+1/-1/0) -> target, weight.
+    """``(M, K)`` int8 (+1/-1/0) -> target, weight.
 
     ``clipwise_bce`` (the post's stage 1): every species not positive is a 0 target; an unknown one (an
     implicit negative) weighs ``unlabeled_weight``, a TP or FP one 1.
@@ -49,9 +49,10 @@ def labels_to_loss_arrays(labels: np.ndarray, loss: str, unlabeled_weight: float
     return target, weight
 
 
-def _box_crop_starts(first: np.ndarray, stop: np.ndarray, width: int, frames: int, jitter: bool,
+def _box_crop_starts(first: np.ndarray, stop: np.ndarray, width: int, frames: np.ndarray, jitter: bool,
                      rng: np.random.Generator) -> np.ndarray:
-    """Start of a ``width``-frame crop holding each box (or the box's middle part if it is longer)."""
+    """Start of a ``width``-frame crop holding each box (or the box's middle part if it is longer), inside the
+    box's recording (``frames``: its length, ``(M,)``)."""
     length = stop - first
     lo = np.where(length >= width, first, stop - width)
     hi = np.where(length >= width, stop - width, first)
@@ -59,7 +60,7 @@ def _box_crop_starts(first: np.ndarray, stop: np.ndarray, width: int, frames: in
         start = lo + np.floor(rng.random(len(first)) * (hi - lo + 1)).astype(np.int64)
     else:
         start = (lo + hi) // 2
-    return np.clip(start, 0, max(0, frames - width))
+    return np.clip(start, 0, np.maximum(0, frames - width))
 
 
 def tp_crop_count(labels: FramewiseLabels, rows: np.ndarray, fp_per_tp: float) -> int:
@@ -78,7 +79,8 @@ def tp_crops(labels: FramewiseLabels, rows: np.ndarray, width: int, fp_per_tp: f
     fp = np.flatnonzero(in_rows & (labels.label < 0))
     n_fp = min(len(fp), int(round(fp_per_tp * len(tp))))
     chosen = np.concatenate([tp, rng.choice(fp, size=n_fp, replace=False)]) if n_fp else tp
-    starts = _box_crop_starts(labels.first[chosen], labels.stop[chosen], width, labels.frames, jitter, rng)
+    starts = _box_crop_starts(labels.first[chosen], labels.stop[chosen], width, labels.lengths[labels.row[chosen]],
+                              jitter, rng)
     box_rows = labels.row[chosen]
     # the masked loss leaves every unknown species out: an implicit negative of weight 0
     target, weight = labels.crop_targets(box_rows, starts, width, 0.0 if loss == "masked" else unlabeled_weight)
@@ -86,11 +88,15 @@ def tp_crops(labels: FramewiseLabels, rows: np.ndarray, width: int, fp_per_tp: f
 
 
 def all_windows(window_labels: np.ndarray, rows: np.ndarray, positions: list[list[int]], loss: str,
-                unlabeled_weight: float = 1.0) -> Items:
-    """Every fixed window of ``rows``; ``window_labels`` is ``(R, N, 24)`` int8 over all recordings."""
+                unlabeled_weight: float = 1.0, valid: np.ndarray | None = None) -> Items:
+    """Every fixed window of ``rows``; ``window_labels`` is ``(R, N, K)`` int8 over all recordings; ``valid``
+    ``(R, N)`` bool leaves out the windows past a recording's end (padding, not sound)."""
     n = len(positions)
     starts = np.tile(np.asarray([p[0] for p in positions]), len(rows))
     item_rows = np.repeat(rows, n)
     target, weight = labels_to_loss_arrays(window_labels[rows].reshape(-1, window_labels.shape[-1]), loss,
                                            unlabeled_weight)
-    return Items(item_rows, starts, target, weight)
+    items = Items(item_rows, starts, target, weight)
+    if valid is not None and not valid[rows].all():
+        items = items.take(np.flatnonzero(valid[rows].reshape(-1)))
+    return items

@@ -22,13 +22,13 @@ from rfcx_kit.core.config import Config, load_config
 from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
-from rfcx_kit.data.reader import Competition, read_competition
+from rfcx_kit.data.reader import Competition, check_box_limits, read_competition
 from rfcx_kit.data.features import FeatureStore, resolve_store
 from rfcx_kit.method.folds import FoldResult, check_backend, load_or_make_folds, run_folds
 from rfcx_kit.model.inputs import recording_stats
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
-from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.core.grid import Grid
 from rfcx_kit.method.run import (Run, build_model, check_inputs, data_fingerprint, load_context, load_prediction,
                                  write_provenance)
 from rfcx_kit.method.train import train_fold
@@ -96,23 +96,50 @@ def check_store(comp: Competition, store: FeatureStore, cfg: Config, cache_dir: 
     # The cache records what it verified; a precomputed data folder is never written to, so it is re-checked.
     record = (Path(cache_dir) / CHECKED_NAME) if cache_dir else None
     check_arrays(paths, cfg.features.n_mels, cfg.features.frames, record, progress=progress)
+    check_box_frames(comp, store, cfg)
+
+
+def check_box_frames(comp: Competition, store: FeatureStore, cfg: Config) -> None:
+    """Every box ends inside its recording's frames (a box the recording does not reach would train on padding)."""
+    grid = Grid.of(cfg, store.frames)
+    lengths = pd.Series(store.lengths("train", comp.train_ids), index=comp.train_ids)
+    for name, table in (("train_tp.csv", comp.tp), ("train_fp.csv", comp.fp)):
+        if not len(table):
+            continue
+        seconds = (lengths.reindex(table["recording_id"]).to_numpy() - 1) * grid.frame_seconds
+        beyond = np.flatnonzero(table["t_max"].to_numpy() > seconds + grid.frame_seconds + 1e-6)
+        if len(beyond):
+            i = int(beyond[0])
+            why = " (features.seconds)" if cfg.features.seconds is not None else ""
+            raise DataError(f"{comp.root / name}: row {i + 1} (line {i + 2}), field 't_max': {table['t_max'].iloc[i]:g} "
+                            f"is beyond the {seconds[i]:g} s of {table['recording_id'].iloc[i]}'s frames{why}")
+
+
+def resolve_species(cfg: Config, comp: Competition) -> None:
+    """``model.n_species`` from the data's species table (a number given in the config must match it)."""
+    k = len(comp.species)
+    if cfg.model.n_species is None:
+        cfg.model.n_species = k
+    elif cfg.model.n_species != k:
+        raise ConfigError(f"model.n_species: {cfg.model.n_species}, but {comp.root} has {k} species "
+                          "(species.csv or its label tables); leave it unset to take the data's")
+    top = max(cfg.relabel.species_thresholds, default=-1)
+    if top >= k:
+        raise ConfigError(f"relabel.species_thresholds: species {top} is not in 0..{k - 1}")
 
 
 def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: bool,
                                 progress: bool = True) -> Competition:
-    """Everything that can refuse a stage-1 run and needs no work first: the run folder's state, the model
-    settings, the label tables and, for precomputed arrays, every array. Writes nothing."""
+    """Everything that can refuse a stage-1 run and needs no work first, in one pass: the label tables, the
+    species, the run folder's state, the model settings and, for precomputed arrays, every array. Writes
+    nothing; sets ``model.n_species`` from the data."""
+    comp = read_competition(data, n_mels=cfg.features.n_mels)
+    check_box_limits(comp)
+    resolve_species(cfg, comp)
     check_run_start(run_dir, cfg, resume)
     check_model_settings(cfg)
-    comp = read_competition(data, n_mels=cfg.features.n_mels)
     if not len(comp.tp):
         raise DataError(f"{comp.root / 'train_tp.csv'}: no TP rows; stage 1 trains on the TP boxes")
-    for name, table in (("train_tp.csv", comp.tp), ("train_fp.csv", comp.fp)):
-        beyond = np.flatnonzero(table["t_max"].to_numpy() > cfg.features.seconds + 1e-6)
-        if len(beyond):  # a box the recordings do not reach would train on padding
-            i = int(beyond[0])
-            raise DataError(f"{comp.root / name}: row {i + 1} (line {i + 2}), t_max: {table['t_max'].iloc[i]:g} is "
-                            f"beyond the {cfg.features.seconds:g} s recordings (features.seconds)")
     if comp.layout == "npy":
         check_store(comp, FeatureStore.open(comp, None, cfg.features), cfg, None, progress)
     run = Run(run_dir)
@@ -143,7 +170,9 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
     check_inputs(run.inputs(), inputs, f"{run_dir}", "use a new --run")
     atomic_write_text(run.data, yaml.safe_dump(
         {"data": str(Path(data).resolve()), "cache": str(Path(cache_dir).resolve()) if cache_dir else None,
-         "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids)}, sort_keys=False))
+         "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids), "frames": store.frames,
+         "species": len(comp.species)}, sort_keys=False))
+    atomic_write_csv(run.species, comp.species.frame())
     fp_presence = np.zeros_like(comp.tp_presence())
     index = {rid: i for i, rid in enumerate(comp.train_ids)}
     fp_presence[comp.fp["recording_id"].map(index).to_numpy(), comp.fp["species_id"].to_numpy()] = 1
@@ -166,9 +195,10 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     ctx = load_context(run.root)
     cfg = ctx.cfg
     stage_dir = run.stage(stage)
-    n_train = len(ctx.train_ids)
-    oof = np.full((n_train, len(ctx.positions), N_SPECIES), np.nan, dtype=np.float32)
-    oof_clip = np.full((n_train, N_SPECIES), np.nan, dtype=np.float32)
+    n_train, k = len(ctx.train_ids), ctx.n_species
+    columns = ctx.species.columns
+    oof = np.full((n_train, len(ctx.positions), k), np.nan, dtype=np.float32)
+    oof_clip = np.full((n_train, k), np.nan, dtype=np.float32)
     index = {rid: i for i, rid in enumerate(ctx.train_ids)}
     oof_frames = None  # (R, 24, S) float16 out-of-fold framewise timelines: what pseudo boxes come from
     tests = []
@@ -184,7 +214,8 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
             oof_frames = np.full((n_train,) + pred.framewise.shape[1:], np.nan, dtype=np.float16)
         oof_frames[rows] = pred.framewise
         oof_clip[rows] = pred.clip(cfg.predict.mode)
-        tests.append(pd.read_csv(run.fold_test_csv(stage, fold), dtype={"recording_id": str})[SPECIES_COLUMNS].to_numpy())
+        if ctx.comp.test_ids:
+            tests.append(pd.read_csv(run.fold_test_csv(stage, fold), dtype={"recording_id": str})[columns].to_numpy())
     if not folds_done:
         raise RfcxError(f"{stage_dir}: no finished fold to collect")
     atomic_write_text(run.ids(stage, "train"), "\n".join(ctx.train_ids) + "\n")
@@ -192,11 +223,11 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     atomic_save_npy(run.oof_windows(stage), oof)
     atomic_save_npy(run.oof_framewise(stage), oof_frames)
     have = ~np.isnan(oof_clip).any(axis=1)
-    frame = pd.DataFrame(oof_clip[have], columns=SPECIES_COLUMNS)
+    frame = pd.DataFrame(oof_clip[have], columns=columns)
     frame.insert(0, "recording_id", [r for r, h in zip(ctx.train_ids, have) if h])
     atomic_write_csv(run.oof_csv(stage), frame)
-    test_mean = np.mean(tests, axis=0)
-    frame = pd.DataFrame(test_mean, columns=SPECIES_COLUMNS)
+    test_mean = np.mean(tests, axis=0) if ctx.comp.test_ids else np.zeros((0, k))
+    frame = pd.DataFrame(test_mean, columns=columns)
     frame.insert(0, "recording_id", ctx.comp.test_ids)
     atomic_write_csv(run.test_csv(stage), frame)
 
@@ -211,9 +242,9 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     return metrics
 
 
-def _read_presence(path: Path, ids: list[str]) -> np.ndarray:
+def _read_presence(path: Path, ids: list[str], columns: list[str]) -> np.ndarray:
     frame = pd.read_csv(path, dtype={"recording_id": str}).set_index("recording_id")
-    return frame.loc[ids, SPECIES_COLUMNS].to_numpy().astype(np.int8)
+    return frame.loc[ids, columns].to_numpy().astype(np.int8)
 
 
 def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: np.ndarray) -> dict[str, Any]:
@@ -241,10 +272,11 @@ def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: n
     }
     truth = ctx.comp.truth_dir
     if truth is not None and (truth / "train_presence.csv").exists():
-        train_truth = _read_presence(truth / "train_presence.csv", [r for r, h in zip(ctx.train_ids, have) if h])
+        train_truth = _read_presence(truth / "train_presence.csv", [r for r, h in zip(ctx.train_ids, have) if h],
+                                     ctx.species.columns)
         out["truth_oof_lwlrap"] = lwlrap(train_truth, scores)
         out["truth_oof_precision"], out["truth_oof_recall"] = precision_recall(train_truth, scores, thr)
-        test_truth = _read_presence(truth / "test_presence.csv", ctx.comp.test_ids)
+        test_truth = _read_presence(truth / "test_presence.csv", ctx.comp.test_ids, ctx.species.columns)
         out["truth_test_lwlrap"] = lwlrap(test_truth, test_pred)
         out["truth_test_precision"], out["truth_test_recall"] = precision_recall(test_truth, test_pred, thr)
         out["truth_test_per_species_ap"] = per_species_ap(test_truth, test_pred).tolist()

@@ -82,7 +82,7 @@ def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
     (``STAGE/pseudo_boxes.csv``, weight = the pseudo weight). The oracle: every planted call of a synthetic
     set's ``truth/calls.csv`` as a TP box, + the FP boxes (the labels complete, all else the same).
     """
-    f = ctx.cfg.features
+    g = ctx.grid
     if stage.startswith("cycle"):
         pseudo = pd.read_csv(ctx.run.pseudo_boxes(stage), dtype={"recording_id": str})
         boxes = pd.concat([ctx.comp.boxes().assign(weight=1.0), pseudo.assign(label=np.int8(1))], ignore_index=True)
@@ -91,7 +91,7 @@ def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
                           ignore_index=True)
     else:
         return ctx.labels
-    return FramewiseLabels(boxes, ctx.train_ids, f.frames, f.sample_rate, f.hop_length)
+    return FramewiseLabels(boxes, ctx.train_ids, g.frames, g.sample_rate, g.hop_length, ctx.n_species, ctx.train_frames)
 
 
 def planted_calls(ctx: RunContext) -> pd.DataFrame:
@@ -117,7 +117,8 @@ def sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.G
         items = tp_crops(labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng,
                          t.unlabeled_weight)
     else:
-        items = all_windows(stage_window_labels(ctx, labels), rows, ctx.positions, t.loss, t.unlabeled_weight)
+        items = all_windows(stage_window_labels(ctx, labels), rows, ctx.positions, t.loss, t.unlabeled_weight,
+                            ctx.window_valid)
     if not len(items):
         raise DataError(f"{stage}: the training recordings of this fold hold no TP box to crop around (too few TP "
                         f"rows for {cfg.train.folds} folds: {int((ctx.labels.label > 0).sum())} in all); label "
@@ -283,7 +284,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
             i, batch = numbered
             gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
             x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
-                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen)
+                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen,
+                           ctx.train_frames)
             return x.pin_memory() if cuda else x
 
         prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
@@ -307,10 +309,15 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
                                "lr": optimizer.param_groups[0]["lr"]}
         if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
             pred = predict_split(eval_model, ctx, "train", val_rows, ctx.positions, device)
+            k = ctx.n_species
+            clipwise, weight = pred.clipwise, val_weight
+            if np.isnan(clipwise).any():  # windows past a recording's end: out of the loss
+                weight = np.where(np.isnan(clipwise), np.float32(0), weight)
+                clipwise = np.nan_to_num(clipwise)
             with torch.no_grad():
-                row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(pred.clipwise.reshape(-1, 24))},
-                                              torch.from_numpy(val_target.reshape(-1, 24)),
-                                              torch.from_numpy(val_weight.reshape(-1, 24)), cfg, masked))
+                row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
+                                              torch.from_numpy(val_target.reshape(-1, k)),
+                                              torch.from_numpy(weight.reshape(-1, k)), cfg, masked))
             row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], pred.clip(cfg.predict.mode))
             score = row["val_lwlrap"] if np.isfinite(row["val_lwlrap"]) else -row["val_loss"]
             if score > best_score:

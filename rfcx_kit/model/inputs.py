@@ -33,10 +33,16 @@ def stats_of(x: np.ndarray) -> np.ndarray:
 
 
 def recording_stats(store: FeatureStore, split: str, recording_ids: list[str], chunk: int = 64) -> np.ndarray:
-    """``(R, 4)`` statistics of every recording, read in chunks (memory stays flat)."""
+    """``(R, 4)`` statistics of every recording over its own frames, read in chunks (memory stays flat)."""
     out = np.zeros((len(recording_ids), 4), dtype=np.float64)
+    lengths = store.lengths(split, recording_ids)
     for i in range(0, len(recording_ids), chunk):
-        out[i : i + chunk] = stats_of(store.batch(split, recording_ids[i : i + chunk]))
+        x = store.batch(split, recording_ids[i : i + chunk])
+        own = lengths[i : i + chunk]
+        if (own == x.shape[-1]).all():
+            out[i : i + chunk] = stats_of(x)
+        else:  # shorter recordings: their padding is not sound and stays out of their statistics
+            out[i : i + chunk] = np.concatenate([stats_of(x[j : j + 1, :, : own[j]]) for j in range(len(own))])
     return out
 
 
@@ -161,8 +167,10 @@ def read_crops(store: FeatureStore, split: str, recording_ids: list[str], rows: 
 def crop_batch(store: FeatureStore, split: str, recording_ids: list[str], stats: np.ndarray, rows: np.ndarray,
                starts: np.ndarray, width: int, mode: str, in_channels: int,
                mean_std: MeanStd | None = None, augment: AugmentConfig | None = None,
-               gen: torch.Generator | None = None) -> torch.Tensor:
+               gen: torch.Generator | None = None, lengths: np.ndarray | None = None) -> torch.Tensor:
     """Normalised model input ``(M, C, F, width)`` for training items; padding past the end stays zero.
+
+    ``lengths``: ``(R,)`` each recording's own frames, indexed like ``recording_ids`` (None: ``store.frames``).
 
     ``augment`` (with its batch's ``gen``): gain and noise on the dB crops, then time and frequency masks on
     the input (``model.augment``); mixup is the training step's.
@@ -171,7 +179,8 @@ def crop_batch(store: FeatureStore, split: str, recording_ids: list[str], stats:
     if augment is not None:
         frames = gain_noise(frames, torch.from_numpy(stats[rows, 3]), augment, gen)
     x = normalize(frames, torch.from_numpy(stats[rows]), mode, in_channels, mean_std)
-    valid = torch.from_numpy(np.minimum(store.frames - starts, width))  # frames that exist in each crop
+    ends = store.frames if lengths is None else np.asarray(lengths, dtype=np.int64)[rows]
+    valid = torch.from_numpy(np.minimum(ends - starts, width))  # frames that exist in each crop
     pad = torch.arange(width)[None, :] >= valid[:, None]
     if pad.any():  # the post pads windows with zeros after normalisation
         x = x.masked_fill(pad[:, None, None, :], 0.0)

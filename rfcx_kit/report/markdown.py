@@ -19,7 +19,7 @@ import pandas as pd
 
 from rfcx_kit.core.errors import DataError, StateError, cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
-from rfcx_kit.core.species import SPECIES_COLUMNS
+from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.features import mel_bin_of
 from rfcx_kit.method.references import gap_closed, prior_test_lwlrap
 from rfcx_kit.method.run import Run, load_context, load_prediction, read_metrics
@@ -126,9 +126,17 @@ def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame
     return rows
 
 
+def run_species(run_dir: Path) -> Species:
+    """The run's species table (``RUN/species.csv``; a run made before it had one: the competition's)."""
+    path = Path(run_dir) / SPECIES_FILE
+    return Species.read(path) if path.is_file() else Species.rfcx()
+
+
 def species_table(run_dir: Path) -> pd.DataFrame:
     """Per-species AP by stage: OOF vs TP labels (``ap_STAGE``) and, with truth, test vs truth."""
-    out = pd.DataFrame({"species": SPECIES_COLUMNS})
+    species = run_species(run_dir)
+    out = pd.DataFrame({"species": species.codes} if species.names == species.codes
+                       else {"species": species.codes, "name": species.names})
     for stage in stage_names(run_dir):
         m = read_metrics(Run(run_dir).metrics(stage))
         out[f"ap_{stage}"] = m["per_species_ap"]
@@ -169,7 +177,7 @@ def write_relabel_report(run_dir: Path) -> Path:
     report = Run(run_dir).report_dir
     table = relabel_table(run_dir)
     atomic_write_csv(report / "relabel.csv", table)
-    counts = pd.DataFrame({"species": SPECIES_COLUMNS})
+    counts = pd.DataFrame({"species": run_species(run_dir).codes})
     for stage in stage_names(run_dir):
         m = read_metrics(Run(run_dir).metrics(stage))
         if "pseudo_per_species" in m:

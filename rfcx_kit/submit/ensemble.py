@@ -49,8 +49,8 @@ from rfcx_kit.method.run import Run
 from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
 from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
-from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS, species_table
-from rfcx_kit.data.submission import read_expected_ids, validate_submission, write_submission
+from rfcx_kit.core.species import Species, species_table
+from rfcx_kit.data.submission import header_species, read_expected_ids, validate_submission, write_submission
 from rfcx_kit.core.options import finite
 
 __all__ = [
@@ -81,7 +81,7 @@ class Member:
 
     Attributes:
         name: what to call it in messages (a file path).
-        values: ``(R, 24)`` float64, rows in the ensemble's reference id order.
+        values: ``(R, K)`` float64, rows in the ensemble's reference id order.
         weight: blending weight (> 0); relative, the weights need not sum to 1.
         scale: ``"probability"`` or ``"logit"``.
         declared: the scale was given by the user rather than detected.
@@ -136,19 +136,22 @@ def fold_test_paths(stage_dir: Path) -> list[Path]:
 
 
 def _aligned(frame: pd.DataFrame, ids: list[str]) -> np.ndarray:
-    """``(R, 24)`` values of a validated frame in the order of ``ids`` (same id set, checked before)."""
-    return frame.set_index("recording_id").loc[ids, SPECIES_COLUMNS].to_numpy(dtype=np.float64)
+    """``(R, K)`` values of a validated frame in the order of ``ids`` (same id set, checked before)."""
+    return frame.set_index("recording_id").loc[ids, frame.columns[1:]].to_numpy(dtype=np.float64)
 
 
 def read_member(
-    path: str | Path, weight: float, ids: list[str] | None, scale: str | None = None, ids_from: str | None = None
+    path: str | Path, weight: float, ids: list[str] | None, scale: str | None = None, ids_from: str | None = None,
+    n_species: int | None = None,
 ) -> tuple[Member, list[str]]:
     """Read and validate one submission CSV; return it as a member and the reference ids.
 
     ``ids=None`` takes the file's own ids (in its order) as the reference; otherwise the file must hold
     exactly these ids (``ids_from`` says where they came from, for messages). ``scale=None`` detects the scale.
+    ``n_species``: the columns ``s0..s{K-1}`` it must have (None: as its header says).
     """
-    frame = validate_submission(path, ids, check_ids=ids is not None, ids_from=ids_from)
+    frame = validate_submission(path, ids, check_ids=ids is not None, ids_from=ids_from,
+                                n_species=header_species(path) if n_species is None else n_species)
     ids = list(frame["recording_id"]) if ids is None else ids
     values = _aligned(frame, ids)
     if scale == PROBABILITY and detect_scale(values) != PROBABILITY:
@@ -217,12 +220,16 @@ def within_recording_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def combine(members: list[Member], method: str = "mean") -> np.ndarray:
-    """Weighted average of the members' ``(R, 24)`` values (``mean``) or of their within-recording ranks
+    """Weighted average of the members' ``(R, K)`` values (``mean``) or of their within-recording ranks
     (``rank``). Scale checks are the caller's job (:func:`ensemble`)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if not members:
         raise ConfigError("nothing to ensemble: give --run and/or --with")
+    widths = {m.values.shape[1] for m in members}
+    if len(widths) > 1:
+        shown = "; ".join(f"{m.name}: {m.values.shape[1]}" for m in members[:4])
+        raise DataError(f"the inputs hold different numbers of species ({shown}): they must share one species table")
     weights = np.array([m.weight for m in members], dtype=np.float64)
     stack = np.stack([within_recording_ranks(m.values) if method == "rank" else m.values for m in members])
     return np.tensordot(weights / weights.sum(), stack, axes=1)
@@ -245,10 +252,11 @@ def prior_scale(probabilities: np.ndarray, test_prior: np.ndarray, train_prior: 
     return scaled / (scaled + 1.0 - probabilities)
 
 
-def train_prior_from_data(data_dir: str | Path) -> np.ndarray:
-    """``(24,)``: fraction of labelled train recordings (those in train_tp.csv or train_fp.csv) with a TP box
+def train_prior_from_data(data_dir: str | Path, n_species: int | None = None) -> np.ndarray:
+    """``(K,)`` (None: the competition's 24): fraction of labelled train recordings (those in train_tp.csv or train_fp.csv) with a TP box
     of each species."""
     data_dir = Path(data_dir)
+    k = n_species if n_species is not None else len(Species.rfcx())
     tables = {}
     for name in ("train_tp.csv", "train_fp.csv"):
         path = data_dir / name
@@ -259,19 +267,22 @@ def train_prior_from_data(data_dir: str | Path) -> np.ndarray:
         except ValueError as exc:
             raise DataError(f"{path}: needs the columns recording_id and species_id ({exc})") from exc
         species = pd.to_numeric(frame["species_id"], errors="coerce")
-        bad = species.isna() | (species < 0) | (species >= N_SPECIES) | (species != species.round())
+        bad = species.isna() | (species < 0) | (species >= k) | (species != species.round())
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: row {i + 1} (line {i + 2}), column species_id: {frame['species_id'].iloc[i]!r} is not 0..23")
+            raise DataError(f"{path}: row {i + 1} (line {i + 2}), column species_id: {frame['species_id'].iloc[i]!r} "
+                            f"is not 0..{k - 1}")
         tables[name] = frame.assign(species_id=species.astype(int))
     tp = tables["train_tp.csv"]
     recordings = set(tp["recording_id"]) | set(tables["train_fp.csv"]["recording_id"])
     with_tp = tp.drop_duplicates(["recording_id", "species_id"])["species_id"].value_counts()
-    return with_tp.reindex(range(N_SPECIES), fill_value=0).to_numpy(dtype=np.float64) / len(recordings)
+    return with_tp.reindex(range(k), fill_value=0).to_numpy(dtype=np.float64) / len(recordings)
 
 
-def read_prior_table(path: str | Path) -> np.ndarray:
-    """A prior file: CSV ``species_id,prior`` with the 24 species 0..23 once each -> ``(24,)``."""
+def read_prior_table(path: str | Path, n_species: int | None = None) -> np.ndarray:
+    """A prior file: CSV ``species_id,prior`` with the species 0..K-1 once each -> ``(K,)`` (None: the
+    competition's 24)."""
+    k = n_species if n_species is not None else len(Species.rfcx())
     path = Path(path)
     try:
         frame = pd.read_csv(path)
@@ -280,14 +291,14 @@ def read_prior_table(path: str | Path) -> np.ndarray:
     if list(frame.columns) != ["species_id", "prior"]:
         raise DataError(f"{path}: header must be species_id,prior, got {','.join(map(str, frame.columns))}")
     species = pd.to_numeric(frame["species_id"], errors="coerce")
-    if sorted(species.dropna().tolist()) != list(range(N_SPECIES)):
-        raise DataError(f"{path}: species_id must list 0..{N_SPECIES - 1}, each once")
+    if sorted(species.dropna().tolist()) != list(range(k)):
+        raise DataError(f"{path}: species_id must list 0..{k - 1}, each once")
     prior = pd.to_numeric(frame["prior"], errors="coerce").to_numpy(dtype=np.float64)
     bad = ~((prior > 0) & (prior < 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path}: row {i + 1} (line {i + 2}), column prior: {frame['prior'].iloc[i]!r} is not strictly between 0 and 1")
-    out = np.empty(N_SPECIES)
+    out = np.empty(k)
     out[species.astype(int).to_numpy()] = prior
     return out
 
@@ -421,7 +432,7 @@ def ensemble(
         values = prior_scale(values, test_prior, train_prior)
         ratio = (test_prior / (1 - test_prior)) / (train_prior / (1 - train_prior))
         notes.append(f"prior scaling: odds x {ratio.min():.3g}..{ratio.max():.3g} (s{ratio.argmin()}..s{ratio.argmax()})")
-    frame = pd.DataFrame(values, columns=SPECIES_COLUMNS)
+    frame = pd.DataFrame(values, columns=Species.numbered(values.shape[1]).columns)
     frame.insert(0, "recording_id", ids)
     return EnsembleResult(frame, scale, notes)
 
@@ -527,14 +538,14 @@ def ensemble_cmd(
     for note in result.notes:
         click.echo(note)
     record = read_run_record(stage_dir) if stage_dir is not None else None  # a bad record stops us before writing
-    write_submission(result.frame, out, ids)
+    write_submission(result.frame, out, ids, result.frame.shape[1] - 1)
     if stage_dir is not None:
         try:
             record_in_run(stage_dir, out, method, len(with_specs), record)
         except BaseException:
             Path(out).unlink(missing_ok=True)  # an error leaves no output file behind
             raise
-    values = result.frame[SPECIES_COLUMNS].to_numpy()
+    values = result.frame.iloc[:, 1:].to_numpy()
     click.echo(
         f"wrote {out}: {len(result.frame)} recordings, {method} of {len(members)} input(s), "
         f"{_PLURAL[result.scale]} in [{values.min():.4g}, {values.max():.4g}]"

@@ -10,6 +10,7 @@ import yaml
 
 from rfcx_kit.core.config import Config, load_config, load_saved_config, parse_override
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.grid import Grid, frames_of, rfcx_grid
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "pipelines" / "method-post-resnet18.yaml"
@@ -27,8 +28,10 @@ def test_defaults_reproduce_the_method_post():
     assert cfg.predict.mode == "framewise"
     f = cfg.features
     assert (f.sample_rate, f.n_fft, f.hop_length, f.n_mels, f.fmin, f.fmax) == (32000, 2048, 512, 128, 20.0, 16000.0)
-    assert (f.power, f.ref, f.amin, f.top_db, f.seconds) == (2.0, 1.0, 1e-10, 80.0, 60.0)
-    assert f.frames == 3751
+    # each recording at its own length: the competition's 60 s give the post's 3751 frames
+    assert (f.power, f.ref, f.amin, f.top_db, f.seconds) == (2.0, 1.0, 1e-10, 80.0, None)
+    assert f.frames is None and Grid.of(cfg, frames_of(60.0, f.sample_rate, f.hop_length)).frames == 3751
+    assert rfcx_grid().frames == 3751 and rfcx_grid().positions[-1] == [3241, 3753]
     assert cfg == Config()
 
 

@@ -14,7 +14,7 @@ from conftest import RFCX_DATA, requires_shared
 
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.data.reader import read_boxes, read_competition
+from rfcx_kit.data.reader import check_box_limits, read_boxes, read_competition
 
 
 def write_boxes(path: Path, **changes) -> Path:
@@ -70,8 +70,10 @@ def test_each_bad_value_is_an_error_naming_file_row_and_field(tmp_path, field, v
     """Every kind of bad value in a box table raises DataError naming the file, data row 3 (line 4 of the
     file, after the header) and the offending field, with the reason."""
     path = write_boxes(tmp_path / "train_fp.csv", **{field: value})
+    ids = [f"r{i}" for i in range(4)]  # the competition's recordings: 24 species, 60 s at 48 kHz
+    limits = pd.DataFrame({"seconds": 60.0, "sample_rate": 48000.0}, index=ids)
     with pytest.raises(DataError) as info:
-        read_boxes(path)
+        read_boxes(path, 24, limits)
     message = str(info.value)
     assert str(path) in message
     assert "row 3 (line 4)" in message
@@ -105,7 +107,7 @@ def test_sample_submission_problems_name_file_row_and_field(tmp_path, make_compe
     root = make_competition(tmp_path, n_train=2, n_test=3, seconds=0.5)
     sub_path = root / "sample_submission.csv"
     sub = pd.read_csv(sub_path)
-    sub.drop(columns=["s23"]).to_csv(sub_path, index=False)
+    sub.drop(columns=["s5"]).to_csv(sub_path, index=False)  # s0..s4, s6..s23: not a species table's columns
     with pytest.raises(DataError, match="header must be recording_id,s0"):
         read_competition(root)
     bad = sub.copy()
@@ -181,8 +183,10 @@ def test_unreadable_audio_is_an_error_naming_the_file(tmp_path, make_competition
     bad = root / "train" / "train001.flac"
     bad.write_bytes(b"this is not a flac file" * 100)
     comp = read_competition(root)  # the CSVs and the presence of files are fine
-    with pytest.raises(DataError, match=re.escape(f"{comp.path('train', 'train001')}: cannot read audio")):
-        load_audio(comp.path("train", "train001"))
+    with pytest.raises(DataError, match=re.escape(f"{bad}: cannot read audio")):
+        check_box_limits(comp)  # each labelled recording's header gives its length and rate: read before training
+    with pytest.raises(DataError, match=re.escape(f"{bad}: cannot read audio")):
+        load_audio(bad)
     empty = tmp_path / "empty.flac"
     sf.write(empty, np.zeros(0, dtype=np.float32), 48000)
     with pytest.raises(DataError, match=re.escape(str(empty))):

@@ -250,7 +250,8 @@ def test_pseudo_quality_by_hand_and_with_no_pseudo_positives() -> None:
 
     from rfcx_kit.method.cycle import pseudo_quality
 
-    ctx = SimpleNamespace(train_ids=["a", "b"], window_labels=np.zeros((2, 3, 24), dtype=np.int8))
+    ctx = SimpleNamespace(train_ids=["a", "b"], window_labels=np.zeros((2, 3, 24), dtype=np.int8),
+                          window_valid=np.ones((2, 3), dtype=bool))
     ctx.window_labels[0, 0, 5] = 1  # an original TP: not counted as recoverable
     truth = np.zeros((2, 3, 24), dtype=bool)
     truth[0, 0, 5] = truth[0, 1, 5] = truth[1, 2, 7] = truth[1, 0, 3] = True

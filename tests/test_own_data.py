@@ -1,0 +1,116 @@
+"""Your own recordings and species, end to end: Raven tables in, `labels import`, `stage1`, `relabel --cycles 1`,
+`predict --format raven`, Raven tables out.
+
+The made-up set (``tests/own_data.py``): 5 named species, 30 s and 90 s WAV recordings at 22,050 Hz in two site
+folders with clashing file names, Raven selection tables with TP selections and a few FP ones; a test folder with a
+90 s recording and a 5 s one, shorter than a window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from own_data import RATE, SPECIES, TEST, TRAIN, write
+from rfcx_kit.cli import main
+
+# The grid of the recordings' own rate: 22,050 Hz, hop 512 (23 ms frames), windows of 256 frames (5.9 s) with 32
+# of cover; a tiny backbone and 2 epochs: this checks the plumbing, not what the model learns.
+OVERRIDES = ["features.sample_rate=22050", "features.fmax=11025", "features.n_mels=32", "windows.window=256",
+             "windows.cover=32", "model.backbone=mobilenetv3_small_050", "train.epochs=2", "train.folds=2",
+             "relabel.votes=2", "train.batch_size=8", "train.threads=1", "predict.batch_recordings=4"]
+FRAME_S = 512 / RATE
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory) -> dict[str, Path]:
+    """Import, stage 1, one cycle and Raven predictions of the test folder, once for every test below."""
+    root = tmp_path_factory.mktemp("own")
+    write(root)
+    data, run, raven = root / "data", root / "run", root / "raven"
+    invoke("labels", "import", str(root / "labels"), "--format", "raven", "--audio", str(root / "audio"),
+           "--test", str(root / "test"), "--out", str(data))
+    sets = [a for o in OVERRIDES for a in ("--set", o)]
+    invoke("stage1", "--data", str(data), "--run", str(run), "--no-progress", *sets)
+    invoke("relabel", "--run", str(run), "--cycles", "1", "--no-progress")
+    invoke("predict", "--run", str(run), "--stage", "cycle1", "--audio", str(root / "test"), "--format", "raven",
+           "--min-conf", "0", "--out", str(raven))
+    return {"root": root, "data": data, "run": run, "raven": raven}
+
+
+def seconds_of(own: dict[str, Path]) -> dict[str, float]:
+    return pd.read_csv(own["data"] / "recordings.csv").set_index("recording_id")["seconds"].to_dict()
+
+
+def test_import_names_species_and_keeps_two_sites_apart(own):
+    data = own["data"]
+    species = pd.read_csv(data / "species.csv")
+    assert sorted(species["name"]) == sorted(SPECIES) and species["species_id"].tolist() == list(range(5))
+    recordings = pd.read_csv(data / "recordings.csv")
+    train = recordings[recordings["split"] == "train"]
+    assert sorted(train["recording_id"]) == sorted(f"{site}/{name}" for site, name, _ in TRAIN)
+    assert {"siteA/rec1", "siteB/rec1"} <= set(train["recording_id"])  # same file name, two sites
+    assert set(recordings["sample_rate"]) == {RATE}
+    assert sorted(recordings["seconds"].unique().tolist()) == [5.0, 30.0, 90.0]
+    fp = pd.read_csv(data / "train_fp.csv")
+    assert len(fp) == len(TRAIN)  # one FP selection per table
+    assert not (data / "sample_submission.csv").exists()  # none needed
+
+
+def test_the_run_takes_its_size_and_names_from_the_species_table(own):
+    run = own["run"]
+    assert pd.read_csv(run / "species.csv")["name"].tolist() == pd.read_csv(own["data"] / "species.csv")["name"].tolist()
+    oof = pd.read_csv(run / "stage1" / "oof.csv")
+    assert list(oof.columns) == ["recording_id", "s0", "s1", "s2", "s3", "s4"]
+    test = pd.read_csv(run / "cycle1" / "test.csv")
+    assert sorted(test["recording_id"]) == ["siteC/rec1", "siteC/short"]
+
+
+def test_windows_cover_each_recording_to_its_end_and_no_further(own):
+    """Train windows past a 30 s recording's end are absent (NaN), a 90 s one has them all; each window a
+    recording has was predicted."""
+    run = own["run"]
+    ids = (run / "stage1" / "train_ids.txt").read_text().split()
+    oof = np.load(run / "stage1" / "oof_windows.npy")  # (R, N, K)
+    seconds = seconds_of(own)
+    frames = {rid: 1 + int(round(seconds[rid] * RATE)) // 512 for rid in ids}
+    stride = 256 - 32
+    for i, rid in enumerate(ids):
+        need = 1 + -(-(frames[rid] - 256) // stride)
+        have = ~np.isnan(oof[i]).all(axis=1)
+        assert have.tolist() == [n < need for n in range(oof.shape[1])], rid
+    assert max(frames.values()) == max(frames[r] for r in ids if seconds[r] == 90.0)  # the 90 s set the width
+
+
+def test_raven_tables_carry_names_and_reach_the_end_of_each_recording(own):
+    seconds = {f"{site}/{name}": s for site, name, s in TEST}
+    for rid, length in seconds.items():
+        table = pd.read_csv(own["raven"] / f"{rid}.selections.txt", sep="\t")
+        assert list(table.columns[:7]) == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)",
+                                           "Low Freq (Hz)", "High Freq (Hz)"]
+        assert set(table["Species"]) == set(SPECIES)  # --min-conf 0: every species in every window, by name
+        assert (table["Begin Time (s)"] >= 0).all() and (table["End Time (s)"] <= length + 1e-6).all()
+        assert (table["End Time (s)"] > table["Begin Time (s)"]).all()
+        last = (1 + int(round(length * RATE)) // 512 - 1) * FRAME_S  # the last frame's centre
+        assert table["End Time (s)"].max() == pytest.approx(last, abs=1e-3), rid
+    short = pd.read_csv(own["raven"] / "siteC/short.selections.txt", sep="\t")
+    assert short["Begin Time (s)"].unique().tolist() == [0.0]  # 5 s < one 5.9 s window: one padded window
+
+
+def test_every_box_lies_inside_its_recording(own):
+    seconds = seconds_of(own)
+    boxes = pd.concat([pd.read_csv(own["data"] / "train_tp.csv"), pd.read_csv(own["data"] / "train_fp.csv"),
+                       pd.read_csv(own["run"] / "cycle1" / "pseudo_boxes.csv")])
+    limit = boxes["recording_id"].map(seconds)
+    assert limit.notna().all()
+    assert ((boxes["t_min"] >= 0) & (boxes["t_max"] <= limit + 1e-6) & (boxes["t_max"] > boxes["t_min"])).all()
