@@ -99,7 +99,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     from rfcx_kit.method.run import Run
     from rfcx_kit.core.io import atomic_write_json
     from rfcx_kit.method.references import prior_test_lwlrap, run_control, run_oracle
-    from rfcx_kit.submit.ensemble import ensemble_cmd
+    from rfcx_kit.submit.ensemble import ensemble_to_file
     from rfcx_kit.data.features import build_cache
     from rfcx_kit.data.reader import read_competition
     from rfcx_kit.report.markdown import relabel_table, write_report
@@ -157,7 +157,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     t = _step(6, n, f"ensemble the kept stage's folds ({kept['stage']}, best CV LWLRAP on the original labels) "
                     "-> validate")
     sub_path = subs / "demo.csv"
-    ensemble_cmd.main(["--run", str(run_dir), "--stage", "kept", "--out", str(sub_path)], standalone_mode=False)
+    ensemble_to_file(sub_path, run_dir, stage="kept", echo=click.echo)
     validate_submission(sub_path, comp.test_ids)
     _done(t, f"{sub_path} is a valid submission ({len(comp.test_ids)} rows)")
 

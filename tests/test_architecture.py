@@ -131,3 +131,72 @@ def test_the_flow_check_catches_an_import_against_the_flow() -> None:
     assert rank[layer_of("rfcx_kit.report.markdown")] > rank[layer_of("rfcx_kit.method.cycle")]
     assert layer_of("rfcx_kit.demo") == "app" and layer_of("rfcx_kit.data.synth.scene") == "data"
     assert layer_of("rfcx_kit.resources") == "core"
+
+
+# -- commands at the edge; one home for the species count -------------------------------------------------------
+
+def click_commands(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, name)`` of every function a click decorator makes a command or group: ``@click.command``,
+    ``@click.group``, ``@group.command(...)``, ``@group.group(...)``."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in node.decorator_list:
+            call = decorator.func if isinstance(decorator, ast.Call) else decorator
+            if isinstance(call, ast.Attribute) and call.attr in ("command", "group"):
+                found.append((node.lineno, node.name))
+                break
+    return found
+
+
+def test_no_module_below_the_app_layer_defines_a_click_command() -> None:
+    """The commands live in the app layer (``rfcx_kit/app/``, ``cli.py``, ``commands.py``, ``demo.py``); the
+    library below takes arguments and returns data."""
+    below = [f"{path.relative_to(REPO)}:{line}: {name}" for path in modules()
+             if layer_of(module_name(path)) != "app" for line, name in click_commands(ast.parse(path.read_text()))]
+    assert not below, "click commands below the app layer:\n" + "\n".join(below)
+
+
+SPECIES_HOME = PACKAGE / "core" / "species.py"
+
+
+def species_count_uses(path: Path, source: str | None = None) -> list[str]:
+    """Uses of ``N_SPECIES`` and integer literals 24 (the competition's species count) in a module's code
+    (docstrings and comments are text, not code)."""
+    tree = ast.parse(path.read_text() if source is None else source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "N_SPECIES":
+            found.append(f"{node.lineno}: N_SPECIES")
+        elif isinstance(node, ast.alias) and node.name == "N_SPECIES":
+            found.append("import N_SPECIES")
+        elif isinstance(node, ast.Constant) and type(node.value) is int and node.value == 24:
+            found.append(f"{node.lineno}: 24")
+    return found
+
+
+def test_the_species_count_is_spelled_only_in_the_species_table_module() -> None:
+    """Every other module takes K from the data's species table (or the array in hand)."""
+    found = [f"{path.relative_to(REPO)}:{use}" for path in modules() if path != SPECIES_HOME
+             for use in species_count_uses(path)]
+    assert not found, "the species count spelled outside core/species.py:\n" + "\n".join(found)
+    assert species_count_uses(SPECIES_HOME)  # and the home does hold it
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import click\n@click.command('x')\ndef x_cmd():\n    pass\n", [(3, "x_cmd")]),
+    ("import click\n@click.group('g')\ndef g():\n    pass\n@g.command('y')\ndef y():\n    pass\n", [(3, "g"), (6, "y")]),
+    ("import click\ndef helper():\n    click.echo('hi')\n", []),
+])
+def test_the_command_check_catches_what_it_should(source: str, expected: list[tuple[int, str]]) -> None:
+    assert click_commands(ast.parse(source)) == expected
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from rfcx_kit.core.species import N_SPECIES\nx = N_SPECIES\n", ["import N_SPECIES", "2: N_SPECIES"]),
+    ("import numpy as np\nout = np.zeros((3, 24))\n", ["2: 24"]),
+    ('"""24 species"""\nx = 24.0  # a float, not a count\n', []),
+])
+def test_the_species_count_check_catches_what_it_should(source: str, expected: list[str]) -> None:
+    assert species_count_uses(PACKAGE / "method" / "probe.py", source) == expected

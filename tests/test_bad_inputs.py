@@ -489,3 +489,103 @@ def test_an_unreachable_dask_scheduler_is_named_before_the_run_is_written(world:
     pytest.importorskip("distributed")
     expect_refused(["stage1", "--data", str(world["data"]), "--run", str(tmp_path / "r"), *_sets(TINY),
                     "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"], "--scheduler", [tmp_path])
+
+
+# -- your own data: label exports, species tables, sample rates -------------------------------------------------
+
+RAVEN_HEADER = "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tSpecies"
+
+
+def own_world(root: Path) -> dict[str, Path]:
+    """Two 4 s recordings (22,050 and 44,100 Hz) and a good Raven table for each."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    (root / "audio").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for name, rate in (("rec1", 22050), ("rec2", 44100)):
+        sf.write(root / "audio" / f"{name}.wav", (0.01 * rng.standard_normal(4 * rate)).astype(np.float32), rate)
+        (root / "labels" / f"{name}.Table.1.selections.txt").write_text(
+            f"{RAVEN_HEADER}\n1\tSpectrogram 1\t1\t0.5\t1.5\t1000\t2000\tCoqui\n"
+            f"2\tSpectrogram 1\t1\t2.0\t3.0\t3000\t4000\tPiha\n")
+    return {"root": root, "audio": root / "audio", "labels": root / "labels"}
+
+
+def _own_case(w: dict[str, Path], case: str) -> tuple[list[str], list[str]]:
+    """Break ``w`` as ``case`` says; return the `labels import` arguments and what its one line must name."""
+    table = w["labels"] / "rec1.Table.1.selections.txt"
+    args = ["labels", "import", str(w["labels"]), "--audio", str(w["audio"])]
+    if case == "raven without End Time":
+        table.write_text(RAVEN_HEADER.replace("\tEnd Time (s)", "") + "\n1\tSpectrogram 1\t1\t0.5\t1000\t2000\tCoqui\n")
+        return args, [str(table), "End Time (s)"]
+    if case == "raven time not a number":
+        table.write_text(f"{RAVEN_HEADER}\n1\tSpectrogram 1\t1\tsoon\t1.5\t1000\t2000\tCoqui\n")
+        return args, [str(table), "row 1 (line 2)", "Begin Time (s)"]
+    if case == "audacity end before start":
+        for path in w["labels"].iterdir():
+            path.unlink()
+        labels = w["labels"] / "rec1.txt"
+        labels.write_text("0.5\t1.5\tCoqui\n3.0\t2.0\tPiha\n")
+        return ["labels", "import", str(labels), "--format", "audacity", "--audio", str(w["audio"])], \
+            [str(labels), "row 2 (line 2)"]
+    if case == "arbimon without times":
+        path = w["root"] / "arbimon.csv"
+        path.write_text("recording,species,songtype,validated\nrec1.wav,Coqui,Common Song,1\n")
+        return ["labels", "import", str(path), "--format", "arbimon", "--audio", str(w["audio"])], [str(path), "x1"]
+    if case == "unknown species":
+        species = w["root"] / "species.csv"
+        species.write_text("name\nCoqui\n")
+        return [*args, "--species", str(species)], [str(w["labels"] / "rec1.Table.1.selections.txt"), "row 2 (line 3)",
+                                                   "Piha"]
+    if case == "box outside its recording":
+        table.write_text(f"{RAVEN_HEADER}\n1\tSpectrogram 1\t1\t3.5\t4.5\t1000\t2000\tCoqui\n")
+        return args, [str(table), "row 1 (line 2)", "End Time (s)"]
+    if case == "duplicate ids":
+        import soundfile as sf
+
+        sf.write(w["audio"] / "rec1.flac", np.zeros(22050, dtype=np.float32), 22050)
+        return args, ["rec1.flac", "rec1.wav"]
+    raise AssertionError(case)
+
+
+OWN_CASES = ["raven without End Time", "raven time not a number", "audacity end before start", "arbimon without times",
+             "unknown species", "box outside its recording", "duplicate ids"]
+
+
+@pytest.mark.parametrize("case", OWN_CASES)
+def test_labels_import_refuses_bad_exports_in_one_line_and_writes_nothing(tmp_path: Path, case: str) -> None:
+    w = own_world(tmp_path)
+    args, culprits = _own_case(w, case)
+    out = tmp_path / "data"
+    before = snapshot(tmp_path)
+    code, output, exception = run_cli([*args, "--out", str(out)])
+    assert exception is None and code == 2, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), output
+    for culprit in culprits:
+        assert culprit in lines[0], (culprit, lines[0])
+    assert not out.exists() and snapshot(tmp_path) == before
+
+
+def test_mixed_sample_rates_below_the_top_band_and_a_bad_species_table_stop_stage1(tmp_path: Path) -> None:
+    """22,050 and 44,100 Hz recordings import (each is resampled); stage 1 refuses features.fmax above the lower
+    rate's Nyquist (its top bands would be empty), naming the recording; a species table with a name twice is
+    named by file and row. Nothing is written."""
+    w = own_world(tmp_path)
+    data = tmp_path / "data"
+    code, output, _ = run_cli(["labels", "import", str(w["labels"]), "--audio", str(w["audio"]), "--out", str(data)])
+    assert code == 0, output
+    run = tmp_path / "runs" / "own"
+    before = snapshot(data, tmp_path / "runs")
+    code, output, exception = run_cli(["stage1", "--data", str(data), "--run", str(run), "--set", "features.fmax=16000",
+                                       *_sets(TINY[1:])])
+    assert exception is None and code == 2, output
+    assert "recordings.csv" in output and "rec1" in output and "features.fmax=11025" in output
+    assert snapshot(data, tmp_path / "runs") == before
+    species = data / "species.csv"
+    species.write_text(species.read_text().replace("piha,Piha", "piha,Coqui"))
+    code, output, exception = run_cli(["stage1", "--data", str(data), "--run", str(run), "--set", "features.fmax=11000",
+                                       *_sets(TINY[1:])])
+    assert exception is None and code == 2, output
+    assert "species.csv: row 2 (line 3), field 'name'" in output and "appears twice" in output
+    assert not run.exists()

@@ -24,13 +24,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.species import Species
-from rfcx_kit.core.options import finite
 
 
 def _check_pair(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +199,7 @@ def _name_ids(ids: list[str], limit: int = 5) -> str:
     return f"{len(ids)} ({shown}{', ...' if len(ids) > limit else ''})"
 
 
-def _aligned(pred_path: Path, truth_path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+def read_aligned(pred_path: Path, truth_path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read both files; align predictions to the truth's rows: ``(ids, truth (R, K), scores (R, K))``; the truth's
     columns say ``K``."""
     truth = _read_submission_format(truth_path, "truth")
@@ -226,58 +224,3 @@ def _aligned(pred_path: Path, truth_path: Path) -> tuple[list[str], np.ndarray, 
     if problems:
         raise DataError(f"{pred_path}: " + "; ".join(problems))
     return list(truth.index), values.astype(np.int8), pred.loc[truth.index].to_numpy()
-
-
-@click.command("score")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--truth",
-    "truth_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="0/1 labels in submission format (recording_id,s0..s23); every truth recording must be in FILE.",
-)
-@click.option(
-    "--threshold",
-    default=0.5,
-    show_default=True,
-    type=finite(),
-    help="A cell counts as predicted positive when its score is above this (use 0 for logits).",
-)
-@click.option("--per-species", is_flag=True, help="Also print each species' positives, AP and LWLRAP share.")
-@cli_errors
-def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool) -> None:
-    """LWLRAP, precision and recall of FILE (recording_id,s0..s23 scores) against --truth.
-
-    \b
-    LWLRAP ranks the species of each recording (scikit-learn's tie rule: tied scores share the worst
-    rank); recordings without a positive label drop out. Precision and recall are micro-averaged over all
-    (recording, species) cells at --threshold.
-    """
-    ids, truth, scores = _aligned(file, truth_path)
-    if not truth.any():
-        # LWLRAP averages over positive labels: with none it is undefined, not a number to print
-        raise DataError(f"{truth_path}: no recording has a positive label, so LWLRAP is undefined")
-    if not ((scores >= 0) & (scores <= 1)).all() and threshold == 0.5:
-        click.echo("note: scores lie outside [0, 1] (logits?); precision/recall use --threshold 0.5 as given", err=True)
-    precision, recall = precision_recall(truth, scores, threshold)
-    n_positive_recordings = int(truth.any(axis=1).sum())
-    n_labels = int(truth.sum())
-    click.echo(f"recordings  {len(ids)} ({n_positive_recordings} with a positive label, {n_labels} labels)")
-    click.echo(f"LWLRAP      {lwlrap(truth, scores):.4f}")
-    click.echo(f"precision   {precision:.4f}  (score > {threshold:g})")
-    click.echo(f"recall      {recall:.4f}")
-    if per_species:
-        ap = per_species_ap(truth, scores)
-        per_class, weight = lwlrap_per_class(truth, scores)
-        table = pd.DataFrame(
-            {
-                "species": Species.numbered(truth.shape[1]).columns,
-                "positives": truth.sum(axis=0),
-                "AP": ap,
-                "lwlrap": per_class,
-                "weight": weight,
-            }
-        )
-        click.echo("")
-        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))

@@ -21,20 +21,18 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 import torch
 import yaml
 
 from rfcx_kit.data.audio import load_audio
-from rfcx_kit.core.config import FeatureConfig, load_config
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.config import FeatureConfig
+from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.check import read_header
 from rfcx_kit.data.reader import Competition, read_competition
-from rfcx_kit.core.options import JOBS, at_least
 
 _DB_PER_NEPER = 10.0 / math.log(10.0)  # 10 log10(x) = (10 / ln 10) ln(x)
 
@@ -299,48 +297,3 @@ def resolve_store(data: str | Path, cache: str | Path | None, cfg: FeatureConfig
 
 def default_cache_dir(root: Path) -> Path:
     return Path(root) / "features_cache"
-
-
-@click.command("features")
-@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Competition folder (train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/).")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write the cache [default: DATA/features_cache].")
-@click.option("--split", "splits", type=click.Choice(["train", "test"]), multiple=True,
-              help="Only these splits (repeatable) [default: both].")
-@click.option("--n-jobs", type=JOBS, default=None, help="Parallel worker processes over files [default: all cores].")
-@click.option("--batch-size", type=at_least(1), default=None, help="Recordings per batched STFT in a worker [default: 1, fastest on CPU].")
-@click.option("--pipeline", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Recipe whose `features` section sets the parameters [default: the method post's].")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set features.n_mels=64 (repeatable).")
-@cli_errors
-def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs: int | None,
-                 batch_size: int | None, pipeline: Path | None, overrides: tuple[str, ...]) -> None:
-    """Build the log-mel feature cache of a competition folder.
-
-    Validates the folder, then computes 128 x 3751 log-mel arrays (float16, memory-mappable) in parallel
-    over files with a progress bar. A killed build resumes: finished entries are not redone, and no
-    half-written entry is ever read. The precomputed-spectrogram layout needs no cache (it is only checked).
-    """
-    from rfcx_kit.data.check import CHECKED_NAME, check_arrays
-
-    cfg = load_config(pipeline, overrides).features
-    if batch_size is not None:  # its domain (>= 1) is the option's
-        cfg.batch_size = batch_size
-    splits = splits or ("train", "test")
-    comp = read_competition(data, require_test="test" in splits)
-    if comp.layout == "npy":
-        store = FeatureStore.open(comp, None, cfg)
-        paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
-        check_arrays(paths, cfg.n_mels, cfg.frames, None, progress=True)  # nothing is written into the data
-        click.echo(f"{data}: precomputed spectrogram layout ({len(comp.train_ids)} train, {len(comp.test_ids)} test), "
-                   "every array checked (dtype, shape, finite); no cache needed, arrays are memory-mapped directly.")
-        return
-    cache_dir = Path(cache or default_cache_dir(comp.root))
-    build_cache(comp, cache_dir, cfg, splits=splits, n_jobs=n_jobs)
-    store = FeatureStore.open(comp, cache_dir, cfg)
-    paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
-    check_arrays(paths, cfg.n_mels, cfg.frames, cache_dir / CHECKED_NAME, progress=True)
-    click.echo(f"feature cache ready: {cache_dir} ({len(comp.train_ids)} train, {len(comp.test_ids)} test; every "
-               "array checked)")

@@ -391,6 +391,23 @@ def read_competition(root: str | Path, require_test: bool = True, n_mels: int | 
     return comp
 
 
+def check_band(comp: Competition, fmax: float) -> None:
+    """Every recording reaches the features' top frequency: one recorded at a rate whose Nyquist is below ``fmax``
+    would have empty mel bands where the others have sound, and a model learns the recorder instead of the species.
+    Mixed rates are fine otherwise (each recording is resampled to ``features.sample_rate``)."""
+    if comp.recordings is None:
+        return
+    rates = comp.recordings["sample_rate"].to_numpy(np.float64)
+    low = np.flatnonzero(rates / 2 < fmax)
+    if len(low):
+        i = int(low[0])
+        path = comp.root / RECORDINGS_FILE
+        raise _row_error(path, i, "sample_rate", f"{rates[i]:g} Hz ({comp.recordings.index[i]}): its Nyquist "
+                         f"frequency {rates[i] / 2:g} Hz is below features.fmax {fmax:g} Hz, so its top mel bands "
+                         f"would be empty where the others hold sound ({len(low)} recording(s)); set "
+                         f"features.fmax={rates.min() / 2:g} or leave them out")
+
+
 def check_box_limits(comp: Competition) -> None:
     """The competition's audio layout: every box inside its recording and below its Nyquist frequency, with each
     labelled recording's length and rate read from its header (nothing decoded). ``recordings.csv`` carries them

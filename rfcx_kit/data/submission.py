@@ -15,14 +15,13 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale
-from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, Species, competition_test_ids
+from rfcx_kit.core.species import SPECIES_COLUMNS, Species, competition_test_ids
 
 __all__ = [
     "HEADER",
@@ -32,7 +31,6 @@ __all__ = [
     "read_expected_ids",
     "validate_submission",
     "write_submission",
-    "validate_cmd",
 ]
 
 HEADER = ["recording_id", *SPECIES_COLUMNS]
@@ -273,33 +271,3 @@ def write_submission(
     frame = validate_submission(df, expected_ids, check_ids=check_ids, n_species=n_species)
     atomic_write_csv(path, frame)
     return Path(path)
-
-
-@click.command("validate")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Competition folder: check the ids against DATA/sample_submission.csv. "
-    f"Default: the {len(competition_test_ids())} test ids of the real {COMPETITION} competition, shipped with rfcx-kit.",
-)
-@cli_errors
-def validate_cmd(file: Path, data_dir: Path | None) -> None:
-    """Check a submission CSV: header recording_id,s0..s23, exactly the expected recording ids (each once),
-    finite numbers. Prints one OK line, or one error line naming the first bad row and column (exit code 2)."""
-    if data_dir is not None:
-        expected: list[str] | None = read_expected_ids(data_dir)
-        source = f"the ids of {data_dir / 'sample_submission.csv'}"
-    else:
-        expected = None  # the shipped ids of the real competition
-        source = f"the real {COMPETITION} test ids"
-    frame = validate_submission(file, expected, ids_from=source)
-    values = frame[SPECIES_COLUMNS].to_numpy()
-    scale = detect_scale(values)
-    click.echo(
-        f"OK: {file}: {len(frame)} recordings x {len(SPECIES_COLUMNS)} species, exactly {source}; "
-        f"values in [{values.min():.4g}, {values.max():.4g}] "
-        + ("look like probabilities (all within [0, 1])" if scale == PROBABILITY else "are logits (outside [0, 1])")
-    )

@@ -11,16 +11,11 @@ is *window-major*: row ``n * B + b`` is window ``n`` of recording ``b``.
 
 from __future__ import annotations
 
-import json
 
-import click
 
 import torch
 import torch.nn.functional as F
 
-from rfcx_kit.core.config import FeatureConfig
-from rfcx_kit.core.grid import window_positions
-from rfcx_kit.core.options import at_least
 
 
 def window_stride(positions: list[list[int]]) -> int:
@@ -104,24 +99,3 @@ def stitched_max(y: torch.Tensor, positions: list[list[int]], frames: int) -> to
     out = torch.full((b, k, total), float("-inf"), dtype=y.dtype, device=y.device)
     out.scatter_reduce_(-1, index.expand(b, k, -1), values, reduce="amax")
     return out[..., :frames]
-
-
-@click.command("windows")
-@click.option("--frames", type=at_least(1), default=FeatureConfig(seconds=60.0).frames, show_default=True,
-              help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz; the demo grid's 1876 at hop 1024).")
-@click.option("--window", type=at_least(1), default=512, show_default=True, help="Frames per window.")
-@click.option("--cover", type=at_least(0), default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")
-@click.option("--n-windows", type=at_least(1), default=None, help="Number of windows (instead of, or with, --cover).")
-def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | None) -> None:
-    """Print the window layout as a JSON list of [start, end] frame pairs (as the method post prints it).
-
-    The last window may run past the end of the recording; it is zero-padded. Preview a setting before
-    training: `rfcx-kit windows --cover 256` gives the 14 windows the post's team used at test time.
-    """
-    if cover is None and n_windows is None:
-        cover = 49
-    try:
-        positions = window_positions(frames, window, cover, n_windows)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    click.echo(json.dumps(positions, separators=(", ", ": ")))

@@ -16,21 +16,18 @@ success (the largest difference is printed and kept in model.json).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
 
-from rfcx_kit.core.errors import ConfigError, RfcxError, cli_errors
+from rfcx_kit.core.errors import ConfigError, RfcxError
 from rfcx_kit.core.io import atomic_path, atomic_write_json
 from rfcx_kit.method.apply import load_models
-from rfcx_kit.method.run import input_stats, predict_positions
-from rfcx_kit.core.options import at_least
+from rfcx_kit.method.run import input_stats, predict_positions, window_step
 
 log = logging.getLogger(__name__)
 
@@ -112,35 +109,14 @@ def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...]
                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "max_abs_difference": diff})
         log.info("%s: max |onnxruntime - torch| %s", path, diff)
     mean_std = input_stats(cfg)
+    k = cfg.model.n_species
     info = {"format": "onnx", "stage": models.stage, "graphs": graphs,
             "input": {"name": "x", "shape": ["windows", *shape], "dtype": "float32",
                       "normalize": cfg.model.normalize, "mean_std": mean_std},
-            "outputs": {"clipwise": ["windows", 24], "framewise": ["windows", 24, cfg.windows.window]},
+            "outputs": {"clipwise": ["windows", k], "framewise": ["windows", k, cfg.windows.window]},
             "features": asdict(cfg.features), "windows": asdict(cfg.windows),
-            "window_positions": predict_positions(cfg), "predict_mode": cfg.predict.mode}
+            # every recording at one length: its windows; at their own lengths: the step, as predict uses it
+            "window_positions": predict_positions(cfg) if cfg.features.frames else None,
+            "window_step": window_step(cfg), "predict_mode": cfg.predict.mode}
     atomic_write_json(out / "model.json", info)
     return info
-
-
-@click.command("export")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run directory whose stage is exported.")
-@click.option("--stage", default="kept", show_default=True,
-              help="stage1, cycle1, ...; kept: the stage the re-labeling loop kept; latest: the highest finished cycle.")
-@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="best.pt files to export instead of --run (repeatable).")
-@click.option("--fold", type=at_least(0), default=None, help="Only this fold [default: every fold].")
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the graphs.")
-@cli_errors
-def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], fold: int | None, fmt: str,
-               out: Path) -> None:
-    """Export a stage's fold models to ONNX (for CPU inference without torch, e.g. a Kaggle notebook).
-
-    Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
-    input and read its outputs.
-    """
-    info = export_stage(run_dir, stage, checkpoints, out, fold)
-    worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])
-    click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |difference| {worst:.1e})")
-    click.echo(json.dumps({g["file"]: g["sha256"][:12] for g in info["graphs"]}))

@@ -27,15 +27,16 @@
                                (+ "ema": the weights' moving average, when train.ema_decay is set)
           best.pt              {"model" (the average's, with EMA), "epoch", "score", "config"}; both load with torch.load(weights_only=True)
           history.csv          epoch,train_loss,lr,val_loss,val_lwlrap,seconds
-          val_pred.npz         out-of-fold: ids, windows (R,N,24), clipwise (R,N,24) logits, stitched (R,24), framewise (R,24,T/32)
+          val_pred.npz         out-of-fold: ids, windows (R,N,K), clipwise (R,N,K) logits (NaN: a window past the recording's end),
+                           stitched (R,K), framewise (R,K,T/32)
           train_pred.npz       (relabel.source=vote) the same for all train recordings
           test_pred.npz        the same for the test set (test window layout)
-          test.csv             recording_id,s0..s23 this fold's test prediction (probabilities)
+          test.csv             recording_id,s0..s{K-1} this fold's test prediction (probabilities)
           done.json            the fold's summary; its presence marks the fold finished
         train_ids.txt test_ids.txt   row order of the stage's arrays
-        oof_windows.npy        (R_train, N, 24) out-of-fold window predictions (probabilities)
-        oof_framewise.npy      (R_train, 24, S) float16 out-of-fold framewise timelines, S = ceil(T / 32)
-        oof.csv                recording_id,s0..s23 out-of-fold clip predictions
+        oof_windows.npy        (R_train, N, K) out-of-fold window predictions (probabilities; NaN past an end)
+        oof_framewise.npy      (R_train, K, S) float16 out-of-fold framewise timelines, S = ceil(T / 32)
+        oof.csv                recording_id,s0..s{K-1} out-of-fold clip predictions
         test.csv               fold-mean test prediction
         history.csv            all folds' histories
         metrics.json           strict JSON (null for undefined): cv_lwlrap, precision, recall, per_species_ap
@@ -550,6 +551,15 @@ def load_context(run_dir: str | Path) -> RunContext:
     return RunContext(run.root, cfg, comp, store, folds, labels, positions, grid.test_positions(),
                       np.load(run.stats("train")), np.load(run.stats("test")),
                       labels.windows(positions), comp.tp_presence(), grid, train_frames, test_frames)
+
+
+def window_step(cfg: Config) -> int:
+    """Frames between the starts of the windows a model of ``cfg`` predicts with (test layout; for ``n_windows``
+    layouts without ``features.seconds``, at one window's length)."""
+    from rfcx_kit.core.grid import step_of
+
+    layout = predict_positions(cfg, cfg.features.frames or cfg.windows.window)
+    return step_of(layout, cfg.windows.window)
 
 
 def predict_positions(cfg: Config, frames: int | None = None) -> list[list[int]]:

@@ -22,7 +22,7 @@ from rfcx_kit.core.config import Config, load_config
 from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
-from rfcx_kit.data.reader import Competition, check_box_limits, read_competition
+from rfcx_kit.data.reader import Competition, check_band, check_box_limits, read_competition
 from rfcx_kit.data.features import FeatureStore, resolve_store
 from rfcx_kit.method.folds import FoldResult, check_backend, load_or_make_folds, run_folds
 from rfcx_kit.model.inputs import recording_stats
@@ -135,6 +135,7 @@ def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: 
     nothing; sets ``model.n_species`` from the data."""
     comp = read_competition(data, n_mels=cfg.features.n_mels)
     check_box_limits(comp)
+    check_band(comp, cfg.features.fmax)
     resolve_species(cfg, comp)
     check_run_start(run_dir, cfg, resume)
     check_model_settings(cfg)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.species import Species
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class SEDModel(nn.Module):
     Args:
         backbone: timm model name; any CNN whose ``forward_features`` gives a feature map
             (``resnet18``, ``efficientnet_b0``, ``test_efficientnet``, ...). NHWC backbones are permuted.
-        n_species: number of output classes K.
+        n_species: number of output classes K (None: the competition's 24).
         in_channels: input channels C (3 for the post's image recipe, 1 for a plain spectrogram).
         pretrained: start from timm's pretrained weights of ``backbone`` (a tag-pinned name such as
             ``resnet18.tv_in1k`` picks the tag), through the Hugging Face hub cache
@@ -56,7 +57,7 @@ class SEDModel(nn.Module):
     def __init__(
         self,
         backbone: str = "resnet18",
-        n_species: int = 24,
+        n_species: int | None = None,
         in_channels: int = 3,
         pretrained: bool = False,
         weights: str | None = None,
@@ -89,6 +90,7 @@ class SEDModel(nn.Module):
                                   f"tensors are not in the file (e.g. {', '.join(missing[:3])})")
         self.backbone_name = backbone
         self.in_channels = in_channels
+        n_species = len(Species.rfcx()) if n_species is None else n_species  # None: the competition's
         self.n_species = n_species
         self.channels_last_features = getattr(self.backbone, "output_fmt", "NCHW") == "NHWC"
         self.reduction = self._time_reduction()

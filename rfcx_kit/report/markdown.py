@@ -13,11 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import DataError, StateError, cli_errors
+from rfcx_kit.core.errors import DataError, StateError
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.features import mel_bin_of
@@ -274,22 +273,3 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     sections += ["## Per-species AP\n", markdown_table(species)]
     atomic_write_text(path, "\n".join(sections))
     return path
-
-
-
-@click.command("report")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Run directory (after stage1, and relabel if run).")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Submission log for the LB column [default: submissions/log.csv].")
-@cli_errors
-def report_cmd(run_dir: Path, log_path: Path | None) -> None:
-    """Write RUN/report.md with the CV and re-labeling tables and PNG figures under RUN/report/.
-
-    Figures: LWLRAP by stage (CV, truth, LB), per-species AP, pseudo-positives per species and cycle, one
-    recording's spectrogram with its windows, labels and framewise predictions, and the training curves.
-    """
-    if log_path is not None and not log_path.is_file():
-        raise DataError(f"--log {log_path}: no such file (the default is submissions/log.csv)")
-    path = write_report(run_dir, log_path)
-    click.echo(f"report: {path}")

@@ -37,21 +37,23 @@ Output: one submission CSV, validated and written atomically. With ``--run``, th
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import click
 import numpy as np
 import pandas as pd
 
 from rfcx_kit.method.run import Run
-from rfcx_kit.core.errors import ConfigError, DataError, cli_errors
+from rfcx_kit.core.errors import ConfigError, DataError
 from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
 from rfcx_kit.core.species import Species, species_table
 from rfcx_kit.data.submission import header_species, read_expected_ids, validate_submission, write_submission
-from rfcx_kit.core.options import finite
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Member",
@@ -68,7 +70,6 @@ __all__ = [
     "run_data_dir",
     "record_in_run",
     "ensemble",
-    "ensemble_cmd",
 ]
 
 METHODS = ("mean", "rank")
@@ -410,7 +411,7 @@ def ensemble(
             probs = [m for m in members if m.scale == PROBABILITY]
             raise DataError(
                 "refusing to average logits with probabilities: "
-                + "; ".join(f"{m.name} holds {_describe(m)}" for m in (logits[0], probs[0]))
+                + "; ".join(f"{m.name} holds {describe_member(m)}" for m in (logits[0], probs[0]))
                 + ". Pass --to-prob to turn the logit inputs into probabilities with a sigmoid first, "
                 "or use --method rank (scale-free); declare a scale with --with FILE:WEIGHT:prob|logit"
             )
@@ -423,7 +424,7 @@ def ensemble(
     if prior_scaling:
         if scale != PROBABILITY:
             raise DataError(
-                f"--prior-scaling multiplies odds of probabilities, but the ensemble holds {_PLURAL[scale]}; "
+                f"--prior-scaling multiplies odds of probabilities, but the ensemble holds {PLURAL[scale]}; "
                 + ("use --method mean" if scale == "rank" else "add --to-prob")
             )
         if train_prior is None:
@@ -437,62 +438,28 @@ def ensemble(
     return EnsembleResult(frame, scale, notes)
 
 
-def _describe(m: Member) -> str:
+def describe_member(m: Member) -> str:
     how = "declared" if m.declared else "detected"
-    return f"{_PLURAL[m.scale]} ({how}; values {m.values.min():.3g}..{m.values.max():.3g})"
+    return f"{PLURAL[m.scale]} ({how}; values {m.values.min():.3g}..{m.values.max():.3g})"
 
 
-_PLURAL = {PROBABILITY: "probabilities", LOGIT: "logits", "rank": "ranks"}
+PLURAL = {PROBABILITY: "probabilities", LOGIT: "logits", "rank": "ranks"}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # rfcx-kit ensemble
 
 
-@click.command("ensemble")
-@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder (runs/NAME) whose fold test predictions <stage>/fold{k}/test.csv are averaged.")
-@click.option("--stage", default="kept", show_default=True,
-              help="Stage of the run: stage1, cycle1, cycle2, ...; 'kept': the stage the re-labeling loop kept "
-                   "(RUN/kept.json); 'latest': the highest cycleN present, else stage1.")
-@click.option("--run-weight", type=finite(0, None, low_open=True), default=1.0, show_default=True,
-              help="Weight of the run in the blend; its folds share it equally.")
-@click.option("--with", "with_specs", multiple=True, metavar="FILE[:WEIGHT[:prob|logit]]",
-              help="Another submission CSV to blend (repeatable). WEIGHT defaults to 1; the scale is detected "
-              "(all values in [0,1] = probabilities, else logits) unless declared.")
-@click.option("--method", type=click.Choice(METHODS), default="mean", show_default=True,
-              help="mean: weighted mean of the values (probabilities); rank: weighted mean of each input's "
-              "within-recording species ranks (scale-free).")
-@click.option("--to-prob", is_flag=True,
-              help="Turn logit inputs into probabilities (sigmoid) before a mean; without it, mixing logits with "
-              "probabilities is refused.")
-@click.option("--prior-scaling", is_flag=True,
-              help="Multiply each species' odds by test-prior odds / train-prior odds (off by default; needs probabilities).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Competition folder: its sample_submission.csv fixes the recording ids and their order; its "
-              "train_tp.csv/train_fp.csv give the train prior. Default: the run's data.yaml / test_ids.txt.")
-@click.option("--train-prior", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="CSV species_id,prior: the train prior for --prior-scaling (instead of counting --data's TP boxes).")
-@click.option("--test-prior", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="CSV species_id,prior: the test prior for --prior-scaling (default: the shipped RFCX test prevalence).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Submission CSV to write (atomically), e.g. submissions/NAME.csv.")
-@cli_errors
-def ensemble_cmd(
-    run_dir: Path | None,
-    stage: str,
-    run_weight: float,
-    with_specs: tuple[str, ...],
-    method: str,
-    to_prob: bool,
-    prior_scaling: bool,
-    data_dir: Path | None,
-    train_prior: Path | None,
-    test_prior: Path | None,
-    out: Path,
-) -> None:
-    """Average the fold test predictions of a run's stage, optionally blend other submissions, and write one
-    validated submission CSV."""
+def ensemble_to_file(out: str | Path, run_dir: str | Path | None = None, stage: str = "kept", run_weight: float = 1.0,
+                     with_specs: tuple[str, ...] = (), method: str = "mean", to_prob: bool = False,
+                     prior_scaling: bool = False, data_dir: str | Path | None = None,
+                     train_prior: str | Path | None = None, test_prior: str | Path | None = None,
+                     echo: Callable[[str], None] = log.info) -> EnsembleResult:
+    """The whole of ``rfcx-kit ensemble``: a run stage's fold test predictions (and ``with_specs`` files,
+    ``FILE[:WEIGHT[:prob|logit]]``) combined into one validated submission at ``out`` (written atomically, and
+    recorded in the run's ``submissions.csv``); returns the result. ``echo`` receives the progress lines."""
+    run_dir = Path(run_dir) if run_dir is not None else None
+    data_dir = Path(data_dir) if data_dir is not None else None
     if run_dir is None and not with_specs:
         raise ConfigError("nothing to ensemble: give --run runs/NAME and/or --with FILE")
     if not np.isfinite(run_weight) or run_weight <= 0:
@@ -510,14 +477,14 @@ def ensemble_cmd(
     if run_dir is not None:
         folds, ids, ids_from, stage_dir = run_members(run_dir, stage, run_weight, ids, ids_from)
         members += folds
-        click.echo(f"{stage_dir}: {len(folds)} fold(s), weight {run_weight:g}")
+        echo(f"{stage_dir}: {len(folds)} fold(s), weight {run_weight:g}")
     for spec in with_specs:
         path, weight, scale = parse_with(spec)
         if ids is None:
             ids_from = f"the ids of {path}"
         member, ids = read_member(path, weight, ids, scale, ids_from)
         members.append(member)
-        click.echo(f"{path}: weight {weight:g}, {_describe(member)}")
+        echo(f"{path}: weight {weight:g}, {describe_member(member)}")
 
     prior = None
     if prior_scaling:
@@ -536,7 +503,7 @@ def ensemble_cmd(
         test_prior=read_prior_table(test_prior) if test_prior is not None else None,
     )
     for note in result.notes:
-        click.echo(note)
+        echo(note)
     record = read_run_record(stage_dir) if stage_dir is not None else None  # a bad record stops us before writing
     write_submission(result.frame, out, ids, result.frame.shape[1] - 1)
     if stage_dir is not None:
@@ -546,7 +513,8 @@ def ensemble_cmd(
             Path(out).unlink(missing_ok=True)  # an error leaves no output file behind
             raise
     values = result.frame.iloc[:, 1:].to_numpy()
-    click.echo(
+    echo(
         f"wrote {out}: {len(result.frame)} recordings, {method} of {len(members)} input(s), "
-        f"{_PLURAL[result.scale]} in [{values.min():.4g}, {values.max():.4g}]"
+        f"{PLURAL[result.scale]} in [{values.min():.4g}, {values.max():.4g}]"
     )
+    return result

@@ -71,10 +71,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from rfcx_kit.core.errors import DataError, RfcxError, cli_errors
+from rfcx_kit.core.errors import DataError, RfcxError
 from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.species import COMPETITION, competition_test_ids
-from rfcx_kit.core.options import finite
 
 __all__ = [
     "KaggleError",
@@ -84,8 +83,6 @@ __all__ = [
     "download",
     "list_data_files",
     "read_log",
-    "submit_cmd",
-    "download_cmd",
     "DEFAULT_LOG",
     "LOG_COLUMNS",
     "CLIENT_MIN_POLL_SECONDS",
@@ -101,7 +98,7 @@ CLIENT_MIN_POLL_SECONDS = 5.0
 LAYOUT_FILES = ("train_tp.csv", "train_fp.csv", "sample_submission.csv")
 _LAYOUT_AUDIO = re.compile(r"^(train|test)/[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(flac|wav|ogg)$")
 _MARKER = ".rfcx-download.json"
-_STAGING = ".download"
+STAGING = ".download"
 # KaggleApi.authenticate() records how it authenticated as str(AuthMethod.X) under CONFIG_NAME_AUTH_METHOD.
 _AUTH_METHODS = {"LEGACY_API_KEY": "api key", "ACCESS_TOKEN": "access token", "OAUTH": "oauth login"}
 
@@ -708,7 +705,7 @@ def download(
         result.already_complete = True
         echo(f"{folder}: already complete ({_MARKER}); nothing to download")
         return result
-    staging = folder / _STAGING  # the client creates it when it writes
+    staging = folder / STAGING  # the client creates it when it writes
     api = _client()
     echo(f"credentials: {_describe(api)}")
     quiet = not progress
@@ -759,71 +756,9 @@ def download(
 
 
 
-def _check_slug(slug: str) -> str:
+def check_slug(slug: str) -> str:
     """A competition slug as Kaggle spells them (lower-case letters, digits, '-'): never a path."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", slug or ""):
         raise click.BadParameter(f"{slug!r} is not a competition slug (lower-case letters, digits and '-', as in "
                                  f"kaggle.com/c/{COMPETITION})", param_hint="--competition")
     return slug
-
-@click.command("submit")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-m", "--message", required=True, help="Submission description shown on Kaggle (and in the log).")
-@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: _check_slug(v),
-              help="Competition slug (the URL's kaggle.com/c/<slug>).")
-@click.option("--wait", is_flag=True, help="Poll until Kaggle has scored the submission, then print the public score.")
-@click.option("--poll-seconds", type=finite(0.01), default=30.0, show_default=True,
-              help="Seconds between status checks with --wait; raised to the kaggle client's minimum (5 s) unless "
-              "the client's endpoint is a loopback address (a local stand-in).")
-@click.option("--timeout", type=finite(0), default=3600.0, show_default=True,
-              help="Give up waiting after this many seconds (exit code 13; the submission stays logged as PENDING).")
-@click.option("--dry-run", is_flag=True, help="Validate and print what would be sent (file, size, sha256, competition, "
-              "message); no network, no log.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Competition folder whose sample_submission.csv gives the expected ids. Default: the real "
-              "competition's shipped test ids.")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_LOG, show_default=True,
-              help="CSV log of confirmed submissions (time,file,sha256,message,ref,status,score).")
-@cli_errors
-def submit_cmd(
-    file: Path, message: str, competition: str, wait: bool, poll_seconds: float, timeout: float, dry_run: bool,
-    data_dir: Path | None, log_path: Path,
-) -> None:
-    """Validate FILE and submit it to Kaggle through the official client; log it once Kaggle lists it.
-
-    Exit codes: 2 invalid file, 3 no credentials, 4 401, 5 403 (rules not accepted), 6 404, 7 429, 8 5xx,
-    9 upload failed, 10 no submissions left, 11 not confirmed, 12 scored ERROR, 13 --wait timed out,
-    14 network, 15 other HTTP error.
-    """
-    submit(file, message, competition, wait=wait, poll_seconds=poll_seconds, timeout=timeout, data_dir=data_dir,
-           dry_run=dry_run, log_path=log_path)
-
-
-@click.command("download")
-@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: _check_slug(v),
-              help="Competition slug (the URL's kaggle.com/c/<slug>).")
-@click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to fill with train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/ (required "
-              "unless --list).")
-@click.option("--file", "files", multiple=True,
-              help="Download only this data file (repeatable), e.g. the three CSVs to use with precomputed spectrograms.")
-@click.option("--keep-zip", is_flag=True, help=f"Keep the downloaded archive in TO/{_STAGING}/ after extraction.")
-@click.option("--list", "list_only", is_flag=True, help="List the competition's data files and sizes; download nothing.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-@cli_errors
-def download_cmd(
-    competition: str, to: Path | None, files: tuple[str, ...], keep_zip: bool, list_only: bool, no_progress: bool
-) -> None:
-    """Download and unpack the competition data through the official Kaggle client, resumably.
-
-    Run it again after an interruption: the client resumes the archive, and files already extracted are kept.
-    """
-    if list_only:
-        listed = list_data_files(competition)
-        for name, size in listed:
-            click.echo(f"{size:>14,d}  {name}")
-        click.echo(f"{len(listed)} file(s), {sum(s for _, s in listed):,d} bytes")
-        return
-    if to is None:
-        raise click.UsageError("--to DIR is required (the folder to fill)")
-    download(competition, to, files=files, keep_zip=keep_zip, progress=not no_progress)

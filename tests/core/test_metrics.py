@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sklearn.metrics import average_precision_score, label_ranking_average_precision_score
 
-from rfcx_kit.core.metrics import lwlrap, lwlrap_per_class, per_species_ap, precision_recall, score_cmd
+from rfcx_kit.app.data import score_cmd
+from rfcx_kit.core.metrics import lwlrap, lwlrap_per_class, per_species_ap, precision_recall
 from rfcx_kit.core.species import SPECIES_COLUMNS
 
 SHARED = Path("/work/shared/data/rfcx")

@@ -21,7 +21,8 @@ import rfcx_kit.data.features as features
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.core.config import FeatureConfig
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.data.features import FeatureStore, LogMel, build_cache, features_cmd, logmel, mel_bin_of, resolve_store
+from rfcx_kit.app.data import features_cmd
+from rfcx_kit.data.features import FeatureStore, LogMel, build_cache, logmel, mel_bin_of, resolve_store
 from rfcx_kit.data.reader import read_competition
 
 LIBROSA_TOLERANCE_DB = 1e-3  # measured max |torch - librosa| is ~2.5e-5 to 4e-5 dB on these signals

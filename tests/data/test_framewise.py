@@ -8,7 +8,7 @@ import pytest
 from conftest import RFCX_DATA, requires_shared
 
 from rfcx_kit.data.framewise import FramewiseLabels, box_frames, reduce_window_labels, window_labels_from_grid
-from rfcx_kit.data.window import window_positions
+from rfcx_kit.core.grid import window_positions
 
 def centre(f: float) -> float:
     """Time (s) of frame f's centre: frames are 512 / 32000 = 16 ms apart, frame 0 at 0 s."""

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from rfcx_kit.app.data import validate_cmd
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.species import SPECIES_COLUMNS, competition_test_ids
 from rfcx_kit.data.submission import (
@@ -16,7 +17,6 @@ from rfcx_kit.data.submission import (
     PROBABILITY,
     detect_scale,
     read_expected_ids,
-    validate_cmd,
     validate_submission,
     write_submission,
 )

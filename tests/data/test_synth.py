@@ -19,7 +19,7 @@ from rfcx_kit.data.reader import read_competition
 from rfcx_kit.core.species import BOX_COLUMNS, N_SPECIES, SPECIES_COLUMNS, species_table
 from rfcx_kit.data.synth import calls as C
 from rfcx_kit.data.synth.baseline import baseline_lwlrap
-from rfcx_kit.data.synth.cli import synth_cmd
+from rfcx_kit.app.synth import synth_cmd
 from rfcx_kit.data.synth.scene import (REAL_FP_ROWS, REAL_TP_ROWS, SynthConfig, label_counts, plan_dataset,
                                   recording_ids)
 from rfcx_kit.data.synth.writer import (CALL_COLUMNS, NPY_RATE, RENDER_COLUMNS, npy_features, render_recording,

@@ -12,14 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rfcx_kit.data.window import (
-    merge_windows,
-    split_windows,
-    stitch_windows,
-    stitched_max,
-    window_positions,
-    windows_cmd,
-)
+from rfcx_kit.app.data import windows_cmd
+from rfcx_kit.core.grid import window_positions
+from rfcx_kit.data.window import merge_windows, split_windows, stitch_windows, stitched_max
 
 POST_LIST = [[0, 512], [463, 975], [926, 1438], [1389, 1901], [1852, 2364], [2315, 2827], [2778, 3290], [3241, 3753]]
 

@@ -29,7 +29,7 @@ from rfcx_kit.method.pseudo import (
     to_prob,
 )
 from rfcx_kit.core.species import SPECIES_COLUMNS
-from rfcx_kit.data.window import window_positions
+from rfcx_kit.core.grid import window_positions
 
 from conftest import SHARED  # noqa: E402 - conftest is the one place that knows where ../shared is
 RFCX = SHARED / "data" / "rfcx"

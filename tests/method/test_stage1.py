@@ -23,7 +23,8 @@ from rfcx_kit.commands import stage1_cmd
 from rfcx_kit.method.run import load_checkpoint
 from rfcx_kit.method.stage1 import prepare_run, run_stage1
 from rfcx_kit.method.train import train_fold
-from rfcx_kit.data.window import split_windows, window_positions
+from rfcx_kit.core.grid import window_positions
+from rfcx_kit.data.window import split_windows
 
 from tiny import make_tiny, tiny_overrides
 

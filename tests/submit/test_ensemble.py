@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from scipy.stats import rankdata
 
+from rfcx_kit.app.submit import ensemble_cmd
 from rfcx_kit.submit.ensemble import (
-    ensemble_cmd,
     parse_with,
     prior_scale,
     resolve_stage,

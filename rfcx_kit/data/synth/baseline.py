@@ -21,7 +21,7 @@ import pandas as pd
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.io import json_text
 from rfcx_kit.core.metrics import lwlrap
-from rfcx_kit.core.species import N_SPECIES, SPECIES_COLUMNS
+from rfcx_kit.core.species import SPECIES_COLUMNS
 
 PERCENTILES = (50, 90, 99)
 
@@ -65,7 +65,7 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, c:
     scaler = StandardScaler().fit(x_train)
     a, b = scaler.transform(x_train), scaler.transform(x_test)
     scores = np.tile(y_train.mean(axis=0), (len(x_test), 1)).astype(np.float64)
-    for k in range(N_SPECIES):
+    for k in range(len(SPECIES_COLUMNS)):
         if 0 < y_train[:, k].sum() < len(y_train):
             model = LogisticRegression(C=c, max_iter=2000).fit(a, y_train[:, k])
             scores[:, k] = model.predict_proba(b)[:, 1]

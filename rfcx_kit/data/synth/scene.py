@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError
-from rfcx_kit.core.species import N_SPECIES, species_table
+from rfcx_kit.core.species import species_table
 from rfcx_kit.data.synth.calls import CALLS_PER_MINUTE, CONFUSER_KINDS, band_of, draw_duration, songtypes_of
 
 SPLITS = ("train", "test")
@@ -44,6 +44,7 @@ REAL_TRAIN = 4727
 REAL_TP_RECORDINGS, REAL_TP_ROWS = 1132, 1216
 REAL_FP_RECORDINGS, REAL_FP_ROWS = 3958, 7781
 UNLABELLED_CONFUSERS = 0.5  # per recording, on top of the labelled ones
+N_CALLERS = len(species_table())  # the competition's species, each with its call shape (calls.py)
 MIN_SECONDS, MAX_SECONDS = 10.0, 60.0
 
 EVENT_COLUMNS = ["split", "recording_id", "index", "event", "species_id", "songtype_id", "kind", "variant",
@@ -143,7 +144,7 @@ class Plan:
         """``(n_recordings, 24)`` int8: 1 where the species truly calls in the recording."""
         ids = self.ids(split)
         calls = self.events[(self.events["split"] == split) & (self.events["kind"] == "call")]
-        out = np.zeros((len(ids), N_SPECIES), dtype=np.int8)
+        out = np.zeros((len(ids), N_CALLERS), dtype=np.int8)
         out[calls["index"].to_numpy(), calls["species_id"].to_numpy()] = 1
         return out
 
@@ -281,13 +282,13 @@ def plan_recording(cfg: SynthConfig, split: str, index: int, recording_id: str, 
     """
     prevalence, fp_weights = _species_weights()
     if cfg.prevalence is not None:
-        prevalence = np.full(N_SPECIES, cfg.prevalence)
+        prevalence = np.full(N_CALLERS, cfg.prevalence)
     rng = rng_for(cfg.seed, SPLITS.index(split), index + 1, STREAM_PLAN)
     seconds = cfg.seconds
-    present = rng.random(N_SPECIES) < prevalence
+    present = rng.random(N_CALLERS) < prevalence
     present[tp_species] = True
     events: list[dict] = []
-    taken: dict[int, list[tuple[float, float]]] = {s: [] for s in range(N_SPECIES)}
+    taken: dict[int, list[tuple[float, float]]] = {s: [] for s in range(N_CALLERS)}
 
     def add(species: int, songtype: int, kind: str, variant: str, start: float, duration: float, snr_db: float,
             labelled: str) -> None:
@@ -329,7 +330,7 @@ def plan_recording(cfg: SynthConfig, split: str, index: int, recording_id: str, 
     p_fp[tp_species] = 0.0
     # Labelled confusers: distinct species, weighted by the real FP counts; one that finds no free slot
     # (its own species calls all over a short recording) gives way to the next candidate.
-    candidates = rng.choice(N_SPECIES, size=int(np.count_nonzero(p_fp)), replace=False, p=p_fp / p_fp.sum())
+    candidates = rng.choice(N_CALLERS, size=int(np.count_nonzero(p_fp)), replace=False, p=p_fp / p_fp.sum())
     placed = 0
     for species in candidates:
         if placed == n_fp:
@@ -337,7 +338,7 @@ def plan_recording(cfg: SynthConfig, split: str, index: int, recording_id: str, 
         placed += add_confuser(int(species), "fp")
     if placed < n_fp:
         raise RuntimeError(f"{recording_id}: no room for {n_fp} labelled confusers in {seconds:g} s")
-    for species in rng.choice(N_SPECIES, size=rng.poisson(n_confusers_mean), p=fp_weights / fp_weights.sum()):
+    for species in rng.choice(N_CALLERS, size=rng.poisson(n_confusers_mean), p=fp_weights / fp_weights.sum()):
         add_confuser(int(species), "none")  # unlabelled; dropped if there is no room
     return events
 
@@ -371,7 +372,7 @@ def plan_dataset(cfg: SynthConfig) -> Plan:
     tp_species: dict[int, list[int]] = {int(i): [] for i in range(n)}
     if cfg.tp_share is None:
         per_species = apportion(counts["tp_rows"], table["tp_rows"].to_numpy(dtype=np.float64), rng)
-        species_rows = rng.permutation(np.repeat(np.arange(N_SPECIES), per_species))
+        species_rows = rng.permutation(np.repeat(np.arange(N_CALLERS), per_species))
         for rec, species in zip(tp_recs, species_rows[: tp_recs.size]):
             tp_species[int(rec)].append(int(species))
         for species in species_rows[tp_recs.size :]:  # extra TP rows: a second species in a TP recording

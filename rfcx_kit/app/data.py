@@ -1,0 +1,171 @@
+"""`rfcx-kit features`, `windows`, `validate` and `score`: the data's commands, over ``data/`` and ``core/metrics``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from rfcx_kit.core.config import FeatureConfig, load_config
+from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.grid import window_positions
+from rfcx_kit.core.metrics import read_aligned, lwlrap, lwlrap_per_class, per_species_ap, precision_recall
+from rfcx_kit.core.options import JOBS, at_least, finite
+from rfcx_kit.core.scale import PROBABILITY, detect_scale
+from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, Species, competition_test_ids
+from rfcx_kit.data.features import FeatureStore, build_cache, default_cache_dir
+from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.submission import read_expected_ids, validate_submission
+
+
+@click.command("features")
+@click.option("--data", "data", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Competition folder (train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/).")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the cache [default: DATA/features_cache].")
+@click.option("--split", "splits", type=click.Choice(["train", "test"]), multiple=True,
+              help="Only these splits (repeatable) [default: both].")
+@click.option("--n-jobs", type=JOBS, default=None, help="Parallel worker processes over files [default: all cores].")
+@click.option("--batch-size", type=at_least(1), default=None, help="Recordings per batched STFT in a worker [default: 1, fastest on CPU].")
+@click.option("--pipeline", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Recipe whose `features` section sets the parameters [default: the method post's].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set features.n_mels=64 (repeatable).")
+@cli_errors
+def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs: int | None,
+                 batch_size: int | None, pipeline: Path | None, overrides: tuple[str, ...]) -> None:
+    """Build the log-mel feature cache of a competition folder.
+
+    Validates the folder, then computes 128 x 3751 log-mel arrays (float16, memory-mappable) in parallel
+    over files with a progress bar. A killed build resumes: finished entries are not redone, and no
+    half-written entry is ever read. The precomputed-spectrogram layout needs no cache (it is only checked).
+    """
+    from rfcx_kit.data.check import CHECKED_NAME, check_arrays
+
+    cfg = load_config(pipeline, overrides).features
+    if batch_size is not None:  # its domain (>= 1) is the option's
+        cfg.batch_size = batch_size
+    splits = splits or ("train", "test")
+    comp = read_competition(data, require_test="test" in splits)
+    if comp.layout == "npy":
+        store = FeatureStore.open(comp, None, cfg)
+        paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
+        check_arrays(paths, cfg.n_mels, cfg.frames, None, progress=True)  # nothing is written into the data
+        click.echo(f"{data}: precomputed spectrogram layout ({len(comp.train_ids)} train, {len(comp.test_ids)} test), "
+                   "every array checked (dtype, shape, finite); no cache needed, arrays are memory-mapped directly.")
+        return
+    cache_dir = Path(cache or default_cache_dir(comp.root))
+    build_cache(comp, cache_dir, cfg, splits=splits, n_jobs=n_jobs)
+    store = FeatureStore.open(comp, cache_dir, cfg)
+    paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
+    check_arrays(paths, cfg.n_mels, cfg.frames, cache_dir / CHECKED_NAME, progress=True)
+    click.echo(f"feature cache ready: {cache_dir} ({len(comp.train_ids)} train, {len(comp.test_ids)} test; every "
+               "array checked)")
+
+
+@click.command("windows")
+@click.option("--frames", type=at_least(1), default=FeatureConfig(seconds=60.0).frames, show_default=True,
+              help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz; the demo grid's 1876 at hop 1024).")
+@click.option("--window", type=at_least(1), default=512, show_default=True, help="Frames per window.")
+@click.option("--cover", type=at_least(0), default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")
+@click.option("--n-windows", type=at_least(1), default=None, help="Number of windows (instead of, or with, --cover).")
+def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | None) -> None:
+    """Print the window layout as a JSON list of [start, end] frame pairs (as the method post prints it).
+
+    The last window may run past the end of the recording; it is zero-padded. Preview a setting before
+    training: `rfcx-kit windows --cover 256` gives the 14 windows the post's team used at test time.
+    """
+    if cover is None and n_windows is None:
+        cover = 49
+    try:
+        positions = window_positions(frames, window, cover, n_windows)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(json.dumps(positions, separators=(", ", ": ")))
+
+
+@click.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Competition folder: check the ids against DATA/sample_submission.csv. "
+    f"Default: the {len(competition_test_ids())} test ids of the real {COMPETITION} competition, shipped with rfcx-kit.",
+)
+@cli_errors
+def validate_cmd(file: Path, data_dir: Path | None) -> None:
+    """Check a submission CSV: header recording_id,s0..s23, exactly the expected recording ids (each once),
+    finite numbers. Prints one OK line, or one error line naming the first bad row and column (exit code 2)."""
+    if data_dir is not None:
+        expected: list[str] | None = read_expected_ids(data_dir)
+        source = f"the ids of {data_dir / 'sample_submission.csv'}"
+    else:
+        expected = None  # the shipped ids of the real competition
+        source = f"the real {COMPETITION} test ids"
+    frame = validate_submission(file, expected, ids_from=source)
+    values = frame[SPECIES_COLUMNS].to_numpy()
+    scale = detect_scale(values)
+    click.echo(
+        f"OK: {file}: {len(frame)} recordings x {len(SPECIES_COLUMNS)} species, exactly {source}; "
+        f"values in [{values.min():.4g}, {values.max():.4g}] "
+        + ("look like probabilities (all within [0, 1])" if scale == PROBABILITY else "are logits (outside [0, 1])")
+    )
+
+
+@click.command("score")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--truth",
+    "truth_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="0/1 labels in submission format (recording_id,s0..s23); every truth recording must be in FILE.",
+)
+@click.option(
+    "--threshold",
+    default=0.5,
+    show_default=True,
+    type=finite(),
+    help="A cell counts as predicted positive when its score is above this (use 0 for logits).",
+)
+@click.option("--per-species", is_flag=True, help="Also print each species' positives, AP and LWLRAP share.")
+@cli_errors
+def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool) -> None:
+    """LWLRAP, precision and recall of FILE (recording_id,s0..s23 scores) against --truth.
+
+    \b
+    LWLRAP ranks the species of each recording (scikit-learn's tie rule: tied scores share the worst
+    rank); recordings without a positive label drop out. Precision and recall are micro-averaged over all
+    (recording, species) cells at --threshold.
+    """
+    ids, truth, scores = read_aligned(file, truth_path)
+    if not truth.any():
+        # LWLRAP averages over positive labels: with none it is undefined, not a number to print
+        raise DataError(f"{truth_path}: no recording has a positive label, so LWLRAP is undefined")
+    if not ((scores >= 0) & (scores <= 1)).all() and threshold == 0.5:
+        click.echo("note: scores lie outside [0, 1] (logits?); precision/recall use --threshold 0.5 as given", err=True)
+    precision, recall = precision_recall(truth, scores, threshold)
+    n_positive_recordings = int(truth.any(axis=1).sum())
+    n_labels = int(truth.sum())
+    click.echo(f"recordings  {len(ids)} ({n_positive_recordings} with a positive label, {n_labels} labels)")
+    click.echo(f"LWLRAP      {lwlrap(truth, scores):.4f}")
+    click.echo(f"precision   {precision:.4f}  (score > {threshold:g})")
+    click.echo(f"recall      {recall:.4f}")
+    if per_species:
+        ap = per_species_ap(truth, scores)
+        per_class, weight = lwlrap_per_class(truth, scores)
+        table = pd.DataFrame(
+            {
+                "species": Species.numbered(truth.shape[1]).columns,
+                "positives": truth.sum(axis=0),
+                "AP": ap,
+                "lwlrap": per_class,
+                "weight": weight,
+            }
+        )
+        click.echo("")
+        click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))

@@ -1,0 +1,94 @@
+"""`rfcx-kit predict` and `export`: a trained stage on new recordings, or as ONNX graphs, over ``method/apply`` and
+``method/export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from rfcx_kit.core.errors import ConfigError, cli_errors
+from rfcx_kit.core.options import PROBABILITY, at_least
+from rfcx_kit.method.apply import SUFFIXES, load_models, predict_files
+from rfcx_kit.method.export import export_stage
+
+
+@click.command("predict")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory: predict with the fold models of one of its stages.")
+@click.option("--stage", default="kept", show_default=True,
+              help="Stage of the run: stage1, cycle1, ...; 'kept': the stage the re-labeling loop kept; 'latest': "
+                   "the highest finished cycle, else stage1.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A best.pt to predict with instead of --run (repeatable: the folds are averaged).")
+@click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
+              help=f"A recording or a folder of them (recursive; {', '.join(SUFFIXES)}). Repeatable.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="csv: the clip-level table in submission format, recording_id,s0..s{K-1}; raven: a folder of "
+                   "selection tables, OUT/{recording_id}.selections.txt.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "raven"]), default="csv", show_default=True,
+              help="csv: the clip table (a competition's format); raven: one Raven selection table per recording.")
+@click.option("--min-conf", type=PROBABILITY, default=0.5, show_default=True,
+              help="raven: keep the windows and species scoring at least this.")
+@click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
+@click.option("--threshold", type=PROBABILITY, default=None,
+              help="Keep only window rows scoring at least this in --windows (detections).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when there is one, else the CPU, as training), cpu, cuda or cuda:N.")
+@click.option("--batch", type=at_least(1), default=None,
+              help="Recordings decoded and predicted together [default: the run's predict.batch_recordings].")
+@click.option("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's].")
+@cli_errors
+def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], sources: tuple[Path, ...], out: Path,
+                fmt: str, min_conf: float, windows_out: Path | None, threshold: float | None, device: str,
+                batch: int | None, threads: int | None) -> None:
+    """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
+
+    Any sample rate and any length of at least one window; no CSVs or feature cache needed. A killed run resumes
+    (rerun the same command); an unreadable file is named, the others are still predicted, and the exit code is
+    non-zero.
+    """
+    from rfcx_kit.method.train import resolve_device
+
+    if threshold is not None and windows_out is None:
+        raise ConfigError("--threshold keeps detections in the --windows table: give --windows too")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    models = load_models(run_dir, stage, checkpoints, dev)
+    if fmt == "raven" and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: --format raven writes a folder of selection tables, and this is a file")
+    if fmt == "csv" and out.is_dir():
+        raise ConfigError(f"--out {out}: a folder; --format csv writes one table (give a file name)")
+    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, fmt=fmt, min_conf=min_conf)
+    where = f"stage {summary['stage']}, " if summary["stage"] else ""
+    click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"
+               + (f" ({summary['selections']} selections at >= {min_conf:g})" if fmt == "raven" else "")
+               + (f", {windows_out}" if windows_out else ""))
+
+
+@click.command("export")
+@click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory whose stage is exported.")
+@click.option("--stage", default="kept", show_default=True,
+              help="stage1, cycle1, ...; kept: the stage the re-labeling loop kept; latest: the highest finished cycle.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="best.pt files to export instead of --run (repeatable).")
+@click.option("--fold", type=at_least(0), default=None, help="Only this fold [default: every fold].")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the graphs.")
+@cli_errors
+def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], fold: int | None, fmt: str,
+               out: Path) -> None:
+    """Export a stage's fold models to ONNX (for CPU inference without torch, e.g. a Kaggle notebook).
+
+    Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
+    input and read its outputs.
+    """
+    info = export_stage(run_dir, stage, checkpoints, out, fold)
+    worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])
+    click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |difference| {worst:.1e})")
+    click.echo(json.dumps({g["file"]: g["sha256"][:12] for g in info["graphs"]}))
