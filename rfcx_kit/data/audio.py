@@ -10,11 +10,15 @@ import soundfile as sf
 import soxr
 
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.grid import rfcx_grid
+
+_RFCX = rfcx_grid()  # the defaults: the competition's recordings on the method post's grid (32 kHz, 60 s)
 
 log = logging.getLogger(__name__)
 
 
-def load_audio(path: str | Path, sample_rate: int = 32000, seconds: float | None = 60.0) -> tuple[np.ndarray, str]:
+def load_audio(path: str | Path, sample_rate: int = _RFCX.sample_rate, seconds: float | None = _RFCX.seconds
+               ) -> tuple[np.ndarray, str]:
     """Read ``path`` as float32 mono at ``sample_rate``, exactly ``seconds`` long (None: as long as it is).
 
     Returns:

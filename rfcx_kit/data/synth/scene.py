@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.grid import frames_of
 from rfcx_kit.core.species import species_table
 from rfcx_kit.data.synth.calls import CALLS_PER_MINUTE, CONFUSER_KINDS, band_of, draw_duration, songtypes_of
 
@@ -102,7 +103,7 @@ class SynthConfig:
     @property
     def frames(self) -> int:
         """Frames of an npy array: 1 + 60 s of 32 kHz samples // hop (3751 at hop 512, 1876 at hop 1024)."""
-        return 1 + int(60.0 * 32000) // self.hop_length
+        return frames_of(60.0, 32000, self.hop_length)
 
 
 # Presets of SynthConfig fields. `rfcx`: the competition's shape (the default; the GPU recipe's data). `demo`: a
