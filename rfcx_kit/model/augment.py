@@ -80,6 +80,9 @@ def spec_masks(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> tor
     return x.masked_fill(cells, 0.0)
 
 
+# Kept over timm.data.Mixup (1.0.31): its multi-label targets are lam-weighted (the partner's call at 0.51 on
+# average, not 1), it takes no loss weights, pairs i with M-1-i and refuses odd batches, leaves 51 % of lam below
+# 0.5, and draws from numpy's global RNG (a resumed run draws other mixes). Measured in benchmarks/handwritten.py.
 def mixup_plan(m: int, cfg: AugmentConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Which crop each crop is mixed with and how much of itself it keeps: ``(partner (M,) long, lam (M,))``.
 
