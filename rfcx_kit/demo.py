@@ -26,7 +26,7 @@ from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+DEFAULT_RECIPE = "demo"  # the shipped pipelines/demo.yaml, in a checkout or an installed package
 DEMO_TRAIN, DEMO_TEST = 300, 100  # recordings of the demo's synthetic set (docs/method-notes.md, section 9)
 
 
@@ -108,9 +108,9 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     from rfcx_kit.data.synth.scene import synth_config
     from rfcx_kit.data.synth.writer import write_dataset
 
-    recipe = recipe or DEFAULT_RECIPE
-    if not recipe.is_file():
-        raise RfcxError(f"demo recipe {recipe} not found: pass --pipeline pipelines/demo.yaml")
+    from rfcx_kit.core.recipes import resolve_recipe
+
+    recipe = resolve_recipe(recipe or DEFAULT_RECIPE)
     out = Path(out)
     if seconds != 60.0:  # the features must know the recordings' length
         overrides = (f"features.seconds={seconds}",) + tuple(overrides)
@@ -175,7 +175,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
         _done(t)
 
     t = _step(8, n, "report")
-    report = write_report(run_dir, log_path, out=out / "report.md")
+    report = write_report(run_dir, log_path, out=out / "report.md", name=f"{Path(out).resolve().name} (rfcx-kit demo, recipe {recipe.stem})")
     _done(t, str(report))
 
     table = relabel_table(run_dir)
@@ -184,7 +184,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     refs = table.set_index("stage")
     final = refs.loc[kept["stage"]]
     summary = {"seconds": round(time.time() - started, 1), "report": str(report), "submission": str(sub_path),
-               "seed": seed, "train_seed": load_config(recipe, overrides).train.seed, "profile": profile,
+               "recipe": recipe.name, "seed": seed, "train_seed": load_config(recipe, overrides).train.seed, "profile": profile,
                "labelled_calls": labelled, "planted_calls": planted, "labelled_share": labelled / max(1, planted),
                "prior": {"stage": "prior", "truth_test_lwlrap": prior},
                "stages": method.to_dict("records"),

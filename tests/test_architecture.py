@@ -200,3 +200,15 @@ def test_the_command_check_catches_what_it_should(source: str, expected: list[tu
 ])
 def test_the_species_count_check_catches_what_it_should(source: str, expected: list[str]) -> None:
     assert species_count_uses(PACKAGE / "method" / "probe.py", source) == expected
+
+
+OUTSIDE = re.compile(r"\.\./shared|\bnotes/[\w-]+\.md|reference/method-post\.md|data/rfcx/external")
+
+
+def test_no_docstring_or_comment_points_outside_the_repository() -> None:
+    """A user's clone has no ``../shared``: the package and pyproject name only files a clone has."""
+    files = [*sorted(PACKAGE.rglob("*.py")), REPO / "pyproject.toml"]
+    hits = [f"{path.relative_to(REPO)}:{n}: {line.strip()}" for path in files
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if OUTSIDE.search(line)]
+    assert not hits, "pointers to files outside the repository:\n" + "\n".join(hits)
+    assert OUTSIDE.search("see ../shared/notes/rfcx.md") and OUTSIDE.search("(notes/kaggle-api.md)")

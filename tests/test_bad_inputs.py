@@ -92,7 +92,7 @@ BAD_SETTINGS = [
     ("train.unlabeled_weight=-0.1", "train.unlabeled_weight"), ("relabel.max_pseudo_per_tp=-1", "max_pseudo_per_tp"),
     ("train.optimizer=rmsprop", "train.optimizer"), ("model.in_channels=2", "model.in_channels"),
     ("train.threads=0", "train.threads"), ("predict.batch_recordings=0", "predict.batch_recordings"),
-    ("relabel.votes=9", "relabel.votes"), ("relabel.pseudo_weight=0", "relabel.pseudo_weight"),
+    ("relabel={source: vote, votes: 9}", "relabel.votes"), ("relabel.pseudo_weight=0", "relabel.pseudo_weight"),
 ]
 
 

@@ -21,7 +21,7 @@ from rfcx_kit.cli import main
 # The grid of the recordings' own rate: 22,050 Hz, hop 512 (23 ms frames), windows of 256 frames (5.9 s) with 32
 # of cover; a tiny backbone and 2 epochs: this checks the plumbing, not what the model learns.
 OVERRIDES = ["features.sample_rate=22050", "features.fmax=11025", "features.n_mels=32", "windows.window=256",
-             "windows.cover=32", "model.backbone=mobilenetv3_small_050", "train.epochs=2", "train.folds=2",
+             "windows.cover=32", "model.backbone=mobilenetv3_small_050", "model.pretrained=false", "train.epochs=2", "train.folds=2",
              "relabel.votes=2", "train.batch_size=8", "train.threads=1", "predict.batch_recordings=4"]
 FRAME_S = 512 / RATE
 

@@ -81,6 +81,6 @@ def make_tiny(root: Path, n_train: int = 12, n_test: int = 4, seconds: float = 1
 
 def tiny_overrides(seconds: float = 10.0, epochs: int = 2, folds: int = 3, backbone: str = "mobilenetv3_small_050") -> tuple[str, ...]:
     """Overrides for a seconds-long CPU run on :func:`make_tiny` data."""
-    return (f"features.seconds={seconds}", f"model.backbone={backbone}", f"train.epochs={epochs}",
+    return (f"features.seconds={seconds}", f"model.backbone={backbone}", "model.pretrained=false", f"train.epochs={epochs}",
             f"train.folds={folds}", "relabel.votes=2", "train.batch_size=8", "predict.batch_recordings=4",
             "train.threads=1")

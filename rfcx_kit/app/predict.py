@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
@@ -14,6 +15,30 @@ from rfcx_kit.core.options import PROBABILITY, at_least
 from rfcx_kit.method.apply import SUFFIXES, load_models, predict_files
 from rfcx_kit.method.export import export_stage
 
+CHECKPOINT_HELP = ("best.pt files instead of --run: repeatable, or a shell glob (runs/r/cycle1/fold*/best.pt, "
+                   "quoted or not); the folds are averaged.")
+
+
+def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The checkpoints named by ``--checkpoint`` and the words after it.
+
+    An unquoted glob reaches the command already expanded (``--checkpoint f0/best.pt f1/best.pt``): click gives
+    the first to the option and the rest as arguments, gathered here. A quoted glob is expanded here, sorted.
+    """
+    if extra and not options:
+        raise ConfigError(f"unexpected argument {extra[0]}: checkpoints follow --checkpoint")
+    out: list[Path] = []
+    for path in (*options, *extra):
+        text = str(path)
+        if not path.exists() and glob.has_magic(text):
+            hits = sorted(glob.glob(text))
+            if not hits:
+                raise ConfigError(f"--checkpoint {text}: no file matches")
+            out += [Path(h) for h in hits]
+        else:
+            out.append(path)
+    return tuple(dict.fromkeys(out))  # one model per file, even when a glob and a name both give it
+
 
 @click.command("predict")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -22,7 +47,7 @@ from rfcx_kit.method.export import export_stage
               help="Stage of the run: stage1, cycle1, ...; 'kept': the stage the re-labeling loop kept; 'latest': "
                    "the highest finished cycle, else stage1.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="A best.pt to predict with instead of --run (repeatable: the folds are averaged).")
+              help=CHECKPOINT_HELP)
 @click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
               help=f"A recording or a folder of them (recursive; {', '.join(SUFFIXES)}). Repeatable.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
@@ -41,8 +66,10 @@ from rfcx_kit.method.export import export_stage
 @click.option("--batch", type=at_least(1), default=None,
               help="Recordings decoded and predicted together [default: the run's predict.batch_recordings].")
 @click.option("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's].")
+@click.argument("more_checkpoints", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @cli_errors
-def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], sources: tuple[Path, ...], out: Path,
+def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
+                sources: tuple[Path, ...], out: Path,
                 fmt: str, min_conf: float, windows_out: Path | None, threshold: float | None, device: str,
                 batch: int | None, threads: int | None) -> None:
     """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
@@ -57,6 +84,7 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
         raise ConfigError("--threshold keeps detections in the --windows table: give --windows too")
     if threads:
         torch.set_num_threads(threads)
+    checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
     dev = resolve_device(device)
     models = load_models(run_dir, stage, checkpoints, dev)
     if fmt == "raven" and out.exists() and not out.is_dir():
@@ -76,19 +104,21 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
 @click.option("--stage", default="kept", show_default=True,
               help="stage1, cycle1, ...; kept: the stage the re-labeling loop kept; latest: the highest finished cycle.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="best.pt files to export instead of --run (repeatable).")
+              help=CHECKPOINT_HELP)
 @click.option("--fold", type=at_least(0), default=None, help="Only this fold [default: every fold].")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the graphs.")
+@click.argument("more_checkpoints", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @cli_errors
-def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], fold: int | None, fmt: str,
+def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
+               fold: int | None, fmt: str,
                out: Path) -> None:
     """Export a stage's fold models to ONNX (for CPU inference without torch, e.g. a Kaggle notebook).
 
     Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
     input and read its outputs.
     """
-    info = export_stage(run_dir, stage, checkpoints, out, fold)
+    info = export_stage(run_dir, stage, checkpoint_paths(checkpoints, more_checkpoints), out, fold)
     worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])
     click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |difference| {worst:.1e})")
     click.echo(json.dumps({g["file"]: g["sha256"][:12] for g in info["graphs"]}))

@@ -25,7 +25,7 @@ __all__ = ["Config", "ConfigError", "load_config", "load_saved_config", "parse_o
 
 @dataclass
 class FeatureConfig:
-    """Log-mel parameters (notes/rfcx.md): a 60 s recording becomes exactly 128 x 3751 (the grid: ``core/grid.py``)."""
+    """Log-mel parameters (the competition's common front end): a 60 s recording becomes exactly 128 x 3751 (the grid: ``core/grid.py``)."""
 
     sample_rate: int = 32000
     n_fft: int = 2048
@@ -74,10 +74,13 @@ class WindowConfig:
 class ModelConfig:
     """SED model: a timm backbone without pooling, mean over frequency, frame and attention heads."""
 
-    backbone: str = "resnet18"
+    # The post's start: torchvision's original ImageNet resnet18 (timm's tag tv_in1k; plain `resnet18` is now timm's
+    # later a1_in1k weights). A run without a recipe starts where the post started, not from random weights.
+    backbone: str = "resnet18.tv_in1k"
     # true: timm's pretrained weights of the backbone's tag through the Hugging Face hub cache (HF_HUB_OFFLINE=1:
-    # the cache only; `rfcx-kit weights fetch` downloads ahead). The post started from ImageNet weights.
-    pretrained: bool = False
+    # the cache only, refused before anything is written when they are not there; `rfcx-kit weights fetch`
+    # downloads ahead). false: random weights (the demo's tiny backbone, trained from scratch).
+    pretrained: bool = True
     weights: str | None = None  # a local weights file (safetensors or state dict) instead of the hub
     in_channels: int = 3  # 3: the post's standardise -> 3-channel image; 1: a plain 1-channel input
     normalize: str = "post"  # "post" (standardise, min-max, ImageNet mean/std) or "standardize"
@@ -120,6 +123,13 @@ class TrainConfig:
     # An exponential moving average of the weights (timm's ModelEmaV3), updated every step; when set, the
     # average is what is validated, kept as best.pt and predicted with. None: off (the post).
     ema_decay: float | None = None
+    # Which weights a fold keeps as best.pt: best (the epoch with the best validation LWLRAP, as the post: the
+    # held-out fold then chooses the checkpoint it is scored with, so the CV is optimistic; the report says so)
+    # or last (the final epoch's: the held-out fold only scores, an unbiased CV).
+    select: str = "best"
+    # Experiment trackers fed per epoch (loss, LR, val LWLRAP per fold and stage) and per stage (config,
+    # provenance, CV table): any of tensorboard, mlflow, wandb, each through its own library (optional extras).
+    log_to: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -244,6 +254,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]  # `--set train.log_to=tensorboard`
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -322,9 +338,9 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
     """Defaults, then the recipe's differences, then ``--set`` overrides; validated and typed."""
     cfg = Config()
     if recipe is not None:
-        path = Path(recipe)
-        if not path.is_file():
-            raise ConfigError(f"recipe {path} does not exist")
+        from rfcx_kit.core.recipes import resolve_recipe
+
+        path = resolve_recipe(recipe)  # a file, or a shipped recipe's name (demo, pipelines/demo.yaml)
         try:
             data = read_yaml(path) or {}
         except ConfigError as exc:
@@ -376,6 +392,8 @@ _CHOICES = {
     "relabel.early_stop_metric": ("cv",),
     "relabel.window_score": ("framewise", "clipwise"),
     "relabel.select": ("cv", "last"),
+    "train.select": ("best", "last"),
+    "train.log_to": ("tensorboard", "mlflow", "wandb"),
     "augment.mixup_at": ("input", "features"),
 }
 
@@ -484,8 +502,11 @@ def validate_config(cfg: Config) -> None:
     for key, choices in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        for item in value if isinstance(value, list) else [value]:  # a list field: each of its items
+            if item not in choices:
+                raise ConfigError(f"{key}: {item!r} is not one of {', '.join(choices)}")
+        if isinstance(value, list) and len(set(value)) < len(value):
+            raise ConfigError(f"{key}: {value} names an entry twice")
     w = cfg.windows
     if w.cover is None and w.n_windows is None:
         raise ConfigError("windows: give cover or n_windows")
@@ -506,5 +527,6 @@ def validate_config(cfg: Config) -> None:
         if not 0 <= species < (top if top is not None else species + 1) or not 0.0 <= value <= 1.0:
             raise ConfigError(f"relabel.species_thresholds: {{{species}: {value}}} needs a species id"
                               + (f" 0..{top - 1}" if top is not None else " >= 0") + " and a threshold in [0, 1]")
-    if cfg.relabel.votes > cfg.train.folds:
-        raise ConfigError(f"relabel.votes ({cfg.relabel.votes}) exceeds train.folds ({cfg.train.folds})")
+    if cfg.relabel.source == "vote" and cfg.relabel.votes > cfg.train.folds:  # votes are unused with oof
+        raise ConfigError(f"relabel.votes ({cfg.relabel.votes}) exceeds train.folds ({cfg.train.folds}) "
+                          "with relabel.source: vote")

@@ -11,7 +11,7 @@ so every positive label weighs the same and recordings without a positive drop o
 Tie rule: **scikit-learn's**. Tied scores all get the worst (largest) rank of their tie group, so
 ``lwlrap(y, s) == label_ranking_average_precision_score(y, s, sample_weight=y.sum(1))``. The DCASE 2019
 reference breaks ties by sort order instead (``np.argsort(scores)[::-1]``: among tied scores, the later
-class ranks first); the two differ only where scores tie. Example (the one behind notes/rfcx.md's
+class ranks first); the two differ only where scores tie. Example (a Kaggle discussion's
 "0.444 vs 0.417"): truth ``[[0,1,0,0],[1,0,1,0]]`` with every score 0.5 gives 5/12 = 0.417 here
 (each positive ranked 4th) and 4/9 = 0.444 with the DCASE rule. The worst-rank rule cannot be gamed by
 ties: a constant prediction scores like the worst ordering of its tie group, not like a lucky one.

@@ -1,6 +1,6 @@
 """Log-mel features with torch, and the memory-mapped feature cache.
 
-Parameters (notes/rfcx.md): 32 kHz, n_fft 2048, hop 512, 128 slaney mels over 20-16000 Hz, power 2,
+Parameters (the competition's common front end, as in the method post): 32 kHz, n_fft 2048, hop 512, 128 slaney mels over 20-16000 Hz, power 2,
 power -> dB with ref 1, amin 1e-10, top_db 80 (per recording). A 60 s recording gives exactly 128 x 3751.
 The result equals librosa's ``melspectrogram`` + ``power_to_db`` (tested to 1e-3 dB), without librosa.
 
@@ -203,7 +203,8 @@ def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tu
                 rows.append(dict(split=split, recording_id=rid, path=f"{split}/{rid}.npy",
                              frames=read_header(target)[1][-1], status="cached"))
             else:
-                todo.append((split, rid, str(comp.path(split, rid)), str(target)))
+                # absolute: a reused worker process keeps the folder it started in, not the caller's
+                todo.append((split, rid, str(Path(comp.path(split, rid)).resolve()), str(target.resolve())))
     log.info("feature cache %s: %d entries present, %d to compute", cache, len(rows), len(todo))
     if todo:
         size = max(1, cfg.batch_size)

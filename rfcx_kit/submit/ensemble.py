@@ -22,7 +22,7 @@ Methods (``--method``), applied to every input, folds included:
 Scale of an input: detected by :func:`rfcx_kit.data.submission.detect_scale` (all values in [0, 1] =
 probabilities, else logits) unless declared with ``:prob`` / ``:logit`` after the weight.
 
-Prior scaling (off by default; notes/rfcx.md): for species s, multiply the odds of the final probability by
+Prior scaling (off by default; a top RFCX team's post-processing): for species s, multiply the odds of the final probability by
 ``(t_s / (1 - t_s)) / (q_s / (1 - q_s))`` where ``t_s`` is the test prevalence
 (``species_table()['test_prevalence']``, or ``--test-prior``) and ``q_s`` the train prior: the fraction of
 labelled train recordings (the TP∪FP recordings) with a TP box of species s, read from the data folder's

@@ -1,7 +1,7 @@
 """A stand-in for the Kaggle API on 127.0.0.1, for driving the REAL ``kaggle`` client in tests and the demo.
 
-Standard library only. It speaks the wire protocol of ``kaggle`` 2.2.x / ``kagglesdk`` 0.1.x
-(../shared/notes/kaggle-api.md): ``POST /api/v1/competitions.CompetitionApiService/<Method>`` with camelCase
+Standard library only. It speaks the wire protocol of ``kaggle`` 2.2.x / ``kagglesdk`` 0.1.x (as their own
+``kagglesdk/competitions`` services send it): ``POST /api/v1/competitions.CompetitionApiService/<Method>`` with camelCase
 JSON, the blob ``PUT`` of an upload, and ``302`` redirects to a ``.zip`` blob for data downloads.
 
 How the client reaches it: ``KAGGLE_API_ENVIRONMENT=LOCALHOST`` makes the client call ``http://localhost/api``;

@@ -18,11 +18,11 @@ RECIPE = REPO / "pipelines" / "method-post-resnet18.yaml"
 
 def test_defaults_reproduce_the_method_post():
     """Without a recipe the config is the post's stage 1: 512-frame windows with 49 frames of cover,
-    resnet18, Adam at 1e-3, cosine schedule, 50 epochs, framewise prediction, and the log-mel parameters of
-    notes/rfcx.md (32 kHz, n_fft 2048, hop 512, 128 mels, 20-16000 Hz, 3751 frames per 60 s)."""
+    the ImageNet resnet18 it started from, Adam at 1e-3, cosine schedule, 50 epochs, framewise prediction, and the
+    competition's common log-mel parameters (32 kHz, n_fft 2048, hop 512, 128 mels, 20-16000 Hz, 3751 frames per 60 s)."""
     cfg = load_config()
     assert (cfg.windows.window, cfg.windows.cover, cfg.windows.n_windows) == (512, 49, None)
-    assert cfg.model.backbone == "resnet18"
+    assert cfg.model.backbone == "resnet18.tv_in1k" and cfg.model.pretrained  # not random weights
     assert cfg.train.optimizer == "adam" and cfg.train.lr == 1e-3
     assert cfg.train.scheduler == "cosine" and cfg.train.epochs == 50
     assert cfg.predict.mode == "framewise"
@@ -159,3 +159,11 @@ def test_every_shipped_recipe_loads(recipe: Path) -> None:
     """A typo in any recipe under pipelines/ (unknown key, wrong type) fails here, not in a user's run."""
     cfg = load_config(recipe)
     assert cfg.name == recipe.stem
+
+
+def test_the_votes_rule_applies_only_where_votes_are_used():
+    """relabel.votes counts fold models agreeing (source: vote); out-of-fold pseudo-labels use none of them."""
+    assert load_config(None, ["train.folds=2"]).relabel.votes == 3  # oof: the default votes are unused
+    with pytest.raises(ConfigError, match=r"relabel.votes \(3\) exceeds train.folds \(2\) with relabel.source: vote"):
+        load_config(None, ["train.folds=2", "relabel.source=vote"])
+    assert load_config(None, ["train.folds=2", "relabel.source=vote", "relabel.votes=2"]).relabel.votes == 2

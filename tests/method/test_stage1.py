@@ -241,7 +241,7 @@ def test_stage1_command_writes_the_run_directory(tiny: Path, tmp_path: Path) -> 
     assert 0 < metrics["cv_lwlrap"] <= 1
     assert (tmp_path / "runs" / "cv_table.md").exists()
     saved = load_config(None)  # the resolved config holds the overrides
-    assert (run / "config.yaml").read_text().count("mobilenetv3_small_050") == 1 and saved.model.backbone == "resnet18"
+    assert (run / "config.yaml").read_text().count("mobilenetv3_small_050") == 1 and saved.model.backbone == "resnet18.tv_in1k"
     # a second stage1 into the same run refuses to overwrite it
     again = CliRunner().invoke(stage1_cmd, args)
     assert again.exit_code != 0 and "--resume" in again.output

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 import math
-import pickle
 import socket
 from pathlib import Path
 

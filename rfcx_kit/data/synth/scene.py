@@ -4,7 +4,7 @@ The plan is small metadata (no audio): one row per planted sound in :attr:`Plan.
 rendered from it later, recording by recording (``writer.py``), so everything a CSV needs is known
 before any audio exists and the labels cannot depend on how rendering is scheduled.
 
-How it mirrors the real data (figures from notes/rfcx.md, scaled to ``n_train``):
+How it mirrors the real data (figures from the competition's train_tp.csv and train_fp.csv, scaled to ``n_train``):
 
 * **Test presence** follows the estimated test prevalence of each species (s3 in ~92 % of recordings,
   ~3 species per recording); a present species calls ``1 + Poisson(rate * seconds / 60)`` times, at an
@@ -40,7 +40,7 @@ SPLITS = ("train", "test")
 # Random streams, so each decision has its own generator: (seed, split, recording + 1, stream[, event]).
 STREAM_GLOBAL, STREAM_PLAN, STREAM_BACKGROUND, STREAM_CALL, STREAM_LABELS = 0, 1, 2, 3, 4
 
-# The real train set (notes/rfcx.md).
+# The real train set (counted from the competition's train_tp.csv and train_fp.csv).
 REAL_TRAIN = 4727
 REAL_TP_RECORDINGS, REAL_TP_ROWS = 1132, 1216
 REAL_FP_RECORDINGS, REAL_FP_ROWS = 3958, 7781

@@ -223,7 +223,8 @@ def write_audio(plan: Plan, fmt: str, out: Path, n_jobs: int = 1, progress: bool
     rows: list[dict] = []
     # Tasks are made lazily and joblib dispatches only a few ahead, so memory stays flat in N.
     parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    for result in parallel(delayed(_write_chunk)(plan.config, fmt, out, part) for part in _chunks(_tasks(plan), chunk)):
+    # absolute: a reused worker process keeps the folder it started in, not the caller's
+    for result in parallel(delayed(_write_chunk)(plan.config, fmt, out.resolve(), part) for part in _chunks(_tasks(plan), chunk)):
         rows.extend(result)
         bar.update(len(result))
     bar.close()
