@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -37,9 +38,15 @@ def test_requires_python_matches_the_pins() -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("install")
+    source = work / "source"  # a copy of what the wheel is built from: a build leaves build/ beside its source
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        source.mkdir(exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    for name in ("rfcx_kit", "pipelines"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     wheels = work / "wheels"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=300, cwd=work)
+                            "-w", str(wheels), str(source)], capture_output=True, text=True, timeout=300, cwd=work)
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("rfcx_kit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
