@@ -32,6 +32,7 @@ from rfcx_kit.core.grid import Grid
 from rfcx_kit.method.run import (Run, build_model, check_inputs, data_fingerprint, load_context, load_prediction,
                                  write_provenance)
 from rfcx_kit.method.train import train_fold
+from rfcx_kit.method.tracking import check_trackers, log_stage, open_stage
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: 
     resolve_species(cfg, comp)
     check_run_start(run_dir, cfg, resume)
     check_model_settings(cfg)
+    check_trackers(cfg.train.log_to)
     if not len(comp.tp):
         raise DataError(f"{comp.root / 'train_tp.csv'}: no TP rows; stage 1 trains on the TP boxes")
     if comp.layout == "npy":
@@ -233,6 +235,7 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     atomic_write_csv(run.test_csv(stage), frame)
 
     metrics = stage_metrics(ctx, oof_clip, have, test_mean)
+    metrics.update(fold_spread(ctx, folds_done, oof_clip, tests))
     metrics.update({"stage": stage, "folds": folds_done, "window": cfg.windows.window,
                     "model": cfg.model.backbone, "run": run_dir.name})
     history = [pd.read_csv(run.fold_history(stage, k)).assign(fold=k) for k in folds_done]
@@ -240,7 +243,29 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     seconds = [json.loads(run.fold_done(stage, k).read_text())["seconds"] for k in folds_done]
     metrics["train_seconds"] = float(np.sum(seconds))
     atomic_write_json(run.metrics(stage), metrics)
+    log_stage(run.root, stage, cfg.train.log_to, metrics)
     return metrics
+
+
+def fold_spread(ctx: Any, folds: list[int], oof_clip: np.ndarray, tests: list[np.ndarray]) -> dict[str, list]:
+    """Each fold's own figures, for error bars: ``fold_cv_lwlrap`` (its held-out recordings vs their TP labels)
+    and, with truth, ``fold_truth_test_lwlrap`` (its model's test prediction vs the test truth).
+
+    Args:
+        oof_clip: ``(R, K)`` out-of-fold clip scores (NaN rows: folds not done).
+        tests: ``[(T, K)]`` the folds' test predictions, in the order of ``folds``.
+    """
+    fold_of = ctx.folds["fold"].to_numpy()
+    out: dict[str, list] = {"fold_cv_lwlrap": []}
+    for k in folds:
+        rows = np.flatnonzero(fold_of == k)
+        rows = rows[~np.isnan(oof_clip[rows]).any(axis=1)]
+        out["fold_cv_lwlrap"].append(lwlrap(ctx.tp_truth[rows], oof_clip[rows]))
+    truth = ctx.comp.truth_dir
+    if tests and truth is not None and (truth / "test_presence.csv").exists():
+        test_truth = _read_presence(truth / "test_presence.csv", ctx.comp.test_ids, ctx.species.columns)
+        out["fold_truth_test_lwlrap"] = [lwlrap(test_truth, t) for t in tests]
+    return out
 
 
 def _read_presence(path: Path, ids: list[str], columns: list[str]) -> np.ndarray:
@@ -288,6 +313,9 @@ def train_stage(run_dir: Path, stage: str, folds: list[int], backend: str, worke
                 resume: bool, init_from: dict[int, str] | None = None, progress: bool = True,
                 epochs: int | None = None) -> list[FoldResult]:
     """Train the given folds of a stage (in parallel where asked). Failures are reported per fold."""
+    log_to = load_context(run_dir).cfg.train.log_to
+    check_trackers(log_to)
+    open_stage(Path(run_dir), stage, log_to)  # the folds' MLflow runs nest under the stage's
     common = dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume, progress=progress, epochs=epochs)
     per_fold = {k: {"init_from": init_from.get(k)} for k in folds} if init_from else None
     return run_folds(train_fold, folds, common, backend, workers, scheduler, fold_kwargs=per_fold)

@@ -48,6 +48,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# Kept over timm's CosineLRScheduler (step_update, lr_min=0) for a weak reason: without warm-up (every pipeline)
+# it gives the same LRs to 2.7e-16 relative and bit-identical weights over 480 Adam steps, so ours only spares a
+# scheduler bound to an optimizer; with warm-up timm cannot match ours (its ramp starts at warmup_lr_init: up to
+# 5 % off). Measured in benchmarks/handwritten.py.
 def learning_rate(step: int, total_steps: int, base: float, scheduler: str, warmup_steps: int) -> float:
     """Linear warm-up, then cosine decay to 0 over the remaining steps (or constant)."""
     if warmup_steps and step < warmup_steps:
@@ -267,77 +271,92 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     from tqdm.auto import tqdm
 
     started = time.time()
-    for epoch in range(start_epoch, epochs):
-        epoch_start = time.time()
-        rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
-        items = probe if epoch == 0 and start_epoch == 0 else sample_epoch(ctx, stage, train_rows, rng, labels)
-        model.train()
-        losses = []
-        bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
-        batches = ((i, items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items)))))
-                   for i, lo in enumerate(range(0, len(items), cfg.train.batch_size)))
-        batch_seed = (seed, fold, _stage_seed(stage), epoch)
+    tracker = None
+    if cfg.train.log_to:
+        from rfcx_kit.method.tracking import FoldTracker
 
-        def make_input(numbered: tuple[int, Items]) -> torch.Tensor:
-            # Augmentation draws only from this batch's own generator: safe to run ahead in a thread.
-            i, batch = numbered
-            gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
-            x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
-                           cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen,
-                           ctx.train_frames)
-            return x.pin_memory() if cuda else x
+        tracker = FoldTracker(run.root, stage, fold, cfg.train.log_to, cfg.to_dict())
+    ok = False
+    try:
+        for epoch in range(start_epoch, epochs):
+            epoch_start = time.time()
+            rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
+            items = probe if epoch == 0 and start_epoch == 0 else sample_epoch(ctx, stage, train_rows, rng, labels)
+            model.train()
+            losses = []
+            bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
+                       disable=not progress, leave=False)
+            batches = ((i, items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items)))))
+                       for i, lo in enumerate(range(0, len(items), cfg.train.batch_size)))
+            batch_seed = (seed, fold, _stage_seed(stage), epoch)
 
-        prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
-        for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
-            plan = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
-            x = x.to(device, non_blocking=True)
-            if cuda and cfg.train.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            target = torch.from_numpy(batch.target).to(device)
-            weight = torch.from_numpy(batch.weight).to(device)
-            lr = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
-            loss = optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, masked, lr, plan)
-            step += 1
+            def make_input(numbered: tuple[int, Items]) -> torch.Tensor:
+                # Augmentation draws only from this batch's own generator: safe to run ahead in a thread.
+                i, batch = numbered
+                gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
+                x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
+                               cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen,
+                               ctx.train_frames)
+                return x.pin_memory() if cuda else x
+
+            prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
+            for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
+                plan = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
+                x = x.to(device, non_blocking=True)
+                if cuda and cfg.train.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                target = torch.from_numpy(batch.target).to(device)
+                weight = torch.from_numpy(batch.weight).to(device)
+                lr = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
+                loss = optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, masked, lr, plan)
+                step += 1
+                if ema is not None:
+                    ema.update(model, step=step)
+                losses.append(float(loss))
+                bar.update(len(batch))
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            bar.close()
+            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                                   "lr": optimizer.param_groups[0]["lr"]}
+            if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
+                pred = predict_split(eval_model, ctx, "train", val_rows, ctx.positions, device)
+                k = ctx.n_species
+                clipwise, weight = pred.clipwise, val_weight
+                if np.isnan(clipwise).any():  # windows past a recording's end: out of the loss
+                    weight = np.where(np.isnan(clipwise), np.float32(0), weight)
+                    clipwise = np.nan_to_num(clipwise)
+                with torch.no_grad():
+                    row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
+                                                  torch.from_numpy(val_target.reshape(-1, k)),
+                                                  torch.from_numpy(weight.reshape(-1, k)), cfg, masked))
+                row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], pred.clip(cfg.predict.mode))
+                score = row["val_lwlrap"] if np.isfinite(row["val_lwlrap"]) else -row["val_loss"]
+                # train.select: best keeps the epoch the held-out fold scores best (an optimistic CV); last keeps
+                # the final epoch, chosen without looking at the held-out fold.
+                if score > best_score if cfg.train.select == "best" else epoch + 1 == epochs:
+                    best_score, best_epoch = score, epoch + 1
+                    # the config rides along: a best.pt alone is enough to rebuild the model and predict
+                    save_checkpoint(best_path, {"model": _state(eval_model), "epoch": epoch, "score": score,
+                                                "config": cfg.to_dict()})
+            row["seconds"] = round(time.time() - epoch_start, 2)
+            history.append(row)
+            last = {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+                    "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
+                    "config": cfg.to_dict()}
             if ema is not None:
-                ema.update(model, step=step)
-            losses.append(float(loss))
-            bar.update(len(batch))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        bar.close()
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                               "lr": optimizer.param_groups[0]["lr"]}
-        if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
-            pred = predict_split(eval_model, ctx, "train", val_rows, ctx.positions, device)
-            k = ctx.n_species
-            clipwise, weight = pred.clipwise, val_weight
-            if np.isnan(clipwise).any():  # windows past a recording's end: out of the loss
-                weight = np.where(np.isnan(clipwise), np.float32(0), weight)
-                clipwise = np.nan_to_num(clipwise)
-            with torch.no_grad():
-                row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
-                                              torch.from_numpy(val_target.reshape(-1, k)),
-                                              torch.from_numpy(weight.reshape(-1, k)), cfg, masked))
-            row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], pred.clip(cfg.predict.mode))
-            score = row["val_lwlrap"] if np.isfinite(row["val_lwlrap"]) else -row["val_loss"]
-            if score > best_score:
-                best_score, best_epoch = score, epoch + 1
-                # the config rides along: a best.pt alone is enough to rebuild the model and predict
-                save_checkpoint(best_path, {"model": _state(eval_model), "epoch": epoch, "score": score,
-                                            "config": cfg.to_dict()})
-        row["seconds"] = round(time.time() - epoch_start, 2)
-        history.append(row)
-        last = {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
-                "config": cfg.to_dict()}
-        if ema is not None:
-            last["ema"] = _state(ema.module)
-        save_checkpoint(last_path, last)
-        atomic_write_csv(run.fold_history(stage, fold), pd.DataFrame(history))
-        log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, epochs,
-                 ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
+                last["ema"] = _state(ema.module)
+            save_checkpoint(last_path, last)
+            atomic_write_csv(run.fold_history(stage, fold), pd.DataFrame(history))
+            if tracker is not None:  # after the file: a tracker holds what history.csv holds
+                tracker.epoch(row)
+            log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, epochs,
+                     ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+        ok = True
+    finally:
+        if tracker is not None:
+            tracker.close(ok)
 
     model.load_state_dict(load_checkpoint(best_path)["model"])
     write_predictions(model, ctx, stage, fold, val_rows, device, all_train=cfg.relabel.source == "vote")

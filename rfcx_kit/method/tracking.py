@@ -1,0 +1,244 @@
+"""Experiment tracking: TensorBoard, MLflow and W&B (``train.log_to``), each through its own library.
+
+What they get is what the run's own files hold, so a tracker never disagrees with ``history.csv``:
+
+- per epoch, from the process that trains the fold: the ``history.csv`` row (train_loss, lr, val_loss,
+  val_lwlrap, seconds) at step = epoch, for that fold of that stage;
+- per stage, when the stage is collected: the resolved config, the provenance and the stage's CV metrics
+  (``metrics.json``: cv_lwlrap, precision, recall, truth_* where known, per-species AP).
+
+Where each writes (``RUN/tracking/``, beside the run's own files):
+
+- tensorboard: ``tensorboard/STAGE/foldK`` (a TensorBoard run per fold) and ``tensorboard/STAGE/summary``;
+  ``tensorboard --logdir RUN/tracking/tensorboard``.
+- mlflow: ``$MLFLOW_TRACKING_URI``, else a local file store ``mlruns/``; the experiment is the run's name. One
+  MLflow run per stage (config as params, provenance as tags, the CV metrics and ``metrics.json``) with a
+  nested run per fold (its epochs). ``mlflow ui --backend-store-uri RUN/tracking/mlruns``.
+- wandb: ``wandb/``; project ``$WANDB_PROJECT`` (default rfcx-kit), a W&B run per fold and one per stage's
+  summary, grouped as ``RUN/STAGE``. ``WANDB_MODE=offline`` keeps everything on disk (``wandb sync`` later).
+
+The libraries are optional extras (``pip install 'rfcx-kit[tracking]'``); a run asking for a missing one is
+refused before anything is written (``check_trackers``). A resumed fold goes on logging into its own run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.method.run import Run
+
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+# the module each tracker needs, and the extra that installs it
+_NEEDS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
+          "wandb": ("wandb", "wandb")}
+MLFLOW_ID = "mlflow_run_id.txt"  # in a stage folder (the stage's run) and in a fold folder (the fold's)
+
+
+def check_trackers(names: list[str]) -> None:
+    """Refuse ``train.log_to`` naming a tracker whose library is not installed (one line naming the extra)."""
+    for name in names:
+        module, extra = _NEEDS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"train.log_to: {name} needs the {module} package: pip install 'rfcx-kit[{extra}]'")
+
+
+def tracking_dir(run: Run) -> Path:
+    return run.root / "tracking"
+
+
+def scalars(row: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a row (an epoch without validation has no val_* to log)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": "0.001"}`` (MLflow params and tags are strings)."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)[:5000]
+    return out
+
+
+# -- MLflow --------------------------------------------------------------------------------------------------
+
+def _mlflow_client(run: Run):  # noqa: ANN202 - an MlflowClient
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        store = tracking_dir(run) / "mlruns"
+        store.mkdir(parents=True, exist_ok=True)
+        uri = store.resolve().as_uri()
+        # MLflow 3 keeps its file store for local use behind this switch (a database store needs a server or
+        # SQLAlchemy); the switch only concerns the file store this run owns.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _mlflow_experiment(client, name: str) -> str:  # noqa: ANN001
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else client.create_experiment(name)
+
+
+def _mlflow_run(client, run: Run, id_file: Path, name: str, tags: dict[str, str]) -> str:  # noqa: ANN001
+    """The MLflow run recorded in ``id_file``, else a new one (recorded there): a resumed stage or fold logs on
+    into the run it started."""
+    if id_file.is_file():
+        run_id = id_file.read_text().strip()
+        try:
+            client.get_run(run_id)
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        except Exception:  # noqa: BLE001 - a store that lost it (another tracking URI): start a new run
+            pass
+    experiment = _mlflow_experiment(client, run.root.name)
+    run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
+    from rfcx_kit.core.io import atomic_write_text
+
+    atomic_write_text(id_file, run_id + "\n")
+    return run_id
+
+
+def open_stage(run_dir: Path, stage: str, names: list[str]) -> None:
+    """Before a stage's folds train: its MLflow run exists, so that the folds' runs nest under it."""
+    if "mlflow" not in names:
+        return
+    run = Run(run_dir)
+    run.stage(stage).mkdir(parents=True, exist_ok=True)
+    client = _mlflow_client(run)
+    _mlflow_run(client, run, run.stage(stage) / MLFLOW_ID, f"{run.root.name}/{stage}",
+                {"rfcx.run": run.root.name, "rfcx.stage": stage})
+
+
+# -- per fold ------------------------------------------------------------------------------------------------
+
+class FoldTracker:
+    """The trackers of one fold of one stage: ``epoch(row)`` after each history row is written."""
+
+    def __init__(self, run_dir: Path, stage: str, fold: int, names: list[str], config: dict[str, Any]) -> None:
+        self.run, self.stage, self.fold, self.names = Run(run_dir), stage, fold, list(names)
+        self._tb = self._mlflow = self._wandb = None
+        label = f"{self.run.root.name}/{stage}/fold{fold}"
+        if "tensorboard" in names:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(tracking_dir(self.run) / "tensorboard" / stage / f"fold{fold}"))
+        if "mlflow" in names:
+            client = _mlflow_client(self.run)
+            stage_file = self.run.stage(stage) / MLFLOW_ID
+            if not stage_file.is_file():  # a fold trained on its own (train_fold called directly)
+                open_stage(run_dir, stage, names)
+            tags = {"rfcx.run": self.run.root.name, "rfcx.stage": stage, "rfcx.fold": str(fold),
+                    "mlflow.parentRunId": stage_file.read_text().strip()}
+            self._mlflow = (client, _mlflow_run(client, self.run, self.run.fold(stage, fold) / MLFLOW_ID, label, tags))
+        if "wandb" in names:
+            self._wandb = _wandb_init(self.run, stage, label, "fold", config)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        """Log one ``history.csv`` row at step = its epoch."""
+        step, values = int(row["epoch"]), scalars({k: v for k, v in row.items() if k != "epoch"})
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(key, value, step)
+            self._tb.flush()  # a killed fold keeps what it logged
+        if self._mlflow is not None:
+            from mlflow.entities import Metric
+
+            client, run_id = self._mlflow
+            now = _now_ms()
+            client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+        if self._wandb is not None:
+            self._wandb.log(values, step=step)
+
+    def close(self, ok: bool = True) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._mlflow is not None:
+            client, run_id = self._mlflow
+            client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
+        if self._wandb is not None:
+            self._wandb.finish(exit_code=0 if ok else 1)
+
+
+# -- per stage -----------------------------------------------------------------------------------------------
+
+def log_stage(run_dir: Path, stage: str, names: list[str], metrics: dict[str, Any]) -> None:
+    """A collected stage: its config, provenance and CV metrics to each tracker."""
+    if not names:
+        return
+    run = Run(run_dir)
+    import yaml
+
+    config = yaml.safe_load(run.config.read_text())
+    provenance = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {}
+    values = scalars(metrics)
+    per_species = metrics.get("per_species_ap") or []
+    if "tensorboard" in names:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=str(tracking_dir(run) / "tensorboard" / stage / "summary")) as writer:
+            writer.add_text("config", "```yaml\n" + run.config.read_text() + "```", 0)
+            writer.add_text("provenance", "```json\n" + json.dumps(provenance, indent=1) + "\n```", 0)
+            for key, value in values.items():
+                writer.add_scalar(f"cv/{key}", value, 0)
+            for i, ap in enumerate(per_species):
+                if ap is not None and math.isfinite(ap):
+                    writer.add_scalar("cv/per_species_ap", ap, i)
+    if "mlflow" in names:
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = _mlflow_client(run)
+        run_id = _mlflow_run(client, run, run.stage(stage) / MLFLOW_ID, f"{run.root.name}/{stage}",
+                             {"rfcx.run": run.root.name, "rfcx.stage": stage})
+        params = [Param(k, v) for k, v in flat(config).items()]
+        logged = client.get_run(run_id).data.params  # a param is written once: a resumed stage keeps its own
+        params = [p for p in params if p.key not in logged]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, params=params[i:i + 100])
+        client.log_batch(run_id, tags=[RunTag(f"provenance.{k}", v) for k, v in flat(provenance).items()])
+        now = _now_ms()
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+        client.log_artifact(run_id, str(run.metrics(stage)))
+        client.log_artifact(run_id, str(run.history(stage)))
+        client.set_terminated(run_id, status="FINISHED")
+    if "wandb" in names:
+        wrun = _wandb_init(run, stage, f"{run.root.name}/{stage}", "summary", config)
+        wrun.summary.update({f"cv/{k}": v for k, v in values.items()})
+        wrun.config.update({"provenance": provenance}, allow_val_change=True)
+        if per_species:
+            import wandb
+
+            wrun.log({"per_species_ap": wandb.Table(columns=["species", "ap"],
+                                                    data=[[i, ap] for i, ap in enumerate(per_species)])})
+        wrun.finish()
+
+
+def _wandb_init(run: Run, stage: str, name: str, job: str, config: dict[str, Any]):  # noqa: ANN202 - a wandb Run
+    import wandb
+
+    where = tracking_dir(run)
+    where.mkdir(parents=True, exist_ok=True)
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "rfcx-kit"), group=f"{run.root.name}/{stage}",
+                      name=name, job_type=job, dir=str(where), config=config, reinit="create_new",
+                      settings=wandb.Settings(console="off", silent=True))
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)

@@ -1,0 +1,116 @@
+"""Experiment tracking: a tiny stage 1 with train.log_to, read back through each library's own reader."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.method import tracking
+from rfcx_kit.method.run import Run
+from rfcx_kit.method.stage1 import run_stage1
+from tiny import make_tiny, tiny_overrides
+
+KEYS = ("train_loss", "lr", "val_loss", "val_lwlrap")
+
+
+def _finite(frame: pd.DataFrame, key: str) -> dict[int, float]:
+    return {int(e): float(v) for e, v in zip(frame["epoch"], frame[key]) if math.isfinite(v)}
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("tensorboard", reason="the tracking extra (tensorboard) is not installed")
+    pytest.importorskip("mlflow", reason="the tracking extra (mlflow) is not installed")
+    root = tmp_path_factory.mktemp("tracking")
+    data = make_tiny(root / "data", n_train=9, n_test=2)
+    run_dir = root / "run"
+    run_stage1(data, run_dir, overrides=tiny_overrides(epochs=2, folds=2) + (
+        "train.log_to=[tensorboard, mlflow]", "train.val_every=2"), progress=False)
+    return run_dir
+
+
+def test_tensorboard_events_equal_history(tracked: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history = pd.read_csv(Run(tracked).history("stage1"))
+    for fold, part in history.groupby("fold"):
+        events = EventAccumulator(str(tracked / "tracking" / "tensorboard" / "stage1" / f"fold{fold}"))
+        events.Reload()
+        for key in KEYS:
+            logged = {e.step: e.value for e in events.Scalars(key)}
+            want = _finite(part, key)
+            assert logged.keys() == want.keys(), (fold, key)  # val_* only where validation ran (epoch 2)
+            assert all(logged[s] == pytest.approx(want[s], rel=1e-6) for s in want), (fold, key)
+    summary = EventAccumulator(str(tracked / "tracking" / "tensorboard" / "stage1" / "summary"))
+    summary.Reload()
+    metrics = pd.read_json(Run(tracked).metrics("stage1"), typ="series")
+    assert summary.Scalars("cv/cv_lwlrap")[0].value == pytest.approx(metrics["cv_lwlrap"], rel=1e-6)
+
+
+def test_mlflow_run_metrics_equal_history(tracked: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    run = Run(tracked)
+    client = MlflowClient((tracked / "tracking" / "mlruns").resolve().as_uri())
+    stage_id = (run.stage("stage1") / tracking.MLFLOW_ID).read_text().strip()
+    history = pd.read_csv(run.history("stage1"))
+    for fold, part in history.groupby("fold"):
+        fold_id = (run.fold("stage1", fold) / tracking.MLFLOW_ID).read_text().strip()
+        fold_run = client.get_run(fold_id)
+        assert fold_run.data.tags["mlflow.parentRunId"] == stage_id
+        assert fold_run.info.status == "FINISHED"
+        for key in KEYS:
+            logged = {m.step: m.value for m in client.get_metric_history(fold_id, key)}
+            want = _finite(part, key)
+            assert logged.keys() == want.keys(), (fold, key)
+            assert all(logged[s] == pytest.approx(want[s], rel=1e-12) for s in want), (fold, key)
+    stage = client.get_run(stage_id)
+    metrics = pd.read_json(run.metrics("stage1"), typ="series")
+    assert stage.data.metrics["cv_lwlrap"] == pytest.approx(metrics["cv_lwlrap"], rel=1e-12)
+    assert stage.data.params["train.folds"] == "2" and stage.data.params["train.epochs"] == "2"
+    assert "provenance.torch" in stage.data.tags or any(k.startswith("provenance.") for k in stage.data.tags)
+    experiment = client.get_experiment(stage.info.experiment_id)
+    assert experiment.name == tracked.name
+
+
+def test_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """W&B in its offline mode: a fold's epochs land in a local run folder, nothing reaches the network."""
+    pytest.importorskip("wandb", reason="the tracking extra (wandb) is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = tmp_path / "run"
+    Run(run_dir).stage("stage1").mkdir(parents=True)
+    tracker = tracking.FoldTracker(run_dir, "stage1", 0, ["wandb"], {"train": {"epochs": 2}})
+    rows = [{"epoch": 1, "train_loss": 0.7, "lr": 1e-3}, {"epoch": 2, "train_loss": 0.5, "lr": 5e-4,
+                                                           "val_lwlrap": 0.4}]
+    for row in rows:
+        tracker.epoch(row)
+    tracker.close()
+    runs = list((run_dir / "tracking" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb")), runs
+
+
+def test_missing_library_is_refused_before_anything_is_written(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tracking.importlib.util.find_spec
+    monkeypatch.setattr(tracking.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    data = make_tiny(tmp_path / "data", n_train=6, n_test=2)
+    with pytest.raises(ConfigError, match=r"train.log_to: wandb needs the wandb package: pip install 'rfcx-kit\[wandb\]'"):
+        run_stage1(data, tmp_path / "run", overrides=tiny_overrides(epochs=1, folds=2) + ("train.log_to=wandb",),
+                   progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_log_to_is_checked_as_a_list_of_known_trackers() -> None:
+    from rfcx_kit.core.config import load_config
+
+    assert load_config(None, ["train.log_to=tensorboard"]).train.log_to == ["tensorboard"]
+    with pytest.raises(ConfigError, match="train.log_to: 'neptune' is not one of tensorboard, mlflow, wandb"):
+        load_config(None, ["train.log_to=[tensorboard, neptune]"])
+    with pytest.raises(ConfigError, match="names an entry twice"):
+        load_config(None, ["train.log_to=[mlflow, mlflow]"])
