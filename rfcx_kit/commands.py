@@ -1,9 +1,8 @@
-"""The method's training commands, ``rfcx-kit stage1`` and ``rfcx-kit relabel``: each runs its step
-(:mod:`rfcx_kit.method`), then writes the reports (:mod:`rfcx_kit.report`).
+"""The method's training commands, ``rfcx-kit stage1`` and ``rfcx-kit relabel``: options in, :mod:`rfcx_kit.api`'s
+``stage1`` / ``relabel`` (the step, then its reports), figures out.
 
-They live here, above both, so that the method never imports the reporting that comes after it in the data
-flow (docs/architecture.md). Library users call ``run_stage1`` / ``run_relabel`` and then
-``write_cv_tables`` / ``write_relabel_report`` (or ``write_report``) themselves.
+They live here, above the method and the reports, so that the method never imports the reporting that comes
+after it in the data flow (docs/architecture.md). Library users call :mod:`rfcx_kit.api` (docs/api.md).
 """
 
 from __future__ import annotations
@@ -13,11 +12,8 @@ from pathlib import Path
 import click
 import yaml
 
-from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError, cli_errors
-from rfcx_kit.method.cycle import run_relabel
-from rfcx_kit.method.run import Run
-from rfcx_kit.method.stage1 import format_metrics, run_stage1
-from rfcx_kit.report.markdown import write_cv_tables, write_relabel_report
+from rfcx_kit.core.errors import cli_errors
+from rfcx_kit.method.stage1 import format_metrics
 from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
 
 
@@ -52,16 +48,10 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
     metrics.json, and the CV table (RUN/report/cv.md, cv.csv). The data folder and the recipe are
     validated before any training.
     """
-    try:
-        metrics = run_stage1(data, run_dir, pipeline, overrides, folds, resume, backend, workers, scheduler, cache,
-                             progress=not no_progress)
-    except (ConfigError, DataError, StateError):
-        raise  # refused before any work: nothing new to report, and nothing is written
-    except RfcxError:
-        if Run(run_dir).finished_stages():  # folds failed after others finished: their CV table is still due
-            write_cv_tables(run_dir)
-        raise
-    write_cv_tables(run_dir)
+    from rfcx_kit import api
+
+    metrics = api.stage1(data, run_dir, pipeline, overrides, folds, resume, backend, workers, scheduler, cache,
+                         progress=not no_progress).metrics
     click.echo(f"stage1 done in {metrics['wall_seconds']:.0f} s: {format_metrics(metrics)}")
     click.echo(f"report: {run_dir / 'report' / 'cv.md'}")
 
@@ -110,9 +100,10 @@ def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold
                "early_stop": early_stop, "early_stop_metric": early_stop_metric}
     sets = tuple(f"relabel.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
                  for k, v in options.items() if v is not None)
-    history = run_relabel(run_dir, cycles, sets + overrides, backend, workers, scheduler, progress=not no_progress)
-    write_cv_tables(run_dir)
-    write_relabel_report(run_dir)
+    from rfcx_kit import api
+
+    history = [s.metrics for s in api.relabel(run_dir, cycles, sets + overrides, backend, workers, scheduler,
+                                              progress=not no_progress).stages]
     for m in history:
         click.echo(f"{m['stage']}: {format_metrics(m)}" + (f", pseudo-positives={int(m['pseudo_positives'])}"
                                                            if "pseudo_positives" in m else ""))

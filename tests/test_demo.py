@@ -18,9 +18,31 @@ FAST = ("model.backbone=mobilenetv3_small_050", "train.epochs=1", "relabel.epoch
         "relabel.windows_per_epoch=32")
 
 
+def figure_texts(fig) -> dict[str, list[str]]:  # noqa: ANN001 - a matplotlib Figure
+    """What a figure says: titles, axis labels, tick labels and legend entries of each of its axes."""
+    out: dict[str, list[str]] = {"title": [], "label": [], "ticks": [], "legend": []}
+    for ax in fig.axes:
+        out["title"].append(ax.get_title())
+        out["label"] += [ax.get_xlabel(), ax.get_ylabel()]
+        out["ticks"] += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        if ax.get_legend() is not None:
+            out["legend"] += [t.get_text() for t in ax.get_legend().get_texts()]
+    return out
+
+
 @pytest.mark.timeout(600)
-def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
+def test_demo_reduced_size_writes_every_artefact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Synth (FLAC) -> cache -> stage1 -> 3 cycles -> ensemble -> validate -> stand-in submit -> report."""
+    from rfcx_kit.report import plots
+
+    drawn: dict[str, dict[str, list[str]]] = {}
+    real_save = plots.save
+
+    def save(fig, path):  # noqa: ANN001, ANN202 - records what each figure shows, then saves it
+        drawn[Path(path).name] = figure_texts(fig)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save", save)
     out = tmp_path / "demo"
     summary = run_demo(out, n_train=24, n_test=8, seconds=10.0, seed=3, overrides=FAST, cycles=3,
                        submit="standin", fmt="flac", progress=False)
@@ -80,6 +102,29 @@ def test_demo_reduced_size_writes_every_artefact(tmp_path: Path) -> None:
     for row in summary["stages"][1:]:
         assert np.isfinite(row["pseudo_lift"]) or row["pseudo_positives"] == 0
     assert (out / "cv_table.md").exists()
+    # the report tells the truth at a glance: the submitted stage against stage 1, positives beside each AP
+    submitted = kept["stage"]
+    species_fig = drawn["species_ap.png"]
+    assert set(species_fig["legend"]) == {"CV (TP labels), stage1", f"CV (TP labels), {submitted}",
+                                          "test vs truth, stage1", f"test vs truth, {submitted}"}
+    assert not any("oracle" in t or "control" in t for t in species_fig["legend"])
+    species = pd.read_csv(run / "report" / "species.csv")
+    tp = pd.read_csv(data / "train_tp.csv")
+    assert species["positives"].tolist() == [tp.loc[tp["species_id"] == k, "recording_id"].nunique()
+                                             for k in range(len(species))]
+    assert species["test_positives"].tolist() == truth.loc[sub["recording_id"], SPECIES_COLUMNS].sum().tolist()
+    ticks = [t for t in species_fig["ticks"] if t.startswith("s")]
+    assert ticks[:2] == [f"s{k}{'*' if n < 3 else ''}\n{n}/{m}" for k, (n, m) in
+                         enumerate(zip(species["positives"], species["test_positives"]))][:2]
+    recording_fig = drawn["recording.png"]
+    assert "frequency (kHz, mel scale)" in recording_fig["label"]
+    assert {"1", "2", "4", "8"} <= set(recording_fig["ticks"])
+    assert set(drawn["training_curves.png"]["legend"]) >= set(stages) | {"control", "oracle"}
+    assert any(t.startswith("prior: ") for t in drawn["relabel.png"]["legend"])
+    assert report.startswith("# rfcx-kit report: demo (rfcx-kit demo, recipe demo)")
+    assert str(tmp_path) not in report and "The CV is optimistic" in report
+    assert "|stage1|" in report and not any(len(c.split(".")[-1]) > 3 for c in
+                                             report.split("|") if c.replace(".", "").isdigit() and "." in c)
     assert [s["stage"] for s in summary["stages"]] == stages
     assert np.isfinite(summary["seconds"])
     assert summary["oracle"]["truth_test_lwlrap"] == pytest.approx(

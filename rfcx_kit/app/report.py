@@ -15,8 +15,9 @@ from rfcx_kit.report.markdown import write_report
               help="Run directory (after stage1, and relabel if run).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Submission log for the LB column [default: submissions/log.csv].")
+@click.option("--name", default=None, help="The report's title [default: the run folder's name].")
 @cli_errors
-def report_cmd(run_dir: Path, log_path: Path | None) -> None:
+def report_cmd(run_dir: Path, log_path: Path | None, name: str | None) -> None:
     """Write RUN/report.md with the CV and re-labeling tables and PNG figures under RUN/report/.
 
     Figures: LWLRAP by stage (CV, truth, LB), per-species AP, pseudo-positives per species and cycle, one
@@ -24,5 +25,5 @@ def report_cmd(run_dir: Path, log_path: Path | None) -> None:
     """
     if log_path is not None and not log_path.is_file():
         raise DataError(f"--log {log_path}: no such file (the default is submissions/log.csv)")
-    path = write_report(run_dir, log_path)
+    path = write_report(run_dir, log_path, name=name)
     click.echo(f"report: {path}")

@@ -33,13 +33,15 @@
           test_pred.npz        the same for the test set (test window layout)
           test.csv             recording_id,s0..s{K-1} this fold's test prediction (probabilities)
           done.json            the fold's summary; its presence marks the fold finished
+          mlflow_run_id.txt    (train.log_to: mlflow) the fold's MLflow run, nested under the stage's
         train_ids.txt test_ids.txt   row order of the stage's arrays
         oof_windows.npy        (R_train, N, K) out-of-fold window predictions (probabilities; NaN past an end)
         oof_framewise.npy      (R_train, K, S) float16 out-of-fold framewise timelines, S = ceil(T / 32)
         oof.csv                recording_id,s0..s{K-1} out-of-fold clip predictions
         test.csv               fold-mean test prediction
         history.csv            all folds' histories
-        metrics.json           strict JSON (null for undefined): cv_lwlrap, precision, recall, per_species_ap
+        metrics.json           strict JSON (null for undefined): cv_lwlrap, precision, recall, per_species_ap,
+                               fold_cv_lwlrap (each fold's own; + fold_truth_test_lwlrap with truth)
                                (+ truth_* on synthetic data, pseudo_* in cycles, epochs for the control)
         done                   (cycles) the cycle finished; a stage is used (next cycle, ensemble, report,
                                --stage latest) only when finished: every fold's done.json (+ done for a cycle)
@@ -47,6 +49,8 @@
       submissions.csv          files `rfcx-kit ensemble` wrote from this run (stage, sha256): fills the LB column
       report/                  cv.md|csv, species.md|csv, relabel.md|csv, pseudo_per_species.csv, *.png
       report.md                the report (`rfcx-kit report`)
+      tracking/                (train.log_to) tensorboard/STAGE/fold{k}|summary, mlruns/ (MLflow's file store,
+                               unless MLFLOW_TRACKING_URI), wandb/
     RUN/../cv_table.md|csv     the post's CV table, one row per run and stage of the runs beside this one
 
 :class:`Run` names every path; :class:`RunContext` is what a fold of the run needs, loaded once.

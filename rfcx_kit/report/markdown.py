@@ -65,6 +65,14 @@ def lb_scores(run_dir: Path, log_path: Path | None = None) -> dict[str, str]:
     return out
 
 
+def _number(text: str) -> float | str:
+    """An LB score as a number (shown to 3 decimals like the rest), or the text as logged ("" when none)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text
+
+
 def cv_rows(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
     """One row per stage of a run, in the post's table layout (plus run, stage and truth columns)."""
     rows = []
@@ -73,7 +81,7 @@ def cv_rows(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
         m: dict[str, Any] = read_metrics(Run(run_dir).metrics(stage))
         row = {"run": Path(run_dir).name, "stage": stage, "WINDOW": m.get("window"), "model": m.get("model"),
                "lwlrap": m.get("cv_lwlrap"), "precision": m.get("precision"), "recall": m.get("recall"),
-               "LB": lb.get(stage, ""), "memo": m.get("memo", "")}
+               "LB": _number(lb.get(stage, "")), "memo": m.get("memo", "")}
         for key in TRUTH_COLUMNS:
             if key in m:
                 row[key] = m[key]
@@ -83,8 +91,9 @@ def cv_rows(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub markdown table (no extra dependency)."""
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub markdown table (no extra dependency); floats to ``digits`` decimals (3: a seed's spread is
+    about +-0.03, a fourth decimal would be noise)."""
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "" if np.isnan(v) else f"{v:.{digits}f}"
@@ -95,7 +104,7 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame:
+def write_cv_tables(run_dir: Path, log_path: Path | None = None, ctx: Any = None) -> pd.DataFrame:
     """Write ``RUN/report/cv.md|csv`` and ``RUN/report/species.md|csv``; update ``RUN/../cv_table.md|csv``."""
     run_dir, run = Path(run_dir), Run(run_dir)
     rows = cv_rows(run_dir, log_path)
@@ -106,8 +115,9 @@ def write_cv_tables(run_dir: Path, log_path: Path | None = None) -> pd.DataFrame
     atomic_write_csv(report / "cv.csv", rows)
     note = ("CV on the original labels (TP-only clip truth, as the post); precision/recall at the threshold over "
             "labelled cells. Columns truth_* are against the synthetic set's hidden full truth.\n\n")
+    note += selection_note(ctx.cfg) + "\n" if ctx is not None else ""
     atomic_write_text(report / "cv.md", f"# CV: {run_dir.name}\n\n{note}{markdown_table(rows)}")
-    species = species_table(run_dir)
+    species = species_table(run_dir, ctx)
     atomic_write_csv(report / "species.csv", species)
     atomic_write_text(report / "species.md", f"# Per-species AP: {run_dir.name}\n\n{markdown_table(species)}")
     # The across-runs table: one row per run and stage, replaced when a run is re-reported.
@@ -131,11 +141,19 @@ def run_species(run_dir: Path) -> Species:
     return Species.read(path) if path.is_file() else Species.rfcx()
 
 
-def species_table(run_dir: Path) -> pd.DataFrame:
-    """Per-species AP by stage: OOF vs TP labels (``ap_STAGE``) and, with truth, test vs truth."""
+def species_table(run_dir: Path, ctx: Any = None) -> pd.DataFrame:
+    """Per-species AP by stage: OOF vs TP labels (``ap_STAGE``) and, with truth, test vs truth; with the run's
+    context, the positives behind each AP: ``positives`` (train recordings with a TP row of the species) and,
+    with truth, ``test_positives`` (test recordings holding it)."""
     species = run_species(run_dir)
     out = pd.DataFrame({"species": species.codes} if species.names == species.codes
                        else {"species": species.codes, "name": species.names})
+    if ctx is not None:
+        out["positives"] = np.asarray(ctx.tp_truth).sum(axis=0).astype(int)
+        truth = ctx.comp.truth_dir
+        if truth is not None and (truth / "test_presence.csv").is_file() and ctx.comp.test_ids:
+            test = pd.read_csv(truth / "test_presence.csv", dtype={"recording_id": str}).set_index("recording_id")
+            out["test_positives"] = test.loc[ctx.comp.test_ids, ctx.species.columns].to_numpy().sum(axis=0).astype(int)
     for stage in stage_names(run_dir):
         m = read_metrics(Run(run_dir).metrics(stage))
         out[f"ap_{stage}"] = m["per_species_ap"]
@@ -170,7 +188,7 @@ def relabel_table(run_dir: Path) -> pd.DataFrame:
     return table
 
 
-def write_relabel_report(run_dir: Path) -> Path:
+def write_relabel_report(run_dir: Path, prior: float | None = None) -> Path:
     """``RUN/report/relabel.md|csv``, per-species pseudo counts, and ``relabel.png`` (metrics by cycle)."""
     run_dir = Path(run_dir)
     report = Run(run_dir).report_dir
@@ -182,7 +200,7 @@ def write_relabel_report(run_dir: Path) -> Path:
         if "pseudo_per_species" in m:
             counts[stage] = m["pseudo_per_species"]
     atomic_write_csv(report / "pseudo_per_species.csv", counts)
-    plots.relabel_metrics(table, report / "relabel.png")
+    plots.relabel_metrics(table, report / "relabel.png", prior)
     text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
             "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
             "the planted calls (synthetic truth); pseudo_lift: that precision over the precision of as many "
@@ -210,33 +228,87 @@ def _pick_recording(ctx) -> tuple[str, int]:  # noqa: ANN001 - a RunContext
     return rid, ctx.train_ids.index(rid)
 
 
-def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None = None) -> Path:
-    """``RUN/report.md`` (or ``out``) with the CV table, relabel table and PNG figures (under ``RUN/report/``)."""
+def submitted_stage(run: Run, stages: list[str]) -> str:
+    """The stage whose files were last ensembled from this run (``RUN/submissions.csv``), else the stage ensemble
+    takes by default (the kept one, else the latest)."""
+    if run.submissions.is_file():
+        try:
+            made = pd.read_csv(run.submissions, dtype=str)
+            named = [s for s in made.get("stage", pd.Series(dtype=str)).dropna() if s in stages]
+            if named:
+                return named[-1]
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            pass  # lb_scores names a broken record; the default stage is still right to show
+    return run.kept_stage() or [s for s in stages if s == "stage1" or s.startswith("cycle")][-1]
+
+
+def fold_sd(run_dir: Path, stages: list[str]) -> dict[str, dict[str, float]]:
+    """``{series: {stage: standard deviation over folds}}`` for the figures' error bars (stages collected
+    before ``fold_*`` entries existed have none)."""
+    out: dict[str, dict[str, float]] = {"lwlrap": {}, "truth_test_lwlrap": {}}
+    for stage in stages:
+        m = read_metrics(Run(run_dir).metrics(stage))
+        for series, key in (("lwlrap", "fold_cv_lwlrap"), ("truth_test_lwlrap", "fold_truth_test_lwlrap")):
+            values = np.asarray([v for v in m.get(key) or [] if v is not None], dtype=float)
+            if len(values) > 1 and np.isfinite(values).all():
+                out[series][stage] = float(values.std(ddof=1))
+    return out
+
+
+def selection_note(cfg: Any) -> str:
+    """What the CV table's OOF predictions owe to checkpoint selection (``train.select``)."""
+    if cfg.train.select == "best":
+        return ("**The CV is optimistic:** each fold kept the epoch its held-out recordings scored best "
+                "(`train.select: best`, as the post), and the same recordings give the out-of-fold predictions. "
+                "`--set train.select=last` keeps the final epoch instead, and the CV then owes nothing to the "
+                "held-out fold. The truth columns (test recordings) are not affected.\n")
+    return ("Each fold kept its final epoch (`train.select: last`): the held-out recordings only score, the CV "
+            "is not chosen on them.\n")
+
+
+def shown_path(path: Path, page: Path) -> str:
+    """``path`` as the report shows it: relative to the page's folder (never a machine's absolute path)."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), page.parent.resolve())).as_posix()
+    except ValueError:  # another drive (Windows): the name alone
+        return Path(path).name
+
+
+def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None = None,
+                 name: str | None = None) -> Path:
+    """``RUN/report.md`` (or ``out``) with the CV table, relabel table and PNG figures (under ``RUN/report/``).
+
+    ``name``: the report's title (default: the run folder's name).
+    """
     run_dir, run = Path(run_dir), Run(run_dir)
     report = run.report_dir
     ctx = load_context(run_dir)  # a run whose data.yaml or folds.csv is broken is named before anything is written
     path = Path(out) if out is not None else run.report
+    title = name or run_dir.resolve().name
     # figure links relative to where the page is written
     rel = Path(os.path.relpath(report.resolve(), path.parent.resolve())).as_posix()
-    cv = write_cv_tables(run_dir, log_path)
+    cv = write_cv_tables(run_dir, log_path, ctx)
     stages = stage_names(run_dir)
     figures = []
-    plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png", prior=prior_test_lwlrap(ctx.comp))
+    prior = prior_test_lwlrap(ctx.comp)
+    plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png", prior=prior, spread=fold_sd(run_dir, stages),
+                          title=f"{title}: LWLRAP by stage (error bars: +- 1 sd over folds)")
     figures.append(("LWLRAP by stage", "lwlrap_by_stage.png"))
-    species = species_table(run_dir)
-    plots.species_ap(species, report / "species_ap.png")
-    figures.append(("Per-species AP", "species_ap.png"))
-    sections = [f"# rfcx-kit report: {run_dir.name}\n",
-                f"Data: `{ctx.comp.root}` ({ctx.comp.layout} layout, {len(ctx.train_ids)} train / "
-                f"{len(ctx.comp.test_ids)} test recordings). Model: {ctx.cfg.model.backbone}, "
+    species = species_table(run_dir, ctx)
+    submitted = submitted_stage(run, stages)
+    plots.species_ap(species, report / "species_ap.png", ("stage1", submitted))
+    figures.append((f"Per-species AP: stage1 against {submitted} (submitted)", "species_ap.png"))
+    sections = [f"# rfcx-kit report: {title}\n",
+                f"Data: `{shown_path(ctx.comp.root, path)}` ({ctx.comp.layout} layout, {len(ctx.train_ids)} train / "
+                f"{len(ctx.comp.test_ids)} test recordings, {ctx.n_species} species). Model: {ctx.cfg.model.backbone}, "
                 f"{len(ctx.positions)} windows x {ctx.cfg.windows.window} frames (train), "
-                f"{len(ctx.test_positions)} (test), {ctx.cfg.train.folds} folds.\n",
+                f"{len(ctx.test_positions)} (test), {ctx.cfg.train.folds} folds. Submitted stage: {submitted}.\n",
                 "## CV table (the method post's columns)\n",
                 "lwlrap/precision/recall: out-of-fold vs the original labels (TP-only clip truth; precision and "
                 "recall over labelled cells). truth_*: against the synthetic set's hidden truth. "
-                "LB: from submissions/log.csv.\n", markdown_table(cv)]
+                "LB: from submissions/log.csv.\n", selection_note(ctx.cfg), markdown_table(cv)]
     if any(s.startswith("cycle") for s in stages):
-        write_relabel_report(run_dir)
+        write_relabel_report(run_dir, prior)
         counts = pd.read_csv(report / "pseudo_per_species.csv")
         plots.pseudo_per_species(counts, report / "pseudo_per_species.png")
         kept = json.loads(run.kept.read_text()) if run.kept.is_file() else None
@@ -250,7 +322,7 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     if history:
         plots.training_curves(history, report / "training_curves.png")
         figures.append(("Training curves", "training_curves.png"))
-    last = run.kept_stage() or [s for s in stages if s == "stage1" or s.startswith("cycle")][-1]
+    last = submitted
     rid, row = _pick_recording(ctx)
     fold = int(ctx.folds.loc[row, "fold"])
     ids, pred = load_prediction(run.prediction(last, fold, "val"))
@@ -266,10 +338,17 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     pool = -(-spec.shape[1] // framewise.shape[1])
     plots.recording_overlay(spec, ctx.positions, boxes, truth_calls, framewise, pool,
                             f"{rid} (out-of-fold, {last}, fold {fold})", report / "recording.png",
-                            lambda f: mel_bin_of(np.asarray(f), ctx.cfg.features) + 0.5, hop_s)
+                            lambda f: mel_bin_of(np.asarray(f), ctx.cfg.features) + 0.5, hop_s,
+                            codes=ctx.species.codes, band=(ctx.cfg.features.fmin, ctx.cfg.features.fmax))
     figures.append((f"One recording: {rid}, its windows, labels and framewise predictions", "recording.png"))
     sections.append("## Figures\n")
     sections += [f"### {title}\n\n![{title}]({rel}/{name})\n" for title, name in figures]
-    sections += ["## Per-species AP\n", markdown_table(species)]
+    few = species["positives"] < 3
+    sections += ["## Per-species AP\n",
+                 (f"positives: train recordings with a TP row of the species (what its CV AP is computed on). "
+                  f"{int(few.sum())} species have fewer than 3: their CV AP is noise, not signal "
+                  f"({', '.join(species.loc[few, 'species'])}).\n" if few.any() else
+                  "positives: train recordings with a TP row of the species (what its CV AP is computed on).\n"),
+                 markdown_table(species)]
     atomic_write_text(path, "\n".join(sections))
     return path

@@ -1,0 +1,292 @@
+"""The Python API: the method's steps as functions that take paths or DataFrames and return DataFrames or results.
+
+A notebook needs nothing else (``docs/api.md`` has examples, run by the test suite)::
+
+    from rfcx_kit import api
+
+    s1 = api.stage1("data/rfcx", "runs/r18", pipeline="method-post-resnet18")
+    s1.cv_lwlrap, s1.oof.head(), s1.history.tail()
+    loop = api.relabel("runs/r18", cycles=3)
+    loop.kept, loop.table                       # the stage kept by CV; one row per stage
+    sub = api.ensemble("runs/r18", out="submissions/r18.csv")
+    preds = api.predict(["field/2026-11/"], run="runs/r18")
+    api.score(sub, "truth.csv").lwlrap
+
+The command line is a thin layer over these functions: ``rfcx-kit stage1`` is :func:`stage1` plus printing.
+Config overrides are a mapping (``{"train.epochs": 3}``) or ``--set``-style strings (``["train.epochs=3"]``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+Overrides = Mapping[str, Any] | Sequence[str] | None
+
+__all__ = ["StageResult", "RelabelResult", "Score", "synth", "stage1", "relabel", "ensemble", "predict", "score",
+           "stage"]
+
+
+def _sets(overrides: Overrides) -> tuple[str, ...]:
+    """``{"train.epochs": 3}`` or ``["train.epochs=3"]`` -> ``("train.epochs=3",)``."""
+    if overrides is None:
+        return ()
+    if isinstance(overrides, Mapping):
+        return tuple(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                     for k, v in overrides.items())
+    if isinstance(overrides, str):
+        return (overrides,)
+    return tuple(overrides)
+
+
+def synth(out: str | Path, n_train: int = 300, n_test: int = 100, profile: str = "demo", seconds: float = 60.0,
+          seed: int = 7, fmt: str = "npy", pipeline: str | Path | None = "demo", progress: bool = True,
+          **options: Any) -> Path:
+    """A synthetic data set with hidden truth (``rfcx-kit synth``): the competition's layout plus ``truth/``.
+
+    ``npy`` arrays are on ``pipeline``'s grid (its n_mels and hop); ``options``: the rest of
+    ``data.synth.scene.synth_config`` (tp_share, snr_low, snr_high, prevalence, ...). Returns ``out``.
+    """
+    from rfcx_kit.core.config import load_config
+    from rfcx_kit.data.synth.scene import synth_config
+    from rfcx_kit.data.synth.writer import write_dataset
+
+    grid = load_config(pipeline).features if pipeline is not None else None
+    if grid is not None:
+        options = {"n_mels": grid.n_mels, "hop_length": grid.hop_length, **options}
+    cfg = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, **options)
+    cfg.validate()
+    write_dataset(cfg, Path(out), fmt=fmt, n_jobs=-1, progress=progress)
+    return Path(out)
+
+
+@dataclass
+class StageResult:
+    """A finished stage of a run: its metrics, and its tables read on demand.
+
+    Attributes:
+        run: the run directory. stage: ``stage1``, ``cycle1``, ...
+        metrics: ``STAGE/metrics.json`` (cv_lwlrap, precision, recall, per_species_ap, truth_* where known).
+    """
+
+    run: Path
+    stage: str
+    metrics: dict[str, Any] = field(repr=False)
+
+    @property
+    def cv_lwlrap(self) -> float:
+        """Out-of-fold LWLRAP against the original (TP) labels."""
+        return float(self.metrics["cv_lwlrap"])
+
+    @property
+    def oof(self) -> pd.DataFrame:
+        """``(R, 1 + K)`` out-of-fold clip scores: recording_id, s0..s{K-1}."""
+        from rfcx_kit.method.run import Run
+
+        return pd.read_csv(Run(self.run).oof_csv(self.stage), dtype={"recording_id": str})
+
+    @property
+    def test(self) -> pd.DataFrame:
+        """``(T, 1 + K)`` the folds' mean test prediction (submission format)."""
+        from rfcx_kit.method.run import Run
+
+        return pd.read_csv(Run(self.run).test_csv(self.stage), dtype={"recording_id": str})
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Every fold's epochs: fold, epoch, train_loss, lr, val_loss, val_lwlrap, seconds."""
+        from rfcx_kit.method.run import Run
+
+        return pd.read_csv(Run(self.run).history(self.stage))
+
+
+def stage(run: str | Path, name: str = "kept") -> StageResult:
+    """A finished stage of an existing run (``kept``: the stage the loop kept; ``latest``; or a stage name)."""
+    from rfcx_kit.core.errors import StateError
+    from rfcx_kit.method.run import Run, read_metrics
+
+    r = Run(Path(run))
+    resolved = r.resolve(name)
+    if resolved is None or not r.finished(resolved):
+        raise StateError(f"{run}: no finished stage {name!r} (finished: {', '.join(r.finished_stages()) or 'none'})")
+    return StageResult(Path(run), resolved, read_metrics(r.metrics(resolved)))
+
+
+def stage1(data: str | Path, run: str | Path, pipeline: str | Path | None = None, overrides: Overrides = None,
+           folds: Iterable[int] | str | None = None, resume: bool = False, backend: str = "loky", workers: int = 1,
+           scheduler: str | None = None, cache: str | Path | None = None, progress: bool = True) -> StageResult:
+    """Stage 1: validate ``data``, train the folds, predict out-of-fold and test, write the CV tables.
+
+    Args:
+        data: a data folder (Kaggle layout, precomputed npy, or ``labels import``'s).
+        run: the run directory to write.
+        pipeline: a recipe file, or a shipped recipe's name (``demo``, ``method-post-resnet18``).
+        folds: train only these folds (a killed run: ``resume=True``).
+    """
+    from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
+    from rfcx_kit.method.run import Run
+    from rfcx_kit.method.stage1 import run_stage1
+    from rfcx_kit.report.markdown import write_cv_tables
+
+    fold_text = folds if folds is None or isinstance(folds, str) else ",".join(str(int(k)) for k in folds)
+    run = Path(run)
+    try:
+        metrics = run_stage1(Path(data), run, pipeline, _sets(overrides), fold_text, resume, backend, workers,
+                             scheduler, Path(cache) if cache is not None else None, progress=progress)
+    except (ConfigError, DataError, StateError):
+        raise  # refused before any work: nothing new to report, and nothing is written
+    except RfcxError:
+        if Run(run).finished_stages():  # folds failed after others finished: their CV table is still due
+            write_cv_tables(run)
+        raise
+    write_cv_tables(run)
+    return StageResult(run, "stage1", metrics)
+
+
+@dataclass
+class RelabelResult:
+    """The re-labeling loop: each stage's result, the stage kept by CV, and one row per stage.
+
+    Attributes:
+        stages: stage 1 and every cycle run, in order.
+        kept: the stage the loop kept (``kept.json``): the best CV LWLRAP on the original labels.
+        table: ``report.markdown.relabel_table``: cv_lwlrap, pseudo-positives and their precision, truth_*.
+    """
+
+    run: Path
+    stages: list[StageResult]
+    kept: str
+    table: pd.DataFrame = field(repr=False)
+
+
+def relabel(run: str | Path, cycles: int | None = None, overrides: Overrides = None, backend: str = "loky",
+            workers: int = 1, scheduler: str | None = None, progress: bool = True) -> RelabelResult:
+    """Stage 2: ``cycles`` re-labeling cycles on a finished stage 1 (resumes a killed loop)."""
+    from rfcx_kit.method.cycle import run_relabel
+    from rfcx_kit.method.run import Run
+    from rfcx_kit.report.markdown import relabel_table, write_cv_tables, write_relabel_report
+
+    run = Path(run)
+    history = run_relabel(run, cycles, _sets(overrides), backend, workers, scheduler, progress=progress)
+    write_cv_tables(run)
+    write_relabel_report(run)
+    stages = [StageResult(run, m["stage"], m) for m in history]
+    kept = Run(run).kept_stage() or stages[-1].stage
+    return RelabelResult(run, stages, kept, relabel_table(run))
+
+
+def ensemble(run: str | Path | None = None, stage: str = "kept", out: str | Path | None = None,
+             with_files: Sequence[str | Path] = (), method: str = "mean", data: str | Path | None = None,
+             **options: Any) -> pd.DataFrame:
+    """A run stage's fold test predictions (and other submissions, ``"FILE[:WEIGHT[:prob|logit]]"``) combined
+    into one validated submission; written to ``out`` when given (and recorded in the run's submissions.csv).
+
+    ``options``: the rest of ``submit.ensemble.ensemble_to_file`` (run_weight, to_prob, prior_scaling, ...).
+
+    Returns:
+        ``(T, 1 + K)`` recording_id, s0..s{K-1}.
+    """
+    from rfcx_kit.submit.ensemble import ensemble_to_file
+
+    specs = tuple(str(w) for w in with_files)
+    if out is not None:
+        ensemble_to_file(out, run, stage, with_specs=specs, method=method, data_dir=data, **options)
+        return pd.read_csv(out, dtype={"recording_id": str})
+    if run is not None:
+        # a submission written into a scratch folder, never recorded in the run (it was not made to be sent)
+        from rfcx_kit.method.run import Run
+
+        record = Run(Path(run)).submissions
+        before = record.read_bytes() if record.is_file() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "submission.csv"
+        try:
+            ensemble_to_file(path, run, stage, with_specs=specs, method=method, data_dir=data, **options)
+            return pd.read_csv(path, dtype={"recording_id": str})
+        finally:
+            if run is not None:
+                if before is None:
+                    record.unlink(missing_ok=True)
+                else:
+                    record.write_bytes(before)
+
+
+def predict(audio: str | Path | Sequence[str | Path], run: str | Path | None = None, stage: str = "kept",
+            checkpoints: Sequence[str | Path] = (), out: str | Path | None = None, windows: bool = False,
+            device: str = "auto", batch: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Soft frame-wise prediction of new recordings (files or folders) with a stage's fold models (fold mean).
+
+    Args:
+        audio: recordings or folders of them (FLAC, WAV, OGG, MP3, AIFF, npy), any rate and length.
+        run, stage: the models of a run's stage; or ``checkpoints``: best.pt files alone.
+        out: also write the clip table there (a killed prediction resumes from it).
+        windows: return the window table (recording_id, start_s, end_s, species_id, score) instead.
+    Returns:
+        ``(N, 1 + K)`` recording_id, s0..s{K-1}; or the window table.
+    """
+    from rfcx_kit.method.apply import load_models, predict_files
+    from rfcx_kit.method.train import resolve_device
+
+    sources = tuple(Path(a) for a in ([audio] if isinstance(audio, (str, Path)) else audio))
+    dev = resolve_device(device)
+    models = load_models(Path(run) if run is not None else None, stage, tuple(Path(c) for c in checkpoints), dev)
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(out) if out is not None else Path(tmp) / "predictions.csv"
+        window_path = Path(tmp) / "windows.csv" if windows else None
+        predict_files(models, sources, target, window_path, None, dev, batch, progress=progress)
+        if windows:
+            return pd.read_csv(window_path, dtype={"recording_id": str})
+        return pd.read_csv(target, dtype={"recording_id": str})
+
+
+@dataclass
+class Score:
+    """LWLRAP, precision and recall of scores against 0/1 labels, and the per-species table.
+
+    Attributes:
+        per_species: species, positives, AP, lwlrap (each species' contribution), weight.
+    """
+
+    lwlrap: float
+    precision: float
+    recall: float
+    recordings: int
+    positives: int
+    per_species: pd.DataFrame = field(repr=False)
+
+
+def score(submission: str | Path | pd.DataFrame, truth: str | Path | pd.DataFrame, threshold: float = 0.5) -> Score:
+    """Score a submission-format table (recording_id, s0..s{K-1}) against a 0/1 table of the same layout.
+
+    Either may be a path or a DataFrame; every truth recording must be in the submission.
+    """
+    from rfcx_kit.core.errors import DataError
+    from rfcx_kit.core.metrics import (lwlrap, lwlrap_per_class, per_species_ap, precision_recall, read_aligned)
+    from rfcx_kit.core.species import Species
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for name, table in (("submission.csv", submission), ("truth.csv", truth)):
+            if isinstance(table, pd.DataFrame):
+                path = Path(tmp) / name
+                table.to_csv(path, index=False)
+                paths.append(path)
+            else:
+                paths.append(Path(table))
+        ids, labels, scores = read_aligned(paths[0], paths[1])
+    if not labels.any():
+        raise DataError(f"{truth if not isinstance(truth, pd.DataFrame) else 'truth'}: no recording has a positive "
+                        "label, so LWLRAP is undefined")
+    precision, recall = precision_recall(labels, scores, threshold)
+    per_class, weight = lwlrap_per_class(labels, scores)
+    table = pd.DataFrame({"species": Species.numbered(labels.shape[1]).columns, "positives": labels.sum(axis=0),
+                          "AP": per_species_ap(labels, scores), "lwlrap": per_class, "weight": weight})
+    return Score(float(lwlrap(labels, scores)), float(precision), float(recall), len(ids),
+                 int(np.asarray(labels).sum()), table)
