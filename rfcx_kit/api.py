@@ -30,11 +30,11 @@ import yaml
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
-__all__ = ["StageResult", "RelabelResult", "Score", "synth", "stage1", "relabel", "ensemble", "predict", "score",
+__all__ = ["StageResult", "RelabelResult", "Score", "as_overrides", "synth", "stage1", "relabel", "ensemble", "predict", "score",
            "stage"]
 
 
-def _sets(overrides: Overrides) -> tuple[str, ...]:
+def as_overrides(overrides: Overrides) -> tuple[str, ...]:
     """``{"train.epochs": 3}`` or ``["train.epochs=3"]`` -> ``("train.epochs=3",)``."""
     if overrides is None:
         return ()
@@ -138,7 +138,7 @@ def stage1(data: str | Path, run: str | Path, pipeline: str | Path | None = None
     fold_text = folds if folds is None or isinstance(folds, str) else ",".join(str(int(k)) for k in folds)
     run = Path(run)
     try:
-        metrics = run_stage1(Path(data), run, pipeline, _sets(overrides), fold_text, resume, backend, workers,
+        metrics = run_stage1(Path(data), run, pipeline, as_overrides(overrides), fold_text, resume, backend, workers,
                              scheduler, Path(cache) if cache is not None else None, progress=progress)
     except (ConfigError, DataError, StateError):
         raise  # refused before any work: nothing new to report, and nothing is written
@@ -174,7 +174,7 @@ def relabel(run: str | Path, cycles: int | None = None, overrides: Overrides = N
     from rfcx_kit.report.markdown import relabel_table, write_cv_tables, write_relabel_report
 
     run = Path(run)
-    history = run_relabel(run, cycles, _sets(overrides), backend, workers, scheduler, progress=progress)
+    history = run_relabel(run, cycles, as_overrides(overrides), backend, workers, scheduler, progress=progress)
     write_cv_tables(run)
     write_relabel_report(run)
     stages = [StageResult(run, m["stage"], m) for m in history]
@@ -196,26 +196,8 @@ def ensemble(run: str | Path | None = None, stage: str = "kept", out: str | Path
     from rfcx_kit.submit.ensemble import ensemble_to_file
 
     specs = tuple(str(w) for w in with_files)
-    if out is not None:
-        ensemble_to_file(out, run, stage, with_specs=specs, method=method, data_dir=data, **options)
-        return pd.read_csv(out, dtype={"recording_id": str})
-    if run is not None:
-        # a submission written into a scratch folder, never recorded in the run (it was not made to be sent)
-        from rfcx_kit.method.run import Run
-
-        record = Run(Path(run)).submissions
-        before = record.read_bytes() if record.is_file() else None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "submission.csv"
-        try:
-            ensemble_to_file(path, run, stage, with_specs=specs, method=method, data_dir=data, **options)
-            return pd.read_csv(path, dtype={"recording_id": str})
-        finally:
-            if run is not None:
-                if before is None:
-                    record.unlink(missing_ok=True)
-                else:
-                    record.write_bytes(before)
+    result = ensemble_to_file(out, run, stage, with_specs=specs, method=method, data_dir=data, **options)
+    return result.frame.reset_index(drop=True)
 
 
 def predict(audio: str | Path | Sequence[str | Path], run: str | Path | None = None, stage: str = "kept",

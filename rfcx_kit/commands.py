@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import yaml
 
 from rfcx_kit.core.errors import cli_errors
 from rfcx_kit.method.stage1 import format_metrics
@@ -98,10 +97,9 @@ def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold
     options = {"cycles": cycles, "source": source, "threshold": threshold, "votes": votes,
                "pseudo_weight": pseudo_weight, "threshold_rule": threshold_rule, "init": init,
                "early_stop": early_stop, "early_stop_metric": early_stop_metric}
-    sets = tuple(f"relabel.{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                 for k, v in options.items() if v is not None)
     from rfcx_kit import api
 
+    sets = api.as_overrides({f"relabel.{k}": v for k, v in options.items() if v is not None})
     history = [s.metrics for s in api.relabel(run_dir, cycles, sets + overrides, backend, workers, scheduler,
                                               progress=not no_progress).stages]
     for m in history:

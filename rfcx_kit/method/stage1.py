@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rfcx_kit.core.config import Config, load_config
+from rfcx_kit.core.config import Config, load_config, load_saved_config
 from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
@@ -234,8 +234,8 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     frame.insert(0, "recording_id", ctx.comp.test_ids)
     atomic_write_csv(run.test_csv(stage), frame)
 
-    metrics = stage_metrics(ctx, oof_clip, have, test_mean)
-    metrics.update(fold_spread(ctx, folds_done, oof_clip, tests))
+    metrics = stage_metrics(ctx, oof_clip, have, test_mean, tests)
+    metrics["fold_cv_lwlrap"] = fold_cv(ctx, folds_done, oof_clip)
     metrics.update({"stage": stage, "folds": folds_done, "window": cfg.windows.window,
                     "model": cfg.model.backbone, "run": run_dir.name})
     history = [pd.read_csv(run.fold_history(stage, k)).assign(fold=k) for k in folds_done]
@@ -247,24 +247,18 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     return metrics
 
 
-def fold_spread(ctx: Any, folds: list[int], oof_clip: np.ndarray, tests: list[np.ndarray]) -> dict[str, list]:
-    """Each fold's own figures, for error bars: ``fold_cv_lwlrap`` (its held-out recordings vs their TP labels)
-    and, with truth, ``fold_truth_test_lwlrap`` (its model's test prediction vs the test truth).
+def fold_cv(ctx: Any, folds: list[int], oof_clip: np.ndarray) -> list[float]:
+    """Each fold's own CV LWLRAP (its held-out recordings vs their TP labels), for error bars.
 
     Args:
         oof_clip: ``(R, K)`` out-of-fold clip scores (NaN rows: folds not done).
-        tests: ``[(T, K)]`` the folds' test predictions, in the order of ``folds``.
     """
     fold_of = ctx.folds["fold"].to_numpy()
-    out: dict[str, list] = {"fold_cv_lwlrap": []}
+    out = []
     for k in folds:
         rows = np.flatnonzero(fold_of == k)
         rows = rows[~np.isnan(oof_clip[rows]).any(axis=1)]
-        out["fold_cv_lwlrap"].append(lwlrap(ctx.tp_truth[rows], oof_clip[rows]))
-    truth = ctx.comp.truth_dir
-    if tests and truth is not None and (truth / "test_presence.csv").exists():
-        test_truth = _read_presence(truth / "test_presence.csv", ctx.comp.test_ids, ctx.species.columns)
-        out["fold_truth_test_lwlrap"] = [lwlrap(test_truth, t) for t in tests]
+        out.append(lwlrap(ctx.tp_truth[rows], oof_clip[rows]))
     return out
 
 
@@ -273,10 +267,12 @@ def _read_presence(path: Path, ids: list[str], columns: list[str]) -> np.ndarray
     return frame.loc[ids, columns].to_numpy().astype(np.int8)
 
 
-def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: np.ndarray) -> dict[str, Any]:
+def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: np.ndarray,
+                  fold_tests: list[np.ndarray] = ()) -> dict[str, Any]:
     """CV metrics on the original labels, plus truth metrics where ``truth/`` exists.
 
     ``cv_lwlrap``: OOF clip predictions against TP-only clip labels (recordings with a TP), as the post.
+    ``fold_tests``: each fold's own ``(T, K)`` test prediction: with truth, ``fold_truth_test_lwlrap`` (error bars).
     ``precision``/``recall`` at ``predict.threshold`` over the labelled cells only (TP = 1, FP = 0): with
     incomplete labels, unlabelled cells say nothing about a prediction.
     """
@@ -306,6 +302,8 @@ def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: n
         out["truth_test_lwlrap"] = lwlrap(test_truth, test_pred)
         out["truth_test_precision"], out["truth_test_recall"] = precision_recall(test_truth, test_pred, thr)
         out["truth_test_per_species_ap"] = per_species_ap(test_truth, test_pred).tolist()
+        if len(fold_tests):  # each fold model's own test figure, for error bars
+            out["fold_truth_test_lwlrap"] = [lwlrap(test_truth, t) for t in fold_tests]
     return out
 
 
@@ -313,7 +311,7 @@ def train_stage(run_dir: Path, stage: str, folds: list[int], backend: str, worke
                 resume: bool, init_from: dict[int, str] | None = None, progress: bool = True,
                 epochs: int | None = None) -> list[FoldResult]:
     """Train the given folds of a stage (in parallel where asked). Failures are reported per fold."""
-    log_to = load_context(run_dir).cfg.train.log_to
+    log_to = load_saved_config(Run(run_dir).config).train.log_to
     check_trackers(log_to)
     open_stage(Path(run_dir), stage, log_to)  # the folds' MLflow runs nest under the stage's
     common = dict(run_dir=str(Path(run_dir).resolve()), stage=stage, resume=resume, progress=progress, epochs=epochs)

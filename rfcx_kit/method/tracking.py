@@ -33,19 +33,15 @@ from typing import Any
 from rfcx_kit.core.errors import ConfigError
 from rfcx_kit.method.run import Run
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")
-# the module each tracker needs, and the extra that installs it
-_NEEDS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
-          "wandb": ("wandb", "wandb")}
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # each the name of its module and of the extra that installs it
 MLFLOW_ID = "mlflow_run_id.txt"  # in a stage folder (the stage's run) and in a fold folder (the fold's)
 
 
 def check_trackers(names: list[str]) -> None:
     """Refuse ``train.log_to`` naming a tracker whose library is not installed (one line naming the extra)."""
     for name in names:
-        module, extra = _NEEDS[name]
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(f"train.log_to: {name} needs the {module} package: pip install 'rfcx-kit[{extra}]'")
+        if importlib.util.find_spec(name) is None:
+            raise ConfigError(f"train.log_to: {name} needs the {name} package: pip install 'rfcx-kit[{name}]'")
 
 
 def tracking_dir(run: Run) -> Path:

@@ -450,14 +450,15 @@ PLURAL = {PROBABILITY: "probabilities", LOGIT: "logits", "rank": "ranks"}
 # rfcx-kit ensemble
 
 
-def ensemble_to_file(out: str | Path, run_dir: str | Path | None = None, stage: str = "kept", run_weight: float = 1.0,
+def ensemble_to_file(out: str | Path | None, run_dir: str | Path | None = None, stage: str = "kept", run_weight: float = 1.0,
                      with_specs: tuple[str, ...] = (), method: str = "mean", to_prob: bool = False,
                      prior_scaling: bool = False, data_dir: str | Path | None = None,
                      train_prior: str | Path | None = None, test_prior: str | Path | None = None,
                      echo: Callable[[str], None] = log.info) -> EnsembleResult:
     """The whole of ``rfcx-kit ensemble``: a run stage's fold test predictions (and ``with_specs`` files,
     ``FILE[:WEIGHT[:prob|logit]]``) combined into one validated submission at ``out`` (written atomically, and
-    recorded in the run's ``submissions.csv``); returns the result. ``echo`` receives the progress lines."""
+    recorded in the run's ``submissions.csv``); returns the result. ``echo`` receives the progress lines.
+    ``out=None``: the result only, nothing written or recorded."""
     run_dir = Path(run_dir) if run_dir is not None else None
     data_dir = Path(data_dir) if data_dir is not None else None
     if run_dir is None and not with_specs:
@@ -467,7 +468,7 @@ def ensemble_to_file(out: str | Path, run_dir: str | Path | None = None, stage: 
     weights = [run_weight] + [parse_with(spec)[1] for spec in with_specs]
     if not np.isfinite(sum(weights)) or max(weights) / sum(weights) == 0:
         raise ConfigError(f"--run-weight/--with weights sum to {sum(weights):g}: use weights of ordinary size")
-    if run_dir is not None and Path(out).resolve().is_relative_to(Path(run_dir).resolve()):
+    if run_dir is not None and out is not None and Path(out).resolve().is_relative_to(Path(run_dir).resolve()):
         raise ConfigError(f"--out {out}: inside the run directory {run_dir}, whose files rfcx-kit writes itself; "
                           "write the submission elsewhere (e.g. submissions/)")
     ids = read_expected_ids(data_dir) if data_dir is not None else None
@@ -504,6 +505,8 @@ def ensemble_to_file(out: str | Path, run_dir: str | Path | None = None, stage: 
     )
     for note in result.notes:
         echo(note)
+    if out is None:
+        return result
     record = read_run_record(stage_dir) if stage_dir is not None else None  # a bad record stops us before writing
     write_submission(result.frame, out, ids, result.frame.shape[1] - 1)
     if stage_dir is not None:
