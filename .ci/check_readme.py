@@ -7,8 +7,9 @@ README.md holds the table `rfcx-kit demo` printed, between the markers `<!-- dem
 lift and recall per stage; pseudo-positive counts) is compared with the run's summary.json. Figures are
 rounded to 3 decimals in the table; the tolerance (default 0.005, i.e. 5 in the last printed digit) covers
 that; counts must match exactly. The table's `numerics:` line names the mode the figures were made with, and
-the run must have used it: with portable numerics (`rfcx-kit demo`'s default, rfcx_kit/core/numerics.py) and
-the versions of constraints.txt, any x86-64 CPU gives the same figures to the last digit. Native kernels do
+the run must have used it, with the same ATen kernels (portable numerics' avx2 tier on a CPU with AVX2 and FMA,
+else the baseline tier): with portable numerics (`rfcx-kit demo`'s default, rfcx_kit/core/numerics.py) and the
+versions of constraints.txt, any x86-64 CPU of the tier gives the same figures to the last digit. Native kernels do
 not: the demo on one machine with and without AVX-512 differed by 0.03 in stage 1's test LWLRAP.
 """
 
@@ -83,13 +84,19 @@ def kept_problems(block: str, summary: dict) -> list[str]:
 
 def numerics_problems(block: str, summary: dict) -> list[str]:
     """The README's ``numerics: MODE (...)`` line against the mode the run used (summary.json's numerics)."""
-    shown = re.search(r"^numerics: (\w+)", block, flags=re.MULTILINE)
-    used = (summary.get("numerics") or {}).get("mode")
+    shown = re.search(r"^numerics: (\w+)(?: \((\w+))?", block, flags=re.MULTILINE)
+    numerics = summary.get("numerics") or {}
+    used = numerics.get("mode")
     if shown is None:
         return ["the README's table has no 'numerics:' line (the demo prints it above the labels line)"]
     if used != shown.group(1):
         return [f"numerics: README {shown.group(1)}, run {used} (figures agree only between runs of one mode: "
                 f"run the demo with --numerics {shown.group(1)})"]
+    kernels = numerics.get("torch_cpu_capability")
+    if shown.group(2) and kernels and kernels != shown.group(2):
+        return [f"numerics: README's figures come from ATen's {shown.group(2)} kernels, this run's from {kernels} "
+                "(portable numerics' avx2 tier needs a CPU with AVX2 and FMA; others run the baseline tier, whose "
+                "figures differ: RFCX_KIT_NUMERICS_TIER)"]
     return []
 
 

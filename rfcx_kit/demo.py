@@ -208,6 +208,9 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     click.echo(shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}" if np.isfinite(v) else "-"))
     values = ", ".join(f"{k} {v:.3f}" for k, v in kept["candidates"].items() if v is not None)
     click.echo(f"kept: {kept['stage']} (best CV LWLRAP on the original labels: {values})")
+    click.echo(f"kept - control: {summary['kept_minus_control']:+.3f} on this run; one run at this scale cannot show "
+               "whether re-labeling beats the same training without it: the study over data x training seeds does "
+               "(`rfcx-kit study`, README and docs/method-notes.md section 11)")
     click.echo(f"report: {report}\nsubmission: {sub_path}")
     return summary
 

@@ -115,7 +115,12 @@ class TrainConfig:
     # 89-97 inline, the thread slower in every pair; benchmarks/RESULTS.md).
     prefetch: bool | None = None
     amp: bool = True  # mixed precision (CUDA only)
-    channels_last: bool = True  # CUDA only
+    # NHWC activations: oneDNN's fastest convolutions on CPU too (the demo model's step 1.3x faster,
+    # benchmarks/bench_step.py), and what CUDA's tensor cores want.
+    channels_last: bool = True
+    # The fused optimizer step (one kernel over all parameters, torch >= 2.4 on CPU) instead of foreach's many small
+    # ones; portable numerics always use it (its own scalar sqrt gives the same floats on every CPU).
+    fused_optimizer: bool = True
     compile: bool = False  # torch.compile (CUDA only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     val_every: int = 1
@@ -198,6 +203,18 @@ class RelabelConfig:
     # A window's score for the votes: clipwise (the sigmoid of its attention-pooled output, what the post's
     # re-labeling notebook used) | framewise (the max of its framewise sigmoid, the soft frame-wise rule)
     window_score: str = "clipwise"
+    # Soft pseudo-labelled windows (the self-training of RFCX's 2nd place and the BirdCLEF winners): this share of
+    # each cycle epoch's crops is replaced by fixed windows of the fold's training recordings, drawn at random, whose
+    # unknown cells carry the teacher's probability raised to soft_power (TP windows 1, FP windows 0). Where the
+    # hard pseudo-positives take the few windows the teacher is sure of, these take every call it half-finds, and
+    # unlabelled calls stop being taught as 0. 0: off. docs/method-notes.md, section 11.
+    soft_share: float = 0.0
+    soft_power: float = 1.0
+    soft_teacher: str = "oof"  # oof: each recording's out-of-fold model; mean: the mean of every fold model
+    # Pseudo-label the test recordings too (their audio is given, as RFCX's was): the same fold votes, thresholds and
+    # peak boxes on every fold model's test windows, at most max_pseudo_per_tp x (test / train recordings) per TP box
+    # of a species; every fold then trains on those test crops beside its train crops. Needs source: vote.
+    test_pseudo: bool = False
     select: str = "cv"  # the stage the loop keeps: cv (best CV LWLRAP on the original labels) | last
 
 
@@ -392,6 +409,7 @@ _CHOICES = {
     "relabel.early_stop_metric": ("cv",),
     "relabel.window_score": ("framewise", "clipwise"),
     "relabel.select": ("cv", "last"),
+    "relabel.soft_teacher": ("oof", "mean"),
     "train.select": ("best", "last"),
     "train.log_to": ("tensorboard", "mlflow", "wandb"),
     "augment.mixup_at": ("input", "features"),
@@ -455,6 +473,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "relabel.windows_per_epoch": (1, None, True, True),
     "relabel.tp_quantile": (0, 1, True, True),
     "relabel.max_pseudo_per_tp": (0, None, True, True),
+    "relabel.soft_share": (0, 1, True, False),
+    "relabel.soft_power": (0, 10, False, True),
 }
 
 _DTYPES = ("float16", "float32")
@@ -527,6 +547,8 @@ def validate_config(cfg: Config) -> None:
         if not 0 <= species < (top if top is not None else species + 1) or not 0.0 <= value <= 1.0:
             raise ConfigError(f"relabel.species_thresholds: {{{species}: {value}}} needs a species id"
                               + (f" 0..{top - 1}" if top is not None else " >= 0") + " and a threshold in [0, 1]")
+    if cfg.relabel.test_pseudo and cfg.relabel.source != "vote":
+        raise ConfigError("relabel.test_pseudo: the test recordings have no out-of-fold model; it needs relabel.source: vote")
     if cfg.relabel.source == "vote" and cfg.relabel.votes > cfg.train.folds:  # votes are unused with oof
         raise ConfigError(f"relabel.votes ({cfg.relabel.votes}) exceeds train.folds ({cfg.train.folds}) "
                           "with relabel.source: vote")

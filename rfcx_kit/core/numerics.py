@@ -27,11 +27,12 @@ from typing import Any
 
 ENV = "RFCX_KIT_NUMERICS"  # "portable" or "native" (the default)
 APPLIED = "RFCX_KIT_NUMERICS_APPLIED"  # set by apply_at_import when the pins took effect before torch/numpy
+TIER_ENV = "RFCX_KIT_NUMERICS_TIER"  # "avx2" or "baseline": which portable tier (default: avx2 where the CPU has it)
 THREADS = 2
 
-# Each variable: the library it pins and why that value.
+# Each variable: the library it pins and why that value. ATEN_CPU_CAPABILITY is the tier's (ATEN_TIERS).
 PINS: dict[str, str] = {
-    "ATEN_CPU_CAPABILITY": "default",  # ATen's kernels without AVX2/AVX-512 vector code
+    "ATEN_CPU_CAPABILITY": "default",  # ATen's kernels without AVX2/AVX-512 vector code (the baseline tier)
     "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN's convolutions: the AVX2 kernels differ between CPU models
     "MKL_CBWR": "COMPATIBLE",  # MKL's conditional numerical reproducibility: one code branch on every CPU
     "NPY_ENABLE_CPU_FEATURES": "X86_V2",  # numpy's SIMD loops: the x86-64-v2 baseline only (numpy >= 2.4)
@@ -39,6 +40,30 @@ PINS: dict[str, str] = {
     "OMP_NUM_THREADS": str(THREADS),  # reductions split by thread count: a fixed count
     "MKL_NUM_THREADS": str(THREADS),
 }
+
+
+# The portable tiers. ATen's own AVX2 kernels are one binary's instructions (no dispatch on the CPU's model, cache or
+# vendor, unlike oneDNN's and MKL's, which stay pinned below AVX2 in both tiers): every CPU with AVX2 and FMA runs them
+# alike, about half again as fast as the baseline. A CPU without AVX2 takes the baseline tier, whose figures differ.
+ATEN_TIERS = {"avx2": "avx2", "baseline": "default"}
+
+
+def cpu_has_avx2() -> bool:
+    """The CPU offers AVX2 and FMA (``/proc/cpuinfo``'s flags); False where that cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
+
+
+def tier() -> str:
+    """The portable tier of this machine: ``RFCX_KIT_NUMERICS_TIER`` when set, else avx2 where the CPU has it."""
+    asked = os.environ.get(TIER_ENV, "").strip().lower()
+    if asked in ATEN_TIERS:
+        return asked
+    return "avx2" if platform.machine() in ("x86_64", "AMD64") and cpu_has_avx2() else "baseline"
 
 
 def _numpy_pins_apply() -> bool:
@@ -54,7 +79,7 @@ def _numpy_pins_apply() -> bool:
 
 def pins() -> dict[str, str]:
     """The environment of portable numerics on this installation."""
-    out = dict(PINS)
+    out = dict(PINS) | {"ATEN_CPU_CAPABILITY": ATEN_TIERS[tier()]}
     if not _numpy_pins_apply():
         out.pop("NPY_ENABLE_CPU_FEATURES")
     return out
@@ -117,6 +142,10 @@ def describe() -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"mode": "portable" if in_effect() else "native", "machine": platform.machine(), "cpu": cpu,
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+    capability = torch.backends.cpu.get_cpu_capability()  # what ATen runs: a tier asked beyond the CPU falls back
+    portable = in_effect()
+    return {"mode": "portable" if portable else "native",
+            "tier": ("avx2" if capability == "AVX2" else "baseline") if portable else None,
+            "machine": platform.machine(), "cpu": cpu,
+            "torch_cpu_capability": capability, "torch_threads": torch.get_num_threads(),
             "pins": {k: os.environ.get(k) for k in PINS}}

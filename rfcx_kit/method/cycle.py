@@ -40,7 +40,7 @@ from rfcx_kit.core.config import Config, ConfigError, apply_overrides, load_save
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.errors import RfcxError, StateError
 from rfcx_kit.data.framewise import FramewiseLabels
-from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.method.pseudo import (box_peaks, build_label_table, label_counts, peak_boxes, read_label_table,
                                    segment_mask, window_thresholds)
 from rfcx_kit.method.run import (Run, RunContext, build_model, check_inputs, config_fingerprint, cycle_stage,
@@ -95,18 +95,21 @@ def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
     return out
 
 
-def truth_windows(ctx: RunContext) -> np.ndarray | None:
-    """``(R, N, K)`` bool: windows overlapping a planted call (synthetic ``truth/calls.csv``), else None."""
-    calls = ctx.comp.planted_calls("train")
+def truth_windows(ctx: RunContext, split: str = "train") -> np.ndarray | None:
+    """``(R, N, K)`` bool: the ``split``'s windows overlapping a planted call (synthetic ``truth/calls.csv``), else
+    None."""
+    calls = ctx.comp.planted_calls(split)
     if calls is None:
         return None
     g = ctx.grid
-    labels = FramewiseLabels(calls.assign(label=np.int8(1)), ctx.train_ids, g.frames, g.sample_rate, g.hop_length,
-                             ctx.n_species, ctx.train_frames)
-    return labels.windows(ctx.positions) == 1
+    ids, frames = (ctx.train_ids, ctx.train_frames) if split == "train" else (ctx.comp.test_ids, ctx.test_frames)
+    labels = FramewiseLabels(calls.assign(label=np.int8(1)), ids, g.frames, g.sample_rate, g.hop_length,
+                             ctx.n_species, frames)
+    return labels.windows(ctx.positions if split == "train" else ctx.test_positions) == 1
 
 
-def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | None) -> dict[str, float]:
+def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | None,
+                   split: str = "train") -> dict[str, float]:
     """Precision and recall of the pseudo-positive windows against the planted calls, and the precision chance
     would give.
 
@@ -118,23 +121,29 @@ def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | Non
     not the calls: the model does not yet find calls, whatever the precision.
     """
     pseudo = table[table["source"] == "pseudo_positive"]
-    out: dict[str, float] = {"pseudo_positives": float(len(pseudo))}
+    key = "pseudo" if split == "train" else "test_pseudo"  # the test recordings' figures (relabel.test_pseudo)
+    out: dict[str, float] = {f"{key}_positives": float(len(pseudo))}
     if truth is None:
         return out
-    index = {rid: i for i, rid in enumerate(ctx.train_ids)}
+    if split == "train":
+        ids, labels, valid = ctx.train_ids, ctx.window_labels, ctx.window_valid
+    else:  # nothing in a test recording is labelled
+        ids, valid = ctx.comp.test_ids, ctx.test_window_valid
+        labels = np.zeros(valid.shape + (ctx.n_species,), dtype=np.int8)
+    index = {rid: i for i, rid in enumerate(ids)}
     # int64 explicitly: an empty table (no score above the threshold) would give float indices
     rows = pseudo["recording_id"].map(index).to_numpy(dtype=np.int64)
     species = pseudo["species_id"].to_numpy(dtype=np.int64)
     hit = truth[rows, pseudo["window"].to_numpy(dtype=np.int64), species]
-    unknown = (ctx.window_labels == 0) & ctx.window_valid[:, :, None]  # windows past an end are not unknown sound
+    unknown = (labels == 0) & valid[:, :, None]  # windows past an end are not unknown sound
     unknown_true = truth & unknown
     base_rate = unknown_true.sum(axis=(0, 1)) / np.maximum(1, unknown.sum(axis=(0, 1)))  # (K,)
     nan = float("nan")
-    out["pseudo_precision"] = float(hit.mean()) if len(hit) else nan
-    out["pseudo_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else nan
-    out["pseudo_chance_precision"] = float(base_rate[species].mean()) if len(hit) else nan
-    chance = out["pseudo_chance_precision"]
-    out["pseudo_lift"] = out["pseudo_precision"] / chance if len(hit) and chance > 0 else nan
+    out[f"{key}_precision"] = float(hit.mean()) if len(hit) else nan
+    out[f"{key}_recall"] = float(hit.sum() / unknown_true.sum()) if unknown_true.sum() else nan
+    out[f"{key}_chance_precision"] = float(base_rate[species].mean()) if len(hit) else nan
+    chance = out[f"{key}_chance_precision"]
+    out[f"{key}_lift"] = out[f"{key}_precision"] / chance if len(hit) and chance > 0 else nan
     return out
 
 
@@ -162,7 +171,7 @@ def box_quality(ctx: RunContext, boxes: pd.DataFrame) -> dict[str, float | None]
     return out
 
 
-def window_scores(ctx: RunContext, stage: str) -> np.ndarray:
+def window_scores(ctx: RunContext, stage: str, source: str | None = None) -> np.ndarray:
     """``(F, R, N, K)`` window probabilities of ``stage`` that the next cycle's votes count.
 
     ``relabel.source``: ``vote``: every fold model on every train recording (F = folds); ``oof``: each
@@ -171,13 +180,14 @@ def window_scores(ctx: RunContext, stage: str) -> np.ndarray:
     of the window's attention-pooled output, what the post's re-labeling notebook used).
     """
     r, run = ctx.cfg.relabel, ctx.run
+    source = source or r.source
 
     def pick(pred) -> np.ndarray:  # noqa: ANN001 - a Prediction
         if r.window_score == "framewise":
             return pred.windows.astype(np.float32)
         return (1.0 / (1.0 + np.exp(-pred.clipwise.astype(np.float64)))).astype(np.float32)
 
-    if r.source == "vote":
+    if source == "vote":
         return np.stack([pick(p) for p in fold_predictions(ctx, stage)])
     out = np.full((len(ctx.train_ids), len(ctx.positions), ctx.n_species), np.nan, dtype=np.float32)
     index = {rid: i for i, rid in enumerate(ctx.train_ids)}
@@ -191,12 +201,61 @@ def window_scores(ctx: RunContext, stage: str) -> np.ndarray:
     return out[None]
 
 
+def test_window_scores(ctx: RunContext, stage: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every fold model of ``stage`` on the test recordings: ``(F, T, N, K)`` window probabilities (as
+    :func:`window_scores` picks them) and the ``(T, K, S)`` fold-mean framewise timeline the boxes go on."""
+    r = ctx.cfg.relabel
+    scores, timelines = [], []
+    for fold in range(ctx.cfg.train.folds):
+        path = ctx.run.prediction(stage, fold, "test")
+        ids, pred = load_prediction(path)
+        if ids != ctx.comp.test_ids:
+            raise RfcxError(f"{path}: predictions of other recordings than the run's test set")
+        scores.append(pred.windows.astype(np.float32) if r.window_score == "framewise"
+                      else (1.0 / (1.0 + np.exp(-pred.clipwise.astype(np.float64)))).astype(np.float32))
+        timelines.append(pred.framewise.astype(np.float32))
+    return np.stack(scores), np.mean(timelines, axis=0)
+
+
+def make_test_labels(ctx: RunContext, cycle: int, thresholds: np.ndarray, cap: np.ndarray | None) -> pd.DataFrame:
+    """``relabel.test_pseudo``: the test recordings' pseudo-positive windows (``test_labels.csv``) and their peak
+    boxes (``test_pseudo_boxes.csv``), by the train windows' rule: the same thresholds and votes, the cap scaled by
+    test / train recordings (``cap``: the train one)."""
+    run, stage, r, g = ctx.run, cycle_stage(cycle), ctx.cfg.relabel, ctx.grid
+    scores, timeline = test_window_scores(ctx, previous_stage(cycle))
+    test_ids = ctx.comp.test_ids
+    if cap is not None:
+        cap = np.ceil(cap * len(test_ids) / max(1, len(ctx.train_ids))).astype(np.int64)
+    unknown = np.zeros(scores.shape[1:], dtype=np.int8)  # nothing in a test recording is labelled
+    table = build_label_table(test_ids, unknown, scores, threshold=thresholds, votes=r.votes,
+                              pseudo_weight=r.pseudo_weight, max_per_species=cap)
+    seconds = pd.Series((ctx.test_frames - 1) * g.frame_seconds, index=test_ids)
+    boxes = peak_boxes(table, timeline, test_ids, ctx.test_positions, SEGMENT_POOL, g.frame_seconds,
+                       seconds.reindex(table["recording_id"].astype(str)).to_numpy())
+    atomic_write_csv(run.test_pseudo_boxes(stage), boxes)
+    atomic_write_csv(run.test_labels(stage), table)
+    log.info("cycle %d: %d pseudo-positive test windows", cycle, len(table))
+    return table
+
+
 def window_timeline(ctx: RunContext, stage: str) -> np.ndarray:
     """``(R, K, S)`` framewise timelines the pseudo boxes are placed on: the fold models' mean (``source: vote``)
     or the out-of-fold ones."""
     if ctx.cfg.relabel.source == "vote":
         return np.mean([p.framewise.astype(np.float32) for p in fold_predictions(ctx, stage)], axis=0)
     return np.load(ctx.run.oof_framewise(stage)).astype(np.float32)
+
+
+def teacher_targets(ctx: RunContext, stage: str, scores: np.ndarray) -> np.ndarray:
+    """``(R, N, K)`` float32 soft targets of the cycle's pseudo-labelled windows (``relabel.soft_share``): the
+    teacher's window probabilities (``soft_teacher``: ``oof``, each recording's out-of-fold model; ``mean``, the
+    mean of every fold model, ``scores`` ``(F, R, N, K)``) through :func:`sampling.soft_targets`."""
+    from rfcx_kit.method.sampling import soft_targets
+
+    r = ctx.cfg.relabel
+    teacher = window_scores(ctx, stage, "oof")[0] if r.soft_teacher == "oof" else scores.mean(axis=0)
+    teacher = np.where(ctx.window_valid[:, :, None], teacher, np.nan)  # past an end: not sound, never drawn
+    return soft_targets(teacher, ctx.window_labels, r.soft_power)
 
 
 def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
@@ -208,9 +267,12 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
     scores first. Also writes ``label_counts.csv``. Reused as it is on resume.
     """
     run, stage = ctx.run, cycle_stage(cycle)
-    if run.labels(stage).exists() and run.pseudo_boxes(stage).exists():
-        return read_label_table(run.labels(stage))
     r = ctx.cfg.relabel
+    soft = r.soft_share > 0
+    ready = [run.labels(stage), run.pseudo_boxes(stage)] + [run.soft_targets(stage)] * soft + \
+        [run.test_labels(stage), run.test_pseudo_boxes(stage)] * r.test_pseudo
+    if all(p.exists() for p in ready):
+        return read_label_table(run.labels(stage))
     scores = window_scores(ctx, previous_stage(cycle))
     thresholds = window_thresholds(scores.mean(axis=0), ctx.window_labels, r.threshold_rule, r.threshold,
                                    r.tp_quantile)
@@ -234,6 +296,10 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
     counts["threshold"] = thresholds
     atomic_write_csv(run.label_counts(stage), counts, index=True)
     atomic_write_csv(run.pseudo_boxes(stage), boxes)
+    if soft:
+        atomic_save_npy(run.soft_targets(stage), teacher_targets(ctx, previous_stage(cycle), scores))
+    if r.test_pseudo:
+        make_test_labels(ctx, cycle, thresholds, cap)
     atomic_write_csv(run.labels(stage), table)  # written last: its presence marks the labels complete
     log.info("cycle %d: %d pseudo-positive windows from %s (%s, %s scores, %d of %d votes)", cycle,
              int(counts["pseudo_positive"].sum()), previous_stage(cycle), r.source, r.window_score, votes,
@@ -337,6 +403,9 @@ def _relabel_locked(run: Run, cycles: int | None, backend: str, workers: int, sc
                          f"delete {run.stage(stage)} to start it fresh")
             table = make_labels(ctx, cycle)
             quality = pseudo_quality(table, ctx, truth)
+            if r.test_pseudo:
+                test_table = pd.read_csv(run.test_labels(stage), dtype={"recording_id": str})
+                quality.update(pseudo_quality(test_table, ctx, truth_windows(ctx, "test"), "test"))
             quality.update(box_quality(ctx, pd.read_csv(run.pseudo_boxes(stage), dtype={"recording_id": str})))
             results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True,
                                   init_from=_init_weights(run_dir, cycle, r.init, folds), progress=progress)

@@ -57,6 +57,10 @@ class Prediction:
     stitched: np.ndarray
     framewise: np.ndarray
 
+    def take(self, rows: np.ndarray) -> Prediction:
+        """The predictions of recordings ``rows`` (an index into R)."""
+        return Prediction(self.windows[rows], self.clipwise[rows], self.stitched[rows], self.framewise[rows])
+
     def clip(self, mode: str = "framewise") -> np.ndarray:
         """``(R, K)`` recording-level probabilities by the chosen rule (windows past a recording's end skipped)."""
         if mode == "framewise":

@@ -21,6 +21,8 @@
                            window, at its peak; what the cycle trains on beside the TP/FP boxes
         labels.csv             (cycles) recording_id,window,species_id,source,weight: TP/FP windows and the
                            pseudo-positive windows the fold votes gave
+        test_labels.csv, test_pseudo_boxes.csv   (cycles, relabel.test_pseudo) the same for the test recordings
+        soft_targets.npy       (cycles, relabel.soft_share) (R_train, N, K) float32 targets of pseudo-labelled windows
         label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
         fold{k}/
           last.pt              {"model", "optimizer", "epoch", "step", "torch_rng", "best_score", "best_epoch", "config"}
@@ -173,6 +175,15 @@ class Run:
 
     def pseudo_boxes(self, stage: str) -> Path:
         return self.root / stage / "pseudo_boxes.csv"
+
+    def test_labels(self, stage: str) -> Path:
+        return self.root / stage / "test_labels.csv"
+
+    def test_pseudo_boxes(self, stage: str) -> Path:
+        return self.root / stage / "test_pseudo_boxes.csv"
+
+    def soft_targets(self, stage: str) -> Path:
+        return self.root / stage / "soft_targets.npy"
 
     def labels(self, stage: str) -> Path:
         return self.root / stage / "labels.csv"
@@ -512,6 +523,11 @@ class RunContext:
         return window_mask(self.train_frames, self.positions, self.grid.frames)
 
     @property
+    def test_window_valid(self) -> np.ndarray:
+        """``(R_test, N_test)`` bool: the test windows each test recording has."""
+        return window_mask(self.test_frames, self.test_positions, self.grid.frames)
+
+    @property
     def run(self) -> Run:
         return Run(self.run_dir)
 
@@ -592,7 +608,7 @@ def predict_split(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.
     return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
                               cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
                               cfg.predict.max_windows, device=device, amp=cfg.train.amp,
-                              channels_last=device.type == "cuda" and cfg.train.channels_last, progress=progress,
+                              channels_last=cfg.train.channels_last, progress=progress,
                               mean_std=input_stats(cfg),
                               lengths=(ctx.train_frames if split == "train" else ctx.test_frames)[rows])
 
@@ -617,12 +633,13 @@ def write_predictions(model: torch.nn.Module, ctx: RunContext, stage: str, fold:
                       device: torch.device, all_train: bool = False) -> None:
     """A fold's out-of-fold (train windows), test (test windows) and, for fold votes, all-train predictions."""
     run = ctx.run
-    val = predict_split(model, ctx, "train", val_rows, ctx.positions, device)
+    if all_train:  # the held-out recordings are among them: predicted once
+        every = predict_split(model, ctx, "train", np.arange(len(ctx.train_ids)), ctx.positions, device)
+        save_prediction(run.prediction(stage, fold, "train"), every, ctx.train_ids)
+        val = every.take(np.asarray(val_rows))
+    else:
+        val = predict_split(model, ctx, "train", val_rows, ctx.positions, device)
     save_prediction(run.prediction(stage, fold, "val"), val, [ctx.train_ids[i] for i in val_rows])
-    if all_train:
-        rows = np.arange(len(ctx.train_ids))
-        save_prediction(run.prediction(stage, fold, "train"),
-                        predict_split(model, ctx, "train", rows, ctx.positions, device), ctx.train_ids)
     if not ctx.comp.test_ids:  # a data set without test recordings: nothing to predict there
         return
     test_rows = np.arange(len(ctx.comp.test_ids))

@@ -20,18 +20,26 @@ from rfcx_kit.data.framewise import FramewiseLabels
 
 @dataclass
 class Items:
-    """An epoch's samples. ``rows``, ``starts``: (M,); ``target``, ``weight``: (M, K) float32."""
+    """An epoch's samples. ``rows``, ``starts``: (M,); ``target``, ``weight``: (M, K) float32; ``test``: (M,)
+    bool, True where ``rows`` indexes the test recordings (pseudo-labelled test audio, ``relabel.test_pseudo``;
+    None: all train)."""
 
     rows: np.ndarray
     starts: np.ndarray
     target: np.ndarray
     weight: np.ndarray
+    test: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def take(self, index: np.ndarray) -> Items:
-        return Items(self.rows[index], self.starts[index], self.target[index], self.weight[index])
+        return Items(self.rows[index], self.starts[index], self.target[index], self.weight[index],
+                     None if self.test is None else self.test[index])
+
+    def on_test(self) -> Items:
+        """The same items, marked as crops of test recordings."""
+        return Items(self.rows, self.starts, self.target, self.weight, np.ones(len(self.rows), dtype=bool))
 
 
 def labels_to_loss_arrays(labels: np.ndarray, loss: str, unlabeled_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -100,3 +108,53 @@ def all_windows(window_labels: np.ndarray, rows: np.ndarray, positions: list[lis
     if valid is not None and not valid[rows].all():
         items = items.take(np.flatnonzero(valid[rows].reshape(-1)))
     return items
+
+
+def soft_targets(teacher: np.ndarray, window_labels: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """The targets of pseudo-labelled windows: ``(R, N, K)`` float32 from the teacher's ``(R, N, K)`` window
+    probabilities (NaN past a recording's end) and the original ``(R, N, K)`` int8 labels.
+
+    A TP window is 1 and an FP window 0 whatever the teacher says; every unknown cell is the teacher's probability
+    raised to ``power`` (the BirdCLEF winners' sharpening: ``power > 1`` pushes the doubtful middle towards 0 and
+    leaves sure calls near 1). NaN stays NaN (a window that is not sound is never drawn).
+    """
+    if teacher.shape != window_labels.shape:
+        raise ValueError(f"teacher {teacher.shape} and labels {window_labels.shape} differ")
+    if not power > 0:
+        raise ValueError(f"power must be positive, got {power}")
+    soft = np.power(np.clip(teacher.astype(np.float32), 0.0, 1.0), np.float32(power))
+    soft = np.where(window_labels == 1, np.float32(1.0), np.where(window_labels == -1, np.float32(0.0), soft))
+    return soft.astype(np.float32)
+
+
+def soft_windows(targets: np.ndarray, rows: np.ndarray, positions: list[list[int]], n: int,
+                 rng: np.random.Generator) -> Items:
+    """``n`` fixed windows of the recordings ``rows``, drawn uniformly with replacement among those that are
+    sound (no NaN target), each with its soft ``(K,)`` target (:func:`soft_targets`) at weight 1.
+
+    Args:
+        targets: ``(R, N, K)`` float32 over all recordings; ``rows``: the fold's training recordings.
+    Returns:
+        Items with ``rows``, window ``starts``, ``target`` and ``weight`` ``(n, K)``.
+    """
+    n_windows, k = targets.shape[1], targets.shape[2]
+    valid = ~np.isnan(targets[rows]).any(axis=-1)  # (len(rows), N)
+    cells = np.flatnonzero(valid.reshape(-1))
+    if n <= 0 or not len(cells):
+        return Items(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, k), np.float32),
+                     np.zeros((0, k), np.float32))
+    pick = cells[rng.integers(0, len(cells), size=n)]
+    item_rows = np.asarray(rows, dtype=np.int64)[pick // n_windows]
+    window = pick % n_windows
+    starts = np.asarray([p[0] for p in positions], dtype=np.int64)[window]
+    target = targets[item_rows, window].astype(np.float32)
+    return Items(item_rows, starts, target, np.ones_like(target))
+
+
+def concat_items(*parts: Items) -> Items:
+    """One epoch's items from several draws, in the given order."""
+    test = None
+    if any(p.test is not None for p in parts):
+        test = np.concatenate([np.zeros(len(p), bool) if p.test is None else p.test for p in parts])
+    return Items(np.concatenate([p.rows for p in parts]), np.concatenate([p.starts for p in parts]),
+                 np.concatenate([p.target for p in parts]), np.concatenate([p.weight for p in parts]), test)

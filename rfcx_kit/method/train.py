@@ -34,7 +34,8 @@ from rfcx_kit.model.losses import clipwise_bce, masked_bce
 from rfcx_kit.core.metrics import lwlrap
 from rfcx_kit.method.run import (Run, RunContext, build_model, input_stats, load_checkpoint, load_context, predict_split,
                                  save_checkpoint, write_predictions)
-from rfcx_kit.method.sampling import Items, all_windows, labels_to_loss_arrays, tp_crop_count, tp_crops
+from rfcx_kit.method.sampling import (Items, all_windows, concat_items, labels_to_loss_arrays, soft_windows, tp_crop_count,
+                                      tp_crops)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.opt
     from rfcx_kit.core import numerics
 
     params, t, extra = model.parameters(), cfg.train, numerics.optimizer_kwargs()
+    if cfg.train.fused_optimizer:
+        extra = {"fused": True}
     if t.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=t.weight_decay, **extra)
     if t.optimizer == "adamw":
@@ -113,13 +116,38 @@ def stage_window_labels(ctx: RunContext, labels: FramewiseLabels) -> np.ndarray:
     return ctx.window_labels if labels is ctx.labels else labels.windows(ctx.positions)
 
 
+def stage_test_boxes(ctx: RunContext, stage: str) -> FramewiseLabels | None:
+    """A cycle's pseudo-positive boxes on the test recordings (``relabel.test_pseudo``), else None."""
+    if not stage.startswith("cycle") or not ctx.cfg.relabel.test_pseudo:
+        return None
+    g = ctx.grid
+    boxes = pd.read_csv(ctx.run.test_pseudo_boxes(stage), dtype={"recording_id": str}).assign(label=np.int8(1))
+    return FramewiseLabels(boxes, ctx.comp.test_ids, g.frames, g.sample_rate, g.hop_length, ctx.n_species,
+                           ctx.test_frames)
+
+
+def stage_soft_targets(ctx: RunContext, stage: str) -> np.ndarray | None:
+    """A cycle's ``(R, N, K)`` soft targets of pseudo-labelled windows (``relabel.soft_share``), else None."""
+    if not stage.startswith("cycle") or not ctx.cfg.relabel.soft_share:
+        return None
+    return np.load(ctx.run.soft_targets(stage)).astype(np.float32)
+
+
 def sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.Generator,
-                  labels: FramewiseLabels) -> Items:
-    """One epoch's items: every stage samples the same way (the cycles only add pseudo-positive boxes)."""
+                  labels: FramewiseLabels, soft: np.ndarray | None = None,
+                  test_labels: FramewiseLabels | None = None) -> Items:
+    """One epoch's items: every stage samples the same way (the cycles only add pseudo-positive boxes); with
+    ``soft`` (a cycle's :func:`stage_soft_targets`), ``relabel.soft_share`` of them are pseudo-labelled windows;
+    with ``test_labels`` (:func:`stage_test_boxes`), a crop around every pseudo-positive box of the test
+    recordings joins the train crops (every fold trains on them: no test recording is held out)."""
     t, cfg = ctx.cfg.train, ctx.cfg
     if t.sampling == "tp_crops":
         items = tp_crops(labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng,
                          t.unlabeled_weight)
+        if test_labels is not None and len(test_labels.row):
+            on_test = tp_crops(test_labels, np.arange(len(test_labels.recording_ids)), cfg.windows.window, 0.0,
+                               t.crop_jitter, t.loss, rng, t.unlabeled_weight)
+            items = concat_items(items, on_test.on_test())
     else:
         items = all_windows(stage_window_labels(ctx, labels), rows, ctx.positions, t.loss, t.unlabeled_weight,
                             ctx.window_valid)
@@ -138,9 +166,39 @@ def sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.G
         size = tp_crop_count(ctx.labels, rows, t.fp_per_tp)
     else:
         size = None
-    if size:
-        order = np.resize(order, size)
-    return items.take(order)
+    if soft is None:
+        return items.take(np.resize(order, size) if size else order)
+    # Pseudo-labelled windows take their share of the epoch (its size unchanged, so every stage and the control
+    # still train the same steps); the two draws are shuffled together so every batch holds both.
+    size = size or len(order)
+    n_soft = int(round(cfg.relabel.soft_share * size))
+    both = concat_items(items.take(np.resize(order, size - n_soft)),
+                        soft_windows(soft, rows, ctx.positions, n_soft, rng))
+    return both.take(rng.permutation(len(both)))
+
+
+def batch_input(ctx: RunContext, batch: Items, mean_std, augment, gen: torch.Generator | None) -> torch.Tensor:  # noqa: ANN001
+    """The model input ``(M, C, F, W)`` of a batch's crops, read from the train recordings and, for crops of
+    pseudo-labelled test recordings (``batch.test``), from the test ones, in the batch's order."""
+    cfg = ctx.cfg
+
+    def read(split: str, part: Items) -> torch.Tensor:
+        ids, stats, frames = ((ctx.train_ids, ctx.train_stats, ctx.train_frames) if split == "train"
+                              else (ctx.comp.test_ids, ctx.test_stats, ctx.test_frames))
+        return crop_batch(ctx.store, split, ids, stats, part.rows, part.starts, cfg.windows.window,
+                          cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen, frames)
+
+    if batch.test is None or not batch.test.any():
+        return read("train", batch)
+    if batch.test.all():
+        return read("test", batch)
+    on_test = np.flatnonzero(batch.test)
+    on_train = np.flatnonzero(~batch.test)
+    x = read("train", batch.take(on_train))
+    out = torch.empty((len(batch),) + tuple(x.shape[1:]), dtype=x.dtype)
+    out[torch.from_numpy(on_train)] = x
+    out[torch.from_numpy(on_test)] = read("test", batch.take(on_test))
+    return out
 
 
 def _loss(out: dict[str, torch.Tensor], target: torch.Tensor, weight: torch.Tensor, cfg: Config, masked: bool) -> torch.Tensor:
@@ -215,6 +273,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     train_rows, val_rows = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
     is_cycle = retrains(stage)
     labels = stage_boxes(ctx, stage)
+    soft, test_labels = stage_soft_targets(ctx, stage), stage_test_boxes(ctx, stage)
     masked = cfg.train.loss == "masked"
     augment = cfg.augment if cfg.augment.active else None
     if epochs is None:
@@ -229,7 +288,7 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     if init_from:
         model.load_state_dict(load_checkpoint(Path(init_from))["model"])
     model.to(device)
-    if cuda and cfg.train.channels_last:
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg, base_lr)
     history: list[dict[str, Any]] = []
@@ -259,7 +318,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     fold_dir.mkdir(parents=True, exist_ok=True)
 
     # One epoch's size is fixed by the sampler; compute it once for the schedule.
-    probe = sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), labels)
+    probe = sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), labels,
+                         soft, test_labels)
     steps_per_epoch = max(1, -(-len(probe) // cfg.train.batch_size))
     total_steps = steps_per_epoch * epochs
     warmup = cfg.train.warmup_epochs * steps_per_epoch
@@ -281,7 +341,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         for epoch in range(start_epoch, epochs):
             epoch_start = time.time()
             rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
-            items = probe if epoch == 0 and start_epoch == 0 else sample_epoch(ctx, stage, train_rows, rng, labels)
+            items = (probe if epoch == 0 and start_epoch == 0
+                     else sample_epoch(ctx, stage, train_rows, rng, labels, soft, test_labels))
             model.train()
             losses = []
             bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
@@ -294,16 +355,14 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
                 # Augmentation draws only from this batch's own generator: safe to run ahead in a thread.
                 i, batch = numbered
                 gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
-                x = crop_batch(ctx.store, "train", ctx.train_ids, ctx.train_stats, batch.rows, batch.starts,
-                               cfg.windows.window, cfg.model.normalize, cfg.model.in_channels, mean_std, augment, gen,
-                               ctx.train_frames)
+                x = batch_input(ctx, batch, mean_std, augment, gen)
                 return x.pin_memory() if cuda else x
 
             prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
             for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
                 plan = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
                 x = x.to(device, non_blocking=True)
-                if cuda and cfg.train.channels_last:
+                if cfg.train.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 target = torch.from_numpy(batch.target).to(device)
                 weight = torch.from_numpy(batch.weight).to(device)
@@ -359,7 +418,9 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
             tracker.close(ok)
 
     model.load_state_dict(load_checkpoint(best_path)["model"])
-    write_predictions(model, ctx, stage, fold, val_rows, device, all_train=cfg.relabel.source == "vote")
+    # every train recording only where a next cycle's votes read it (never the control's or the oracle's)
+    votes = cfg.relabel.source == "vote" and (stage == "stage1" or stage.startswith("cycle"))
+    write_predictions(model, ctx, stage, fold, val_rows, device, all_train=votes)
     summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_val_lwlrap": best_score,
                "epochs": epochs, "seconds": round(time.time() - started, 1), "device": str(device)}
     atomic_write_json(done_path, summary)

@@ -13,6 +13,9 @@ import pytest
 
 from rfcx_kit.core import numerics
 
+# ATen's kernels of this machine's portable tier: AVX2 where the CPU has AVX2 and FMA, else the baseline's
+TIER_KERNELS = {"avx2": "AVX2", "baseline": "DEFAULT"}[numerics.tier()]
+
 # One Adam step of a tiny conv net; prints what the process ran with and a hash of the trained weights.
 STEP = """
 import hashlib, json, os, rfcx_kit, torch
@@ -48,19 +51,29 @@ def _run(code: str, **env: str) -> dict:
 
 def test_portable_pins_reach_torch_and_the_optimizer() -> None:
     out = _run(STEP, RFCX_KIT_NUMERICS="portable")
-    assert out["in_effect"] and out["capability"] == "DEFAULT" and out["threads"] == numerics.THREADS
+    assert out["in_effect"] and out["capability"] == TIER_KERNELS and out["threads"] == numerics.THREADS
     assert out["fused"]
     assert out["pins"] == {k: numerics.pins().get(k) for k in numerics.PINS}
     native = _run(STEP)
-    assert not native["in_effect"] and not native["fused"] and native["capability"] != "DEFAULT"
+    assert not native["in_effect"] and native["capability"] not in ("DEFAULT", TIER_KERNELS)
+    assert native["fused"]  # train.fused_optimizer's default, natively too
+
+
+def test_the_baseline_tier_is_there_for_every_cpu() -> None:
+    """RFCX_KIT_NUMERICS_TIER=baseline gives the baseline's kernels on any CPU (what a CPU without AVX2 runs)."""
+    out = _run(STEP, RFCX_KIT_NUMERICS="portable", RFCX_KIT_NUMERICS_TIER="baseline")
+    assert out["in_effect"] and out["capability"] == "DEFAULT"
+    if numerics.tier() == "avx2":  # the two tiers' kernels give other floats
+        assert out["weights"] != _run(STEP, RFCX_KIT_NUMERICS="portable")["weights"]
 
 
 def test_portable_overrides_kernel_choices_of_the_environment() -> None:
     """What a user's environment (or another CPU) would choose does not reach a portable run: same weights."""
     plain = _run(STEP, RFCX_KIT_NUMERICS="portable")
-    steered = _run(STEP, RFCX_KIT_NUMERICS="portable", ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2",
+    other = "default" if TIER_KERNELS == "AVX2" else "avx2"
+    steered = _run(STEP, RFCX_KIT_NUMERICS="portable", ATEN_CPU_CAPABILITY=other, ONEDNN_MAX_CPU_ISA="AVX2",
                    MKL_CBWR="AVX2", OMP_NUM_THREADS="1")
-    assert steered["capability"] == "DEFAULT" and steered["threads"] == numerics.THREADS
+    assert steered["capability"] == TIER_KERNELS and steered["threads"] == numerics.THREADS
     assert steered["weights"] == plain["weights"]
     again = _run(STEP, RFCX_KIT_NUMERICS="portable")
     assert again["weights"] == plain["weights"]  # and the same seed gives the same floats
@@ -75,7 +88,7 @@ def test_late_import_starts_the_command_again_with_the_pins() -> None:
     # the first process saw no pins and replaced itself once; the second ran with them
     assert done.stderr.count("before False") == 1 and done.stderr.count("before True") == 1
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["in_effect"] and out["capability"] == "DEFAULT" and out["fused"]
+    assert out["in_effect"] and out["capability"] == TIER_KERNELS and out["fused"]
     assert out["weights"] == _run(STEP, RFCX_KIT_NUMERICS="portable")["weights"]
 
 
@@ -107,8 +120,9 @@ def test_the_demo_records_its_numerics(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, timeout=500)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["numerics"]["mode"] == "portable" and summary["numerics"]["torch_cpu_capability"] == "DEFAULT"
-    assert "numerics: portable (DEFAULT, 2 threads)" in done.stdout
+    assert summary["numerics"]["mode"] == "portable" and summary["numerics"]["torch_cpu_capability"] == TIER_KERNELS
+    assert summary["numerics"]["tier"] == numerics.tier()
+    assert f"numerics: portable ({TIER_KERNELS}, 2 threads)" in done.stdout
     assert json.loads((out / "run" / "provenance.json").read_text())["numerics"]["mode"] == "portable"
 
 
