@@ -93,6 +93,9 @@ BAD_SETTINGS = [
     ("train.optimizer=rmsprop", "train.optimizer"), ("model.in_channels=2", "model.in_channels"),
     ("train.threads=0", "train.threads"), ("predict.batch_recordings=0", "predict.batch_recordings"),
     ("relabel={source: vote, votes: 9}", "relabel.votes"), ("relabel.pseudo_weight=0", "relabel.pseudo_weight"),
+    ("relabel.soft_share=1", "relabel.soft_share"), ("relabel.soft_power=0", "relabel.soft_power"),
+    ("relabel.soft_teacher=vote", "relabel.soft_teacher"), ("relabel={test_pseudo: true, source: oof}", "test_pseudo"),
+    ("train.fused_optimizer=maybe", "train.fused_optimizer"),
 ]
 
 

@@ -64,7 +64,9 @@ def learning_rate(step: int, total_steps: int, base: float, scheduler: str, warm
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    """The configured optimizer; under portable numerics its fused step (the same floats on every CPU)."""
+    """The configured optimizer, with its fused step when ``train.fused_optimizer`` (one kernel over every
+    parameter instead of foreach's many small ones) and always under portable numerics (its scalar sqrt gives the
+    same floats on every CPU)."""
     from rfcx_kit.core import numerics
 
     params, t, extra = model.parameters(), cfg.train, numerics.optimizer_kwargs()

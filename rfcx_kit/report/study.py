@@ -208,9 +208,9 @@ def study_figure(frame: pd.DataFrame, path: Path, title: str, diffs: dict[str, P
     kept - control with the mean and its interval."""
     from rfcx_kit.report.plots import plt, save
 
-    stages = stage_columns(frame)
+    stages = [s for s in stage_columns(frame) if (s if truth else f"{s}_cv") in frame]
     keys = stages if truth else [f"{s}_cv" for s in stages]
-    values = frame[[k for k in keys]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    values = frame[keys].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120, gridspec_kw={"width_ratios": [3, 1.2]})
     x = np.arange(len(stages))
     for i, run in enumerate(frame["run"]):
