@@ -95,7 +95,7 @@ BAD_SETTINGS = [
     ("relabel={source: vote, votes: 9}", "relabel.votes"), ("relabel.pseudo_weight=0", "relabel.pseudo_weight"),
     ("relabel.soft_share=1", "relabel.soft_share"), ("relabel.soft_power=0", "relabel.soft_power"),
     ("relabel.soft_teacher=vote", "relabel.soft_teacher"), ("relabel={test_pseudo: true, source: oof}", "test_pseudo"),
-    ("train.fused_optimizer=maybe", "train.fused_optimizer"),
+    ("train.fused_optimizer=maybe", "train.fused_optimizer"), ("relabel.pseudo_crops=2", "relabel.pseudo_crops"),
 ]
 
 

@@ -215,6 +215,11 @@ class RelabelConfig:
     # peak boxes on every fold model's test windows, at most max_pseudo_per_tp x (test / train recordings) per TP box
     # of a species; every fold then trains on those test crops beside its train crops. Needs source: vote.
     test_pseudo: bool = False
+    # Where a cycle's crops lie: true, around the TP/FP boxes and the pseudo-positive boxes (pseudo-positives take
+    # a share of each epoch); false, around the TP/FP boxes only, as the control draws them, with every crop's
+    # targets read from the boxes the cycle has (a pseudo-positive box inside a crop turns its implicit 0 into a
+    # 1): same crops, new labels. docs/method-notes.md, section 13.
+    pseudo_crops: bool = True
     select: str = "cv"  # the stage the loop keeps: cv (best CV LWLRAP on the original labels) | last
 
 

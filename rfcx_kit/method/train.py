@@ -143,7 +143,15 @@ def sample_epoch(ctx: RunContext, stage: str, rows: np.ndarray, rng: np.random.G
     with ``test_labels`` (:func:`stage_test_boxes`), a crop around every pseudo-positive box of the test
     recordings joins the train crops (every fold trains on them: no test recording is held out)."""
     t, cfg = ctx.cfg.train, ctx.cfg
-    if t.sampling == "tp_crops":
+    if t.sampling == "tp_crops" and labels is not ctx.labels and stage.startswith("cycle") \
+            and not cfg.relabel.pseudo_crops:
+        # same crops, new labels: the control's crops (the original boxes), each crop's targets from the cycle's
+        items = tp_crops(ctx.labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng,
+                         t.unlabeled_weight)
+        target, weight = labels.crop_targets(items.rows, items.starts, cfg.windows.window,
+                                             0.0 if t.loss == "masked" else t.unlabeled_weight)
+        items = Items(items.rows, items.starts, target, weight)
+    elif t.sampling == "tp_crops":
         items = tp_crops(labels, rows, cfg.windows.window, t.fp_per_tp, t.crop_jitter, t.loss, rng,
                          t.unlabeled_weight)
         if test_labels is not None and len(test_labels.row):

@@ -106,3 +106,29 @@ def test_soft_windows_join_the_epoch(base: Path) -> None:
 def test_test_pseudo_needs_votes() -> None:
     with pytest.raises(ConfigError, match="source: vote"):
         load_config(None, ("relabel.test_pseudo=true", "relabel.source=oof"))
+
+
+def test_pseudo_crops_false_keeps_the_controls_crops_with_new_labels(base: Path) -> None:
+    run = copy_of(base, "same_crops")
+    run_relabel(run, cycles=1, overrides=("relabel.pseudo_crops=false", "relabel.epochs=1", "relabel.init=stage1"),
+                progress=False)
+    ctx = load_context(run)
+    assert ctx.cfg.relabel.pseudo_crops is False
+    labels = stage_boxes(ctx, "cycle1")
+    n_pseudo = len(pd.read_csv(run / "cycle1" / "pseudo_boxes.csv"))
+    assert n_pseudo > 0
+    rows = np.flatnonzero(ctx.folds["fold"].to_numpy() != 0)
+    cycle = sample_epoch(ctx, "cycle1", rows, np.random.default_rng(3), labels)
+    control = sample_epoch(ctx, "control", rows, np.random.default_rng(3), ctx.labels)
+    # the very crops the control draws from the same generator
+    assert np.array_equal(cycle.rows, control.rows) and np.array_equal(cycle.starts, control.starts)
+    # labels only gained: a TP stays 1, and where they differ an implicit 0 became a pseudo-positive's 1
+    assert (cycle.target >= control.target).all()
+    changed = cycle.target != control.target
+    assert changed.any(), "no crop holds a pseudo-positive box: the test data is too small to show the lever"
+    assert np.allclose(control.weight[changed], ctx.cfg.train.unlabeled_weight)
+    # pseudo_crops=true (the default) centres crops on the pseudo-positive boxes too: other crops
+    ctx.cfg.relabel.pseudo_crops = True
+    centred = sample_epoch(ctx, "cycle1", rows, np.random.default_rng(3), labels)
+    assert not (len(centred) == len(control) and np.array_equal(centred.starts, control.starts)
+                and np.array_equal(centred.rows, control.rows))

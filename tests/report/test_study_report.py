@@ -73,3 +73,16 @@ def test_write_study_on_truth_and_without(tmp_path: Path) -> None:
     assert "Without a truth" in text and "CV LWLRAP" in text and "(truth)" not in text
     assert result["main"]["mean"] == pytest.approx(0.07)
     assert json.dumps(result)  # strict JSON of plain numbers
+
+
+def test_the_demo_quotes_the_study_figure_the_readme_shows() -> None:
+    """The demo's one line on the gain quotes the study; the README's study headline is its source."""
+    import re
+
+    from rfcx_kit.demo import STUDY_FIGURE
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    mean, sd = re.search(r"([+-]\d\.\d{3}) \+- (\d\.\d{3})", STUDY_FIGURE).groups()
+    low, high = re.search(r"CI ([+-]\d\.\d{3}) to ([+-]\d\.\d{3})", STUDY_FIGURE).groups()
+    text = readme.read_text(encoding="utf-8")
+    assert f"{mean} ± {sd}" in text and f"{low} to {high}" in text
