@@ -8,10 +8,14 @@ this project's AVX-512 machine and on the same machine restricted to AVX2 gave a
 checked elsewhere when every machine runs the same kernels.
 
 ``RFCX_KIT_NUMERICS=portable`` pins all of them to what every x86-64-v2 CPU runs (the variables below),
-two torch threads, and the fused optimizer step (the foreach step's sqrt differs across CPUs). Checked by
-``benchmarks/portable_numerics.py``: bit-identical training on this machine and under QEMU's Haswell and
-EPYC-Rome CPU models. The cost: about 2.2x the time of a training step (native kernels). ``rfcx-kit demo``
-uses it unless ``--numerics native``; other commands use it when the variable is set.
+two torch threads, and the fused optimizer step (the foreach step's sqrt differs across CPUs), in two tiers:
+``avx2`` (the default on a CPU with AVX2 and FMA) lets ATen use its AVX2 kernels, ``baseline`` (other CPUs, or
+``RFCX_KIT_NUMERICS_TIER=baseline``) keeps ATen's default ones; oneDNN stays at SSE4.1 in both, since oneDNN
+promises equal bits only on one platform. Checked by ``benchmarks/portable_numerics.py`` (bit-identical
+training on this machine and under QEMU's CPU models) and by CI (the README's demo table, printed by another
+machine). The cost: about 1.75x the time of a native training step with the demo's backbone
+(``benchmarks/STEP.md``). ``rfcx-kit demo`` uses it unless ``--numerics native``; other commands use it when
+the variable is set.
 
 The variables act when a library loads, so they are set when ``rfcx_kit`` is imported, before torch and
 numpy are; when either was already imported (or for the demo's default), :func:`ensure_portable` starts the
