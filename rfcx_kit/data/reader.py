@@ -83,9 +83,17 @@ class Competition:
 
     def tp_presence(self) -> np.ndarray:
         """``(len(train_ids), K)`` 0/1: species with a TP box in each train recording."""
+        return self._presence(self.tp)
+
+    def fp_presence(self) -> np.ndarray:
+        """``(len(train_ids), K)`` 0/1: species with an FP box in each train recording (all 0 without FP rows)."""
+        return self._presence(self.fp)
+
+    def _presence(self, boxes: pd.DataFrame) -> np.ndarray:
         index = {rid: i for i, rid in enumerate(self.train_ids)}
         out = np.zeros((len(self.train_ids), len(self.species)), dtype=np.int8)
-        out[self.tp["recording_id"].map(index).to_numpy(), self.tp["species_id"].to_numpy()] = 1
+        # int64 explicitly: a table without rows (TP-only labels have no FP row) would give float indices
+        out[boxes["recording_id"].map(index).to_numpy(dtype=np.int64), boxes["species_id"].to_numpy(dtype=np.int64)] = 1
         return out
 
     @property

@@ -176,10 +176,7 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
          "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids), "frames": store.frames,
          "species": len(comp.species)}, sort_keys=False))
     atomic_write_csv(run.species, comp.species.frame())
-    fp_presence = np.zeros_like(comp.tp_presence())
-    index = {rid: i for i, rid in enumerate(comp.train_ids)}
-    fp_presence[comp.fp["recording_id"].map(index).to_numpy(), comp.fp["species_id"].to_numpy()] = 1
-    load_or_make_folds(run.folds, comp.train_ids, comp.tp_presence(), fp_presence,
+    load_or_make_folds(run.folds, comp.train_ids, comp.tp_presence(), comp.fp_presence(),
                        cfg.train.folds, cfg.train.seed)
     for split in ("train", "test"):
         path = run.stats(split)
@@ -279,10 +276,7 @@ def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: n
     thr = ctx.cfg.predict.threshold
     tp = ctx.tp_truth[have]
     scores = oof_clip[have]
-    index = {rid: i for i, rid in enumerate(ctx.train_ids)}
-    fp = np.zeros_like(ctx.tp_truth)
-    fp[ctx.comp.fp["recording_id"].map(index).to_numpy(), ctx.comp.fp["species_id"].to_numpy()] = 1
-    fp = fp[have] & (tp == 0)
+    fp = ctx.comp.fp_presence().astype(ctx.tp_truth.dtype)[have] & (tp == 0)
     known = (tp == 1) | (fp == 1)
     predicted = scores > thr
     n_pred = (predicted & known).sum()

@@ -1,0 +1,34 @@
+"""Labels without FP rows (what most Raven and Audacity exports are): stage 1 and a cycle train on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rfcx_kit.method.cycle import run_relabel
+from rfcx_kit.method.stage1 import run_stage1
+
+from tiny import make_tiny, tiny_overrides
+
+
+@pytest.mark.parametrize("fp_table", ["empty", "absent"])
+def test_stage1_and_a_cycle_train_on_tp_only_labels(tmp_path: Path, fp_table: str) -> None:
+    data = make_tiny(tmp_path / "data", n_train=12, n_test=3)
+    fp = data / "train_fp.csv"
+    if fp_table == "empty":
+        fp.write_text(fp.read_text().splitlines()[0] + "\n")
+    else:
+        fp.unlink()
+    run = tmp_path / "run"
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
+    folds = pd.read_csv(run / "folds.csv", dtype={"recording_id": str})
+    assert len(folds) == 12 and set(folds["fold"]) == {0, 1, 2}
+    metrics = json.loads((run / "stage1" / "metrics.json").read_text())
+    assert 0.0 <= metrics["cv_lwlrap"] <= 1.0
+    run_relabel(run, cycles=1, overrides=("relabel.epochs=1", "relabel.threshold=0.05", "relabel.tp_quantile=0.0"),
+                progress=False)
+    cycle = json.loads((run / "cycle1" / "metrics.json").read_text())
+    assert 0.0 <= cycle["cv_lwlrap"] <= 1.0 and json.loads((run / "kept.json").read_text())["stage"] in {"stage1", "cycle1"}
