@@ -626,7 +626,20 @@ def _tables(inputs: Sequence[Path], fmt: str) -> list[tuple[Path, str]]:
     return tables
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, keep: dict[str, Path] | None = None) -> None:
+    """Refuse an ``out`` that is not a folder, that is not empty (without ``overwrite``), or whose replacement
+    would delete or mix with what the import reads: ``keep`` (name -> path: the audio folder, the test folder,
+    the tables) may not be ``out``, lie inside it, or hold it (``out`` inside the audio tree would be read back
+    as recordings by the next import)."""
+    resolved = out.resolve()
+    for name, path in (keep or {}).items():
+        inside = Path(path).resolve()
+        if inside == resolved or resolved in inside.parents:
+            raise DataError(f"--out {out}: it holds the {name} ({path}); replacing it would delete them: "
+                            "write the data folder elsewhere")
+        if not name.startswith("labels") and inside in resolved.parents:
+            raise DataError(f"--out {out}: it lies inside the {name} ({path}), whose files the import reads: "
+                            "write the data folder elsewhere")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -751,7 +764,9 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     audio, out = Path(audio), Path(out)
     test = Path(test) if test is not None else None
     species_path = Path(species) if species is not None else None
-    _check_out(out, overwrite)
+    keep = {"audio": audio, **({"test recordings": test} if test is not None else {})}
+    keep.update({f"labels {p.name}": p for p in inputs})
+    _check_out(out, overwrite, keep)
 
     # 1. every table, read and checked alone
     tables = _tables(inputs, fmt)
@@ -881,7 +896,7 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     }
     files = {"train_tp.csv": tp, "train_fp.csv": fp, "species.csv": table[SPECIES_OUT_COLUMNS],
              "recordings.csv": recordings}
-    _check_out(out, overwrite)  # again: the reading above can take a while
+    _check_out(out, overwrite, keep)  # again: the reading above can take a while
     _write_folder(out, files, summary)
     return ImportResult(out=out, n_tp=len(tp), n_fp=len(fp), species=table[SPECIES_OUT_COLUMNS].copy(),
                         recordings=recordings, sample_rates=sample_rates, skipped=skipped, warnings=warnings)

@@ -350,3 +350,14 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path, case):
     for piece in pieces:
         assert piece in message, (piece, message)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["the audio", "a parent of the audio", "inside the audio", "the labels' folder"])
+def test_out_that_would_delete_or_mix_with_the_inputs_is_refused_even_with_overwrite(tmp_path, where):
+    audio, labels = two_sites(tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    out = {"the audio": audio, "a parent of the audio": tmp_path, "inside the audio": audio / "imported",
+           "the labels' folder": labels.parent}[where]
+    with pytest.raises(DataError, match=r"--out .*(holds|lies inside) the"):
+        import_labels([labels], audio, out, overwrite=True)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing deleted or written
