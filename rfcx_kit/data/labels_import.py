@@ -90,6 +90,11 @@ class ImportResult:
 # errors
 
 
+# Characters a species name may not hold: the tables written from it (Raven's tab-separated selections, CSV)
+# could not be read back.
+UNWRITABLE = r'[\t\n\r"]'
+
+
 def _row_error(file: object, row: int, line: int, column: str, message: str) -> DataError:
     """``row`` is the 1-based data row, ``line`` the 1-based line of the file (the reader's message format)."""
     return DataError(f"{file}: row {row} (line {line}), field '{column}': {message}")
@@ -218,6 +223,9 @@ def _assemble(path: Path, raw: pd.DataFrame, columns: dict[str, str], *, species
     }, index=raw.index)[TABLE_COLUMNS].reset_index(drop=True)
     checks: list[Check] = [
         ("species", frame["species"] == "", lambda r: "empty species name"),
+        ("species", frame["species"].astype(str).str.contains(UNWRITABLE, regex=True),
+         lambda r: f"{r['species']!r} holds a tab, a line break or a double quote, which the Raven and CSV tables "
+                   "written from it could not be read back with"),
         ("t_min", frame["t_min"] < 0, lambda r: f"{r['t_min']:g} s is negative"),
         ("t_max", frame["t_max"] <= frame["t_min"],
          lambda r: f"{r['t_max']:g} s is not after the start ({r['t_min']:g} s)"),
@@ -573,6 +581,8 @@ def _read_species_table(path: Path) -> pd.DataFrame:
     sid = table["species_id"]
     checks: list[Check] = [
         ("name", table["name"] == "", lambda r: "empty species name"),
+        ("name", table["name"].astype(str).str.contains(UNWRITABLE, regex=True),
+         lambda r: f"{r['name']!r} holds a tab, a line break or a double quote"),
         ("name", table["name"].duplicated(), lambda r: f"{r['name']!r} appears twice"),
         ("species_id", (sid != sid.round()) | (sid < 0), lambda r: f"{r['species_id']:g} is not an id 0, 1, ..."),
         ("species_id", sid.duplicated(), lambda r: f"{r['species_id']:g} appears twice"),

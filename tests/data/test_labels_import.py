@@ -361,3 +361,12 @@ def test_out_that_would_delete_or_mix_with_the_inputs_is_refused_even_with_overw
     with pytest.raises(DataError, match=r"--out .*(holds|lies inside) the"):
         import_labels([labels], audio, out, overwrite=True)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing deleted or written
+
+
+@pytest.mark.parametrize("name", ['alpha "cf"', "al\tpha", "al\npha"])
+def test_species_names_the_written_tables_could_not_hold_are_refused_with_their_row(tmp_path, name):
+    quoted = '"' + name.replace('"', '""') + '"'
+    path = write_text(tmp_path / "calls.csv", ["recording,species,t_min,t_max,f_min,f_max",
+                                               "r,beta,0,1,10,20", f"r,{quoted},0,1,10,20"])
+    with pytest.raises(DataError, match=r"calls\.csv: row 2 \(line 3\), field 'species': .*tab, a line break or a double quote"):
+        read_table(path, "csv")
