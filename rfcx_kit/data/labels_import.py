@@ -247,12 +247,16 @@ def _read_raven(path: Path, species_column: str | None) -> pd.DataFrame:
     view = _find(raw, "View")
     if view is not None:
         # Raven's default export lists each selection once per view: keep the Spectrogram rows (all rows if
-        # the table only has Waveform views), one per Selection.
+        # the table only has Waveform views), one per Selection. A view copy repeats its selection's times, band,
+        # species and file: rows that share a Selection id but differ in any of those are other calls, and kept.
         waveform = raw[view].str.lower().str.startswith("waveform")
         kept = raw[~waveform] if (~waveform).any() else raw
         selection = _find(raw, "Selection")
         if selection is not None:
-            kept = kept.drop_duplicates(subset=selection, keep="first")
+            same = [selection, begin, end, name] + [c for c in (_find(raw, "Low Freq (Hz)"),
+                                                                _find(raw, "High Freq (Hz)"), _find(raw, "Begin File"),
+                                                                _find(raw, "Begin Path")) if c is not None]
+            kept = kept.drop_duplicates(subset=same, keep="first")
         duplicates = len(raw) - len(kept)
         raw = kept
     low, high = _find(raw, "Low Freq (Hz)"), _find(raw, "High Freq (Hz)")

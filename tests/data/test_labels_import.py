@@ -370,3 +370,14 @@ def test_species_names_the_written_tables_could_not_hold_are_refused_with_their_
                                                "r,beta,0,1,10,20", f"r,{quoted},0,1,10,20"])
     with pytest.raises(DataError, match=r"calls\.csv: row 2 \(line 3\), field 'species': .*tab, a line break or a double quote"):
         read_table(path, "csv")
+
+
+def test_rows_sharing_a_selection_id_with_other_times_are_calls_not_view_copies(tmp_path):
+    path = raven(tmp_path / "rec1.Table.1.selections.txt", [
+        [1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta"],
+        [1, "Spectrogram 2", 1, 0.5, 1.0, 1000, 3000, "zeta"],   # a view copy: dropped
+        [1, "Spectrogram 1", 1, 4.0, 4.5, 1000, 3000, "alpha"],  # same id, another call: kept
+        [2, "Spectrogram 1", 1, 2.0, 2.5, 2000, 4000, "zeta"],
+    ])
+    frame = read_table(path, "raven")
+    assert sorted(zip(frame["species"], frame["t_min"])) == [("alpha", 4.0), ("zeta", 0.5), ("zeta", 2.0)]
