@@ -530,8 +530,10 @@ class _AudioFiles:
         base = h.rsplit("/", 1)[-1]
         found = list(self.by_name.get(base, [])) or list(self.by_stem.get(_strip_audio_ext(base), []))
         if len(found) > 1 and "/" in h:
+            # the hint names folders: only files whose path ends it are candidates; none (``siteC/rec1.wav`` beside
+            # siteA/rec1 and siteB/rec1) is an error, never the table's own folder's file
             tail = [i for i in found if _strip_audio_ext(h).endswith("/" + self.frame["recording_id"].iloc[i])]
-            found = tail or found
+            return tail or found
         return self._prefer_folder(found, folder) if len(found) > 1 else found
 
     def table_stems(self, table_name: str) -> list[str]:

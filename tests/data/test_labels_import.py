@@ -381,3 +381,17 @@ def test_rows_sharing_a_selection_id_with_other_times_are_calls_not_view_copies(
     ])
     frame = read_table(path, "raven")
     assert sorted(zip(frame["species"], frame["t_min"])) == [("alpha", 4.0), ("zeta", 0.5), ("zeta", 2.0)]
+
+
+def test_a_begin_file_in_a_folder_that_does_not_exist_is_refused_not_filed_under_another_site(tmp_path):
+    audio, _ = two_sites(tmp_path)  # siteA/rec1.wav and siteB/rec1.wav
+    table = raven(tmp_path / "labels" / "siteA" / "all.Table.1.selections.txt",
+                  [[1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta", "siteC/rec1.wav"]],
+                  header=RAVEN_HEADER + ["Begin File"])
+    with pytest.raises(DataError, match=r"field 'Begin File': 'siteC/rec1.wav': matches several audio files"):
+        import_labels([table], audio, tmp_path / "data")
+    # a folder that does exist picks its file, whatever folder the table lies in
+    table = raven(table, [[1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta", "siteB/rec1.wav"]],
+                  header=RAVEN_HEADER + ["Begin File"])
+    import_labels([table], audio, tmp_path / "data")
+    assert pd.read_csv(tmp_path / "data" / "train_tp.csv")["recording_id"].tolist() == ["siteB/rec1"]
