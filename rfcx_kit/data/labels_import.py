@@ -642,6 +642,14 @@ def _tables(inputs: Sequence[Path], fmt: str) -> list[tuple[Path, str]]:
     return tables
 
 
+def _folder_in(audio: Path, table: Path, folder: str) -> str:
+    """The table's folder relative to the audio root where it lies inside it, else ``folder``."""
+    try:
+        return table.resolve().parent.relative_to(audio.resolve()).as_posix().strip(".")
+    except ValueError:
+        return folder
+
+
 def _check_out(out: Path, overwrite: bool, keep: dict[str, Path] | None = None) -> None:
     """Refuse an ``out`` that is not a folder, that is not empty (without ``overwrite``), or whose replacement
     would delete or mix with what the import reads: ``keep`` (name -> path: the audio folder, the test folder,
@@ -786,6 +794,9 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
 
     # 1. every table, read and checked alone
     tables = _tables(inputs, fmt)
+    # A table inside the audio tree (Raven's default: siteA/rec0.Table.1.selections.txt beside siteA/rec0.wav)
+    # belongs to its own folder there, however it was named on the command line.
+    tables = [(path, _folder_in(audio, path, folder)) for path, folder in tables]
     frames, columns, skipped, duplicates = [], {}, 0, 0
     for i, (path, _) in enumerate(tables):
         frame = read_table(path, fmt, species_column)

@@ -395,3 +395,14 @@ def test_a_begin_file_in_a_folder_that_does_not_exist_is_refused_not_filed_under
                   header=RAVEN_HEADER + ["Begin File"])
     import_labels([table], audio, tmp_path / "data")
     assert pd.read_csv(tmp_path / "data" / "train_tp.csv")["recording_id"].tolist() == ["siteB/rec1"]
+
+
+def test_tables_beside_their_recordings_belong_to_their_own_folder(tmp_path):
+    """Raven's default: each table saved next to its recording, the same names in every site; the tables given
+    one by one (as a shell glob gives them) with --audio at the root."""
+    audio, _ = two_sites(tmp_path)
+    a = raven(audio / "siteA" / "rec1.Table.1.selections.txt", [[1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta"]])
+    b = raven(audio / "siteB" / "rec1.Table.1.selections.txt", [[1, "Spectrogram 1", 1, 1.0, 1.5, 500, 900, "alpha"]])
+    import_labels([a, b], audio, tmp_path / "data")
+    tp = pd.read_csv(tmp_path / "data" / "train_tp.csv")
+    assert sorted(zip(tp["recording_id"], tp["t_min"])) == [("siteA/rec1", 0.5), ("siteB/rec1", 1.0)]
