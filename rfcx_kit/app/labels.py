@@ -21,6 +21,7 @@ from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.core.grid import window_positions
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
+from rfcx_kit.data.labels_import import UNNAMED
 from rfcx_kit.method.pseudo import (EXTERNAL_COLUMNS, FRAMES, build_label_table, describe_scale, label_counts,
                                     labelled_boxes, original_window_labels,
                                     read_oof_files, read_votes, species_threshold_array)
@@ -47,9 +48,12 @@ def labels_cmd() -> None:
 @click.option("--test", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A folder of unlabelled recordings to predict after training (the test split).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+@click.option("--unnamed", type=click.Choice(UNNAMED), default="error", show_default=True,
+              help="Rows whose species cell is empty or a '?' alone: an error naming the row, or left out "
+                   "(counted in import.json).")
 @cli_errors
 def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, species_column: str | None,
-               species_table: Path | None, test: Path | None, overwrite: bool) -> None:
+               species_table: Path | None, test: Path | None, overwrite: bool, unnamed: str) -> None:
     """Write a data folder from annotation exports INPUTS and the recordings under --audio.
 
     \b
@@ -60,7 +64,7 @@ def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, speci
     """
     from rfcx_kit.data.labels_import import import_labels
 
-    result = import_labels(list(inputs), audio, out, fmt, species_column, test, species_table, overwrite)
+    result = import_labels(list(inputs), audio, out, fmt, species_column, test, species_table, overwrite, unnamed)
     for warning in result.warnings:
         click.echo(f"warning: {warning}")
     rec = result.recordings

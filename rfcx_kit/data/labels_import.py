@@ -93,6 +93,8 @@ class ImportResult:
 # Characters a species name may not hold: the tables written from it (Raven's tab-separated selections, CSV)
 # could not be read back.
 UNWRITABLE = r'[\t\n\r"]'
+# Rows whose species cell is empty or a '?' alone: an error naming the row, or left out (counted in import.json).
+UNNAMED = ("error", "skip")
 
 
 def _row_error(file: object, row: int, line: int, column: str, message: str) -> DataError:
@@ -221,8 +223,7 @@ def _assemble(path: Path, raw: pd.DataFrame, columns: dict[str, str], *, species
         "file_hint": file_hint, "species": species, "t_min": t_min, "t_max": t_max, "f_min": f_min,
         "f_max": f_max, "label": label.astype(np.int8), "songtype": songtype,
     }, index=raw.index)[TABLE_COLUMNS].reset_index(drop=True)
-    checks: list[Check] = [
-        ("species", frame["species"] == "", lambda r: "empty species name"),
+    checks: list[Check] = [  # an empty species is read_table's to judge (--unnamed)
         ("species", frame["species"].astype(str).str.contains(UNWRITABLE, regex=True),
          lambda r: f"{r['species']!r} holds a tab, a line break or a double quote, which the Raven and CSV tables "
                    "written from it could not be read back with"),
@@ -405,7 +406,7 @@ def _read_csv(path: Path, species_column: str | None) -> pd.DataFrame:
     return frame
 
 
-def read_table(path: str | Path, fmt: str, species_column: str | None = None) -> pd.DataFrame:
+def read_table(path: str | Path, fmt: str, species_column: str | None = None, unnamed: str = "error") -> pd.DataFrame:
     """Read one annotation export into rows of one shape, before any matching to audio.
 
     Formats (``fmt``):
@@ -461,6 +462,16 @@ def read_table(path: str | Path, fmt: str, species_column: str | None = None) ->
         frame = _read_csv(path, species_column)
     frame.attrs.setdefault("skipped", 0)
     frame.attrs.setdefault("duplicates", 0)
+    if unnamed not in UNNAMED:
+        raise DataError(f"unknown --unnamed {unnamed!r}; expected one of {', '.join(UNNAMED)}")
+    empty = frame["species"] == ""
+    if unnamed == "error":
+        _raise_first(frame, [("species", empty, lambda r: "empty species name (nothing, or a '?' alone): name it, "
+                                                            "or leave such rows out with --unnamed skip")],
+                     {str(path): frame.attrs["columns"]})
+    attrs = dict(frame.attrs)
+    frame = frame[~empty].reset_index(drop=True)
+    frame.attrs.update(attrs, unnamed=int(empty.sum()))
     return frame
 
 
@@ -747,7 +758,8 @@ def _write_folder(out: Path, files: dict[str, pd.DataFrame], summary: dict) -> N
 
 
 def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven", species_column: str | None = None,
-                  test: Path | None = None, species: Path | None = None, overwrite: bool = False) -> ImportResult:
+                  test: Path | None = None, species: Path | None = None, overwrite: bool = False,
+                  unnamed: str = "error") -> ImportResult:
     """Read annotation tables, match them to audio and write a data folder (see the module docstring).
 
     Args:
@@ -797,11 +809,12 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     # A table inside the audio tree (Raven's default: siteA/rec0.Table.1.selections.txt beside siteA/rec0.wav)
     # belongs to its own folder there, however it was named on the command line.
     tables = [(path, _folder_in(audio, path, folder)) for path, folder in tables]
-    frames, columns, skipped, duplicates = [], {}, 0, 0
+    frames, columns, skipped, duplicates, unnamed_rows = [], {}, 0, 0, 0
     for i, (path, _) in enumerate(tables):
-        frame = read_table(path, fmt, species_column)
+        frame = read_table(path, fmt, species_column, unnamed)
         columns[str(path)] = frame.attrs["columns"]
         skipped += frame.attrs["skipped"]
+        unnamed_rows += frame.attrs["unnamed"]
         duplicates += frame.attrs["duplicates"]
         frames.append(frame.assign(table=i))
     labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*TABLE_COLUMNS, "table"])
@@ -899,6 +912,8 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         warnings.append(f"{unlabelled} audio file(s) under {audio} have no label rows and are not used")
     if skipped:
         warnings.append(f"{skipped} row(s) left out: their validation is neither 1 (present) nor 0 (absent)")
+    if unnamed_rows:
+        warnings.append(f"{unnamed_rows} row(s) left out: no species named (--unnamed skip)")
     unused = table.loc[~table["species_id"].isin(labels["species_id"]), "name"]
     if len(unused):
         warnings.append(f"{len(unused)} species of the species table have no label rows: "
@@ -914,6 +929,7 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         "tables": [str(p) for p, _ in tables],
         "counts": {
             "tables": len(tables), "rows": len(labels), "tp": len(tp), "fp": len(fp), "skipped_rows": skipped,
+            "unnamed_rows_skipped": unnamed_rows,
             "duplicate_view_rows": duplicates, "species": len(table),
             "train_recordings": int((recordings["split"] == "train").sum()),
             "test_recordings": int((recordings["split"] == "test").sum()), "unlabelled_audio": unlabelled,

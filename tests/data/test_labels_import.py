@@ -206,7 +206,7 @@ def test_two_sites_with_clashing_names_and_the_files_written(tmp_path):
     assert (result.n_tp, result.n_fp, result.skipped, result.sample_rates) == (3, 1, 0, [(RATE, 2)])
     summary = json.loads((out / "import.json").read_text())
     assert summary["counts"] == {"tables": 2, "rows": 4, "tp": 3, "fp": 1, "skipped_rows": 0,
-                                 "duplicate_view_rows": 1, "species": 2, "train_recordings": 2,
+                                 "unnamed_rows_skipped": 0, "duplicate_view_rows": 1, "species": 2, "train_recordings": 2,
                                  "test_recordings": 0, "unlabelled_audio": 1}
     assert summary["inputs"]["format"] == "raven" and summary["sample_rates"] == [[RATE, 2]]
     assert any("1 audio file(s)" in w for w in result.warnings)
@@ -406,3 +406,18 @@ def test_tables_beside_their_recordings_belong_to_their_own_folder(tmp_path):
     import_labels([a, b], audio, tmp_path / "data")
     tp = pd.read_csv(tmp_path / "data" / "train_tp.csv")
     assert sorted(zip(tp["recording_id"], tp["t_min"])) == [("siteA/rec1", 0.5), ("siteB/rec1", 1.0)]
+
+
+@pytest.mark.parametrize("cell", ["?", ""])
+def test_rows_without_a_species_stop_the_import_or_are_left_out_and_counted(tmp_path, cell):
+    audio, _ = two_sites(tmp_path)
+    table = raven(audio / "siteA" / "rec1.Table.1.selections.txt", [
+        [1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta"],
+        [2, "Spectrogram 1", 1, 1.0, 1.5, 1000, 3000, cell],
+    ])
+    with pytest.raises(DataError, match=r"row 2 \(line 3\), field 'Annotation': empty species name .*--unnamed skip"):
+        import_labels([table], audio, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+    result = import_labels([table], audio, tmp_path / "data", unnamed="skip")
+    assert result.n_tp == 1 and any("no species named" in w for w in result.warnings)
+    assert json.loads((tmp_path / "data" / "import.json").read_text())["counts"]["unnamed_rows_skipped"] == 1
