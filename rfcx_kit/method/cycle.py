@@ -43,7 +43,7 @@ from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.method.pseudo import (box_peaks, build_label_table, label_counts, peak_boxes, read_label_table,
                                    segment_mask, window_thresholds)
-from rfcx_kit.method.run import (Run, RunContext, build_model, check_inputs, config_fingerprint, cycle_stage,
+from rfcx_kit.method.run import (Run, RunContext, build_model, check_inputs, check_same_data, config_fingerprint, cycle_stage,
                                  file_fingerprint, load_checkpoint, load_context, load_prediction, predict_split,
                                  previous_stage, read_metrics, save_prediction)
 from rfcx_kit.method.folds import check_backend
@@ -360,7 +360,8 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
     cfg = relabel_config(run_dir, overrides)
     if cycles is not None and cycles < 0:
         raise ConfigError(f"--cycles must be >= 0, got {cycles}")
-    load_context(run_dir)  # the data and feature store still where stage 1 found them (else: the path, now)
+    # the data and feature store still where stage 1 found them (else: the path, now), with stage 1's labels
+    check_same_data(load_context(run_dir), f"relabel {run_dir}")
     first = next((c for c in range(1, (cycles if cycles is not None else cfg.relabel.cycles) + 1)
                   if not run.cycle_done(cycle_stage(c)).exists()), None)
     if first is not None:  # what its labels come from must exist before anything is written

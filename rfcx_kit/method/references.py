@@ -26,7 +26,8 @@ from rfcx_kit.core.config import ConfigError
 from rfcx_kit.core.errors import StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.method.folds import check_backend
-from rfcx_kit.method.run import Run, check_inputs, config_fingerprint, file_fingerprint, load_context, read_metrics
+from rfcx_kit.method.run import (Run, check_inputs, check_same_data, config_fingerprint, file_fingerprint, load_context,
+                                 read_metrics)
 from rfcx_kit.method.stage1 import collect_stage, format_metrics, train_stage
 from rfcx_kit.method.train import planted_calls
 
@@ -41,6 +42,7 @@ def _run_reference(run_dir: Path, stage: str, epochs: int | None, init_from: dic
         log.info("%s already done", stage)
         return read_metrics(metrics_path)
     ctx = load_context(run_dir)
+    check_same_data(ctx, f"{stage} {run_dir}")
     inputs = {"config": config_fingerprint(ctx.cfg), "stage1": file_fingerprint(run.metrics("stage1")),
               "epochs": epochs}
     check_inputs(run.inputs(stage), inputs, f"{run.stage(stage)}", f"delete {run.stage(stage)} to start it fresh")

@@ -32,3 +32,20 @@ def test_stage1_and_a_cycle_train_on_tp_only_labels(tmp_path: Path, fp_table: st
                 progress=False)
     cycle = json.loads((run / "cycle1" / "metrics.json").read_text())
     assert 0.0 <= cycle["cv_lwlrap"] <= 1.0 and json.loads((run / "kept.json").read_text())["stage"] in {"stage1", "cycle1"}
+
+
+def test_relabel_control_and_oracle_refuse_labels_changed_since_stage1(tmp_path: Path) -> None:
+    from rfcx_kit.core.errors import StateError
+    from rfcx_kit.method.references import run_control, run_oracle
+
+    data = make_tiny(tmp_path / "data", n_train=12, n_test=3, truth=True)
+    run = tmp_path / "run"
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
+    tp = data / "train_tp.csv"
+    rows = tp.read_text().splitlines()
+    tp.write_text("\n".join(rows[:-1]) + "\n")  # a label removed after stage 1
+    for start in (lambda: run_relabel(run, cycles=1, progress=False), lambda: run_control(run, progress=False),
+                  lambda: run_oracle(run, progress=False)):
+        with pytest.raises(StateError, match=r"changed since stage 1 \(train_tp\.csv"):
+            start()
+    assert not (run / "cycle1").exists() and not (run / "control" / "metrics.json").exists()
