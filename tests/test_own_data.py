@@ -114,3 +114,11 @@ def test_every_box_lies_inside_its_recording(own):
     limit = boxes["recording_id"].map(seconds)
     assert limit.notna().all()
     assert ((boxes["t_min"] >= 0) & (boxes["t_max"] <= limit + 1e-6) & (boxes["t_max"] > boxes["t_min"])).all()
+
+
+def test_min_conf_without_raven_is_refused_before_anything_is_written(own, tmp_path):
+    out = tmp_path / "clip.csv"
+    result = CliRunner().invoke(main, ["predict", "--run", str(own["run"]), "--audio", str(own["root"] / "test"),
+                                       "--min-conf", "0.3", "--out", str(out)])
+    assert result.exit_code == 2 and "--min-conf filters the Raven selections" in result.output
+    assert not out.exists()

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 import torch
 
 from rfcx_kit.core.errors import ConfigError, cli_errors
@@ -82,6 +83,9 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
 
     if threshold is not None and windows_out is None:
         raise ConfigError("--threshold keeps detections in the --windows table: give --windows too")
+    if fmt != "raven" and click.get_current_context().get_parameter_source("min_conf") == ParameterSource.COMMANDLINE:
+        raise ConfigError("--min-conf filters the Raven selections: it does nothing with --format csv (for "
+                          "detections in a table: --windows FILE --threshold P)")
     if threads:
         torch.set_num_threads(threads)
     checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
