@@ -122,3 +122,20 @@ def test_min_conf_without_raven_is_refused_before_anything_is_written(own, tmp_p
                                        "--min-conf", "0.3", "--out", str(out)])
     assert result.exit_code == 2 and "--min-conf filters the Raven selections" in result.output
     assert not out.exists()
+
+
+def test_a_recording_below_the_models_band_is_named_and_the_others_are_predicted(own, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "new"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(audio / "phone.wav", (0.1 * rng.standard_normal(8000 * 8)).astype(np.float32), 8000)  # Nyquist 4 kHz
+    sf.write(audio / "good.wav", (0.1 * rng.standard_normal(22050 * 8)).astype(np.float32), 22050)
+    out = tmp_path / "clip.csv"
+    result = CliRunner().invoke(main, ["predict", "--run", str(own["run"]), "--audio", str(audio), "--out", str(out)])
+    assert result.exit_code != 0
+    assert "phone.wav: recorded at 8000 Hz; its Nyquist frequency 4000 Hz is below the model's features.fmax 11025" \
+        in result.output
+    assert pd.read_csv(out)["recording_id"].astype(str).tolist() == ["good"]

@@ -196,6 +196,21 @@ def list_recordings(sources: tuple[Path, ...]) -> list[tuple[str, Path]]:
     return out
 
 
+def check_nyquist(path: Path, fmax: float) -> None:
+    """Refuse a recording whose Nyquist frequency is below the model's ``features.fmax``: its top mel bands would be
+    empty where the training recordings held sound (stage 1 refuses such recordings for the same reason)."""
+    import soundfile as sf
+
+    try:
+        rate = sf.info(str(path)).samplerate
+    except Exception:  # noqa: BLE001 - an unreadable header is load_audio's to report, with its reason
+        return
+    if rate / 2 < fmax:
+        raise DataError(f"{path}: recorded at {rate:g} Hz; its Nyquist frequency {rate / 2:g} Hz is below the model's "
+                        f"features.fmax {fmax:g} Hz, so its top mel bands would be empty where the training "
+                        "recordings held sound (predict it with a model trained at a lower features.fmax)")
+
+
 def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
     """``(n_mels, T)`` float32 dB frames of one recording, as the run's feature cache holds them.
 
@@ -214,6 +229,7 @@ def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
                             f"{array.shape}")
         frames = array.astype(np.float32)
     else:
+        check_nyquist(path, f.fmax)
         wave, _ = load_audio(path, f.sample_rate, None)
         with torch.no_grad():
             frames = logmel(torch.from_numpy(wave)[None])[0].numpy().astype(f.dtype).astype(np.float32)
