@@ -331,9 +331,14 @@ def choose_kept(history: list[dict[str, Any]], rule: str = "cv") -> dict[str, An
     pseudo-labels never touch); a tie keeps the earlier stage, and a stage without the figure is skipped.
     ``last``: the last stage run. The truth is never used.
 
-    Returns ``{"stage", "rule", "metric", "candidates": {stage: figure}}``.
+    With one species LWLRAP is 1.0 whatever the scores (a recording's one label always ranks first): the figure is
+    then the species' CV average precision (its ranking across recordings), and ``note`` says so.
+
+    Returns ``{"stage", "rule", "metric", "candidates": {stage: figure}}`` (+ ``note``).
     """
-    candidates = {h["stage"]: h.get("cv_lwlrap") for h in history}
+    one = bool(history) and all(len(h.get("per_species_ap") or ()) == 1 for h in history)
+    metric = "cv_ap" if one else "cv_lwlrap"
+    candidates = {h["stage"]: (h["per_species_ap"][0] if one else h.get("cv_lwlrap")) for h in history}
     if rule == "last":
         stage = history[-1]["stage"]
     elif rule == "cv":
@@ -344,7 +349,12 @@ def choose_kept(history: list[dict[str, Any]], rule: str = "cv") -> dict[str, An
         stage = max(finite)[2]
     else:
         raise ValueError(f"unknown selection rule {rule!r}: use 'cv' or 'last'")
-    return {"stage": stage, "rule": rule, "metric": "cv_lwlrap", "candidates": candidates}
+    kept = {"stage": stage, "rule": rule, "metric": metric, "candidates": candidates}
+    if one:
+        kept["note"] = ("one species: LWLRAP is 1.0 whatever the scores, so the stages are compared by the species' "
+                        "CV average precision")
+        log.warning("%s", kept["note"])
+    return kept
 
 
 def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, ...] = (), backend: str = "loky",

@@ -312,9 +312,11 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
         counts = pd.read_csv(report / "pseudo_per_species.csv")
         plots.pseudo_per_species(counts, report / "pseudo_per_species.png")
         kept = json.loads(run.kept.read_text()) if run.kept.is_file() else None
-        kept_line = (f"The loop kept **{kept['stage']}**: the best CV LWLRAP on the original labels "
+        figure = "CV average precision" if kept and kept.get("metric") == "cv_ap" else "CV LWLRAP"
+        kept_line = (f"The loop kept **{kept['stage']}**: the best {figure} on the original labels "
                      f"({', '.join(f'{k} {v:.3f}' for k, v in kept['candidates'].items() if v is not None)}); "
-                     "ensemble, predict and export use it by default.\n" if kept else "")
+                     "ensemble, predict and export use it by default."
+                     + (f" Note: {kept['note']}." if kept.get("note") else "") + "\n" if kept else "")
         sections += ["## Cycle re-labeling\n", kept_line, markdown_table(relabel_table(run_dir)),
                      f"\n![metrics by cycle]({rel}/relabel.png)\n"]
         figures.append(("Pseudo-positives per species and cycle", "pseudo_per_species.png"))

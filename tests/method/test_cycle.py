@@ -351,3 +351,16 @@ def test_oracle_needs_truth(stage1_run: Path) -> None:
 
     with pytest.raises(RfcxError, match="truth/calls.csv"):
         run_oracle(stage1_run, progress=False)
+
+
+def test_with_one_species_the_kept_stage_is_chosen_by_its_average_precision_not_lwlrap() -> None:
+    from rfcx_kit.method.cycle import choose_kept
+
+    history = [{"stage": "stage1", "cv_lwlrap": 1.0, "per_species_ap": [0.61]},
+               {"stage": "cycle1", "cv_lwlrap": 1.0, "per_species_ap": [0.74]},
+               {"stage": "cycle2", "cv_lwlrap": 1.0, "per_species_ap": [0.70]}]
+    kept = choose_kept(history)
+    assert kept["stage"] == "cycle1" and kept["metric"] == "cv_ap" and "one species" in kept["note"]
+    assert kept["candidates"] == {"stage1": 0.61, "cycle1": 0.74, "cycle2": 0.70}
+    two = [dict(h, per_species_ap=[0.5, 0.5]) for h in history]  # LWLRAP ties: the earlier stage, as before
+    assert choose_kept(two)["stage"] == "stage1" and "note" not in choose_kept(two)
