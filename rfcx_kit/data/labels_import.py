@@ -26,6 +26,7 @@ import io
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,10 +160,23 @@ def _read_grid(path: Path, sep: str, quoting: int) -> pd.DataFrame:
     if not text.strip():
         raise DataError(f"{path}: empty file (expected a header line)")
     try:
-        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                          quoting=quoting)
+        # index_col=False: a row with a trailing separator (one field more than the header) keeps its columns,
+        # instead of its first field becoming the index
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                              quoting=quoting, index_col=False)
     except Exception as exc:  # noqa: BLE001 - ParserError, ValueError...: one line naming the file
         raise DataError(f"{path}: not a readable table ({_short(exc)})") from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        # pandas dropped fields past the header's: fine where they are empty (a trailing tab or comma), an error
+        # naming the row where they hold something
+        records = list(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting))
+        width = len(records[0])
+        for i, record in enumerate(records[1:], start=1):
+            if len(record) > width and any(cell.strip() for cell in record[width:]):
+                raise DataError(f"{path}: row {i} (line {i + 1}): {len(record)} fields, but the header names {width}: "
+                                f"{record[width:]!r} past the last column")
     raw.columns = [str(c).strip() for c in raw.columns]
     raw = raw.apply(lambda column: column.str.strip())
     raw = raw[(raw != "").any(axis=1)]

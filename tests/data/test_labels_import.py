@@ -421,3 +421,18 @@ def test_rows_without_a_species_stop_the_import_or_are_left_out_and_counted(tmp_
     result = import_labels([table], audio, tmp_path / "data", unnamed="skip")
     assert result.n_tp == 1 and any("no species named" in w for w in result.warnings)
     assert json.loads((tmp_path / "data" / "import.json").read_text())["counts"]["unnamed_rows_skipped"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["raven", "csv"])
+def test_a_trailing_separator_is_read_and_a_field_past_the_header_is_named(tmp_path, fmt):
+    sep = "\t" if fmt == "raven" else ","
+    header = RAVEN_HEADER if fmt == "raven" else ["recording", "species", "t_min", "t_max"]
+    row = [1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta"] if fmt == "raven" else ["rec1", "zeta", 0.5, 1.0]
+    other = [2 if i == 0 and fmt == "raven" else v for i, v in enumerate(row)]
+    path = write_text(tmp_path / f"t.{'txt' if fmt == 'raven' else 'csv'}",
+                      [sep.join(header), sep.join(map(str, row)) + sep, sep.join(map(str, other)) + sep])
+    frame = read_table(path, fmt)
+    assert frame["species"].tolist() == ["zeta", "zeta"] and frame["t_min"].tolist() == [0.5, 0.5]
+    path.write_text(sep.join(header) + "\n" + sep.join(map(str, row)) + "\n" + sep.join(map(str, other)) + sep + "x\n")
+    with pytest.raises(DataError, match=r"t\.(txt|csv): .*(line 3).*(fields|saw 9|saw 5)"):
+        read_table(path, fmt)
