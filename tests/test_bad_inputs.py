@@ -96,6 +96,8 @@ BAD_SETTINGS = [
     ("relabel.soft_share=1", "relabel.soft_share"), ("relabel.soft_power=0", "relabel.soft_power"),
     ("relabel.soft_teacher=vote", "relabel.soft_teacher"), ("relabel={test_pseudo: true, source: oof}", "test_pseudo"),
     ("train.fused_optimizer=maybe", "train.fused_optimizer"), ("relabel.pseudo_crops=2", "relabel.pseudo_crops"),
+    ("train.folds=99999999999999999999999", "train.folds: 99999999999999999999999 is too large"),
+    ("train.lr=1e300", "train.lr: must be in (0, 10]"),
 ]
 
 

@@ -447,7 +447,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.seed": (0, 2**32 - 1, True, True),
     "train.epochs": (1, None, True, True),
     "train.batch_size": (1, None, True, True),
-    "train.lr": (0, None, False, True),
+    "train.lr": (0, 10, False, True),  # past 10 every optimizer here diverges at the first step
     "train.weight_decay": (0, None, True, True),
     "train.warmup_epochs": (0, None, True, True),
     "train.pos_weight": (0, None, False, True),
@@ -474,7 +474,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "relabel.votes": (1, None, True, True),
     "relabel.pseudo_weight": (0, 1, False, True),
     "relabel.epochs": (1, None, True, True),
-    "relabel.lr": (0, None, False, True),
+    "relabel.lr": (0, 10, False, True),
     "relabel.windows_per_epoch": (1, None, True, True),
     "relabel.tp_quantile": (0, 1, True, True),
     "relabel.max_pseudo_per_tp": (0, None, True, True),
@@ -486,11 +486,17 @@ _DTYPES = ("float16", "float32")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
+INT_LIMIT = 2**32 - 1  # the largest integer a setting may hold (a seed's range)
+
+
 def _check_range(key: str, value: Any) -> None:
     if value is None:
         return  # Optional keys: None means "as the default rule says" (types already allow it or not)
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}: must be a finite number, got {value}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        # one rule for every count: past it numpy, torch and the fold splitter overflow deep inside a run
+        raise ConfigError(f"{key}: {value} is too large (at most {INT_LIMIT})")
     low, high, low_in, high_in = _RANGES[key]
     bad_low = low is not None and (value < low if low_in else value <= low)
     bad_high = high is not None and (value > high if high_in else value >= high)
