@@ -347,8 +347,10 @@ def run_stage1(data: Path, run_dir: Path, pipeline: Path | None = None, override
             return _stage1_locked(data, run_dir, cfg, fold_list, resume, backend, workers, scheduler, cache,
                                   progress, started)
     except RfcxError:
-        if created and first_new.is_dir() and not any(p.is_file() for p in first_new.rglob("*")):
-            shutil.rmtree(first_new)  # refused before its first file: the folders are as they were
+        # refused before training began (a check of prepare_run, such as more folds than recordings): nothing of
+        # this start stays, so a plain rerun with the cause fixed is not refused as a resume
+        if created and first_new.is_dir() and not Run(run_dir).stage("stage1").exists():
+            shutil.rmtree(first_new)
         raise
 
 

@@ -1,4 +1,4 @@
-"""Labels without FP rows (what most Raven and Audacity exports are): stage 1 and a cycle train on them."""
+"""Rules for the labels and starts a user brings: TP-only tables, data changed under a run, a refused start."""
 
 from __future__ import annotations
 
@@ -49,3 +49,15 @@ def test_relabel_control_and_oracle_refuse_labels_changed_since_stage1(tmp_path:
         with pytest.raises(StateError, match=r"changed since stage 1 \(train_tp\.csv"):
             start()
     assert not (run / "cycle1").exists() and not (run / "control" / "metrics.json").exists()
+
+
+def test_a_start_refused_by_its_folds_leaves_no_run_and_the_fixed_rerun_goes(tmp_path: Path) -> None:
+    from rfcx_kit.core.errors import RfcxError
+
+    data = make_tiny(tmp_path / "data", n_train=12, n_test=3)
+    run = tmp_path / "runs" / "a"
+    with pytest.raises(RfcxError, match="fold"):
+        run_stage1(data, run, overrides=tiny_overrides(epochs=1, folds=13), progress=False)
+    assert not (tmp_path / "runs").exists()
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1, folds=3), progress=False)
+    assert (run / "stage1" / "metrics.json").is_file()
