@@ -44,11 +44,15 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     """
     from rfcx_kit.data.check import CHECKED_NAME, check_arrays
 
-    cfg = load_config(pipeline, overrides).features
-    if batch_size is not None:  # its domain (>= 1) is the option's
-        cfg.batch_size = batch_size
+    from rfcx_kit.method.stage1 import resolve_features
+
+    full = load_config(pipeline, overrides)
     splits = splits or ("train", "test")
     comp = read_competition(data, require_test="test" in splits)
+    resolve_features(full, comp)  # one's own recordings: their rate, as stage 1 takes it (the same cache)
+    cfg = full.features
+    if batch_size is not None:  # its domain (>= 1) is the option's
+        cfg.batch_size = batch_size
     if comp.layout == "npy":
         store = FeatureStore.open(comp, None, cfg)
         paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}

@@ -356,9 +356,31 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
 
 
+def _keys(updates: dict[str, Any], prefix: str = "") -> set[str]:
+    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs"}`` (the leaves a mapping of updates sets)."""
+    keys = set()
+    for key, value in updates.items():
+        if isinstance(value, dict) and prefix.count(".") < 1:
+            keys |= _keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def explicit_keys(cfg: Config) -> frozenset[str]:
+    """The ``section.key`` names a recipe or ``--set`` gave (empty for a saved or default config): the rest may
+    still come from the data (``features.sample_rate`` and ``fmax`` of one's own recordings)."""
+    return getattr(cfg, "_explicit", frozenset())
+
+
 def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the recipe's differences, then ``--set`` overrides; validated and typed."""
+    """Defaults, then the recipe's differences, then ``--set`` overrides; validated and typed.
+
+    The keys they set are remembered (:func:`explicit_keys`): a data folder of one's own recordings gives the
+    sample rate and top frequency the others leave open (``method/stage1.resolve_features``).
+    """
     cfg = Config()
+    explicit: set[str] = set()
     if recipe is not None:
         from rfcx_kit.core.recipes import resolve_recipe
 
@@ -369,6 +391,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(f"recipe {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"recipe {path} must be a mapping of sections")
+        explicit |= _keys(data)
         try:
             apply_overrides(cfg, data)
         except ConfigError as exc:
@@ -376,8 +399,14 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
         if "name" not in data:
             cfg.name = path.stem
     for text in overrides:
-        apply_overrides(cfg, parse_override(text))
-    validate_config(cfg)
+        update = parse_override(text)
+        explicit |= _keys(update)
+        apply_overrides(cfg, update)
+    if "features.fmax" not in explicit:  # a lower rate given alone: the bands stop at its Nyquist
+        cfg.features.fmax = min(cfg.features.fmax, cfg.features.sample_rate / 2)
+    # an fmax above the default rate's Nyquist is judged once the rate is known (from the data, unless set)
+    validate_config(cfg, rate_known="features.sample_rate" in explicit or "features.fmax" not in explicit)
+    object.__setattr__(cfg, "_explicit", frozenset(explicit))
     return cfg
 
 
@@ -507,8 +536,10 @@ def _check_range(key: str, value: Any) -> None:
         raise ConfigError(f"{key}: must be in {span}, got {value}")
 
 
-def validate_config(cfg: Config) -> None:
-    """Value checks that types alone cannot express: every number's range, every choice, cross-key rules."""
+def validate_config(cfg: Config, rate_known: bool = True) -> None:
+    """Value checks that types alone cannot express: every number's range, every choice, cross-key rules.
+
+    ``rate_known=False``: ``features.fmax`` is not yet checked against the sample rate (it comes from the data)."""
     for key in _RANGES:
         section, name = key.split(".")
         _check_range(key, getattr(getattr(cfg, section), name))
@@ -517,7 +548,7 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"features.dtype: {f.dtype!r} is not one of {', '.join(_DTYPES)}")
     if f.n_jobs == 0 or f.n_jobs < -1:
         raise ConfigError(f"features.n_jobs: must be -1 (all cores) or >= 1, got {f.n_jobs}")
-    if not f.fmin < f.fmax <= f.sample_rate / 2:
+    if not f.fmin < f.fmax <= (f.sample_rate / 2 if rate_known else float("inf")):
         raise ConfigError(f"features.fmax: must be above features.fmin ({f.fmin:g}) and at most half the sample rate "
                           f"({f.sample_rate / 2:g}), got {f.fmax:g}")
     if f.frames is not None and f.frames < cfg.windows.window:

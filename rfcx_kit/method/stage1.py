@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rfcx_kit.core.config import Config, load_config, load_saved_config
+from rfcx_kit.core.config import Config, explicit_keys, load_config, load_saved_config, validate_config
 from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
@@ -129,6 +129,29 @@ def resolve_species(cfg: Config, comp: Competition) -> None:
         raise ConfigError(f"relabel.species_thresholds: species {top} is not in 0..{k - 1}")
 
 
+def resolve_features(cfg: Config, comp: Competition) -> None:
+    """``features.sample_rate`` and ``features.fmax`` from one's own recordings (``recordings.csv``), where neither
+    the recipe nor ``--set`` gives them: every recording is resampled to the lowest rate among them and the mel
+    bands reach its Nyquist frequency. Downsampling loses nothing below that frequency; upsampling to a higher
+    rate would only add frames (time steps) the lowest-rate recordings hold no detail for, and a top band
+    above the lowest Nyquist would be empty in those recordings (``check_band``). The competition's layouts
+    keep the method post's 32 kHz and 16 kHz. Validated again with the rate known."""
+    explicit = explicit_keys(cfg)
+    if comp.recordings is not None and len(comp.recordings):
+        rates = comp.recordings["sample_rate"].to_numpy(np.float64)
+        lowest = int(rates.min())
+        if "features.sample_rate" not in explicit:
+            cfg.features.sample_rate = lowest
+        if "features.fmax" not in explicit:
+            cfg.features.fmax = float(min(cfg.features.sample_rate, lowest) / 2)
+        taken = [k for k in ("sample_rate", "fmax") if f"features.{k}" not in explicit]
+        if taken:
+            log.info("features: %s from the data (the lowest rate of %d recordings: %g Hz, %s)",
+                     " and ".join(f"{k} {getattr(cfg.features, k):g}" for k in taken), len(rates), rates.min(),
+                     comp.recordings.index[int(rates.argmin())])
+    validate_config(cfg)
+
+
 def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: bool,
                                 progress: bool = True) -> Competition:
     """Everything that can refuse a stage-1 run and needs no work first, in one pass: the label tables, the
@@ -136,6 +159,7 @@ def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: 
     nothing; sets ``model.n_species`` from the data."""
     comp = read_competition(data, n_mels=cfg.features.n_mels)
     check_box_limits(comp)
+    resolve_features(cfg, comp)
     check_band(comp, cfg.features.fmax)
     resolve_species(cfg, comp)
     check_run_start(run_dir, cfg, resume)

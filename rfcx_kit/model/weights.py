@@ -69,6 +69,30 @@ def pretrained_cfg(backbone: str) -> Any:
     return cfg
 
 
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds (no request is sent)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _in_cache(repo: str, revision: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo, f, revision=revision or None), str) for f in HUB_FILES)
+
+
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -84,6 +108,12 @@ def hub_file(backbone: str) -> WeightsSource:
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     repo, _, revision = hub_id.partition("@")
+    if not offline() and not _in_cache(repo, revision) and not reachable(hub_endpoint()):
+        # the hub client would retry for about a minute before failing: say it now, with the fixes
+        raise ConfigError(f"model.pretrained: the weights of {backbone!r} ({hub_id}) are not in the hub cache and "
+                          f"{hub_endpoint()} cannot be reached; run `rfcx-kit weights fetch {backbone}` where it "
+                          "can, pass model.weights=FILE, or train from scratch with a recipe that downloads "
+                          "nothing (--pipeline own-scratch, or --set model.pretrained=false)")
     problems = []
     for filename in HUB_FILES:
         try:

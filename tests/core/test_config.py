@@ -167,3 +167,14 @@ def test_the_votes_rule_applies_only_where_votes_are_used():
     with pytest.raises(ConfigError, match=r"relabel.votes \(3\) exceeds train.folds \(2\) with relabel.source: vote"):
         load_config(None, ["train.folds=2", "relabel.source=vote"])
     assert load_config(None, ["train.folds=2", "relabel.source=vote", "relabel.votes=2"]).relabel.votes == 2
+
+
+def test_the_keys_a_recipe_or_set_gives_are_remembered_and_fmax_waits_for_the_rate() -> None:
+    from rfcx_kit.core.config import explicit_keys
+
+    cfg = load_config("demo", ["train.epochs=3", "features.fmax=20000"])
+    keys = explicit_keys(cfg)
+    assert {"train.epochs", "features.fmax", "model.backbone", "features.n_mels"} <= keys
+    assert "features.sample_rate" not in keys  # it will come from one's own recordings
+    with pytest.raises(ConfigError, match="features.fmax"):  # a rate given: the rule holds at once
+        load_config(None, ["features.sample_rate=32000", "features.fmax=20000"])

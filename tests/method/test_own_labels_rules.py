@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from rfcx_kit.core.errors import ConfigError
 from rfcx_kit.method.cycle import run_relabel
 from rfcx_kit.method.stage1 import run_stage1
 
@@ -61,3 +62,27 @@ def test_a_start_refused_by_its_folds_leaves_no_run_and_the_fixed_rerun_goes(tmp
     assert not (tmp_path / "runs").exists()
     run_stage1(data, run, overrides=tiny_overrides(epochs=1, folds=3), progress=False)
     assert (run / "stage1" / "metrics.json").is_file()
+
+
+def test_rate_and_top_frequency_come_from_the_lowest_rate_unless_set() -> None:
+    from types import SimpleNamespace
+
+    from rfcx_kit.core.config import load_config
+    from rfcx_kit.method.stage1 import resolve_features
+
+    rates = pd.DataFrame({"sample_rate": [48000, 22000, 44100]}, index=["a/x", "b/y", "c/z"])
+    comp = SimpleNamespace(recordings=rates)
+    cfg = load_config(None)
+    resolve_features(cfg, comp)
+    assert (cfg.features.sample_rate, cfg.features.fmax) == (22000, 11000.0)
+    cfg = load_config(None, ["features.fmax=8000"])
+    resolve_features(cfg, comp)
+    assert (cfg.features.sample_rate, cfg.features.fmax) == (22000, 8000.0)
+    cfg = load_config(None, ["features.sample_rate=16000"])
+    resolve_features(cfg, comp)
+    assert (cfg.features.sample_rate, cfg.features.fmax) == (16000, 8000.0)
+    cfg = load_config(None)
+    resolve_features(cfg, SimpleNamespace(recordings=None))  # the competition's layout keeps the post's
+    assert (cfg.features.sample_rate, cfg.features.fmax) == (32000, 16000.0)
+    with pytest.raises(ConfigError, match="features.fmax"):  # set above the data's rate: refused once known
+        resolve_features(load_config(None, ["features.fmax=20000"]), comp)

@@ -134,6 +134,28 @@ main({["stage1", "--data", str(data), "--run", str(run), *overrides, "--set", f"
 
 
 @pytest.mark.timeout(300)
+def test_an_unreachable_hub_fails_within_seconds_with_the_fixes(tmp_path: Path) -> None:
+    """Online (HF_HUB_OFFLINE unset), an empty cache and a hub nobody answers: the hub client would retry for about
+    a minute; the check says so at once, with the lines that fix it (fetch, a file, or a recipe with no download)."""
+    code = GUARD + f"""
+import time
+from rfcx_kit.model.weights import hub_file
+from rfcx_kit.core.errors import ConfigError
+start = time.perf_counter()
+try:
+    hub_file({TINY!r})
+except ConfigError as exc:
+    print(round(time.perf_counter() - start, 2), exc)
+"""
+    proc = run_python(code, _env(None, tmp_path / "empty-hf", offline=False))
+    assert proc.returncode == 0, proc.stderr
+    seconds, _, line = proc.stdout.strip().partition(" ")
+    assert float(seconds) < 10, proc.stdout
+    assert "cannot be reached" in line and f"rfcx-kit weights fetch {TINY}" in line
+    assert "model.weights=FILE" in line and "--pipeline own-scratch" in line
+
+
+@pytest.mark.timeout(300)
 def test_a_run_records_its_weights_and_a_checkpoint_carries_its_config(tmp_path: Path, served) -> None:
     data, _ = served
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
