@@ -46,7 +46,7 @@ def own(tmp_path_factory) -> dict[str, Path]:
     invoke("stage1", "--data", str(data), "--run", str(run), "--no-progress", *sets)
     invoke("relabel", "--run", str(run), "--cycles", "1", "--no-progress")
     invoke("predict", "--run", str(run), "--stage", "cycle1", "--audio", str(root / "test"), "--format", "raven",
-           "--min-conf", "0", "--out", str(raven))
+           "--selections", "windows", "--min-conf", "0", "--out", str(raven))
     return {"root": root, "data": data, "run": run, "raven": raven}
 
 
@@ -114,6 +114,32 @@ def test_raven_tables_carry_names_and_reach_the_end_of_each_recording(own):
     assert short["Begin Time (s)"].unique().tolist() == [0.0]  # 5 s < one 5.9 s window: one padded window
 
 
+def test_raven_events_follow_the_framewise_output(own, tmp_path):
+    """Events: at --min-conf 0 every frame is above it, so each species is one event over the whole recording;
+    at 1.0 nothing is; in between, each event lies inside its recording, in its species' band, and no two events
+    of a species are closer than the merge gap."""
+    common = ["predict", "--run", str(own["run"]), "--stage", "cycle1", "--audio", str(own["root"] / "test"),
+              "--format", "raven"]
+    invoke(*common, "--min-conf", "0", "--out", str(tmp_path / "all"))
+    for site, name, length in TEST:
+        table = pd.read_csv(tmp_path / "all" / f"{site}/{name}.selections.txt", sep="\t")
+        last = (1 + int(round(length * RATE)) // 512 - 1) * FRAME_S
+        assert sorted(table["Species"]) == sorted(SPECIES)
+        assert (table["Begin Time (s)"] == 0).all() and np.allclose(table["End Time (s)"], last, atol=1e-3)
+    invoke(*common, "--min-conf", "1", "--out", str(tmp_path / "none"))
+    assert all(len(pd.read_csv(p, sep="\t")) == 0 for p in (tmp_path / "none").rglob("*.selections.txt"))
+    invoke(*common, "--min-conf", "0.3", "--merge-gap", "1.0", "--min-length", "0.5", "--out", str(tmp_path / "some"))
+    species = pd.read_csv(own["data"] / "species.csv").set_index("name")
+    for site, name, length in TEST:
+        table = pd.read_csv(tmp_path / "some" / f"{site}/{name}.selections.txt", sep="\t")
+        assert (table["End Time (s)"] - table["Begin Time (s)"] >= 0.5 - FRAME_S).all()
+        assert (table["Begin Time (s)"] >= 0).all() and (table["End Time (s)"] <= length).all()
+        assert (table["Low Freq (Hz)"].to_numpy() == species.loc[table["Species"], "f_min"].round(1).to_numpy()).all()
+        for _, rows in table.sort_values("Begin Time (s)").groupby("Species"):
+            gaps = rows["Begin Time (s)"].to_numpy()[1:] - rows["End Time (s)"].to_numpy()[:-1]
+            assert (gaps > 1.0 - FRAME_S).all()
+
+
 def test_every_box_lies_inside_its_recording(own):
     seconds = seconds_of(own)
     boxes = pd.concat([pd.read_csv(own["data"] / "train_tp.csv"), pd.read_csv(own["data"] / "train_fp.csv"),
@@ -127,7 +153,7 @@ def test_min_conf_without_raven_is_refused_before_anything_is_written(own, tmp_p
     out = tmp_path / "clip.csv"
     result = CliRunner().invoke(main, ["predict", "--run", str(own["run"]), "--audio", str(own["root"] / "test"),
                                        "--min-conf", "0.3", "--out", str(out)])
-    assert result.exit_code == 2 and "--min-conf filters the Raven selections" in result.output
+    assert result.exit_code == 2 and "--min-conf shapes the Raven selections" in result.output
     assert not out.exists()
 
 

@@ -12,8 +12,8 @@ from click.core import ParameterSource
 import torch
 
 from rfcx_kit.core.errors import ConfigError, cli_errors
-from rfcx_kit.core.options import PROBABILITY, at_least
-from rfcx_kit.method.apply import SUFFIXES, load_models, predict_files
+from rfcx_kit.core.options import PROBABILITY, at_least, finite
+from rfcx_kit.method.apply import SUFFIXES, EventRule, load_models, predict_files
 from rfcx_kit.method.export import export_stage
 
 CHECKPOINT_HELP = ("best.pt files instead of --run: repeatable, or a shell glob (runs/r/cycle1/fold*/best.pt, "
@@ -57,7 +57,14 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 @click.option("--format", "fmt", type=click.Choice(["csv", "raven"]), default="csv", show_default=True,
               help="csv: the clip table (a competition's format); raven: one Raven selection table per recording.")
 @click.option("--min-conf", type=PROBABILITY, default=0.5, show_default=True,
-              help="raven: keep the windows and species scoring at least this.")
+              help="raven: an event is where the framewise output is at least this (windows: keep the windows and "
+                   "species scoring at least this).")
+@click.option("--selections", type=click.Choice(["events", "windows"]), default="events", show_default=True,
+              help="raven: one selection per call-level event of the framewise output, or per window and species.")
+@click.option("--merge-gap", type=finite(0, 3600), default=0.5, show_default=True,
+              help="raven events: runs of one species at most this many seconds apart merge into one event.")
+@click.option("--min-length", type=finite(0, 3600), default=0.2, show_default=True,
+              help="raven events: drop events shorter than this many seconds.")
 @click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
 @click.option("--threshold", type=PROBABILITY, default=None,
@@ -71,7 +78,8 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 @cli_errors
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
                 sources: tuple[Path, ...], out: Path,
-                fmt: str, min_conf: float, windows_out: Path | None, threshold: float | None, device: str,
+                fmt: str, min_conf: float, selections: str, merge_gap: float, min_length: float,
+                windows_out: Path | None, threshold: float | None, device: str,
                 batch: int | None, threads: int | None) -> None:
     """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
 
@@ -83,9 +91,13 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
 
     if threshold is not None and windows_out is None:
         raise ConfigError("--threshold keeps detections in the --windows table: give --windows too")
-    if fmt != "raven" and click.get_current_context().get_parameter_source("min_conf") == ParameterSource.COMMANDLINE:
-        raise ConfigError("--min-conf filters the Raven selections: it does nothing with --format csv (for "
-                          "detections in a table: --windows FILE --threshold P)")
+    given = click.get_current_context().get_parameter_source
+    for name in ("min_conf", "selections", "merge_gap", "min_length"):
+        if fmt != "raven" and given(name) == ParameterSource.COMMANDLINE:
+            raise ConfigError(f"--{name.replace('_', '-')} shapes the Raven selections: it does nothing with --format "
+                              "csv (for detections in a table: --windows FILE --threshold P)")
+    if selections == "windows" and any(given(n) == ParameterSource.COMMANDLINE for n in ("merge_gap", "min_length")):
+        raise ConfigError("--merge-gap and --min-length shape events: they do nothing with --selections windows")
     if threads:
         torch.set_num_threads(threads)
     checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
@@ -95,10 +107,13 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
         raise ConfigError(f"--out {out}: --format raven writes a folder of selection tables, and this is a file")
     if fmt == "csv" and out.is_dir():
         raise ConfigError(f"--out {out}: a folder; --format csv writes one table (give a file name)")
-    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, fmt=fmt, min_conf=min_conf)
+    events = EventRule(min_conf, merge_gap, min_length) if fmt == "raven" and selections == "events" else None
+    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, fmt=fmt, min_conf=min_conf,
+                            events=events)
     where = f"stage {summary['stage']}, " if summary["stage"] else ""
+    kind = "events" if events is not None else "window selections"
     click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"
-               + (f" ({summary['selections']} selections at >= {min_conf:g})" if fmt == "raven" else "")
+               + (f" ({summary['selections']} {kind} at >= {min_conf:g})" if fmt == "raven" else "")
                + (f", {windows_out}" if windows_out else ""))
 
 

@@ -242,7 +242,9 @@ def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
 
 @dataclass
 class Chunk:
-    """Finished recordings: ids, ``clip (B, K)``, and their windows ``(sum N, K)`` with starts and ends in s."""
+    """Finished recordings: ids, ``clip (B, K)``, and their windows ``(sum N, K)`` with starts and ends in s;
+    with events asked for, their call-level events ``(M,)``: recording (index into ids), species, begin and end in
+    s, confidence."""
 
     ids: list[str]
     clip: np.ndarray
@@ -250,22 +252,56 @@ class Chunk:
     starts: np.ndarray
     ends: np.ndarray
     windows: np.ndarray
+    events: dict[str, np.ndarray] | None = None
 
     def save(self, path: Path) -> None:
+        extra = {f"event_{k}": v for k, v in (self.events or {}).items()}
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, ids=np.asarray(self.ids), clip=self.clip, n_windows=self.n_windows,
-                         starts=self.starts, ends=self.ends, windows=self.windows)
+                         starts=self.starts, ends=self.ends, windows=self.windows, **extra)
 
     @classmethod
     def load(cls, path: Path) -> Chunk:
         with np.load(path, allow_pickle=False) as data:
+            events = {k[6:]: data[k] for k in data.files if k.startswith("event_")} or None
             return cls([str(i) for i in data["ids"]], data["clip"], data["n_windows"], data["starts"], data["ends"],
-                       data["windows"])
+                       data["windows"], events)
 
 
-def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Clip probabilities ``(B, K)`` and each recording's window scores ``(N_b, K)``, averaged over folds.
+@dataclass(frozen=True)
+class EventRule:
+    """How a framewise timeline becomes events (``method/events.py``): the level, the merge gap and the shortest
+    event, in seconds."""
+
+    min_conf: float
+    gap_s: float
+    min_length_s: float
+
+    def frames(self, hop_s: float) -> tuple[int, int]:
+        """``(gap, min_frames)`` on a grid of ``hop_s`` seconds per frame."""
+        return int(round(self.gap_s / hop_s)), max(1, int(round(self.min_length_s / hop_s)))
+
+
+def chunk_events(ids: list[str], timelines: list[np.ndarray], rule: EventRule, hop_s: float,
+                 durations: list[float]) -> dict[str, np.ndarray]:
+    """The events of a chunk's recordings from their ``(K, T)`` fold-mean timelines."""
+    from rfcx_kit.method.events import detect_events
+
+    gap, min_frames = rule.frames(hop_s)
+    parts = []
+    for j, (timeline, duration) in enumerate(zip(timelines, durations)):
+        ev = detect_events(timeline, rule.min_conf, gap, min_frames)
+        begin, end = ev.seconds(hop_s, duration)
+        parts.append((np.full(len(begin), j, np.int64), ev.species, begin, end, ev.confidence))
+    names = ("row", "species", "begin", "end", "confidence")
+    return {n: np.concatenate([p[i] for p in parts]) if parts else np.zeros(0) for i, n in enumerate(names)}
+
+
+def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device, timelines: bool = False
+              ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Clip probabilities ``(B, K)``, each recording's window scores ``(N_b, K)`` and, with ``timelines``, its
+    ``(K, T_b)`` framewise timeline (max over the windows covering a frame), all averaged over folds.
 
     Recordings of one length are predicted together (one batched forward per fold over all their windows).
     """
@@ -273,6 +309,7 @@ def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device) ->
     mode = cfg.predict.mode
     clip = np.zeros((len(frames), models.n_species), dtype=np.float64)
     windows: list[np.ndarray] = [np.empty(0)] * len(frames)
+    lines: list[np.ndarray] = [np.empty(0)] * len(frames)
     mean_std = input_stats(cfg)
     lengths = np.array([a.shape[1] for a in frames])
     for length in np.unique(lengths):
@@ -281,19 +318,24 @@ def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device) ->
         stats = torch.from_numpy(stats_of(raw))
         x = torch.from_numpy(raw).to(device)
         positions = predict_positions(cfg, int(length))
-        acc_clip, acc_win = 0.0, 0.0
+        acc_clip, acc_win, acc_line = 0.0, 0.0, 0.0
         for model in models.models:
             pred: Prediction = predict_batch(model, x, stats, positions, cfg.model.normalize, cfg.model.in_channels,
-                                             cfg.predict.max_windows, amp=cfg.train.amp, timelines=mode == "stitched",
-                                             mean_std=mean_std)
+                                             cfg.predict.max_windows, amp=cfg.train.amp,
+                                             timelines=mode == "stitched" or timelines, mean_std=mean_std,
+                                             pool=1 if timelines else 32)
             acc_clip = acc_clip + pred.clip(mode).astype(np.float64)
             per_window = pred.windows if mode != "clipwise" else 1.0 / (1.0 + np.exp(-pred.clipwise))
             acc_win = acc_win + per_window.astype(np.float64)
+            if timelines:
+                acc_line = acc_line + pred.framewise.astype(np.float32)  # (B, K, T): pool 1 is the frames
         k = len(models.models)
         clip[index] = acc_clip / k
         for j, i in enumerate(index):
             windows[i] = (acc_win[j] / k).astype(np.float32)
-    return clip, windows
+            if timelines:
+                lines[i] = acc_line[j, :, : int(length)] / k
+    return clip, windows, lines
 
 
 def parts_dir(out: Path) -> Path:
@@ -325,11 +367,12 @@ def open_journal(out: Path, identity: dict) -> tuple[Path, dict[str, Chunk]]:
 def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_out: Path | None = None,
                   threshold: float | None = None, device: torch.device = torch.device("cpu"),
                   batch: int | None = None, progress: bool = True, fmt: str = "csv",
-                  min_conf: float = 0.5) -> dict:
+                  min_conf: float = 0.5, events: EventRule | None = None) -> dict:
     """The whole of ``rfcx-kit predict`` once the models are loaded; returns a summary.
 
     ``fmt``: ``csv`` (``out`` is the clip table) or ``raven`` (``out`` is a folder of selection tables, one per
-    recording, with the (window, species) cells scoring at least ``min_conf``).
+    recording: with ``events``, one selection per call-level event of the framewise output; else the (window,
+    species) cells scoring at least ``min_conf``).
 
     Raises:
         DataError naming every recording that could not be read, after the others were predicted and written.
@@ -340,6 +383,8 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
     recordings = list_recordings(sources)
     identity = {"models": models.fingerprint(), "mode": cfg.predict.mode,
                 "windows": json.dumps(cfg.windows.__dict__, sort_keys=True)}
+    if events is not None:  # the events are kept in the journal: another rule must not reuse them
+        identity["events"] = json.dumps(events.__dict__, sort_keys=True)
     parts, done = open_journal(out, identity)
     todo = [(rid, path) for rid, path in recordings if rid not in done]
     size = batch or cfg.predict.batch_recordings
@@ -366,14 +411,17 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
             failed[rid] = message
             log.warning("%s", message)
         if good:
-            clip, per_window = fold_mean(models, [a for _, a in good], device)
+            clip, per_window, lines = fold_mean(models, [a for _, a in good], device, timelines=events is not None)
             pos = [predict_positions(cfg, a.shape[1]) for _, a in good]
-            chunk = Chunk([rid for rid, _ in good], clip.astype(np.float64),
+            ids = [rid for rid, _ in good]
+            chunk = Chunk(ids, clip.astype(np.float64),
                           np.array([len(p) for p in pos]),
                           np.concatenate([[s * hop_s for s, _ in p] for p in pos]),
                           # frame i is centred at i * hop: the last frame's centre is the recording's end
                           np.concatenate([[min(e, a.shape[1] - 1) * hop_s for _, e in p] for p, (_, a) in zip(pos, good)]),
-                          np.concatenate(per_window))
+                          np.concatenate(per_window),
+                          chunk_events(ids, lines, events, hop_s, [(a.shape[1] - 1) * hop_s for _, a in good])
+                          if events is not None else None)
             chunk.save(parts / f"part-{number:06d}.npz")
             number += 1
             for rid in chunk.ids:
@@ -387,6 +435,7 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
     if ids and fmt == "raven":
         summary["selections"] = write_raven(recordings, done, out, models.species or Species.numbered(models.n_species),
                                             min_conf, cfg.features.fmax)
+        summary["events"] = events is not None
         if windows_out is not None:
             write_tables(ids, done, out / "clip.csv", windows_out, threshold, models.n_species)
     elif ids:
@@ -438,12 +487,22 @@ def write_raven(recordings: list[tuple[str, Path]], done: dict[str, Chunk], out_
     the number of selections written."""
     from rfcx_kit.method.selections import selection_table, table_path, write_selection_table
 
+    from rfcx_kit.method.selections import event_table
+
     total = 0
     for rid, path in recordings:
         chunk = done.get(rid)
         if chunk is None:
             continue
         j = chunk.ids.index(rid)
+        if chunk.events is not None:  # call-level events
+            ev = chunk.events
+            mine = ev["row"] == j
+            table = event_table(ev["begin"][mine], ev["end"][mine], ev["species"][mine].astype(np.int64),
+                                ev["confidence"][mine], species, top_hz, path.name)
+            write_selection_table(table_path(out_dir, rid), table)
+            total += len(table)
+            continue
         offsets = np.concatenate([[0], np.cumsum(chunk.n_windows)])
         lo, hi = offsets[j], offsets[j + 1]
         table = selection_table(chunk.starts[lo:hi], chunk.ends[lo:hi], chunk.windows[lo:hi], species, min_conf,

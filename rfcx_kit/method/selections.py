@@ -2,7 +2,8 @@
 Visualiser, OpenSoundscape and BirdNET-Analyzer read and write the same tab-separated format).
 
 One table per recording, ``DIR/{recording_id}.selections.txt`` (a recording id ``siteA/rec1`` gives
-``DIR/siteA/rec1.selections.txt``), one selection per window and species scoring at least ``min_conf``:
+``DIR/siteA/rec1.selections.txt``), one selection per call-level event (``method/events.py``: a run of the
+framewise output at or above ``min_conf``), or in window mode one per window and species scoring at least it:
 
     Selection  View  Channel  Begin Time (s)  End Time (s)  Low Freq (Hz)  High Freq (Hz)  Species  Code  Confidence  Begin File
 
@@ -38,16 +39,23 @@ def selection_table(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sp
         rows in time order, then by falling confidence, numbered from 1 (columns :data:`COLUMNS`).
     """
     window, k = np.nonzero(np.nan_to_num(scores, nan=-1.0) >= min_conf)
-    order = np.lexsort((-scores[window, k], starts[window]))
-    window, k = window[order], k[order]
+    return event_table(starts[window], ends[window], k, scores[window, k], species, top_hz, begin_file)
+
+
+def event_table(begin: np.ndarray, end: np.ndarray, k: np.ndarray, confidence: np.ndarray, species: Species,
+                top_hz: float, begin_file: str) -> pd.DataFrame:
+    """Selections of ``M`` detections: ``begin, end (M,)`` seconds, species ``k (M,)``, ``confidence (M,)``; in
+    time order, then by falling confidence, numbered from 1, each in its species' band (columns :data:`COLUMNS`)."""
+    order = np.lexsort((-np.asarray(confidence, dtype=np.float64), np.asarray(begin, dtype=np.float64)))
+    begin, end, k, confidence = (np.asarray(a)[order] for a in (begin, end, k, confidence))
     low = np.nan_to_num(np.asarray(species.f_min, dtype=np.float64), nan=0.0)
     high = np.nan_to_num(np.asarray(species.f_max, dtype=np.float64), nan=top_hz)
     return pd.DataFrame({
-        "Selection": np.arange(1, len(window) + 1), "View": "Spectrogram 1", "Channel": 1,
-        "Begin Time (s)": np.round(starts[window], 4), "End Time (s)": np.round(ends[window], 4),
+        "Selection": np.arange(1, len(k) + 1), "View": "Spectrogram 1", "Channel": 1,
+        "Begin Time (s)": np.round(begin.astype(np.float64), 4), "End Time (s)": np.round(end.astype(np.float64), 4),
         "Low Freq (Hz)": np.round(low[k], 1), "High Freq (Hz)": np.round(np.minimum(high[k], top_hz), 1),
         "Species": np.asarray(species.names, dtype=object)[k], "Code": np.asarray(species.codes, dtype=object)[k],
-        "Confidence": np.round(scores[window, k].astype(np.float64), 4), "Begin File": begin_file,
+        "Confidence": np.round(confidence.astype(np.float64), 4), "Begin File": begin_file,
     }, columns=COLUMNS)
 
 

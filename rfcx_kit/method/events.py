@@ -1,0 +1,64 @@
+"""Call-level detections: events from the SED head's framewise output.
+
+The framewise sigmoid of every window, stitched by max over the windows that cover a frame and averaged over the
+folds, is a ``(K, T)`` timeline per recording. An event is a run of frames at or above ``min_conf`` for one
+species; runs closer than ``gap`` frames merge (a call's dip between syllables), and runs shorter than
+``min_frames`` are dropped. Its confidence is the timeline's peak inside it. Frame ``i`` is centred at
+``i * hop_s``, so an event of frames ``[a, b)`` spans ``(a - 0.5) * hop_s`` to ``(b - 0.5) * hop_s``, clipped to
+the recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Events:
+    """``M`` events: ``species (M,)``, frames ``[first, stop)`` and ``confidence (M,)`` (the peak inside)."""
+
+    species: np.ndarray
+    first: np.ndarray
+    stop: np.ndarray
+    confidence: np.ndarray
+
+    def seconds(self, hop_s: float, duration: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(begin, end)`` in seconds, each ``(M,)``, inside ``[0, duration]``."""
+        begin = np.clip((self.first - 0.5) * hop_s, 0.0, duration)
+        end = np.clip((self.stop - 0.5) * hop_s, 0.0, duration)
+        return begin, end
+
+
+def detect_events(timeline: np.ndarray, min_conf: float, gap: int = 0, min_frames: int = 1) -> Events:
+    """Events of one recording's ``(K, T)`` timeline (probabilities), in species then time order.
+
+    Args:
+        min_conf: a frame belongs to an event when its probability is at least this.
+        gap: runs of one species separated by at most this many frames below ``min_conf`` merge into one event.
+        min_frames: events shorter than this (after merging) are dropped.
+    """
+    k, t = timeline.shape
+    above = np.nan_to_num(timeline, nan=-1.0) >= min_conf
+    # runs of True along each row: +1 where one starts, -1 one frame past where it ends (a False column on both
+    # sides keeps runs of different species apart in the flattened array)
+    padded = np.zeros((k, t + 2), dtype=np.int8)
+    padded[:, 1:-1] = above
+    edges = np.diff(padded, axis=1)  # (K, T + 1)
+    s_row, first = np.nonzero(edges == 1)
+    e_row, stop = np.nonzero(edges == -1)  # same order as the starts: row-major, runs alternate
+    if gap > 0 and len(first) > 1:
+        # merge a run into the one before it when they are of one species and at most `gap` frames apart
+        joins = (s_row[1:] == s_row[:-1]) & (first[1:] - stop[:-1] <= gap)
+        keep_start = np.concatenate([[True], ~joins])
+        keep_stop = np.concatenate([~joins, [True]])
+        s_row, first, stop = s_row[keep_start], first[keep_start], stop[keep_stop]
+    long_enough = stop - first >= max(int(min_frames), 1)
+    s_row, first, stop = s_row[long_enough], first[long_enough], stop[long_enough]
+    if not len(first):
+        return Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+    flat = np.nan_to_num(timeline, nan=-1.0).astype(np.float64).reshape(-1)
+    bounds = np.stack([s_row * t + first, s_row * t + stop], axis=1).reshape(-1)
+    peak = np.maximum.reduceat(np.append(flat, -1.0), bounds)[::2]  # the max of each [first, stop)
+    return Events(s_row.astype(np.int64), first.astype(np.int64), stop.astype(np.int64), peak)
