@@ -21,7 +21,7 @@ from rfcx_kit.core.errors import DataError, cli_errors
 from rfcx_kit.core.grid import window_positions
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
-from rfcx_kit.data.labels_import import UNNAMED
+from rfcx_kit.data.labels_import import FORMAT_CHOICES, UNCERTAIN
 from rfcx_kit.method.pseudo import (EXTERNAL_COLUMNS, FRAMES, build_label_table, describe_scale, label_counts,
                                     labelled_boxes, original_window_labels,
                                     read_oof_files, read_votes, species_threshold_array)
@@ -34,8 +34,9 @@ def labels_cmd() -> None:
 
 @labels_cmd.command("import")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["raven", "audacity", "arbimon", "csv"]), default="raven",
-              show_default=True, help="What INPUTS are (files, or folders searched for them).")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default="auto", show_default=True,
+              help="What INPUTS are (files, or folders searched for them); auto: each table's own format, told from "
+                   "its first line (a folder may mix Raven, Audacity, Arbimon and CSV tables).")
 @click.option("--audio", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The recordings the labels belong to (searched recursively). Ids are paths inside it without "
                    "extension, e.g. siteA/rec1.")
@@ -48,31 +49,40 @@ def labels_cmd() -> None:
 @click.option("--test", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="A folder of unlabelled recordings to predict after training (the test split).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
-@click.option("--unnamed", type=click.Choice(UNNAMED), default="error", show_default=True,
-              help="Rows whose species cell is empty or a '?' alone: an error naming the row, or left out "
-                   "(counted in import.json).")
+@click.option("--uncertain", type=click.Choice(UNCERTAIN), default="skip", show_default=True,
+              help="Rows whose species cell is empty or a '?' alone: left out (counted and named in one line), kept "
+                   "as calls of no named species (no species is an implicit negative over them), FP boxes of every "
+                   "species, or an error naming the row.")
 @cli_errors
 def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, species_column: str | None,
-               species_table: Path | None, test: Path | None, overwrite: bool, unnamed: str) -> None:
+               species_table: Path | None, test: Path | None, overwrite: bool, uncertain: str) -> None:
     """Write a data folder from annotation exports INPUTS and the recordings under --audio.
 
     \b
     Species named in the tables become ids (sorted by name, or as --species lists them); a table's recording is
     its Begin File (Raven) or the audio file whose name starts the table's. Every box must lie inside its
     recording and below its Nyquist frequency; a problem is one line naming the file and row, and nothing is
-    written. FP labels are optional (a Raven row marked FP, an Arbimon 'absent').
+    written. FP labels are optional (a Raven row marked FP, an Arbimon 'absent'). A Raven table with a
+    Confidence column (what `predict --format raven` writes) gives candidates, listed in candidates.csv with
+    their confidence, not boxes: a row a person marked TP or FP in its Kind column is one.
     """
     from rfcx_kit.data.labels_import import import_labels
 
-    result = import_labels(list(inputs), audio, out, fmt, species_column, test, species_table, overwrite, unnamed)
+    result = import_labels(list(inputs), audio, out, fmt, species_column, test, species_table, overwrite, uncertain)
     for warning in result.warnings:
         click.echo(f"warning: {warning}")
     rec = result.recordings
     rates = ", ".join(f"{rate:g} Hz x {n}" for rate, n in result.sample_rates)
-    click.echo(f"wrote {out}: {result.n_tp} TP and {result.n_fp} FP boxes, {len(result.species)} species, "
+    extra = "".join(f", {n} {what}" for n, what in ((result.n_unknown, "calls of no named species"),
+                                                    (result.n_candidates, "candidates")) if n)
+    click.echo(f"wrote {out}: {result.n_tp} TP and {result.n_fp} FP boxes{extra}, {len(result.species)} species, "
                f"{int((rec['split'] == 'train').sum())} train and {int((rec['split'] == 'test').sum())} test "
                f"recordings ({rates})")
-    click.echo(f"next: rfcx-kit stage1 --data {out} --run runs/NAME")
+    if result.n_tp:
+        click.echo(f"next: rfcx-kit stage1 --data {out} --run runs/NAME")
+    else:
+        click.echo(f"next: listen through {out / 'candidates.csv'}; mark the selections tp or fp in a Kind column "
+                   "and import them again: a run trains on TP boxes")
 
 
 @labels_cmd.command("from-oof")

@@ -12,9 +12,36 @@ import soxr
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.grid import rfcx_grid
 
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aif", ".aiff")  # what soundfile decodes, every step alike
 _RFCX = rfcx_grid()  # the defaults: the competition's recordings on the method post's grid (32 kHz, 60 s)
 
 log = logging.getLogger(__name__)
+
+
+def probe(path: str | Path) -> tuple[float, int]:
+    """``(seconds, sample_rate)`` of an audio file without decoding it, where its header can say; an MP3's length
+    is counted by decoding (its header's is an estimate, 0.3-0.4 s above what decodes for some encoders), so a box
+    checked against it lies inside what every step reads.
+
+    Raises:
+        DataError naming the file: no readable header, or no samples at all.
+    """
+    path = Path(path)
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            rate, frames = int(handle.samplerate), int(handle.frames)
+            if path.suffix.lower() == ".mp3":
+                frames = 0
+                while True:
+                    block = handle.read(1 << 16, dtype="float32", always_2d=True)
+                    if not len(block):
+                        break
+                    frames += len(block)
+    except Exception as exc:  # noqa: BLE001 - soundfile raises several types
+        raise DataError(f"{path}: cannot read audio ({' '.join(str(exc).split())[:200]})") from None
+    if frames <= 0 or rate <= 0:
+        raise DataError(f"{path}: the audio file holds no samples")
+    return frames / rate, rate
 
 
 def load_audio(path: str | Path, sample_rate: int = _RFCX.sample_rate, seconds: float | None = _RFCX.seconds

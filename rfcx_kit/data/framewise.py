@@ -70,6 +70,18 @@ class FramewiseLabels:
         self.n_species = int(n_species if n_species is not None
                              else len(infer_species(int(boxes["species_id"].max()) if len(boxes) else 0)))
         index = {rid: i for i, rid in enumerate(self.recording_ids)}
+        if "label" in boxes.columns and (boxes["label"] == 0).any():
+            # calls of no named species (label 0): they name no species, so they only lift implicit negatives
+            unknown = boxes[(boxes["label"] == 0).to_numpy()]
+            boxes = boxes[(boxes["label"] != 0).to_numpy()]
+            u_rows = unknown["recording_id"].map(index)
+            keep = u_rows.notna().to_numpy()
+            u_rows = u_rows[keep].astype(np.int64).to_numpy()
+            first, stop = box_frames(unknown["t_min"].to_numpy()[keep], unknown["t_max"].to_numpy()[keep],
+                                     sample_rate, hop_length, self.lengths[u_rows])
+            self.unknown = (u_rows, first, stop)
+        else:
+            self.unknown = (np.zeros(0, np.int64),) * 3
         rows = boxes["recording_id"].map(index)
         boxes = boxes[rows.notna().to_numpy()]
         rows = rows.dropna().astype(np.int64).to_numpy()
@@ -163,7 +175,9 @@ class FramewiseLabels:
         A species is a positive (target 1) where a positive box overlaps the crop, with the largest weight of
         those boxes (1 for a TP box, the pseudo weight for a pseudo-positive box); else a negative of weight 1
         where an FP box overlaps; else an *implicit* negative (target 0) of weight ``unlabeled_weight``: nobody
-        looked there, so a 0 is a guess (1.0 is the post's clipwise BCE, where every unlabelled species is 0).
+        looked there, so a 0 is a guess (1.0 is the post's clipwise BCE, where every unlabelled species is 0); and
+        weight 0 where a box of no named species (label 0, ``train_unknown.csv``) overlaps the crop: something
+        called there, and it may be any species.
         """
         crop, box = self._overlaps(rows, starts, width)
         positive = np.zeros((len(rows), self.n_species), dtype=np.float32)  # largest positive-box weight
@@ -172,7 +186,14 @@ class FramewiseLabels:
         np.maximum.at(positive, (crop[pos], self.species[box[pos]]), self.weight[box[pos]])
         negative[crop[~pos], self.species[box[~pos]]] = True
         target = (positive > 0).astype(np.float32)
-        weight = np.where(positive > 0, positive, np.where(negative, np.float32(1.0), np.float32(unlabeled_weight)))
+        implicit = np.full((len(rows), 1), np.float32(unlabeled_weight))
+        if len(self.unknown[0]):  # a crop over a call of no named species: no species is an implicit negative there
+            u_row, u_first, u_stop = self.unknown
+            rows, starts = np.asarray(rows, dtype=np.int64), np.asarray(starts, dtype=np.int64)
+            hit = ((u_row[None, :] == rows[:, None]) & (u_first[None, :] < starts[:, None] + width)
+                   & (u_stop[None, :] > starts[:, None])).any(axis=1)
+            implicit = np.where(hit[:, None], np.float32(0.0), implicit)
+        weight = np.where(positive > 0, positive, np.where(negative, np.float32(1.0), implicit))
         return target, weight.astype(np.float32)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -33,16 +34,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
-from rfcx_kit.core.errors import DataError
-from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
+from rfcx_kit.core.errors import ConfigError, DataError
+from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, check_output_path
 from rfcx_kit.core.species import BOX_COLUMNS
+from rfcx_kit.data.audio import AUDIO_SUFFIXES, probe
+from rfcx_kit.data.reader import UNKNOWN_FILE, UNKNOWN_SPECIES
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("raven", "audacity", "arbimon", "csv")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+FORMAT_CHOICES = ("auto", *FORMATS)  # auto: each table's own format, told from its contents
+AUDIO_EXTENSIONS = AUDIO_SUFFIXES  # the formats every step decodes (data/audio.py)
 TABLE_COLUMNS = ["source", "row", "line", "file_hint", "species", "t_min", "t_max", "f_min", "f_max", "label",
-                 "songtype"]
+                 "songtype", "confidence"]
+# A row's label: a verified presence (TP), a verified absence (FP), a call of no named species (UNKNOWN), or a
+# detection nobody has verified yet (CANDIDATE: a Raven table with a Confidence column, as `predict` writes).
+TP, FP, UNKNOWN, CANDIDATE = 1, -1, 0, 2
+CANDIDATE_COLUMNS = ["recording_id", "species_id", "species", "t_min", "t_max", "f_min", "f_max", "confidence",
+                     "source"]
 SPECIES_OUT_COLUMNS = ["species_id", "code", "name", "f_min", "f_max"]
 RECORDING_COLUMNS = ["recording_id", "split", "path", "seconds", "sample_rate"]
 END_TOLERANCE_S = 0.01  # a box may end this far past its recording (exports round times); it is clipped
@@ -70,6 +80,7 @@ class ImportResult:
     Attributes:
         out: the data folder.
         n_tp, n_fp: rows of ``train_tp.csv`` / ``train_fp.csv``.
+        n_unknown, n_candidates: rows of ``train_unknown.csv`` / ``candidates.csv`` (none: not written).
         species: the ``species.csv`` table (``species_id,code,name,f_min,f_max``).
         recordings: the ``recordings.csv`` table (``recording_id,split,path,seconds,sample_rate``).
         sample_rates: ``[(rate_hz, n_recordings), ...]`` over train and test recordings, by rate.
@@ -85,6 +96,8 @@ class ImportResult:
     sample_rates: list[tuple[int, int]]
     skipped: int
     warnings: list[str] = field(default_factory=list)
+    n_unknown: int = 0
+    n_candidates: int = 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,8 +107,10 @@ class ImportResult:
 # Characters a species name may not hold: the tables written from it (Raven's tab-separated selections, CSV)
 # could not be read back.
 UNWRITABLE = r'[\t\n\r"]'
-# Rows whose species cell is empty or a '?' alone: an error naming the row, or left out (counted in import.json).
-UNNAMED = ("error", "skip")
+# Rows whose species cell is empty or a '?' alone (uncertain rows): left out (counted and named in one line), kept
+# as calls of no named species (train_unknown.csv: no species is an implicit negative over them), FP boxes of
+# every species (nothing of the list called there), or an error naming the row.
+UNCERTAIN = ("skip", "unknown", "fp", "error")
 
 
 def _row_error(file: object, row: int, line: int, column: str, message: str) -> DataError:
@@ -140,8 +155,20 @@ def _short(exc: Exception) -> str:
 
 
 def _read_text(path: Path) -> str:
-    """The file's text: UTF-8 (a BOM dropped), else Latin-1 (Raven on Windows writes the local code page)."""
+    """The file's text: UTF-16 (Excel's "Unicode text", with its BOM or told by its zero bytes), UTF-8 (a BOM
+    dropped), else Latin-1 (Raven on Windows writes the local code page)."""
     data = path.read_bytes()
+    head = data[:4096]
+    utf16 = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else
+             "utf-16-le" if head[1::2].count(0) > len(head) // 4 else
+             "utf-16-be" if head[0::2].count(0) > len(head) // 4 else None)
+    if utf16 is not None:
+        try:
+            return data.decode(utf16)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: looks like UTF-16 text but does not decode as {utf16}") from None
+    if b"\x00" in head:
+        raise DataError(f"{path}: holds zero bytes: not a text table (save it as UTF-8 or UTF-16 text)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -230,14 +257,15 @@ def _kind(text: pd.Series) -> pd.Series:
 
 def _assemble(path: Path, raw: pd.DataFrame, columns: dict[str, str], *, species: pd.Series, t_min: pd.Series,
               t_max: pd.Series, f_min: pd.Series, f_max: pd.Series, label: pd.Series,
-              file_hint: pd.Series | str = "", songtype: pd.Series | str = "") -> pd.DataFrame:
+              file_hint: pd.Series | str = "", songtype: pd.Series | str = "",
+              confidence: pd.Series | float = np.nan) -> pd.DataFrame:
     """The rows in :data:`TABLE_COLUMNS` form, after the checks that need no recording."""
     frame = pd.DataFrame({
         "source": str(path), "row": raw["_row"].astype(np.int64), "line": raw["_line"].astype(np.int64),
         "file_hint": file_hint, "species": species, "t_min": t_min, "t_max": t_max, "f_min": f_min,
-        "f_max": f_max, "label": label.astype(np.int8), "songtype": songtype,
+        "f_max": f_max, "label": label.astype(np.int8), "songtype": songtype, "confidence": confidence,
     }, index=raw.index)[TABLE_COLUMNS].reset_index(drop=True)
-    checks: list[Check] = [  # an empty species is read_table's to judge (--unnamed)
+    checks: list[Check] = [  # an empty species is read_table's to judge (--uncertain)
         ("species", frame["species"].astype(str).str.contains(UNWRITABLE, regex=True),
          lambda r: f"{r['species']!r} holds a tab, a line break or a double quote, which the Raven and CSV tables "
                    "written from it could not be read back with"),
@@ -314,9 +342,18 @@ def _read_raven(path: Path, species_column: str | None) -> pd.DataFrame:
     flag = _find(raw, "FP", exclude=[name])
     if flag is not None:
         false_positive = false_positive | raw[flag].str.lower().isin(_RAVEN_FP_FLAG)
-    label = pd.Series(np.where(false_positive, -1, 1), index=raw.index)
+    label = pd.Series(np.where(false_positive, FP, TP), index=raw.index)
+    score = _find(raw, "Confidence", "Score", exclude=[name])
+    confidence: pd.Series | float = np.nan
+    if score is not None:
+        # a detector's table (`predict --format raven`, BirdNET): its rows are candidates, unless a person marked
+        # one true (a Kind/Type of tp, ...) or false (fp, ...) after listening
+        confidence = _numbers(raw, path, score, required=False)
+        verified_tp = raw[marker].str.lower().isin(_TP_WORDS) if marker is not None else False
+        label = pd.Series(np.where(false_positive, FP, np.where(verified_tp, TP, CANDIDATE)), index=raw.index)
+        columns["confidence"] = score
     frame = _assemble(path, raw, columns, species=species, t_min=t_min, t_max=t_max, f_min=f_min, f_max=f_max,
-                      label=label, file_hint=hint)
+                      label=label, file_hint=hint, confidence=confidence)
     frame.attrs["duplicates"] = duplicates
     return frame
 
@@ -420,7 +457,33 @@ def _read_csv(path: Path, species_column: str | None) -> pd.DataFrame:
     return frame
 
 
-def read_table(path: str | Path, fmt: str, species_column: str | None = None, unnamed: str = "error") -> pd.DataFrame:
+def detect_format(path: Path) -> str | None:
+    """A table's format told from its first line: ``raven`` (tab-separated with ``Begin Time (s)``), ``audacity``
+    (no header: two numbers and a label, tab-separated), ``arbimon`` (CSV with ``validated``/``present``, or
+    ``recording`` with ``x1``), ``csv`` (CSV with ``recording``/``recording_id``); None: none of them."""
+    try:
+        text = _read_text(path)
+    except OSError:
+        return None
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    fields = [f.strip().lower() for f in first.split("\t")]
+    if len(fields) > 1 and "begin time (s)" in fields:
+        return "raven"
+    if len(fields) in (2, 3):
+        try:
+            float(fields[0]), float(fields[1])
+            return "audacity"
+        except ValueError:
+            pass
+    columns = {c.strip().strip('"').lower() for c in next(csv.reader([first]), [])}
+    if "validated" in columns or "present" in columns or {"recording", "x1"} <= columns:
+        return "arbimon"
+    if columns & {"recording", "recording_id"}:
+        return "csv"
+    return None
+
+
+def read_table(path: str | Path, fmt: str, species_column: str | None = None, uncertain: str = "skip") -> pd.DataFrame:
     """Read one annotation export into rows of one shape, before any matching to audio.
 
     Formats (``fmt``):
@@ -437,6 +500,7 @@ def read_table(path: str | Path, fmt: str, species_column: str | None = None, un
       ``songtype``, ``x1,x2,y1,y2`` (s, s, Hz, Hz) or ``t_min,t_max,f_min,f_max``, and ``validated`` (or
       ``present``): 1 = TP, 0 = FP; rows with any other value (empty: not validated) are left out and counted
       in ``frame.attrs["skipped"]``.
+    * ``auto``: each table's format from its first line (:func:`detect_format`).
     * ``csv``: ``recording`` (path relative to the audio folder, extension optional), a species column,
       ``t_min,t_max`` (or ``start,end``), optional ``f_min,f_max``, and an optional TP/FP column: the first of
       ``kind``, ``tp``, ``label`` that is not the species column, holding ``tp``/``1``/``present`` or
@@ -448,7 +512,14 @@ def read_table(path: str | Path, fmt: str, species_column: str | None = None, un
     TP/FP markers for free-text species (raven, audacity): a trailing ``?`` on the species makes the row FP
     (the ``?`` is dropped from the name). Raven also reads the first of a ``Kind``/``Type`` column (FP when
     it says ``fp``, ``false positive``, ``absent``, ``no``, ``false``, ``0`` or ``-1``) and an ``FP`` column
-    (FP when it says ``1``, ``yes``, ``true``, ``x`` or ``fp``). Every other row is TP.
+    (FP when it says ``1``, ``yes``, ``true``, ``x`` or ``fp``). Every other row is TP, except in a Raven table
+    with a ``Confidence`` (or ``Score``) column, a detector's output such as ``predict --format raven`` writes:
+    its rows are candidates (label 2, with their confidence) unless the Kind/Type column says TP or FP.
+
+    Uncertain rows (an empty species cell, or a ``?`` alone): ``uncertain`` ``skip`` leaves them out (counted in
+    ``frame.attrs["uncertain"]``, their file and row in ``frame.attrs["uncertain_rows"]``), ``unknown`` keeps them
+    as calls of no named species (label 0), ``fp`` as FP boxes of every species (label -1, species ``""``),
+    ``error`` refuses the first one.
 
     Returns:
         A frame with :data:`TABLE_COLUMNS`: ``source`` (the path as given), ``row`` (1-based data row of the
@@ -464,8 +535,14 @@ def read_table(path: str | Path, fmt: str, species_column: str | None = None, un
         or inverted frequency range, an empty species — naming the file, row, line and column.
     """
     path = Path(path)
-    if fmt not in FORMATS:
-        raise DataError(f"unknown label format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in FORMAT_CHOICES:
+        raise DataError(f"unknown label format {fmt!r}; expected one of {', '.join(FORMAT_CHOICES)}")
+    if fmt == "auto":
+        found = detect_format(path)
+        if found is None:
+            raise DataError(f"{path}: not a Raven, Audacity, Arbimon or CSV label table (its first line names none "
+                            "of their columns); give --format")
+        fmt = found
     if fmt == "raven":
         frame = _read_raven(path, species_column)
     elif fmt == "audacity":
@@ -476,16 +553,22 @@ def read_table(path: str | Path, fmt: str, species_column: str | None = None, un
         frame = _read_csv(path, species_column)
     frame.attrs.setdefault("skipped", 0)
     frame.attrs.setdefault("duplicates", 0)
-    if unnamed not in UNNAMED:
-        raise DataError(f"unknown --unnamed {unnamed!r}; expected one of {', '.join(UNNAMED)}")
+    if uncertain not in UNCERTAIN:
+        raise DataError(f"unknown --uncertain {uncertain!r}; expected one of {', '.join(UNCERTAIN)}")
     empty = frame["species"] == ""
-    if unnamed == "error":
+    if uncertain == "error":
         _raise_first(frame, [("species", empty, lambda r: "empty species name (nothing, or a '?' alone): name it, "
-                                                            "or leave such rows out with --unnamed skip")],
+                                                            "or say what such rows are with --uncertain "
+                                                            "skip|unknown|fp")],
                      {str(path): frame.attrs["columns"]})
     attrs = dict(frame.attrs)
-    frame = frame[~empty].reset_index(drop=True)
-    frame.attrs.update(attrs, unnamed=int(empty.sum()))
+    attrs.update(format=fmt, uncertain=int(empty.sum()),
+                 uncertain_rows=[f"{path.name}:{r}" for r in frame.loc[empty, "row"].head(3)])
+    if uncertain == "skip":
+        frame = frame[~empty].reset_index(drop=True)
+    else:
+        frame.loc[empty, "label"] = np.int8(UNKNOWN if uncertain == "unknown" else FP)
+    frame.attrs.update(attrs)
     return frame
 
 
@@ -516,6 +599,11 @@ class _AudioFiles:
             if path.is_file():
                 found.append(rel.as_posix())
         found.sort()
+        if not found:
+            what = "the test folder" if split == "test" else "the audio folder"
+            besides = f" besides the test folder {exclude}" if exclude is not None and split == "train" else ""
+            raise DataError(f"{root}: {what} holds no audio files{besides} ({', '.join(AUDIO_EXTENSIONS)}, searched "
+                            "recursively; hidden files are passed over)")
         self.root, self.split = root, split
         frame = pd.DataFrame({"rel": pd.Series(found, dtype=object)})
         frame["recording_id"] = frame["rel"].str.rsplit(".", n=1).str[0]  # every file has an audio extension
@@ -576,16 +664,10 @@ class _AudioFiles:
 
 
 def _probe(paths: list[Path]) -> tuple[list[float], list[int]]:
-    """Duration (s) and sample rate of each file from its header (``soundfile.info``; nothing is decoded)."""
-    seconds, rates = [], []
-    for path in paths:
-        try:
-            info = sf.info(str(path))
-        except Exception as exc:  # noqa: BLE001 - soundfile raises several types
-            raise DataError(f"{path}: cannot read the audio header ({_short(exc)})") from None
-        seconds.append(info.frames / info.samplerate)
-        rates.append(int(info.samplerate))
-    return seconds, rates
+    """Duration (s) and sample rate of each file (``data/audio.probe``: its header; an MP3 decoded and counted;
+    a file without samples is an error naming it)."""
+    found = [probe(path) for path in paths]
+    return [f[0] for f in found], [f[1] for f in found]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -647,14 +729,17 @@ def _codes(names: pd.Series, taken: pd.Series) -> pd.Series:
 
 def _tables(inputs: Sequence[Path], fmt: str) -> list[tuple[Path, str]]:
     """``(table, folder)`` per table file: an input file is one table (folder ``""``); an input folder gives
-    its table files, recursively (raven/audacity ``*.txt``, arbimon/csv ``*.csv``), with their folder
+    its table files, recursively (raven/audacity ``*.txt``, arbimon/csv ``*.csv``; auto: those of both whose
+    first line is a label table's, :func:`detect_format`: a README.txt beside them is not one), with their folder
     relative to it (which picks among audio files sharing a name)."""
     tables: list[tuple[Path, str]] = []
     seen: set[Path] = set()
+    globs = ("*.txt", "*.csv") if fmt == "auto" else (_TABLE_GLOBS[fmt],)
     for root in inputs:
         if root.is_dir():
-            found = sorted(p for p in root.rglob(_TABLE_GLOBS[fmt])
-                           if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts))
+            found = sorted(p for g in globs for p in root.rglob(g)
+                           if p.is_file() and not any(s.startswith(".") for s in p.relative_to(root).parts)
+                           and (fmt != "auto" or detect_format(p) is not None))
             pairs = [(p, p.parent.relative_to(root).as_posix().strip(".")) for p in found]
         elif root.exists():
             pairs = [(root, "")]
@@ -680,15 +765,10 @@ def _check_out(out: Path, overwrite: bool, keep: dict[str, Path] | None = None) 
     would delete or mix with what the import reads: ``keep`` (name -> path: the audio folder, the test folder,
     the tables) may not be ``out``, lie inside it, or hold it (``out`` inside the audio tree would be read back
     as recordings by the next import)."""
-    resolved = out.resolve()
-    for name, path in (keep or {}).items():
-        inside = Path(path).resolve()
-        if inside == resolved or resolved in inside.parents:
-            raise DataError(f"--out {out}: it holds the {name} ({path}); replacing it would delete them: "
-                            "write the data folder elsewhere")
-        if not name.startswith("labels") and inside in resolved.parents:
-            raise DataError(f"--out {out}: it lies inside the {name} ({path}), whose files the import reads: "
-                            "write the data folder elsewhere")
+    try:
+        check_output_path(out, keep or {})
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -740,11 +820,42 @@ def _songtype_ids(labels: pd.DataFrame) -> pd.Series:
     return merged["songtype_id"].astype(np.int64).set_axis(labels.index)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def clean_leftovers(out: Path) -> list[Path]:
+    """What a killed import left beside ``out``: its half-written ``.{name}.tmp-PID-*`` folder is removed, and a
+    previous ``out`` it had moved aside (``.{name}.old-PID-*``) is put back where ``out`` is missing. Only a dead
+    process's leftovers are touched (the PID in the name); returns what was removed or restored."""
+    done = []
+    if not out.parent.is_dir():
+        return done
+    for path in sorted(out.parent.glob(f".{out.name}.*-*-*")):
+        kind, _, rest = path.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.replace(path, out)  # killed between the two renames: the previous folder comes back
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        done.append(path)
+    return done
+
+
 def _write_folder(out: Path, files: dict[str, pd.DataFrame], summary: dict) -> None:
-    """Write every file into ``.{out.name}.tmp-XXXX`` beside ``out``, then rename that folder onto ``out``
-    (an existing ``out`` is first renamed aside and removed once the new one is in place)."""
+    """Write every file into ``.{out.name}.tmp-PID-XXXX`` beside ``out``, then rename that folder onto ``out``
+    (an existing ``out`` is first renamed aside and removed once the new one is in place). A killed import's
+    leftovers are cleaned by the next one (:func:`clean_leftovers`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual mode
@@ -754,7 +865,7 @@ def _write_folder(out: Path, files: dict[str, pd.DataFrame], summary: dict) -> N
             atomic_write_csv(tmp / name, frame)
         atomic_write_json(tmp / "import.json", summary)
         if out.exists():
-            old = out.parent / f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
+            old = out.parent / f".{out.name}.old-{os.getpid()}-{tmp.name.rsplit('-', 1)[-1]}"
             os.replace(out, old)
             try:
                 os.replace(tmp, out)
@@ -773,7 +884,7 @@ def _write_folder(out: Path, files: dict[str, pd.DataFrame], summary: dict) -> N
 
 def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven", species_column: str | None = None,
                   test: Path | None = None, species: Path | None = None, overwrite: bool = False,
-                  unnamed: str = "error") -> ImportResult:
+                  uncertain: str = "skip") -> ImportResult:
     """Read annotation tables, match them to audio and write a data folder (see the module docstring).
 
     Args:
@@ -781,7 +892,9 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         audio: folder of train audio (recursive; .wav .flac .ogg .mp3). Only recordings that a label row
             names become train recordings; the others are counted (``unlabelled_audio``) and not used.
         out: the folder to write; an existing non-empty one is refused unless ``overwrite``.
-        fmt: ``raven``, ``audacity``, ``arbimon`` or ``csv`` (see :func:`read_table`).
+        fmt: ``raven``, ``audacity``, ``arbimon``, ``csv`` or ``auto`` (each table's own; see :func:`read_table`).
+        uncertain: what rows without a species become: ``skip``, ``unknown``, ``fp`` or ``error`` (see
+            :func:`read_table`); skipped ones are counted and named in one warning line.
         species_column: the column that holds species names (default: see :func:`read_table`).
         test: optional folder of test audio: every audio file in it is a test recording (ids relative to it,
             distinct from the train ids).
@@ -808,14 +921,18 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         recording, clashing recording ids, no label rows at all, or an existing ``out`` — before anything is
         written.
     """
-    if fmt not in FORMATS:
-        raise DataError(f"unknown label format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt not in FORMAT_CHOICES:
+        raise DataError(f"unknown label format {fmt!r}; expected one of {', '.join(FORMAT_CHOICES)}")
+    if uncertain not in UNCERTAIN:
+        raise DataError(f"unknown --uncertain {uncertain!r}; expected one of {', '.join(UNCERTAIN)}")
     inputs = [Path(p) for p in inputs]
     audio, out = Path(audio), Path(out)
     test = Path(test) if test is not None else None
     species_path = Path(species) if species is not None else None
     keep = {"audio": audio, **({"test recordings": test} if test is not None else {})}
     keep.update({f"labels {p.name}": p for p in inputs})
+    for path in clean_leftovers(out):
+        log.info("removed or restored %s, left by a killed import", path)
     _check_out(out, overwrite, keep)
 
     # 1. every table, read and checked alone
@@ -823,13 +940,16 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     # A table inside the audio tree (Raven's default: siteA/rec0.Table.1.selections.txt beside siteA/rec0.wav)
     # belongs to its own folder there, however it was named on the command line.
     tables = [(path, _folder_in(audio, path, folder)) for path, folder in tables]
-    frames, columns, skipped, duplicates, unnamed_rows = [], {}, 0, 0, 0
+    frames, columns, skipped, duplicates, uncertain_rows, uncertain_named = [], {}, 0, 0, 0, []
+    formats: dict[str, int] = {}
     for i, (path, _) in enumerate(tables):
-        frame = read_table(path, fmt, species_column, unnamed)
+        frame = read_table(path, fmt, species_column, uncertain)
         columns[str(path)] = frame.attrs["columns"]
         skipped += frame.attrs["skipped"]
-        unnamed_rows += frame.attrs["unnamed"]
+        uncertain_rows += frame.attrs["uncertain"]
+        uncertain_named += frame.attrs["uncertain_rows"]
         duplicates += frame.attrs["duplicates"]
+        formats[frame.attrs["format"]] = formats.get(frame.attrs["format"], 0) + 1
         frames.append(frame.assign(table=i))
     labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*TABLE_COLUMNS, "table"])
     if labels.empty:
@@ -838,14 +958,16 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
                         f"{f', {skipped} row(s) skipped as not validated' if skipped else ''})")
 
     # 2. audio: train candidates, test recordings, and the recording of every row
-    test_files = _AudioFiles(test, "test") if test is not None else None
-    if test_files is not None and test_files.frame.empty:
-        raise DataError(f"{test}: the test folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    if test is not None and (test.resolve() == audio.resolve() or test.resolve() in audio.resolve().parents):
+        raise DataError(f"--test {test}: it {'is' if test.resolve() == audio.resolve() else 'holds'} the --audio "
+                        f"folder {audio}; test recordings are kept apart from the labelled ones (a subfolder of "
+                        "--audio is fine: its files are test recordings)")
+    test_files = _AudioFiles(test, "test") if test is not None else None  # each refuses a folder without audio
     train_files = _AudioFiles(audio, "train", exclude=test.resolve() if test is not None else None)
-    if train_files.frame.empty:
-        raise DataError(f"{audio}: holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     labels["recording_id"] = _match_recordings(labels, tables, train_files, columns)
-    used = train_files.frame[train_files.frame["recording_id"].isin(labels["recording_id"])]
+    # a recording is a train recording where a person labelled it: candidates alone do not make one
+    used = train_files.frame[train_files.frame["recording_id"].isin(
+        labels.loc[labels["label"] != CANDIDATE, "recording_id"])]
     used = used.sort_values("recording_id")
     recordings = pd.DataFrame({"recording_id": used["recording_id"], "split": "train",
                                "path": [str(train_files.path(i).resolve()) for i in used.index]})
@@ -864,7 +986,15 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     recordings["seconds"], recordings["sample_rate"] = _probe([Path(p) for p in recordings["path"]])
 
     # 3. boxes against their recording
+    probed = pd.DataFrame({"recording_id": train_files.frame["recording_id"],
+                           "path": [train_files.path(i) for i in train_files.frame.index]})
+    candidate_ids = set(labels.loc[labels["label"] == CANDIDATE, "recording_id"]) - set(used["recording_id"])
+    probed = probed[probed["recording_id"].isin(candidate_ids)]
     info = recordings[recordings["split"] == "train"].set_index("recording_id")
+    if len(probed):  # the recordings only candidates name: their length and rate, for the same box checks
+        seconds_c, rate_c = _probe([Path(p) for p in probed["path"]])
+        info = pd.concat([info, pd.DataFrame({"seconds": seconds_c, "sample_rate": rate_c},
+                                             index=probed["recording_id"].to_numpy())])
     seconds = labels["recording_id"].map(info["seconds"])
     rate = labels["recording_id"].map(info["sample_rate"])
     nyquist = rate / 2
@@ -888,17 +1018,27 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     labels["f_min"] = labels["f_min"].fillna(0.0)
     labels["f_max"] = f_max
 
-    # 4. species names -> ids
+    # 4. species names -> ids (an uncertain row names none: kept as unknown, or an FP box of every species)
+    unnamed = labels["species"] == ""
     if species_path is not None:
         table = _read_species_table(species_path)
-        unknown = ~labels["species"].isin(table["name"])
+        unknown = ~labels["species"].isin(table["name"]) & ~unnamed
         _raise_first(labels, [("species", unknown, lambda r: f"{r['species']!r} is not in the species table "
                                                             f"{species_path}")], columns)
     else:
-        names = sorted(labels["species"].unique())
+        names = sorted(labels.loc[~unnamed, "species"].unique())
         table = pd.DataFrame({"species_id": np.arange(len(names), dtype=np.int64), "code": np.nan, "name": names,
                               "f_min": np.nan, "f_max": np.nan})
-    labels["species_id"] = labels["species"].map(dict(zip(table["name"], table["species_id"]))).astype(np.int64)
+    if not len(table):
+        raise DataError(f"{', '.join(str(p) for p in inputs)}: no row names a species ({len(labels)} uncertain row(s))")
+    labels["species_id"] = labels["species"].map(dict(zip(table["name"], table["species_id"]))).fillna(
+        UNKNOWN_SPECIES).astype(np.int64)
+    every = labels[unnamed & (labels["label"] == FP)]
+    if len(every):  # --uncertain fp: nothing of the list called there
+        labels = pd.concat([labels[~(unnamed & (labels["label"] == FP))],
+                            every.loc[every.index.repeat(len(table))].assign(
+                                species_id=np.tile(table["species_id"].to_numpy(np.int64), len(every)))],
+                           ignore_index=True)
     table = table.sort_values("species_id").reset_index(drop=True)
     missing_code = table["code"].isna()
     table["code"] = table["code"].astype(object)
@@ -912,8 +1052,14 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     boxes = labels.assign(t_min=labels["t_min"].round(6), t_max=labels["t_max"].round(6),
                           f_min=labels["f_min"].round(3), f_max=labels["f_max"].round(3))
     boxes = boxes.sort_values(["recording_id", "t_min", "t_max", "species_id"], kind="stable")
-    tp = boxes.loc[boxes["label"] == 1, BOX_COLUMNS].reset_index(drop=True)
-    fp = boxes.loc[boxes["label"] == -1, BOX_COLUMNS].reset_index(drop=True)
+    tp = boxes.loc[boxes["label"] == TP, BOX_COLUMNS].reset_index(drop=True)
+    fp = boxes.loc[boxes["label"] == FP, BOX_COLUMNS].reset_index(drop=True)
+    unknown_boxes = boxes.loc[boxes["label"] == UNKNOWN, BOX_COLUMNS].assign(
+        species_id=UNKNOWN_SPECIES, songtype_id=UNKNOWN_SPECIES).reset_index(drop=True)
+    names = dict(zip(table["species_id"], table["name"]))
+    candidates = boxes.loc[boxes["label"] == CANDIDATE].assign(
+        species=lambda b: b["species_id"].map(names), confidence=lambda b: b["confidence"].round(4))
+    candidates = candidates[CANDIDATE_COLUMNS].reset_index(drop=True)
     recordings = recordings[RECORDING_COLUMNS]  # train then test, each by id
     rates = recordings["sample_rate"].value_counts().sort_index()
     sample_rates = [(int(r), int(n)) for r, n in rates.items()]
@@ -926,8 +1072,13 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         warnings.append(f"{unlabelled} audio file(s) under {audio} have no label rows and are not used")
     if skipped:
         warnings.append(f"{skipped} row(s) left out: their validation is neither 1 (present) nor 0 (absent)")
-    if unnamed_rows:
-        warnings.append(f"{unnamed_rows} row(s) left out: no species named (--unnamed skip)")
+    if uncertain_rows:
+        became = {"skip": "left out", "unknown": "kept as calls of no named species (train_unknown.csv)",
+                  "fp": "kept as FP boxes of every species"}[uncertain]
+        more = " ..." if uncertain_rows > len(uncertain_named[:3]) else ""
+        warnings.append(f"{uncertain_rows} uncertain row(s) (no species, or a '?' alone: "
+                        f"{', '.join(uncertain_named[:3])}{more}) {became}; --uncertain skip|unknown|fp|error says "
+                        "what they become")
     unused = table.loc[~table["species_id"].isin(labels["species_id"]), "name"]
     if len(unused):
         warnings.append(f"{len(unused)} species of the species table have no label rows: "
@@ -942,8 +1093,9 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         },
         "tables": [str(p) for p, _ in tables],
         "counts": {
-            "tables": len(tables), "rows": len(labels), "tp": len(tp), "fp": len(fp), "skipped_rows": skipped,
-            "unnamed_rows_skipped": unnamed_rows,
+            "tables": len(tables), "formats": formats, "rows": len(labels), "tp": len(tp), "fp": len(fp),
+            "unknown": len(unknown_boxes), "candidates": len(candidates), "skipped_rows": skipped,
+            "uncertain_rows": uncertain_rows, "uncertain": uncertain,
             "duplicate_view_rows": duplicates, "species": len(table),
             "train_recordings": int((recordings["split"] == "train").sum()),
             "test_recordings": int((recordings["split"] == "test").sum()), "unlabelled_audio": unlabelled,
@@ -953,7 +1105,12 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     }
     files = {"train_tp.csv": tp, "train_fp.csv": fp, "species.csv": table[SPECIES_OUT_COLUMNS],
              "recordings.csv": recordings}
+    if len(unknown_boxes):
+        files[UNKNOWN_FILE] = unknown_boxes
+    if len(candidates):
+        files["candidates.csv"] = candidates
     _check_out(out, overwrite, keep)  # again: the reading above can take a while
     _write_folder(out, files, summary)
     return ImportResult(out=out, n_tp=len(tp), n_fp=len(fp), species=table[SPECIES_OUT_COLUMNS].copy(),
-                        recordings=recordings, sample_rates=sample_rates, skipped=skipped, warnings=warnings)
+                        recordings=recordings, sample_rates=sample_rates, skipped=skipped, warnings=warnings,
+                        n_unknown=len(unknown_boxes), n_candidates=len(candidates))

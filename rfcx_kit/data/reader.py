@@ -65,6 +65,8 @@ class Competition:
     warnings: list[str] = field(default_factory=list)
     species: Species = field(default_factory=Species.rfcx)
     recordings: pd.DataFrame | None = None
+    # calls of no named species (``train_unknown.csv``): no species is an implicit negative where they are
+    unknown: pd.DataFrame = field(default_factory=lambda: empty_boxes())
 
     def path(self, split: str, recording_id: str) -> Path:
         """The recording's source file (audio or precomputed spectrogram)."""
@@ -76,10 +78,11 @@ class Competition:
         return self.train_ids if split == "train" else self.test_ids
 
     def boxes(self) -> pd.DataFrame:
-        """TP and FP boxes in one table with ``label`` +1 (TP) / -1 (FP)."""
+        """TP, FP and unknown boxes in one table with ``label`` +1 (TP) / -1 (FP) / 0 (a call of no named species,
+        species_id :data:`UNKNOWN_SPECIES`)."""
         return pd.concat(
-            [self.tp.assign(label=np.int8(1)), self.fp.assign(label=np.int8(-1))], ignore_index=True
-        )
+            [self.tp.assign(label=np.int8(1)), self.fp.assign(label=np.int8(-1)), self.unknown.assign(label=np.int8(0))],
+            ignore_index=True)
 
     def tp_presence(self) -> np.ndarray:
         """``(len(train_ids), K)`` 0/1: species with a TP box in each train recording."""
@@ -156,8 +159,12 @@ def check_recording_ids(ids: pd.Series, file: Path, column: str = "recording_id"
         raise _row_error(file, i, column, f"{text.iloc[i]!r} is not {what}")
 
 
+UNKNOWN_FILE = "train_unknown.csv"  # boxes of calls whose species nobody named (labels import --uncertain unknown)
+UNKNOWN_SPECIES = -1  # their species_id and songtype_id
+
+
 def read_boxes(path: Path, n_species: int | None = None, limits: pd.DataFrame | tuple[float, float] | None = None,
-               nested: bool = False) -> pd.DataFrame:
+               nested: bool = False, unknown: bool = False) -> pd.DataFrame:
     """Read and validate a box table (``train_tp.csv`` / ``train_fp.csv``): the one box reader, one set of rules.
 
     Args:
@@ -166,6 +173,7 @@ def read_boxes(path: Path, n_species: int | None = None, limits: pd.DataFrame | 
             ``(seconds, sample_rate)`` for all: a box must end inside its recording (within
             :data:`TIME_TOLERANCE`) and stay below its Nyquist frequency.
         nested: ids may be relative paths (``siteA/rec1``).
+        unknown: ``train_unknown.csv``: every species_id is :data:`UNKNOWN_SPECIES` (a call nobody named).
     Returns:
         the table with :data:`BOX_COLUMNS` (ints for the ids, floats for the edges).
     """
@@ -193,9 +201,12 @@ def read_boxes(path: Path, n_species: int | None = None, limits: pd.DataFrame | 
     bad = (species != species.round()) | (species < 0)
     if n_species is not None:
         bad |= species >= n_species
+    if unknown:
+        bad = species != UNKNOWN_SPECIES
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         known = f"in 0..{n_species - 1}" if n_species is not None else "id (an integer >= 0)"
+        known = f"{UNKNOWN_SPECIES} (unknown)" if unknown else known
         raise _row_error(path, i, "species_id", f"{species.iloc[i]:g} is not a species {known}")
     frame["species_id"] = species.astype(np.int64)
     frame["songtype_id"] = frame["songtype_id"].astype(np.int64)
@@ -297,16 +308,13 @@ def read_recordings(path: Path) -> pd.DataFrame:
 
 
 def audio_limits(paths: dict[str, Path]) -> pd.DataFrame:
-    """``seconds`` and ``sample_rate`` of audio files from their headers (nothing decoded), by recording id."""
-    import soundfile as sf
+    """``seconds`` and ``sample_rate`` of audio files (``data/audio.probe``: headers, an MP3 counted), by id."""
+    from rfcx_kit.data.audio import probe
 
     rows = {}
     for rid, path in paths.items():
-        try:
-            info = sf.info(str(path))
-        except Exception as exc:  # noqa: BLE001 - soundfile raises several types
-            raise DataError(f"{path}: cannot read audio ({' '.join(str(exc).split())[:200]})") from None
-        rows[rid] = (info.frames / info.samplerate, float(info.samplerate))
+        seconds, rate = probe(path)
+        rows[rid] = (seconds, float(rate))
     return pd.DataFrame.from_dict(rows, orient="index", columns=["seconds", "sample_rate"])
 
 
@@ -368,7 +376,9 @@ def read_competition(root: str | Path, require_test: bool = True, n_mels: int | 
     fp = read_boxes(root / "train_fp.csv", k, nested=nested) if (root / "train_fp.csv").exists() else empty_boxes()
     if species is None:
         species = infer_species(int(max(tp["species_id"].max() if len(tp) else 0, fp["species_id"].max() if len(fp) else 0)))
-    train_ids = sorted(set(tp["recording_id"]) | set(fp["recording_id"]))
+    unknown = read_boxes(root / UNKNOWN_FILE, None, None, nested, unknown=True) if (root / UNKNOWN_FILE).exists() \
+        else empty_boxes()
+    train_ids = sorted(set(tp["recording_id"]) | set(fp["recording_id"]) | set(unknown["recording_id"]))
     if recordings is not None:
         known = set(recordings.index[recordings["split"] == "train"])
         absent = [rid for rid in train_ids if rid not in known]
@@ -393,7 +403,10 @@ def read_competition(root: str | Path, require_test: bool = True, n_mels: int | 
         tp = read_boxes(root / "train_tp.csv", len(species), limits, nested)
         if (root / "train_fp.csv").exists():
             fp = read_boxes(root / "train_fp.csv", len(species), limits, nested)
-    comp = Competition(root, layout, tp, fp, train_ids, test_ids, extension, species=species, recordings=recordings)
+    if limits is not None and (root / UNKNOWN_FILE).exists():
+        unknown = read_boxes(root / UNKNOWN_FILE, None, limits, nested, unknown=True)
+    comp = Competition(root, layout, tp, fp, train_ids, test_ids, extension, species=species, recordings=recordings,
+                       unknown=unknown)
     if layout == "npy":
         _check_npy_shape(comp, n_mels)
     return comp
@@ -414,6 +427,21 @@ def check_band(comp: Competition, fmax: float) -> None:
                          f"frequency {rates[i] / 2:g} Hz is below features.fmax {fmax:g} Hz, so its top mel bands "
                          f"would be empty where the others hold sound ({len(low)} recording(s)); set "
                          f"features.fmax={rates.min() / 2:g} or leave them out")
+
+
+def check_box_band(comp: Competition, fmin: float, fmax: float) -> None:
+    """Every TP and FP box reaches into the features' band ``[fmin, fmax]``: a box wholly above ``fmax`` (a 17 kHz
+    call under an 11 kHz model) or below ``fmin`` is a call the model cannot hear, and training on it would teach
+    the species from whatever else sounds at that time. Refused, naming the first such row and the count."""
+    for name, table in (("train_tp.csv", comp.tp), ("train_fp.csv", comp.fp)):
+        outside = ((table["f_min"] >= fmax) | (table["f_max"] <= fmin)).to_numpy()
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            row = table.iloc[i]
+            raise _row_error(comp.root / name, i, "f_min" if row["f_min"] >= fmax else "f_max",
+                             f"the box {row['f_min']:g}-{row['f_max']:g} Hz of {row['recording_id']} lies outside the "
+                             f"features' band {fmin:g}-{fmax:g} Hz, so the model cannot hear it ({int(outside.sum())} "
+                             "box(es)); raise features.fmax (recordings at twice that rate or more) or leave them out")
 
 
 def check_box_limits(comp: Competition) -> None:

@@ -347,10 +347,15 @@ def file_fingerprint(path: Path) -> str | None:
 
 def data_fingerprint(comp: Competition) -> dict[str, Any]:
     """What identifies a data set for a run: its label tables' bytes and its recording ids."""
-    return {"train_tp.csv": file_fingerprint(comp.root / "train_tp.csv"),
-            "train_fp.csv": file_fingerprint(comp.root / "train_fp.csv"),
-            "train_ids": sha256_text("\n".join(comp.train_ids)), "test_ids": sha256_text("\n".join(comp.test_ids)),
-            "layout": comp.layout}
+    from rfcx_kit.data.reader import UNKNOWN_FILE
+
+    found = {"train_tp.csv": file_fingerprint(comp.root / "train_tp.csv"),
+             "train_fp.csv": file_fingerprint(comp.root / "train_fp.csv"),
+             "train_ids": sha256_text("\n".join(comp.train_ids)), "test_ids": sha256_text("\n".join(comp.test_ids)),
+             "layout": comp.layout}
+    if (comp.root / UNKNOWN_FILE).exists():  # only then: the runs made before it keep their fingerprint
+        found[UNKNOWN_FILE] = file_fingerprint(comp.root / UNKNOWN_FILE)
+    return found
 
 
 def check_same_data(ctx: "RunContext", what: str) -> None:

@@ -30,6 +30,18 @@ CV_COLUMNS = ["WINDOW", "model", "lwlrap", "precision", "recall", "LB", "memo"]
 TRUTH_COLUMNS = ["truth_oof_lwlrap", "truth_test_lwlrap", "truth_test_precision", "truth_test_recall"]
 
 
+def label_note(comp: Any, unlabeled_weight: float) -> str:
+    """One line on the labels trained on: TP, FP and unknown boxes, and what stands in for absent FP rows."""
+    parts = [f"{len(comp.tp)} TP boxes", f"{len(comp.fp)} FP boxes"]
+    if len(comp.unknown):
+        parts.append(f"{len(comp.unknown)} calls of no named species (no implicit negative over them)")
+    text = "Labels: " + ", ".join(parts) + "."
+    if not len(comp.fp):
+        text += (f" There are no FP rows: every species without a TP box in a crop is an implicit negative of weight "
+                 f"{unlabeled_weight:g} (train.unlabeled_weight), and no negative is verified.")
+    return text + "\n"
+
+
 def stage_names(run_dir: Path) -> list[str]:
     """Finished stages (every fold done), in method order: an unfinished stage is never reported."""
     run = Run(run_dir)
@@ -303,6 +315,7 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
                 f"{len(ctx.comp.test_ids)} test recordings, {ctx.n_species} species). Model: {ctx.cfg.model.backbone}, "
                 f"{len(ctx.positions)} windows x {ctx.cfg.windows.window} frames (train), "
                 f"{len(ctx.test_positions)} (test), {ctx.cfg.train.folds} folds. Submitted stage: {submitted}.\n",
+                label_note(ctx.comp, ctx.cfg.train.unlabeled_weight),
                 "## CV table (the method post's columns)\n",
                 "lwlrap/precision/recall: out-of-fold vs the original labels (TP-only clip truth; precision and "
                 "recall over labelled cells). truth_*: against the synthetic set's hidden truth. "
@@ -330,7 +343,7 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     ids, pred = load_prediction(run.prediction(last, fold, "val"))
     framewise = pred.framewise[ids.index(rid)].astype(np.float32)
     boxes = ctx.comp.boxes()
-    boxes = boxes[boxes["recording_id"] == rid]
+    boxes = boxes[(boxes["recording_id"] == rid) & (boxes["label"] != 0)]  # calls of no named species: not drawn
     truth_calls = None
     calls = ctx.comp.planted_calls("train")
     if calls is not None:

@@ -14,6 +14,7 @@ import soundfile as sf
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.data import labels_import
 from rfcx_kit.data.labels_import import import_labels, read_table
+from rfcx_kit.data.reader import read_competition
 
 RATE = 22050  # Nyquist 11,025 Hz
 RAVEN_HEADER = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
@@ -59,7 +60,7 @@ def test_raven_keeps_one_spectrogram_row_per_selection_and_reads_fp_markers(tmp_
     ])
     frame = read_table(path, "raven")
     assert list(frame.columns) == ["source", "row", "line", "file_hint", "species", "t_min", "t_max", "f_min",
-                                   "f_max", "label", "songtype"]
+                                   "f_max", "label", "songtype", "confidence"]
     assert frame["species"].tolist() == ["sp b", "sp a", "sp c"]
     assert frame["label"].tolist() == [1, -1, 1]
     assert frame["row"].tolist() == [2, 4, 5] and frame["line"].tolist() == [3, 5, 6]
@@ -205,8 +206,9 @@ def test_two_sites_with_clashing_names_and_the_files_written(tmp_path):
     assert (recordings["split"] == "train").all() and recordings["seconds"].tolist() == [2.0, 2.0]
     assert (result.n_tp, result.n_fp, result.skipped, result.sample_rates) == (3, 1, 0, [(RATE, 2)])
     summary = json.loads((out / "import.json").read_text())
-    assert summary["counts"] == {"tables": 2, "rows": 4, "tp": 3, "fp": 1, "skipped_rows": 0,
-                                 "unnamed_rows_skipped": 0, "duplicate_view_rows": 1, "species": 2, "train_recordings": 2,
+    assert summary["counts"] == {"tables": 2, "formats": {"raven": 2}, "rows": 4, "tp": 3, "fp": 1, "unknown": 0,
+                                 "candidates": 0, "skipped_rows": 0, "uncertain_rows": 0, "uncertain": "skip",
+                                 "duplicate_view_rows": 1, "species": 2, "train_recordings": 2,
                                  "test_recordings": 0, "unlabelled_audio": 1}
     assert summary["inputs"]["format"] == "raven" and summary["sample_rates"] == [[RATE, 2]]
     assert any("1 audio file(s)" in w for w in result.warnings)
@@ -409,18 +411,84 @@ def test_tables_beside_their_recordings_belong_to_their_own_folder(tmp_path):
 
 
 @pytest.mark.parametrize("cell", ["?", ""])
-def test_rows_without_a_species_stop_the_import_or_are_left_out_and_counted(tmp_path, cell):
+def test_uncertain_rows_are_left_out_and_named_kept_as_unknown_made_fp_or_refused(tmp_path, cell):
     audio, _ = two_sites(tmp_path)
     table = raven(audio / "siteA" / "rec1.Table.1.selections.txt", [
         [1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta"],
         [2, "Spectrogram 1", 1, 1.0, 1.5, 1000, 3000, cell],
+        [3, "Spectrogram 1", 1, 0.2, 0.4, 1000, 3000, "alpha"],
     ])
-    with pytest.raises(DataError, match=r"row 2 \(line 3\), field 'Annotation': empty species name .*--unnamed skip"):
-        import_labels([table], audio, tmp_path / "data")
+    with pytest.raises(DataError, match=r"row 2 \(line 3\), field 'Annotation': empty species name .*--uncertain"):
+        import_labels([table], audio, tmp_path / "data", uncertain="error")
     assert not (tmp_path / "data").exists()
-    result = import_labels([table], audio, tmp_path / "data", unnamed="skip")
-    assert result.n_tp == 1 and any("no species named" in w for w in result.warnings)
-    assert json.loads((tmp_path / "data" / "import.json").read_text())["counts"]["unnamed_rows_skipped"] == 1
+    # the default: left out, counted and named in one line
+    result = import_labels([table], audio, tmp_path / "skip")
+    assert result.n_tp == 2 and result.n_unknown == 0
+    line = [w for w in result.warnings if "uncertain row" in w]
+    assert len(line) == 1 and "1 uncertain row(s)" in line[0] and "rec1.Table.1.selections.txt:2" in line[0]
+    assert "left out" in line[0]
+    counts = json.loads((tmp_path / "skip" / "import.json").read_text())["counts"]
+    assert (counts["uncertain_rows"], counts["uncertain"]) == (1, "skip")
+    # unknown: a call of no named species, in train_unknown.csv, which the data folder reads back
+    result = import_labels([table], audio, tmp_path / "unknown", uncertain="unknown")
+    assert (result.n_tp, result.n_fp, result.n_unknown) == (2, 0, 1)
+    unknown = pd.read_csv(tmp_path / "unknown" / "train_unknown.csv")
+    assert unknown[["recording_id", "species_id", "t_min", "t_max"]].to_numpy().tolist() == [["siteA/rec1", -1, 1.0, 1.5]]
+    comp = read_competition(tmp_path / "unknown", require_test=False)
+    assert len(comp.unknown) == 1 and (comp.boxes()["label"] == 0).sum() == 1
+    # fp: an FP box of every species
+    result = import_labels([table], audio, tmp_path / "fp", uncertain="fp")
+    fp = pd.read_csv(tmp_path / "fp" / "train_fp.csv")
+    assert result.n_fp == 2 and sorted(fp["species_id"]) == [0, 1] and (fp["t_min"] == 1.0).all()
+
+
+def test_a_crop_over_an_unknown_call_holds_no_implicit_negative():
+    from rfcx_kit.data.framewise import FramewiseLabels
+
+    boxes = pd.DataFrame({"recording_id": ["a", "a", "a"], "species_id": [0, 1, -1], "t_min": [0.0, 5.0, 20.0],
+                          "t_max": [1.0, 6.0, 21.0], "label": [1, -1, 0]})
+    labels = FramewiseLabels(boxes, ["a"], frames=1000, sample_rate=1000, hop_length=100, n_species=3)
+    # 10 frames per second: crops of 20 frames at 0 s (the TP box), 5 s (the FP box) and 19.5 s (the unknown call)
+    target, weight = labels.crop_targets(np.zeros(3, np.int64), np.array([0, 50, 195]), 20, unlabeled_weight=0.3)
+    assert target.tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert np.allclose(weight, [[1, 0.3, 0.3], [0.3, 1, 0.3], [0, 0, 0]])
+    assert labels.windows([[0, 20], [195, 215]]).tolist() == [[[1, 0, 0], [0, 0, 0]]]  # unknown names no species
+
+
+def test_auto_reads_a_folder_that_mixes_raven_audacity_and_csv(tmp_path):
+    audio, _ = two_sites(tmp_path)
+    labels = tmp_path / "mixed"
+    raven(labels / "siteA" / "rec1.Table.1.selections.txt", [[1, "Spectrogram 1", 1, 0.5, 1.0, 1000, 3000, "zeta"]])
+    (labels / "siteB").mkdir()
+    (labels / "siteB" / "rec1.txt").write_text("0.2\t0.6\talpha\n\\\t500\t900\n")  # Audacity, with a band
+    (labels / "more.csv").write_text("recording,species,t_min,t_max\nsiteA/rec1,alpha,1.2,1.6\n")
+    (labels / "README.txt").write_text("Recorded at dawn by the field team.\n")  # not a table: passed over
+    result = import_labels([labels], audio, tmp_path / "data", fmt="auto")
+    tp = pd.read_csv(tmp_path / "data" / "train_tp.csv")
+    assert sorted(zip(tp["recording_id"], tp["t_min"])) == [("siteA/rec1", 0.5), ("siteA/rec1", 1.2), ("siteB/rec1", 0.2)]
+    summary = json.loads((tmp_path / "data" / "import.json").read_text())
+    assert summary["counts"]["formats"] == {"audacity": 1, "csv": 1, "raven": 1} and result.n_tp == 3
+    with pytest.raises(DataError, match=r"README.txt: not a Raven, Audacity, Arbimon or CSV label table"):
+        import_labels([labels / "README.txt"], audio, tmp_path / "data2", fmt="auto")
+
+
+def test_a_detector_table_gives_candidates_with_their_confidence_not_boxes(tmp_path):
+    """What `predict --format raven` writes (a Confidence column): candidates, unless a person marked a row."""
+    audio, _ = two_sites(tmp_path)
+    header = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+              "Species", "Code", "Confidence", "Begin File", "Kind"]
+    rows = [[1, "Spectrogram 1", 1, 0.1, 0.9, 1000, 3000, "zeta", "ZETA", 0.91, "rec1.wav", ""],
+            [2, "Spectrogram 1", 1, 1.0, 1.4, 500, 900, "alpha", "ALPH", 0.62, "rec1.wav", "tp"],
+            [3, "Spectrogram 1", 1, 1.5, 1.9, 500, 900, "alpha", "ALPH", 0.55, "rec1.wav", "fp"]]
+    table = audio / "siteA" / "rec1.selections.txt"
+    table.write_text("\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
+    result = import_labels([table], audio, tmp_path / "data", fmt="auto")
+    assert (result.n_tp, result.n_fp, result.n_candidates) == (1, 1, 1)
+    candidates = pd.read_csv(tmp_path / "data" / "candidates.csv")
+    assert candidates[["recording_id", "species", "t_min", "t_max", "confidence"]].to_numpy().tolist() == [
+        ["siteA/rec1", "zeta", 0.1, 0.9, 0.91]]
+    species = pd.read_csv(tmp_path / "data" / "species.csv")
+    assert candidates["species_id"].iloc[0] == species.set_index("name").loc["zeta", "species_id"]
 
 
 @pytest.mark.parametrize("fmt", ["raven", "csv"])
