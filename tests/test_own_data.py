@@ -172,3 +172,32 @@ def test_a_recording_below_the_models_band_is_named_and_the_others_are_predicted
     assert "phone.wav: recorded at 8000 Hz; its Nyquist frequency 4000 Hz is below the model's features.fmax 11025" \
         in result.output
     assert pd.read_csv(out)["recording_id"].astype(str).tolist() == ["good"]
+
+
+def test_a_resumed_prediction_redoes_a_recording_replaced_under_its_name(own, tmp_path):
+    """The journal keys on each file's size and mtime: a killed (here: failed) prediction, then a recording
+    replaced under the same name, then the rerun: the new file is predicted, not the journalled old one."""
+    import shutil
+
+    import soundfile as sf
+
+    folder = tmp_path / "field"
+    shutil.copytree(own["root"] / "test", folder)
+    (folder / "siteC" / "broken.wav").write_bytes(b"RIFF not really audio")
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--run", str(own["run"]), "--audio", str(folder), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "broken.wav" in result.output
+    first = pd.read_csv(out).set_index("recording_id")
+    assert (tmp_path / "preds.csv.parts").is_dir()  # the journal stays for the rerun
+    rec = folder / "siteC" / "rec1.wav"
+    wave, rate = sf.read(str(rec), dtype="float32")
+    sf.write(str(rec), np.ascontiguousarray(wave[::-1]), rate)  # same name, same length, other content
+    (folder / "siteC" / "broken.wav").unlink()
+    invoke(*args)
+    again = pd.read_csv(out).set_index("recording_id")
+    invoke("predict", "--run", str(own["run"]), "--audio", str(rec), "--out", str(tmp_path / "alone.csv"))
+    alone = pd.read_csv(tmp_path / "alone.csv").set_index("recording_id")
+    assert np.allclose(again.loc["siteC/rec1"].to_numpy(), alone.loc["rec1"].to_numpy(), atol=1e-6)
+    assert not np.allclose(first.loc["siteC/rec1"].to_numpy(), again.loc["siteC/rec1"].to_numpy(), atol=1e-6)
+    assert np.allclose(first.loc["siteC/short"].to_numpy(), again.loc["siteC/short"].to_numpy())

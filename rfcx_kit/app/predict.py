@@ -12,6 +12,7 @@ from click.core import ParameterSource
 import torch
 
 from rfcx_kit.core.errors import ConfigError, cli_errors
+from rfcx_kit.core.io import check_output_path
 from rfcx_kit.core.options import PROBABILITY, at_least, finite
 from rfcx_kit.method.apply import SUFFIXES, EventRule, load_models, predict_files
 from rfcx_kit.method.export import export_stage
@@ -98,6 +99,12 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
                               "csv (for detections in a table: --windows FILE --threshold P)")
     if selections == "windows" and any(given(n) == ParameterSource.COMMANDLINE for n in ("merge_gap", "min_length")):
         raise ConfigError("--merge-gap and --min-length shape events: they do nothing with --selections windows")
+    keep = {f"recordings {p}": p for p in sources}
+    if run_dir is not None:
+        keep["run"] = run_dir
+    check_output_path(out, keep, "--out", replaces=False)
+    if windows_out is not None:
+        check_output_path(windows_out, {**keep, "--out": out}, "--windows", replaces=False)
     if threads:
         torch.set_num_threads(threads)
     checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
@@ -137,6 +144,7 @@ def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], 
     Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
     input and read its outputs.
     """
+    check_output_path(out, {"run": run_dir} if run_dir is not None else {}, "--out", replaces=False)
     info = export_stage(run_dir, stage, checkpoint_paths(checkpoints, more_checkpoints), out, fold)
     worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])
     click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |difference| {worst:.1e})")

@@ -37,8 +37,13 @@ def window_positions(
         if not 0 <= cover < window:
             raise ConfigError(f"cover must be in [0, window={window}), got {cover}")
         stride = window - cover
+        need = 1 if frames <= window else 1 + math.ceil((frames - window) / stride)
         if n_windows is None:
-            n_windows = 1 if frames <= window else 1 + math.ceil((frames - window) / stride)
+            n_windows = need
+        elif n_windows < need:  # windows that stop short of the end would leave its calls unseen
+            raise ConfigError(f"{n_windows} window(s) of {window} frames with {cover} of cover reach frame "
+                              f"{(n_windows - 1) * stride + window}, but the recordings have {frames} frames: give "
+                              f"n_windows {need} or more, or leave cover unset (null) to spread {n_windows} over them")
     else:
         assert n_windows is not None
         if n_windows == 1:

@@ -107,3 +107,32 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_output_path(out: str | Path, keep: dict[str, Path], option: str = "--out", replaces: bool = True) -> None:
+    """The one rule for where a command writes: ``out`` may not be, hold or lie inside an input (``keep``: name ->
+    path: the audio, the test recordings, a run, the tables), nor be the folder you are in or one above it.
+
+    ``replaces``: the command replaces ``out`` whole (a folder it writes), so one that holds an input would delete
+    it; otherwise (a file written beside others) only ``out`` being an input, or lying inside a folder the command
+    reads, is refused. A name of ``keep`` starting with ``labels`` is a table, which may sit beside ``out``.
+
+    Raises:
+        ConfigError naming the option, the path and the input.
+    """
+    from rfcx_kit.core.errors import ConfigError
+
+    out = Path(out)
+    resolved = out.resolve()
+    here = Path.cwd().resolve()
+    if replaces and (resolved == here or resolved in here.parents):
+        raise ConfigError(f"{option} {out}: it is {'the folder you are in' if resolved == here else 'above the folder you are in'}"
+                          f" ({resolved}); replacing it would pull the floor from under this shell: name a new folder")
+    for name, path in keep.items():
+        inside = Path(path).resolve()
+        if inside == resolved or (replaces and resolved in inside.parents):
+            raise ConfigError(f"{option} {out}: it {'is' if inside == resolved else 'holds'} the {name} ({path}); "
+                              "writing there would delete or overwrite them: write elsewhere")
+        if not name.startswith("labels") and inside.is_dir() and inside in resolved.parents:
+            raise ConfigError(f"{option} {out}: it lies inside the {name} ({path}), which this command reads: a "
+                              "rerun would read its own output back; write elsewhere")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -131,6 +132,18 @@ def _params(cfg: FeatureConfig) -> dict:
     return params
 
 
+def source_stamp(path: str | Path) -> str:
+    """What identifies a recording's content for the cache without reading it: ``size:mtime_ns``. A file replaced
+    under the same name (another recorder's card copied over) gets another stamp, and its entry is recomputed."""
+    stat = os.stat(path)
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def stamp_path(target: str | Path) -> Path:
+    """The sidecar beside a cache entry that records its source's stamp (``rec1.npy`` -> ``rec1.npy.src``)."""
+    return Path(f"{target}.src")
+
+
 def _compute_chunk(items: list[tuple[str, str, str, str]], cfg: FeatureConfig) -> list[dict]:
     """Worker: decode a chunk of recordings, one batched STFT, save each entry atomically.
 
@@ -154,9 +167,10 @@ def _compute_chunk(items: list[tuple[str, str, str, str]], cfg: FeatureConfig) -
     finally:
         torch.set_num_threads(threads)
     rows = []
-    for (split, rid, _, target), array, status in zip(items, features, statuses):
+    for (split, rid, source, target), array, status in zip(items, features, statuses):
         Path(target).parent.mkdir(parents=True, exist_ok=True)  # ids may be paths (siteA/rec1)
         atomic_save_npy(target, array)
+        atomic_write_text(stamp_path(target), source_stamp(source) + "\n")
         rows.append(dict(split=split, recording_id=rid, path=f"{split}/{rid}.npy",
                          frames=array.shape[-1], status=status))
     return rows
@@ -199,7 +213,14 @@ def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tu
     for split in splits:
         for rid in comp.ids(split):
             target = cache / split / f"{rid}.npy"
+            source = Path(comp.path(split, rid)).resolve()
+            stamp, sidecar = source_stamp(source), stamp_path(target)
+            if target.exists() and sidecar.exists() and sidecar.read_text().strip() != stamp:
+                log.info("%s: changed since its cache entry was made; computing it again", source)
+                target.unlink()
             if target.exists():
+                if not sidecar.exists():  # an entry made before stamps were kept: adopted as it is
+                    atomic_write_text(sidecar, stamp + "\n")
                 rows.append(dict(split=split, recording_id=rid, path=f"{split}/{rid}.npy",
                              frames=read_header(target)[1][-1], status="cached"))
             else:

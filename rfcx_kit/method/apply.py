@@ -38,8 +38,8 @@ from rfcx_kit.core.config import Config, config_from_dict, load_saved_config
 from rfcx_kit.core.errors import ConfigError, DataError, StateError
 from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json
 from rfcx_kit.core.species import SPECIES_FILE, Species
-from rfcx_kit.data.audio import load_audio
-from rfcx_kit.data.features import LogMel
+from rfcx_kit.data.audio import AUDIO_SUFFIXES, load_audio
+from rfcx_kit.data.features import LogMel, source_stamp
 from rfcx_kit.data.submission import write_submission
 from rfcx_kit.method.predict import Prediction, predict_batch
 from rfcx_kit.method.run import Run, build_model, input_stats, load_checkpoint, predict_positions
@@ -47,7 +47,6 @@ from rfcx_kit.model.inputs import prefetched, stats_of
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aif", ".aiff")
 SUFFIXES = AUDIO_SUFFIXES + (".npy",)
 JOURNAL = "journal.json"
 
@@ -253,9 +252,12 @@ class Chunk:
     ends: np.ndarray
     windows: np.ndarray
     events: dict[str, np.ndarray] | None = None
+    stamps: list[str] | None = None  # each file's size:mtime_ns when it was predicted (a changed file is redone)
 
     def save(self, path: Path) -> None:
         extra = {f"event_{k}": v for k, v in (self.events or {}).items()}
+        if self.stamps is not None:
+            extra["stamps"] = np.asarray(self.stamps)
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, ids=np.asarray(self.ids), clip=self.clip, n_windows=self.n_windows,
@@ -265,8 +267,9 @@ class Chunk:
     def load(cls, path: Path) -> Chunk:
         with np.load(path, allow_pickle=False) as data:
             events = {k[6:]: data[k] for k in data.files if k.startswith("event_")} or None
+            stamps = [str(s) for s in data["stamps"]] if "stamps" in data.files else None
             return cls([str(i) for i in data["ids"]], data["clip"], data["n_windows"], data["starts"], data["ends"],
-                       data["windows"], events)
+                       data["windows"], events, stamps)
 
 
 @dataclass(frozen=True)
@@ -386,6 +389,11 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
     if events is not None:  # the events are kept in the journal: another rule must not reuse them
         identity["events"] = json.dumps(events.__dict__, sort_keys=True)
     parts, done = open_journal(out, identity)
+    stamps = {rid: source_stamp(path) for rid, path in recordings}
+    for rid in list(done):  # the journal keys on content: a file changed since it was predicted is predicted again
+        chunk = done[rid]
+        if chunk.stamps is None or chunk.stamps[chunk.ids.index(rid)] != stamps.get(rid):
+            del done[rid]
     todo = [(rid, path) for rid, path in recordings if rid not in done]
     size = batch or cfg.predict.batch_recordings
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
@@ -421,7 +429,7 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
                           np.concatenate([[min(e, a.shape[1] - 1) * hop_s for _, e in p] for p, (_, a) in zip(pos, good)]),
                           np.concatenate(per_window),
                           chunk_events(ids, lines, events, hop_s, [(a.shape[1] - 1) * hop_s for _, a in good])
-                          if events is not None else None)
+                          if events is not None else None, [stamps[rid] for rid in ids])
             chunk.save(parts / f"part-{number:06d}.npz")
             number += 1
             for rid in chunk.ids:
@@ -456,6 +464,8 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
     for chunk in {id(c): c for c in done.values()}.values():
         offsets = np.concatenate([[0], np.cumsum(chunk.n_windows)])
         for j, rid in enumerate(chunk.ids):
+            if done.get(rid) is not chunk:
+                continue  # predicted again in a later chunk (its file changed), or not asked for
             clip_rows.append((rid, chunk.clip[j]))
             if windows_out is not None:
                 lo, hi = offsets[j], offsets[j + 1]

@@ -22,7 +22,7 @@ from rfcx_kit.core.config import Config, explicit_keys, load_config, load_saved_
 from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
-from rfcx_kit.data.reader import Competition, check_band, check_box_limits, read_competition
+from rfcx_kit.data.reader import Competition, check_band, check_box_band, check_box_limits, read_competition
 from rfcx_kit.data.features import FeatureStore, resolve_store
 from rfcx_kit.method.folds import FoldResult, check_backend, load_or_make_folds, run_folds
 from rfcx_kit.model.inputs import recording_stats
@@ -149,7 +149,21 @@ def resolve_features(cfg: Config, comp: Competition) -> None:
             log.info("features: %s from the data (the lowest rate of %d recordings: %g Hz, %s)",
                      " and ".join(f"{k} {getattr(cfg.features, k):g}" for k in taken), len(rates), rates.min(),
                      comp.recordings.index[int(rates.argmin())])
+        check_band(comp, cfg.features.fmax)  # an fmax set above a recording's Nyquist: named by recording
     validate_config(cfg)
+
+
+def check_windows(cfg: Config, comp: Competition) -> None:
+    """The training and test windows cover the longest recording, where its frames are known before any feature
+    is computed (a fixed length, or ``recordings.csv``'s); else ``prepare_run`` checks once the cache is built."""
+    if cfg.features.seconds is not None:
+        frames = cfg.features.frames
+    elif comp.recordings is not None and len(comp.recordings):
+        frames = Grid.of(cfg, 1).frames_of(float(comp.recordings["seconds"].max()))
+    else:
+        return
+    grid = Grid.of(cfg, frames)
+    grid.positions, grid.test_positions()
 
 
 def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: bool,
@@ -161,7 +175,9 @@ def check_inputs_before_writing(run_dir: Path, data: Path, cfg: Config, resume: 
     check_box_limits(comp)
     resolve_features(cfg, comp)
     check_band(comp, cfg.features.fmax)
+    check_box_band(comp, cfg.features.fmin, cfg.features.fmax)
     resolve_species(cfg, comp)
+    check_windows(cfg, comp)
     check_run_start(run_dir, cfg, resume)
     check_model_settings(cfg)
     check_trackers(cfg.train.log_to)
@@ -189,6 +205,8 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
     comp, store, cache_dir = resolve_store(data, cache, cfg.features, build=True, n_jobs=n_jobs, progress=progress)
     if cache_dir is not None:  # the audio layout: its arrays exist only now (the cache records what it checked)
         check_store(comp, store, cfg, cache_dir, progress)
+    grid = Grid.of(cfg, store.frames)  # the windows must cover the longest recording: refused before any write
+    grid.positions, grid.test_positions()
     inputs = {"data": data_fingerprint(comp)}
     run_dir.mkdir(parents=True, exist_ok=True)
     if not run.config.exists():

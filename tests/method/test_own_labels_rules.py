@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.errors import ConfigError, DataError
 from rfcx_kit.method.cycle import run_relabel
 from rfcx_kit.method.stage1 import run_stage1
 
@@ -71,7 +71,7 @@ def test_rate_and_top_frequency_come_from_the_lowest_rate_unless_set() -> None:
     from rfcx_kit.method.stage1 import resolve_features
 
     rates = pd.DataFrame({"sample_rate": [48000, 22000, 44100]}, index=["a/x", "b/y", "c/z"])
-    comp = SimpleNamespace(recordings=rates)
+    comp = SimpleNamespace(recordings=rates, root=Path("data"))
     cfg = load_config(None)
     resolve_features(cfg, comp)
     assert (cfg.features.sample_rate, cfg.features.fmax) == (22000, 11000.0)
@@ -84,5 +84,5 @@ def test_rate_and_top_frequency_come_from_the_lowest_rate_unless_set() -> None:
     cfg = load_config(None)
     resolve_features(cfg, SimpleNamespace(recordings=None))  # the competition's layout keeps the post's
     assert (cfg.features.sample_rate, cfg.features.fmax) == (32000, 16000.0)
-    with pytest.raises(ConfigError, match="features.fmax"):  # set above the data's rate: refused once known
+    with pytest.raises(DataError, match=r"recordings.csv.*b/y.*features.fmax 20000"):  # above the data's: named
         resolve_features(load_config(None, ["features.fmax=20000"]), comp)

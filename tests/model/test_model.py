@@ -273,8 +273,13 @@ def test_random_and_local_weights_never_touch_the_network(monkeypatch, tmp_path:
     model = SEDModel("resnet18", in_channels=1).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, 32, 64))["clipwise"].shape == (1, 24)
-    with pytest.raises(ConfigError, match="neither in the hub cache nor reachable.*rfcx-kit weights fetch"):
-        SEDModel("resnet18", pretrained=True)  # tried the hub (refused here), and said what to do
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)  # the hub is tried (refused here): one clear line
+    with pytest.raises(ConfigError, match="cannot be reached.*rfcx-kit weights fetch.*--pipeline own-scratch"):
+        SEDModel("resnet18", pretrained=True)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     saved = _save_timm_checkpoint(tmp_path / "w.pt")  # pretrained=True with a local file is fine
     model = SEDModel("test_resnet", pretrained=True, weights=str(tmp_path / "w.pt"))
     torch.testing.assert_close(model.backbone.state_dict()["conv1.0.weight"], saved["conv1.0.weight"])
