@@ -27,6 +27,18 @@ BOX_COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t
 AUDIO_SAMPLE_RATE = 48000  # the competition's FLAC files
 SECONDS = 60.0
 SPECIES_FILE = "species.csv"
+# THE RULE FOR A SPECIES NAME, in every format that brings one (Raven, Audacity, Arbimon, CSV, --species,
+# species.csv): no control character (tab, line break, NUL, ...) and no '"': the Raven and CSV tables written
+# from a name must read back as the same name.
+NAME_FORBIDDEN = r'[\x00-\x1f\x7f"]'
+NAME_RULE = "holds a control character (a tab, a line break, ...) or a double quote, which the Raven and CSV tables written from it could not be read back with"
+
+
+def bad_names(names: pd.Series) -> pd.Series:
+    """``(N,)`` bool: the names that break :data:`NAME_FORBIDDEN`."""
+    return names.astype(str).str.contains(NAME_FORBIDDEN, regex=True)
+
+
 _CODE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -92,10 +104,13 @@ class Species:
             bad = (text == "") | text.duplicated()
             if column == "code":
                 bad |= ~text.map(lambda s: bool(_CODE.match(s)))
+            else:
+                bad |= bad_names(text)
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
                 why = "is empty" if text.iloc[i] == "" else ("appears twice" if text.duplicated().iloc[i]
-                                                             else "must be letters, digits, '_', '-', '.'")
+                                                             else "must be letters, digits, '_', '-', '.'"
+                                                             if column == "code" else NAME_RULE)
                 raise DataError(f"{path}: row {i + 1} (line {i + 2}), field '{column}': {text.iloc[i]!r} {why}")
             frame[column] = text
         frame = frame.assign(species_id=ids.astype(np.int64)).sort_values("species_id")

@@ -37,7 +37,7 @@ import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError, DataError
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, check_output_path
-from rfcx_kit.core.species import BOX_COLUMNS
+from rfcx_kit.core.species import BOX_COLUMNS, NAME_RULE, bad_names
 from rfcx_kit.data.audio import AUDIO_SUFFIXES, probe
 from rfcx_kit.data.reader import UNKNOWN_FILE, UNKNOWN_SPECIES
 
@@ -104,9 +104,6 @@ class ImportResult:
 # errors
 
 
-# Characters a species name may not hold: the tables written from it (Raven's tab-separated selections, CSV)
-# could not be read back.
-UNWRITABLE = r'[\t\n\r"]'
 # Rows whose species cell is empty or a '?' alone (uncertain rows): left out (counted and named in one line), kept
 # as calls of no named species (train_unknown.csv: no species is an implicit negative over them), FP boxes of
 # every species (nothing of the list called there), or an error naming the row.
@@ -266,9 +263,7 @@ def _assemble(path: Path, raw: pd.DataFrame, columns: dict[str, str], *, species
         "f_max": f_max, "label": label.astype(np.int8), "songtype": songtype, "confidence": confidence,
     }, index=raw.index)[TABLE_COLUMNS].reset_index(drop=True)
     checks: list[Check] = [  # an empty species is read_table's to judge (--uncertain)
-        ("species", frame["species"].astype(str).str.contains(UNWRITABLE, regex=True),
-         lambda r: f"{r['species']!r} holds a tab, a line break or a double quote, which the Raven and CSV tables "
-                   "written from it could not be read back with"),
+        ("species", bad_names(frame["species"]), lambda r: f"{r['species']!r} {NAME_RULE}"),
         ("t_min", frame["t_min"] < 0, lambda r: f"{r['t_min']:g} s is negative"),
         ("t_max", frame["t_max"] <= frame["t_min"],
          lambda r: f"{r['t_max']:g} s is not after the start ({r['t_min']:g} s)"),
@@ -694,8 +689,7 @@ def _read_species_table(path: Path) -> pd.DataFrame:
     sid = table["species_id"]
     checks: list[Check] = [
         ("name", table["name"] == "", lambda r: "empty species name"),
-        ("name", table["name"].astype(str).str.contains(UNWRITABLE, regex=True),
-         lambda r: f"{r['name']!r} holds a tab, a line break or a double quote"),
+        ("name", bad_names(table["name"]), lambda r: f"{r['name']!r} {NAME_RULE}"),
         ("name", table["name"].duplicated(), lambda r: f"{r['name']!r} appears twice"),
         ("species_id", (sid != sid.round()) | (sid < 0), lambda r: f"{r['species_id']:g} is not an id 0, 1, ..."),
         ("species_id", sid.duplicated(), lambda r: f"{r['species_id']:g} appears twice"),
