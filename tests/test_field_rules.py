@@ -141,6 +141,8 @@ def test_boxes_above_the_top_frequency_and_windows_short_of_the_end_stop_stage1(
     w = imported(tmp_path / "b")
     expect_refused(["stage1", "--data", str(w["data"]), "--run", str(run), "--set", "windows.n_windows=1",
                     "--set", "windows.window=128", *_sets(TINY[1:])], "n_windows", [tmp_path / "b", tmp_path / "runs"])
+    expect_refused(["stage1", "--data", str(w["data"]), "--run", str(run), "--set", "windows.test_n_windows=1",
+                    "--set", "windows.window=128", *_sets(TINY[1:])], "cannot cover", [tmp_path / "b", tmp_path / "runs"])
     assert not (tmp_path / "runs").exists()
 
 
