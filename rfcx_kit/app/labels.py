@@ -77,7 +77,7 @@ def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, speci
                                                     (result.n_candidates, "candidates")) if n)
     click.echo(f"wrote {out}: {result.n_tp} TP and {result.n_fp} FP boxes{extra}, {len(result.species)} species, "
                f"{int((rec['split'] == 'train').sum())} train and {int((rec['split'] == 'test').sum())} test "
-               f"recordings ({rates})")
+               f"recordings{f' ({rates})' if rates else ''}")
     if result.n_tp:
         click.echo(f"next: rfcx-kit stage1 --data {out} --run runs/NAME")
     else:

@@ -1058,7 +1058,7 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     rates = recordings["sample_rate"].value_counts().sort_index()
     sample_rates = [(int(r), int(n)) for r, n in rates.items()]
 
-    unlabelled = len(train_files.frame) - len(used)
+    unlabelled = len(train_files.frame) - len(used) - len(probed)  # the candidates' recordings are used too
     warnings = []
     if len(sample_rates) > 1:
         warnings.append("recordings have mixed sample rates: " + ", ".join(f"{r} Hz ({n})" for r, n in sample_rates))
