@@ -49,7 +49,8 @@ def test_an_expanded_glob_reaches_the_command_whole(folds: list[Path], tmp_path:
         raise Stop
 
     monkeypatch.setattr(predict_app, "load_models" if command == "predict" else "export_stage", capture)
-    extra = ["--audio", str(tmp_path), "--out", str(tmp_path / "p.csv")] if command == "predict" else [
+    (tmp_path / "audio").mkdir(exist_ok=True)
+    extra = ["--audio", str(tmp_path / "audio"), "--out", str(tmp_path / "p.csv")] if command == "predict" else [
         "--out", str(tmp_path / "onnx")]
     result = CliRunner().invoke(main, [command, "--checkpoint", *map(str, folds), *extra])
     assert isinstance(result.exception, Stop), result.output

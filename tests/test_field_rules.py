@@ -166,3 +166,17 @@ def test_the_feature_cache_recomputes_a_recording_replaced_under_its_name(tmp_pa
     assert not np.array_equal(np.load(entry), first) and np.load(entry).max() < first.max()
     assert np.array_equal(np.load(cache / "train" / "siteB" / "rec1.npy"), kept)
     assert snapshot(cache / "train" / "siteB") == before  # the unchanged one was not rewritten
+
+
+def test_predict_and_export_never_write_into_what_they_read(tmp_path: Path) -> None:
+    w = field(tmp_path)
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    watched = [tmp_path]
+    expect_refused(["predict", "--checkpoint", str(tmp_path / "best.pt"), "--audio", str(w["test"]), "--out",
+                    str(w["test"] / "preds.csv")], "inside the recordings", watched)
+    expect_refused(["predict", "--checkpoint", str(tmp_path / "best.pt"), "--audio", str(w["test"]), "--out",
+                    str(w["test"]), "--format", "raven"], "--out", watched)
+    expect_refused(["predict", "--run", str(run), "--audio", str(w["test"]), "--out", str(run / "stage1" / "p.csv")],
+                   "inside the run", watched)
+    expect_refused(["export", "--run", str(run), "--out", str(run / "onnx")], "inside the run", watched)

@@ -134,5 +134,6 @@ def check_output_path(out: str | Path, keep: dict[str, Path], option: str = "--o
             raise ConfigError(f"{option} {out}: it {'is' if inside == resolved else 'holds'} the {name} ({path}); "
                               "writing there would delete or overwrite them: write elsewhere")
         if not name.startswith("labels") and inside.is_dir() and inside in resolved.parents:
-            raise ConfigError(f"{option} {out}: it lies inside the {name} ({path}), which this command reads: a "
-                              "rerun would read its own output back; write elsewhere")
+            raise ConfigError(f"{option} {out}: it lies inside the {name} ({path}), which this command reads: "
+                              "outputs stay out of inputs (the next import or prediction would find them there); "
+                              "write elsewhere")
