@@ -12,7 +12,7 @@ Both use 512-frame windows with 49 of cover, so the highest rate's window spans 
 recording twice the windows. Scored by the test LWLRAP against the synthetic truth (`truth_test_lwlrap`), with
 each stage's wall time.
 
-    python benchmarks/rate_rule.py --out /tmp/rate --seeds 3 4 --epochs 20
+    python benchmarks/rate_rule.py --out /tmp/rate --seeds 3 4 --train 120 --test 60 --epochs 30
 
 Writes OUT/rate_rule.csv and prints a markdown table.
 """
@@ -85,7 +85,7 @@ def main() -> None:
             started = time.time()
             if not (run / "stage1" / "metrics.json").exists():
                 subprocess.run([*kit, "stage1", "--data", str(data), "--run", str(run), "--pipeline", "own-scratch",
-                                "--no-progress", "--set", f"train.epochs={args.epochs}", "--set", "train.val_every=10",
+                                "--cache", str(args.out / f"cache-{name}-d{seed}"), "--no-progress", "--set", f"train.epochs={args.epochs}", "--set", "train.val_every=10",
                                 *[a for s in sets for a in ("--set", s)]] + (["--resume"] if run.exists() else []),
                                check=True)
             metrics = json.loads((run / "stage1" / "metrics.json").read_text())
