@@ -9,7 +9,7 @@ OUT    ?= runs/demo
 CONSTRAINTS ?= constraints.txt
 PIP_C   = $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test check-readme install install-dev bench clean
+.PHONY: demo test test-fast check-readme install install-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# The loop before every commit (under a minute): everything but the tests marked slow (tests/conftest.py).
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m "not slow" -x
 
 # A fresh demo run must print the table README.md shows (.ci/check_readme.py states the tolerance).
 check-readme: demo

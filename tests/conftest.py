@@ -5,6 +5,9 @@
   Import both with ``from conftest import SHARED, requires_shared``.
 * ``make_competition`` (fixture): ``make_competition(tmp_path, n_train=4, n_test=2, seconds=2.0)`` writes a
   competition folder in Kaggle's layout and returns its path (see :func:`write_competition`).
+* The ``slow`` marker: every test that trains a model, runs a subprocess, a server or a whole command chain
+  (:data:`SLOW_MODULES`, :data:`SLOW_FIXTURES`, or ``@pytest.mark.slow`` on the test). ``make test-fast``
+  (``pytest -m "not slow"``) leaves them out: the loop to run before every commit; CI runs everything.
 """
 
 from __future__ import annotations
@@ -27,6 +30,38 @@ requires_shared = pytest.mark.skipif(
     not (RFCX_DATA / "train_tp.csv").is_file(),
     reason="../shared (the real RFCX CSVs) is absent: this test needs the real competition files",
 )
+
+# Modules whose tests train (or share a module fixture that trains), run subprocesses or the whole command chain.
+SLOW_MODULES = {
+    "method/test_apply.py", "method/test_cycle.py", "method/test_dask.py", "method/test_export.py",
+    "method/test_loop_levers.py", "method/test_own_labels_rules.py", "method/test_resume.py",
+    "method/test_select.py", "method/test_stage1.py", "method/test_tracking.py", "model/test_pretrained.py",
+    "report/test_study_report.py", "test_api_docs.py", "test_checkpoint_args.py", "test_demo.py",
+    "test_field_recordings.py", "test_install.py", "test_own_data.py", "test_readme_path.py", "test_study.py",
+    "core/test_numerics.py",
+}
+# Fixtures that train or write a data set big enough to take seconds: a test using one is slow wherever it is.
+SLOW_FIXTURES = {"world", "main_set", "truth", "small_sets", "tiny", "server", "cli"}
+# Single tests of seconds in otherwise fast modules (measured with `pytest -m "not slow" --durations=25`).
+SLOW_TESTS = {
+    "data/test_features.py::test_features_command_end_to_end_on_60s_recordings",
+    "data/test_features.py::test_killed_cache_build_resumes_without_redoing_finished_entries",
+    "data/test_features.py::test_logmel_agrees_with_librosa_within_a_thousandth_db",
+    "data/test_window.py::test_windows_command_prints_the_post_list",
+    "data/test_framewise.py::test_windows_equal_the_grid_reference_on_the_real_boxes",
+    "data/test_synth.py::test_cli_writes_preview_png_and_reports",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tests (see the module docstring)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        where = item.path.resolve().relative_to(here).as_posix() if item.path.resolve().is_relative_to(here) else ""
+        test = f"{where}::{item.name.split('[')[0]}"
+        if where in SLOW_MODULES or test in SLOW_TESTS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 BOX_COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max"]
 
