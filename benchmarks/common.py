@@ -317,7 +317,7 @@ def _json_default(value: Any) -> Any:
 
 def rfcx_kit_cli() -> list[str]:
     exe = Path(sys.executable).with_name("rfcx-kit")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "rfcx_kit.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "rfcx_kit.app.cli"]
 
 
 def ensure_synth(out: Path, n_train: int, n_test: int, fmt: str, seed: int = 0) -> Path:

@@ -39,7 +39,7 @@ FAST = ("train.epochs=1", "train.steps_per_epoch=8", "relabel.epochs=1", "relabe
 def child(out: Path) -> None:
     """Run the tiny demo here and write OUT/fingerprint.json (imports rfcx_kit first: the pins act on import)."""
     from rfcx_kit.core import numerics
-    from rfcx_kit.demo import run_demo
+    from rfcx_kit.app.demo import run_demo
 
     if numerics.requested() and not numerics.in_effect():
         raise SystemExit("portable numerics requested but not in effect (torch or numpy imported first?)")

@@ -1,5 +1,5 @@
 """`python -m rfcx_kit` = the `rfcx-kit` command."""
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 
 main()

@@ -129,7 +129,7 @@ def test_the_flow_check_catches_an_import_against_the_flow() -> None:
     """An import from method into report is what the flow test must refuse: check the rank logic on it."""
     rank = {name: i for i, name in enumerate(documented_flow())}
     assert rank[layer_of("rfcx_kit.report.markdown")] > rank[layer_of("rfcx_kit.method.cycle")]
-    assert layer_of("rfcx_kit.demo") == "app" and layer_of("rfcx_kit.data.synth.scene") == "data"
+    assert layer_of("rfcx_kit.app.demo") == "app" and layer_of("rfcx_kit.data.synth.scene") == "data"
     assert layer_of("rfcx_kit.resources") == "core"
 
 
@@ -212,3 +212,16 @@ def test_no_docstring_or_comment_points_outside_the_repository() -> None:
             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if OUTSIDE.search(line)]
     assert not hits, "pointers to files outside the repository:\n" + "\n".join(hits)
     assert OUTSIDE.search("see ../shared/notes/rfcx.md") and OUTSIDE.search("(notes/kaggle-api.md)")
+
+
+def test_click_is_imported_only_in_the_app_layer() -> None:
+    """The library below the app layer raises errors and returns values; only commands speak click."""
+    found = []
+    for path in modules():
+        if layer_of(module_name(path)) == "app":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "click"]
+    assert not found, found

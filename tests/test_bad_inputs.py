@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.method.stage1 import run_stage1
 
 from tiny import make_tiny, tiny_overrides
@@ -222,7 +222,7 @@ def test_stage1_names_bad_data_before_training(world: dict[str, Path], tmp_path:
 # ---- relabel, oracle, control: bad settings never reach the run's config ------------------------------------
 
 BAD_RELABEL = [
-    # option values are refused by their declared domain (core/options.py), naming the option
+    # option values are refused by their declared domain (app/options.py), naming the option
     (["--threshold", "1.5"], "--threshold"), (["--threshold", "nan"], "--threshold"),
     (["--threshold", "-0.1"], "--threshold"), (["--set", "relabel.species_thresholds={3: 2}"], "species_thresholds"),
     (["--set", "relabel.species_thresholds={30: 0.5}"], "species_thresholds"), (["--cycles", "-1"], "cycles"),

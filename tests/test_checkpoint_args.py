@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from rfcx_kit.app import predict as predict_app
 from rfcx_kit.app.predict import checkpoint_paths
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.core.errors import ConfigError
 
 

@@ -13,12 +13,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.cli import COMMANDS, main
+from rfcx_kit.app.cli import COMMANDS, main
 
 
 def rfcx_kit_command() -> list[str]:
     script = Path(sys.executable).parent / "rfcx-kit"
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from rfcx_kit.cli import main; main()"]
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from rfcx_kit.app.cli import main; main()"]
 
 
 def squash(text: str) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rfcx_kit.demo import run_demo
+from rfcx_kit.app.demo import run_demo
 from rfcx_kit.core.metrics import lwlrap
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.submission import validate_submission

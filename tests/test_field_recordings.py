@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from field_data import LABELLED, SPECIES, UNLABELLED, write
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHORTER = {"stage1": ["--set", "train.epochs=6", "--set", "train.steps_per_epoch=8", "--set", "features.n_mels=32",

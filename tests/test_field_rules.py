@@ -40,7 +40,7 @@ def field(root: Path, rate: int = 22050, suffix: str = ".wav", band: tuple[float
 def imported(tmp_path: Path, **kwargs) -> dict:
     from click.testing import CliRunner
 
-    from rfcx_kit.cli import main
+    from rfcx_kit.app.cli import main
 
     w = field(tmp_path, **kwargs)
     data = tmp_path / "data"

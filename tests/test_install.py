@@ -83,7 +83,7 @@ def test_the_installed_package_finds_its_recipes(installed: Path, tmp_path: Path
 @pytest.mark.timeout(600)
 def test_the_installed_demo_runs_without_the_checkout(installed: Path, tmp_path: Path) -> None:
     """``rfcx-kit demo --help`` and a tiny demo, run from the installed copy in a folder outside the checkout."""
-    code = "import sys\nfrom rfcx_kit.cli import main\nsys.argv = ['rfcx-kit'] + sys.argv[1:]\nmain()\n"
+    code = "import sys\nfrom rfcx_kit.app.cli import main\nsys.argv = ['rfcx-kit'] + sys.argv[1:]\nmain()\n"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(installed)
     run = [sys.executable, "-c", code]

@@ -1,6 +1,6 @@
 """Every numeric option of every command declares its domain, and every value outside it is refused.
 
-The cases are generated from the commands themselves (``rfcx_kit.cli.COMMANDS``), so a new option is
+The cases are generated from the commands themselves (``rfcx_kit.app.cli.COMMANDS``), so a new option is
 covered the day it is added: a plain ``int``/``float`` option fails the first test, and each declared domain
 is walked through 0, negative, NaN, inf and too-large values by the second. Each refusal must be exit 2,
 one ``Error:`` line naming the option, and nothing written.
@@ -18,8 +18,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.cli import COMMANDS, main
-from rfcx_kit.core.options import FiniteFloatRange, JobsType
+from rfcx_kit.app.cli import COMMANDS, main
+from rfcx_kit.app.options import FiniteFloatRange, JobsType
 
 
 def _commands() -> Iterator[tuple[list[str], click.Command]]:
@@ -63,7 +63,7 @@ def test_every_numeric_option_declares_its_domain() -> None:
     assert len(OPTIONS) > 40  # the walk found the commands' options
     plain = [f"{' '.join(path)} {param.opts[-1]}" for path, param in OPTIONS
              if not isinstance(param.type, (click.IntRange, FiniteFloatRange, JobsType))]
-    assert not plain, f"numeric options without a declared domain (use rfcx_kit.core.options): {plain}"
+    assert not plain, f"numeric options without a declared domain (use rfcx_kit.app.options): {plain}"
     unbounded = [f"{' '.join(path)} {param.opts[-1]}" for path, param in OPTIONS
                  if isinstance(param.type, click.IntRange) and param.type.min is None]
     assert not unbounded, f"integer options without a lower bound: {unbounded}"
@@ -91,7 +91,7 @@ def test_a_value_outside_the_domain_is_one_line_exit_2_and_writes_nothing(tmp_pa
 
 
 def test_finite_refuses_what_click_float_range_lets_through() -> None:
-    from rfcx_kit.core.options import finite
+    from rfcx_kit.app.options import finite
 
     # click's own range lets NaN through (every comparison with NaN is false): the reason finite() exists
     assert math.isnan(click.FloatRange(0, 1).convert("nan", None, None))

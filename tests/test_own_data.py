@@ -17,7 +17,7 @@ import yaml
 from click.testing import CliRunner
 
 from own_data import RATE, SPECIES, TEST, TRAIN, write
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 
 # The grid of the recordings' own rate (22,050 Hz and its Nyquist 11,025 Hz come from the data: nothing sets them),
 # hop 512 (23 ms frames), windows of 256 frames (5.9 s) with 32 of cover; a tiny backbone and 2 epochs: this checks

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import pytest
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

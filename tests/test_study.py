@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.core.stats import paired_difference
 
 FAST = ["--set", "model.backbone=mobilenetv3_small_050", "--set", "train.epochs=1", "--set", "relabel.epochs=1",

@@ -9,10 +9,11 @@ import click
 import pandas as pd
 
 from rfcx_kit.core.config import FeatureConfig, load_config
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.grid import window_positions
 from rfcx_kit.core.metrics import read_aligned, lwlrap, lwlrap_per_class, per_species_ap, precision_recall
-from rfcx_kit.core.options import JOBS, at_least, finite
+from rfcx_kit.app.options import JOBS, at_least, finite
 from rfcx_kit.core.scale import PROBABILITY, detect_scale
 from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, Species, competition_test_ids
 from rfcx_kit.data.features import FeatureStore, build_cache, default_cache_dir

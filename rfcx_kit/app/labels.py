@@ -17,10 +17,11 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.grid import window_positions
 from rfcx_kit.core.io import atomic_write_csv
-from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
+from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
 from rfcx_kit.data.labels_import import FORMAT_CHOICES, UNCERTAIN
 from rfcx_kit.method.pseudo import (EXTERNAL_COLUMNS, FRAMES, build_label_table, describe_scale, label_counts,
                                     labelled_boxes, original_window_labels,

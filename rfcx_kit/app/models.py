@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rfcx_kit.core.errors import cli_errors
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.model.weights import fetch, hub_file, sha256_of
 
 

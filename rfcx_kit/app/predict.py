@@ -11,9 +11,10 @@ import click
 from click.core import ParameterSource
 import torch
 
-from rfcx_kit.core.errors import ConfigError, cli_errors
+from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.io import check_output_path
-from rfcx_kit.core.options import PROBABILITY, at_least, finite
+from rfcx_kit.app.options import PROBABILITY, at_least, finite
 from rfcx_kit.method.apply import SUFFIXES, EventRule, load_models, predict_files
 from rfcx_kit.method.export import export_stage
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from rfcx_kit.core.errors import cli_errors
-from rfcx_kit.core.options import at_least
+from rfcx_kit.app.errors import cli_errors
+from rfcx_kit.app.options import at_least
 from rfcx_kit.method.references import gap_closed, run_control, run_oracle
 from rfcx_kit.method.run import Run, read_metrics
 from rfcx_kit.method.stage1 import format_metrics

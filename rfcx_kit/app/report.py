@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from rfcx_kit.core.errors import DataError, cli_errors
+from rfcx_kit.core.errors import DataError
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.report.markdown import write_report
 
 

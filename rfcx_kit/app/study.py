@@ -30,9 +30,10 @@ from typing import Any
 import click
 import pandas as pd
 
-from rfcx_kit.core.errors import ConfigError, StateError, cli_errors
+from rfcx_kit.core.errors import ConfigError, StateError
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
-from rfcx_kit.core.options import SEED, SHARE, at_least, finite
+from rfcx_kit.app.options import SEED, SHARE, at_least, finite
 
 log = logging.getLogger(__name__)
 

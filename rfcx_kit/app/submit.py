@@ -6,11 +6,19 @@ from pathlib import Path
 
 import click
 
-from rfcx_kit.core.errors import cli_errors
-from rfcx_kit.core.options import finite
+from rfcx_kit.app.errors import cli_errors
+from rfcx_kit.app.options import finite
 from rfcx_kit.core.species import COMPETITION
 from rfcx_kit.submit.ensemble import METHODS, ensemble_to_file
 from rfcx_kit.submit.kaggle_client import DEFAULT_LOG, STAGING, check_slug, download, list_data_files, submit
+
+
+def slug_option(slug: str) -> str:
+    """``--competition``: a Kaggle slug, never a path (one ``Error:`` line naming the option otherwise)."""
+    try:
+        return check_slug(slug)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--competition") from None
 
 
 @click.command("ensemble")
@@ -64,7 +72,7 @@ def ensemble_cmd(
 @click.command("submit")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-m", "--message", required=True, help="Submission description shown on Kaggle (and in the log).")
-@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: check_slug(v),
+@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: slug_option(v),
               help="Competition slug (the URL's kaggle.com/c/<slug>).")
 @click.option("--wait", is_flag=True, help="Poll until Kaggle has scored the submission, then print the public score.")
 @click.option("--poll-seconds", type=finite(0.01), default=30.0, show_default=True,
@@ -95,7 +103,7 @@ def submit_cmd(
 
 
 @click.command("download")
-@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: check_slug(v),
+@click.option("--competition", default=COMPETITION, show_default=True, callback=lambda ctx, param, v: slug_option(v),
               help="Competition slug (the URL's kaggle.com/c/<slug>).")
 @click.option("--to", "to", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to fill with train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/ (required "

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from rfcx_kit.core.errors import ConfigError, cli_errors
+from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS, PROFILES, SynthConfig, plan_dataset, synth_config
 from rfcx_kit.data.synth.writer import FORMATS, write_dataset
-from rfcx_kit.core.options import JOBS, SEED, SHARE, at_least, finite
+from rfcx_kit.app.options import JOBS, SEED, SHARE, at_least, finite
 
 
 def _parse_snr(text: str) -> tuple[float, float]:

@@ -1,14 +1,6 @@
-"""Error types that reach the user as one clear line, and the decorator that turns them into exit codes."""
+"""Error types that reach the user as one clear line (``app/errors.cli_errors`` turns them into exit codes)."""
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-import click
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class RfcxError(Exception):
@@ -33,32 +25,3 @@ class StateError(RfcxError):
     """The run or cache folder's state refuses the request: resuming with other inputs, another writer."""
 
     exit_code = 2
-
-
-def cli_errors(func: F) -> F:
-    """Report :class:`RfcxError` as ``Error: <message>`` with the error's exit code (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RfcxError as exc:
-            error = click.ClickException(str(exc))
-            error.exit_code = exc.exit_code
-            raise error from exc
-        except OSError as exc:
-            # A path the user named cannot be read or written (a file where a folder should be, no permission,
-            # a full disk...): the path and the reason, not a traceback.
-            where = exc.filename if exc.filename is not None else ""
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            error = click.ClickException(f"{where}: {reason}" if where else reason)
-            error.exit_code = 2
-            raise error from exc
-        except KeyboardInterrupt:
-            # click would print a bare "Aborted!": say what happened and how to go on instead.
-            error = click.ClickException("interrupted: finished work is kept; rerun the same command (with --resume "
-                                         "for stage1) to continue")
-            error.exit_code = 130
-            raise error from None
-
-    return wrapper  # type: ignore[return-value]

@@ -69,7 +69,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
 
 from rfcx_kit.core.errors import DataError, RfcxError
 from rfcx_kit.core.io import atomic_open, sha256_file
@@ -155,7 +154,7 @@ def _client() -> Any:
         raise _translate(exc, COMPETITION, "checking the credentials") from None
     for line in captured.getvalue().splitlines():
         if line.startswith("Warning"):  # e.g. "your Kaggle API key is readable by other users"
-            click.echo(line, err=True)
+            warn(line)
     return api
 
 
@@ -216,8 +215,8 @@ def _poll_interval(api: Any, requested: float) -> float:
     minimum = max(CLIENT_MIN_POLL_SECONDS, float(getattr(type(api), "_MIN_POLL_INTERVAL", CLIENT_MIN_POLL_SECONDS)))
     if requested >= minimum or _is_loopback(api.build_kaggle_client().http_client().get_non_api_endpoint()):
         return requested
-    click.echo(f"warning: --poll-seconds {requested:g} is under the kaggle client's minimum of {minimum:g} s "
-               f"between status checks; polling every {minimum:g} s", err=True)
+    warn(f"warning: --poll-seconds {requested:g} is under the kaggle client's minimum of {minimum:g} s "
+         f"between status checks; polling every {minimum:g} s")
     return minimum
 
 
@@ -423,7 +422,7 @@ def submit(
     data_dir: str | Path | None = None,
     dry_run: bool = False,
     log_path: str | Path = DEFAULT_LOG,
-    echo: Callable[[str], None] = click.echo,
+    echo: Callable[[str], None] = print,
 ) -> SubmitResult:
     """Validate and submit ``path`` to ``competition`` (flow in the module docstring).
 
@@ -537,7 +536,7 @@ def submit(
             except KaggleError as exc:
                 if exc.exit_code not in (EXIT_RATE_LIMITED, EXIT_SERVER_ERROR, EXIT_NETWORK):
                     raise
-                click.echo(f"warning: {exc}; polling on", err=True)  # a passing hiccup must not end the wait
+                warn(f"warning: {exc}; polling on")  # a passing hiccup must not end the wait
                 continue
             if sub is not None:  # a 404 just after creating it is Kaggle catching up: still PENDING
                 record(sub)
@@ -692,7 +691,7 @@ def download(
     files: tuple[str, ...] = (),
     keep_zip: bool = False,
     progress: bool = True,
-    echo: Callable[[str], None] = click.echo,
+    echo: Callable[[str], None] = print,
 ) -> DownloadResult:
     """Download the competition's data into ``to`` in the reader's layout (see the module docstring).
 
@@ -756,9 +755,14 @@ def download(
 
 
 
+def warn(line: str) -> None:
+    """A warning for the person at the terminal, on stderr (the command's output stays on stdout)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def check_slug(slug: str) -> str:
     """A competition slug as Kaggle spells them (lower-case letters, digits, '-'): never a path."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", slug or ""):
-        raise click.BadParameter(f"{slug!r} is not a competition slug (lower-case letters, digits and '-', as in "
-                                 f"kaggle.com/c/{COMPETITION})", param_hint="--competition")
+        raise ValueError(f"{slug!r} is not a competition slug (lower-case letters, digits and '-', as in "
+                         f"kaggle.com/c/{COMPETITION})")
     return slug

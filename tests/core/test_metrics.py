@@ -213,7 +213,7 @@ def small_files(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
 
 def test_score_command_prints_metrics(small_files, monkeypatch) -> None:
     pred_path, truth_path, truth, scores = small_files
-    from rfcx_kit.cli import main
+    from rfcx_kit.app.cli import main
 
     args = ["score", str(pred_path), "--truth", str(truth_path), "--per-species"]
     monkeypatch.setattr(sys, "argv", ["rfcx-kit", *args])  # the lazy CLI looks at argv

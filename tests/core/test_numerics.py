@@ -112,7 +112,7 @@ def test_the_demo_records_its_numerics(tmp_path: Path) -> None:
     """``rfcx-kit demo`` starts itself again under portable numerics before writing anything (the default)."""
     pytest.importorskip("torch")
     out = tmp_path / "demo"
-    code = ("import sys\nfrom rfcx_kit.cli import main\nsys.argv = ['rfcx-kit', 'demo', '--out', %r, '--train', '6', "
+    code = ("import sys\nfrom rfcx_kit.app.cli import main\nsys.argv = ['rfcx-kit', 'demo', '--out', %r, '--train', '6', "
             "'--test', '3', '--seconds', '10', '--tp-share', '0.6', '--cycles', '1', '--submit', 'dry-run', '--no-progress', "
             "'--set', 'model.backbone=mobilenetv3_small_050', '--set', 'train.epochs=1', '--set', "
             "'train.steps_per_epoch=2', '--set', 'relabel.epochs=1', '--set', 'relabel.windows_per_epoch=8']"
@@ -130,7 +130,7 @@ def test_demo_native_refuses_a_portable_environment(tmp_path: Path) -> None:
     """--numerics native cannot undo pins the environment asks for: refused before anything is written."""
     from click.testing import CliRunner
 
-    from rfcx_kit.demo import demo_cmd
+    from rfcx_kit.app.demo import demo_cmd
 
     out = tmp_path / "demo"
     result = CliRunner().invoke(demo_cmd, ["--out", str(out), "--numerics", "native"],

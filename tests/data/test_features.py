@@ -286,7 +286,7 @@ def test_features_command_end_to_end_on_60s_recordings(tmp_path):
     ok, 3751 frames), each entry a (128, 3751) float16 array that matches the float32 log-mel."""
     root = write_competition(tmp_path, n_train=2, n_test=1, seconds=60.0)
     script = Path(sys.executable).parent / "rfcx-kit"
-    command = [str(script)] if script.exists() else [sys.executable, "-c", "from rfcx_kit.cli import main; main()"]
+    command = [str(script)] if script.exists() else [sys.executable, "-c", "from rfcx_kit.app.cli import main; main()"]
     result = subprocess.run([*command, "features", "--data", str(root), "--n-jobs", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ import soundfile as sf
 import soxr
 from click.testing import CliRunner
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.core.config import load_saved_config
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.data.features import LogMel

@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.data.features import FeatureStore
 from rfcx_kit.method.apply import load_models
 from rfcx_kit.method.export import onnx_session

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.data.framewise import box_frames as _box_frames

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 from rfcx_kit.core.lock import LOCK_NAME, LockedError, folder_lock, read_lock
 from rfcx_kit.method import cycle
 from rfcx_kit.method.run import Run

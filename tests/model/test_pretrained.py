@@ -95,7 +95,7 @@ def test_pretrained_weights_download_cache_and_load_offline(tmp_path: Path, serv
 def test_weights_fetch_copies_to_a_folder_and_prints_the_line_to_use(tmp_path: Path, served) -> None:
     data, state = served
     fetch = GUARD + f"""
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 main(["weights", "fetch", "{TINY}", "--to", "{tmp_path / 'w'}"])
 """
     with HubStandIn({(REPO, "model.safetensors"): data}) as hub:
@@ -121,7 +121,7 @@ def test_an_empty_cache_offline_is_one_clear_line_and_no_run(tmp_path: Path) -> 
     run = tmp_path / "runs" / "r"
     overrides = [a for o in tiny_overrides(epochs=1) for a in ("--set", o)]
     stage1 = GUARD + f"""
-from rfcx_kit.cli import main
+from rfcx_kit.app.cli import main
 main({["stage1", "--data", str(data), "--run", str(run), *overrides, "--set", f"model.backbone={TINY}",
        "--set", "model.pretrained=true"]!r})
 """

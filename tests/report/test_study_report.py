@@ -79,7 +79,7 @@ def test_the_demo_quotes_the_study_figure_the_readme_shows() -> None:
     """The demo's one line on the gain quotes the study; the README's study headline is its source."""
     import re
 
-    from rfcx_kit.demo import STUDY_FIGURE
+    from rfcx_kit.app.demo import STUDY_FIGURE
 
     readme = Path(__file__).resolve().parents[2] / "README.md"
     mean, sd = re.search(r"([+-]\d\.\d{3}) \+- (\d\.\d{3})", STUDY_FIGURE).groups()

@@ -103,7 +103,7 @@ class Cli:
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess:
         proc = subprocess.run(
-            [sys.executable, "-c", "from rfcx_kit.cli import main; main()", *args],
+            [sys.executable, "-c", "from rfcx_kit.app.cli import main; main()", *args],
             cwd=self.cwd, env={**self.env, **env}, capture_output=True, text=True, timeout=60,
         )
         self.outputs.append(proc.stdout + proc.stderr)

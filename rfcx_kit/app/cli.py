@@ -14,13 +14,13 @@ import click
 
 # name -> "module:attribute" of a click command. Order is the order of the method.
 COMMANDS: dict[str, str] = {
-    "demo": "rfcx_kit.demo:demo_cmd",
+    "demo": "rfcx_kit.app.demo:demo_cmd",
     "synth": "rfcx_kit.app.synth:synth_cmd",
     "download": "rfcx_kit.app.submit:download_cmd",
     "features": "rfcx_kit.app.data:features_cmd",
     "windows": "rfcx_kit.app.data:windows_cmd",
-    "stage1": "rfcx_kit.commands:stage1_cmd",
-    "relabel": "rfcx_kit.commands:relabel_cmd",
+    "stage1": "rfcx_kit.app.commands:stage1_cmd",
+    "relabel": "rfcx_kit.app.commands:relabel_cmd",
     "oracle": "rfcx_kit.app.references:oracle_cmd",
     "control": "rfcx_kit.app.references:control_cmd",
     "study": "rfcx_kit.app.study:study_cmd",

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from rfcx_kit.core.errors import cli_errors
+from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.method.stage1 import format_metrics
-from rfcx_kit.core.options import PROBABILITY, SHARE, at_least
+from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
 
 
 @click.command("stage1")

@@ -20,8 +20,9 @@ import click
 import numpy as np
 import pandas as pd
 
-from rfcx_kit.core.errors import RfcxError, cli_errors
-from rfcx_kit.core.options import SEED, SHARE, at_least, finite
+from rfcx_kit.core.errors import RfcxError
+from rfcx_kit.app.errors import cli_errors
+from rfcx_kit.app.options import SEED, SHARE, at_least, finite
 from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS
 
 log = logging.getLogger(__name__)
