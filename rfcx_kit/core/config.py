@@ -92,6 +92,8 @@ class ModelConfig:
 class TrainConfig:
     """Fold training. Defaults are the post's stage 1: Adam 1e-3, cosine, 50 epochs."""
 
+    # the figure that picks each fold's epoch and the kept stage: a name in core/metrics/registry.py (lwlrap, macro_ap)
+    metric: str = "lwlrap"
     folds: int = 5
     seed: int = 42
     epochs: int = 50
@@ -543,6 +545,9 @@ def validate_config(cfg: Config, rate_known: bool = True) -> None:
     for key in _RANGES:
         section, name = key.split(".")
         _check_range(key, getattr(getattr(cfg, section), name))
+    from rfcx_kit.core.metrics.registry import get_metric  # numpy: only once a config is checked
+
+    get_metric(cfg.train.metric)
     f = cfg.features
     if f.dtype not in _DTYPES:
         raise ConfigError(f"features.dtype: {f.dtype!r} is not one of {', '.join(_DTYPES)}")

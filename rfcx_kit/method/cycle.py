@@ -38,6 +38,7 @@ import torch
 
 from rfcx_kit.core.config import Config, ConfigError, apply_overrides, load_saved_config, parse_override, validate_config
 from rfcx_kit.core.lock import folder_lock
+from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.core.errors import RfcxError, StateError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
@@ -314,20 +315,23 @@ def _init_weights(run_dir: Path, cycle: int, init: str, folds: list[int]) -> dic
     return {k: str(Run(run_dir).checkpoint(stage, k)) for k in folds}
 
 
-def _improved(metric: str, history: list[dict[str, Any]]) -> bool:
-    """The last stage beats every earlier one on CV LWLRAP (the original labels: never the truth)."""
+def _improved(metric: str, history: list[dict[str, Any]], name: str = "lwlrap") -> bool:
+    """The last stage beats every earlier one on its CV figure (``train.metric`` on the original labels: never the
+    truth)."""
     if metric != "cv":
-        raise RfcxError(f"early stop on {metric!r}: the loop decides on CV LWLRAP ('cv') only, never on the truth")
-    values = [h.get("cv_lwlrap") for h in history]
+        raise RfcxError(f"early stop on {metric!r}: the loop decides on the CV figure ('cv') only, never on the truth")
+    values = [h.get(f"cv_{name}") for h in history]
     if any(v is None for v in values):
-        raise RfcxError("early stop needs cv_lwlrap in every stage's metrics")
-    return values[-1] > max(values[:-1])
+        raise RfcxError(f"early stop needs cv_{name} in every stage's metrics")
+    chosen = get_metric(name)
+    return all(chosen.better(values[-1], v) for v in values[:-1])
 
 
-def choose_kept(history: list[dict[str, Any]], rule: str = "cv") -> dict[str, Any]:
+def choose_kept(history: list[dict[str, Any]], rule: str = "cv", name: str = "lwlrap") -> dict[str, Any]:
     """The stage the loop keeps, from stage 1 and the cycles run (``history``: their metrics, in order).
 
-    ``cv``: the best CV LWLRAP on the original labels (out-of-fold against the TP rows: a held-out figure the
+    ``cv``: the best CV figure (``train.metric``, ``name``: LWLRAP by default) on the original labels
+    (out-of-fold against the TP rows: a held-out figure the
     pseudo-labels never touch); a tie keeps the earlier stage, and a stage without the figure is skipped.
     ``last``: the last stage run. The truth is never used.
 
@@ -336,16 +340,17 @@ def choose_kept(history: list[dict[str, Any]], rule: str = "cv") -> dict[str, An
 
     Returns ``{"stage", "rule", "metric", "candidates": {stage: figure}}`` (+ ``note``).
     """
-    one = bool(history) and all(len(h.get("per_species_ap") or ()) == 1 for h in history)
-    metric = "cv_ap" if one else "cv_lwlrap"
-    candidates = {h["stage"]: (h["per_species_ap"][0] if one else h.get("cv_lwlrap")) for h in history}
+    one = bool(history) and all(len(h.get("per_species_ap") or ()) == 1 for h in history) and name == "lwlrap"
+    metric = "cv_ap" if one else f"cv_{name}"
+    candidates = {h["stage"]: (h["per_species_ap"][0] if one else h.get(f"cv_{name}")) for h in history}
+    sign = 1.0 if one or get_metric(name).higher_is_better else -1.0
     if rule == "last":
         stage = history[-1]["stage"]
     elif rule == "cv":
-        finite = [(v, -i, name) for i, (name, v) in enumerate(candidates.items())
+        finite = [(sign * v, -i, stage_name) for i, (stage_name, v) in enumerate(candidates.items())
                   if isinstance(v, (int, float)) and math.isfinite(v)]
         if not finite:
-            raise RfcxError("no stage has a CV LWLRAP to choose by (are there TP rows in the folds?)")
+            raise RfcxError(f"no stage has a {metric} to choose by (are there TP rows in the folds?)")
         stage = max(finite)[2]
     else:
         raise ValueError(f"unknown selection rule {rule!r}: use 'cv' or 'last'")
@@ -433,10 +438,10 @@ def _relabel_locked(run: Run, cycles: int | None, backend: str, workers: int, sc
             atomic_write_text(run.cycle_done(stage), "")
             history.append(metrics)
             log.info("%s: %s", stage, format_metrics(metrics))
-        if r.early_stop and not _improved(r.early_stop_metric, history):
+        if r.early_stop and not _improved(r.early_stop_metric, history, ctx.cfg.train.metric):
             log.info("early stop after %s: %s did not improve", stage, r.early_stop_metric)
             break
-    kept = choose_kept(history, r.select)
+    kept = choose_kept(history, r.select, ctx.cfg.train.metric)
     atomic_write_json(run.kept, kept)
     log.info("kept %s (%s: %s)", kept["stage"], kept["rule"],
              ", ".join(f"{k} {v:.4f}" for k, v in kept["candidates"].items()))

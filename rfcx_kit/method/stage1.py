@@ -28,6 +28,7 @@ from rfcx_kit.method.folds import FoldResult, check_backend, load_or_make_folds,
 from rfcx_kit.model.inputs import recording_stats
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
+from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.core.grid import Grid
 from rfcx_kit.method.run import (Run, build_model, check_inputs, data_fingerprint, load_context, load_prediction,
                                  write_provenance)
@@ -328,6 +329,8 @@ def stage_metrics(ctx: Any, oof_clip: np.ndarray, have: np.ndarray, test_pred: n
         "recall": float((predicted & (tp == 1)).sum() / max(1, tp.sum())),
         "per_species_ap": per_species_ap(tp, scores).tolist(),
     }
+    metric = get_metric(ctx.cfg.train.metric)  # the figure the kept stage is chosen by (beside LWLRAP)
+    out.setdefault(f"cv_{metric.name}", metric(tp, scores))
     truth = ctx.comp.truth_dir
     if truth is not None and (truth / "train_presence.csv").exists():
         train_truth = _read_presence(truth / "train_presence.csv", [r for r, h in zip(ctx.train_ids, have) if h],

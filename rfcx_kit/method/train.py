@@ -32,6 +32,7 @@ from rfcx_kit.model.inputs import crop_batch, prefetched
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
 from rfcx_kit.model.losses import clipwise_bce, masked_bce
 from rfcx_kit.core.metrics import lwlrap
+from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.method.run import (Run, RunContext, build_model, input_stats, load_checkpoint, load_context, predict_split,
                                  save_checkpoint, write_predictions)
 from rfcx_kit.method.sampling import (Items, all_windows, concat_items, labels_to_loss_arrays, soft_windows, tp_crop_count,
@@ -267,7 +268,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         epochs: training length (None: ``relabel.epochs`` for cycles and the control, else ``train.epochs``).
         on_epoch_end: called with the finished epoch (tests use it to simulate a kill).
     Returns:
-        a summary: fold, best_epoch, best_val_lwlrap, epochs, seconds.
+        a summary: fold, best_epoch, best_score (the epoch's train.metric, negated where lower is better),
+        metric, epochs, seconds.
     """
     run = Run(run_dir)
     fold_dir, done_path = run.fold(stage, fold), run.fold_done(stage, fold)
@@ -398,8 +400,12 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
                     row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
                                                   torch.from_numpy(val_target.reshape(-1, k)),
                                                   torch.from_numpy(weight.reshape(-1, k)), cfg, masked))
-                row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], pred.clip(cfg.predict.mode))
-                score = row["val_lwlrap"] if np.isfinite(row["val_lwlrap"]) else -row["val_loss"]
+                clip = pred.clip(cfg.predict.mode)
+                row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], clip)  # the competition's, always reported
+                metric = get_metric(cfg.train.metric)  # the one that chooses the epoch (core/metrics/registry.py)
+                value = row.setdefault(f"val_{metric.name}", metric(ctx.tp_truth[val_rows], clip))
+                # one direction for the comparison below: higher is better; no figure (no positive): the loss
+                score = (value if metric.higher_is_better else -value) if np.isfinite(value) else -row["val_loss"]
                 # train.select: best keeps the epoch the held-out fold scores best (an optimistic CV); last keeps
                 # the final epoch, chosen without looking at the held-out fold.
                 if score > best_score if cfg.train.select == "best" else epoch + 1 == epochs:
@@ -431,7 +437,8 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
     # every train recording only where a next cycle's votes read it (never the control's or the oracle's)
     votes = cfg.relabel.source == "vote" and (stage == "stage1" or stage.startswith("cycle"))
     write_predictions(model, ctx, stage, fold, val_rows, device, all_train=votes)
-    summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_val_lwlrap": best_score,
+    summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_score": best_score,
+               "metric": cfg.train.metric,
                "epochs": epochs, "seconds": round(time.time() - started, 1), "device": str(device)}
     atomic_write_json(done_path, summary)
     return summary
