@@ -33,7 +33,7 @@ from typing import Any
 from rfcx_kit.core.errors import ConfigError
 from rfcx_kit.method.run import Run
 
-TRACKERS = ("tensorboard", "mlflow", "wandb")  # each the name of its module and of the extra that installs it
+TRACKERS = ("tensorboard", "mlflow", "wandb")  # each the name of its module, of its extra and of its Tracker below
 MLFLOW_ID = "mlflow_run_id.txt"  # in a stage folder (the stage's run) and in a fold folder (the fold's)
 
 
@@ -110,15 +110,158 @@ def _mlflow_run(client, run: Run, id_file: Path, name: str, tags: dict[str, str]
     return run_id
 
 
+class Tracker:
+    """One tracking library: what it does when a stage opens, for each fold's epochs, and when a stage is collected.
+
+    A new tracker is one subclass here with its ``name`` in :data:`TRACKERS` and its test in
+    ``tests/method/test_tracking.py``; :class:`FoldTracker` and :func:`log_stage` go through every one asked for.
+    """
+
+    name = ""
+
+    def open_stage(self, run: Run, stage: str) -> None:
+        """Before a stage's folds train (nothing by default)."""
+
+    def open_fold(self, run: Run, stage: str, fold: int, label: str, config: dict[str, Any]) -> Any:
+        """A writer for one fold: ``writer.epoch(step, values)`` and ``writer.close(ok)``."""
+        raise NotImplementedError
+
+    def log_stage(self, run: Run, stage: str, config: dict[str, Any], provenance: dict[str, Any],
+                  values: dict[str, float], per_species: list[float | None]) -> None:
+        """A collected stage: its config, provenance and CV figures."""
+        raise NotImplementedError
+
+
+class TensorBoard(Tracker):
+    """``RUN/tracking/tensorboard/STAGE/foldK`` per fold, ``.../STAGE/summary`` per stage."""
+
+    name = "tensorboard"
+
+    class Writer:
+        def __init__(self, log_dir: Path) -> None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+
+        def epoch(self, step: int, values: dict[str, float]) -> None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()  # a killed fold keeps what it logged
+
+        def close(self, ok: bool) -> None:
+            self.writer.close()
+
+    def open_fold(self, run: Run, stage: str, fold: int, label: str, config: dict[str, Any]) -> Any:
+        return self.Writer(tracking_dir(run) / "tensorboard" / stage / f"fold{fold}")
+
+    def log_stage(self, run: Run, stage: str, config: dict[str, Any], provenance: dict[str, Any],
+                  values: dict[str, float], per_species: list[float | None]) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(log_dir=str(tracking_dir(run) / "tensorboard" / stage / "summary")) as writer:
+            writer.add_text("config", "```yaml\n" + run.config.read_text() + "```", 0)
+            writer.add_text("provenance", "```json\n" + json.dumps(provenance, indent=1) + "\n```", 0)
+            for key, value in values.items():
+                writer.add_scalar(f"cv/{key}", value, 0)
+            for i, ap in enumerate(per_species):
+                if ap is not None and math.isfinite(ap):
+                    writer.add_scalar("cv/per_species_ap", ap, i)
+
+
+class MLflow(Tracker):
+    """One MLflow run per stage (config as params, provenance as tags, CV metrics, metrics.json and history.csv as
+    artifacts) with a nested run per fold (its epochs); run ids in ``mlflow_run_id.txt`` so a resume logs on."""
+
+    name = "mlflow"
+
+    class Writer:
+        def __init__(self, client: Any, run_id: str) -> None:
+            self.client, self.run_id = client, run_id
+
+        def epoch(self, step: int, values: dict[str, float]) -> None:
+            from mlflow.entities import Metric
+
+            now = _now_ms()
+            self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+
+        def close(self, ok: bool) -> None:
+            self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+
+    def _stage_run(self, client: Any, run: Run, stage: str) -> str:
+        return _mlflow_run(client, run, run.stage(stage) / MLFLOW_ID, f"{run.root.name}/{stage}",
+                           {"rfcx.run": run.root.name, "rfcx.stage": stage})
+
+    def open_stage(self, run: Run, stage: str) -> None:
+        run.stage(stage).mkdir(parents=True, exist_ok=True)
+        self._stage_run(_mlflow_client(run), run, stage)
+
+    def open_fold(self, run: Run, stage: str, fold: int, label: str, config: dict[str, Any]) -> Any:
+        client = _mlflow_client(run)
+        stage_file = run.stage(stage) / MLFLOW_ID
+        if not stage_file.is_file():  # a fold trained on its own (train_fold called directly)
+            self.open_stage(run, stage)
+        tags = {"rfcx.run": run.root.name, "rfcx.stage": stage, "rfcx.fold": str(fold),
+                "mlflow.parentRunId": stage_file.read_text().strip()}
+        return self.Writer(client, _mlflow_run(client, run, run.fold(stage, fold) / MLFLOW_ID, label, tags))
+
+    def log_stage(self, run: Run, stage: str, config: dict[str, Any], provenance: dict[str, Any],
+                  values: dict[str, float], per_species: list[float | None]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = _mlflow_client(run)
+        run_id = self._stage_run(client, run, stage)
+        params = [Param(k, v) for k, v in flat(config).items()]
+        logged = client.get_run(run_id).data.params  # a param is written once: a resumed stage keeps its own
+        params = [p for p in params if p.key not in logged]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, params=params[i:i + 100])
+        client.log_batch(run_id, tags=[RunTag(f"provenance.{k}", v) for k, v in flat(provenance).items()])
+        now = _now_ms()
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+        client.log_artifact(run_id, str(run.metrics(stage)))
+        client.log_artifact(run_id, str(run.history(stage)))
+        client.set_terminated(run_id, status="FINISHED")
+
+
+class WandB(Tracker):
+    """A W&B run per fold and one per stage's summary, grouped as ``RUN/STAGE``, under ``RUN/tracking/wandb``."""
+
+    name = "wandb"
+
+    class Writer:
+        def __init__(self, wrun: Any) -> None:
+            self.wrun = wrun
+
+        def epoch(self, step: int, values: dict[str, float]) -> None:
+            self.wrun.log(values, step=step)
+
+        def close(self, ok: bool) -> None:
+            self.wrun.finish(exit_code=0 if ok else 1)
+
+    def open_fold(self, run: Run, stage: str, fold: int, label: str, config: dict[str, Any]) -> Any:
+        return self.Writer(_wandb_init(run, stage, label, "fold", config))
+
+    def log_stage(self, run: Run, stage: str, config: dict[str, Any], provenance: dict[str, Any],
+                  values: dict[str, float], per_species: list[float | None]) -> None:
+        wrun = _wandb_init(run, stage, f"{run.root.name}/{stage}", "summary", config)
+        wrun.summary.update({f"cv/{k}": v for k, v in values.items()})
+        wrun.config.update({"provenance": provenance}, allow_val_change=True)
+        if per_species:
+            import wandb
+
+            wrun.log({"per_species_ap": wandb.Table(columns=["species", "ap"],
+                                                    data=[[i, ap] for i, ap in enumerate(per_species)])})
+        wrun.finish()
+
+
+REGISTRY: dict[str, Tracker] = {t.name: t for t in (TensorBoard(), MLflow(), WandB())}
+
+
 def open_stage(run_dir: Path, stage: str, names: list[str]) -> None:
-    """Before a stage's folds train: its MLflow run exists, so that the folds' runs nest under it."""
-    if "mlflow" not in names:
-        return
+    """Before a stage's folds train: each tracker's stage hook (MLflow: the stage's run, so folds nest under it)."""
     run = Run(run_dir)
-    run.stage(stage).mkdir(parents=True, exist_ok=True)
-    client = _mlflow_client(run)
-    _mlflow_run(client, run, run.stage(stage) / MLFLOW_ID, f"{run.root.name}/{stage}",
-                {"rfcx.run": run.root.name, "rfcx.stage": stage})
+    for name in names:
+        REGISTRY[name].open_stage(run, stage)
 
 
 # -- per fold ------------------------------------------------------------------------------------------------
@@ -128,47 +271,18 @@ class FoldTracker:
 
     def __init__(self, run_dir: Path, stage: str, fold: int, names: list[str], config: dict[str, Any]) -> None:
         self.run, self.stage, self.fold, self.names = Run(run_dir), stage, fold, list(names)
-        self._tb = self._mlflow = self._wandb = None
         label = f"{self.run.root.name}/{stage}/fold{fold}"
-        if "tensorboard" in names:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(log_dir=str(tracking_dir(self.run) / "tensorboard" / stage / f"fold{fold}"))
-        if "mlflow" in names:
-            client = _mlflow_client(self.run)
-            stage_file = self.run.stage(stage) / MLFLOW_ID
-            if not stage_file.is_file():  # a fold trained on its own (train_fold called directly)
-                open_stage(run_dir, stage, names)
-            tags = {"rfcx.run": self.run.root.name, "rfcx.stage": stage, "rfcx.fold": str(fold),
-                    "mlflow.parentRunId": stage_file.read_text().strip()}
-            self._mlflow = (client, _mlflow_run(client, self.run, self.run.fold(stage, fold) / MLFLOW_ID, label, tags))
-        if "wandb" in names:
-            self._wandb = _wandb_init(self.run, stage, label, "fold", config)
+        self.writers = [REGISTRY[name].open_fold(self.run, stage, fold, label, config) for name in names]
 
     def epoch(self, row: dict[str, Any]) -> None:
         """Log one ``history.csv`` row at step = its epoch."""
         step, values = int(row["epoch"]), scalars({k: v for k, v in row.items() if k != "epoch"})
-        if self._tb is not None:
-            for key, value in values.items():
-                self._tb.add_scalar(key, value, step)
-            self._tb.flush()  # a killed fold keeps what it logged
-        if self._mlflow is not None:
-            from mlflow.entities import Metric
-
-            client, run_id = self._mlflow
-            now = _now_ms()
-            client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
-        if self._wandb is not None:
-            self._wandb.log(values, step=step)
+        for writer in self.writers:
+            writer.epoch(step, values)
 
     def close(self, ok: bool = True) -> None:
-        if self._tb is not None:
-            self._tb.close()
-        if self._mlflow is not None:
-            client, run_id = self._mlflow
-            client.set_terminated(run_id, status="FINISHED" if ok else "FAILED")
-        if self._wandb is not None:
-            self._wandb.finish(exit_code=0 if ok else 1)
+        for writer in self.writers:
+            writer.close(ok)
 
 
 # -- per stage -----------------------------------------------------------------------------------------------
@@ -182,46 +296,8 @@ def log_stage(run_dir: Path, stage: str, names: list[str], metrics: dict[str, An
 
     config = yaml.safe_load(run.config.read_text())
     provenance = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {}
-    values = scalars(metrics)
-    per_species = metrics.get("per_species_ap") or []
-    if "tensorboard" in names:
-        from torch.utils.tensorboard import SummaryWriter
-
-        with SummaryWriter(log_dir=str(tracking_dir(run) / "tensorboard" / stage / "summary")) as writer:
-            writer.add_text("config", "```yaml\n" + run.config.read_text() + "```", 0)
-            writer.add_text("provenance", "```json\n" + json.dumps(provenance, indent=1) + "\n```", 0)
-            for key, value in values.items():
-                writer.add_scalar(f"cv/{key}", value, 0)
-            for i, ap in enumerate(per_species):
-                if ap is not None and math.isfinite(ap):
-                    writer.add_scalar("cv/per_species_ap", ap, i)
-    if "mlflow" in names:
-        from mlflow.entities import Metric, Param, RunTag
-
-        client = _mlflow_client(run)
-        run_id = _mlflow_run(client, run, run.stage(stage) / MLFLOW_ID, f"{run.root.name}/{stage}",
-                             {"rfcx.run": run.root.name, "rfcx.stage": stage})
-        params = [Param(k, v) for k, v in flat(config).items()]
-        logged = client.get_run(run_id).data.params  # a param is written once: a resumed stage keeps its own
-        params = [p for p in params if p.key not in logged]
-        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            client.log_batch(run_id, params=params[i:i + 100])
-        client.log_batch(run_id, tags=[RunTag(f"provenance.{k}", v) for k, v in flat(provenance).items()])
-        now = _now_ms()
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
-        client.log_artifact(run_id, str(run.metrics(stage)))
-        client.log_artifact(run_id, str(run.history(stage)))
-        client.set_terminated(run_id, status="FINISHED")
-    if "wandb" in names:
-        wrun = _wandb_init(run, stage, f"{run.root.name}/{stage}", "summary", config)
-        wrun.summary.update({f"cv/{k}": v for k, v in values.items()})
-        wrun.config.update({"provenance": provenance}, allow_val_change=True)
-        if per_species:
-            import wandb
-
-            wrun.log({"per_species_ap": wandb.Table(columns=["species", "ap"],
-                                                    data=[[i, ap] for i, ap in enumerate(per_species)])})
-        wrun.finish()
+    for name in names:
+        REGISTRY[name].log_stage(run, stage, config, provenance, scalars(metrics), metrics.get("per_species_ap") or [])
 
 
 def _wandb_init(run: Run, stage: str, name: str, job: str, config: dict[str, Any]):  # noqa: ANN202 - a wandb Run

@@ -114,3 +114,11 @@ def test_log_to_is_checked_as_a_list_of_known_trackers() -> None:
         load_config(None, ["train.log_to=[tensorboard, neptune]"])
     with pytest.raises(ConfigError, match="names an entry twice"):
         load_config(None, ["train.log_to=[mlflow, mlflow]"])
+
+
+def test_every_tracker_name_is_one_tracker_class() -> None:
+    assert set(tracking.REGISTRY) == set(tracking.TRACKERS)
+    for name, tracker in tracking.REGISTRY.items():
+        assert isinstance(tracker, tracking.Tracker) and tracker.name == name
+        assert type(tracker).open_fold is not tracking.Tracker.open_fold  # each writes its own way
+        assert type(tracker).log_stage is not tracking.Tracker.log_stage
