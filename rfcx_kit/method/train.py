@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,211 @@ def _stage_seed(stage: str) -> int:
     return fixed[stage] if stage in fixed else int(stage.removeprefix("cycle"))
 
 
+@dataclass
+class FoldRun:
+    """Everything one fold's loop carries: its data, model, optimizer and where it stands.
+
+    Built by :func:`_setup`, brought to a killed run's state by :func:`_restore`, then advanced an epoch at a time
+    by :func:`_train_epoch`, :func:`_validate` and :func:`_save_last`.
+    """
+
+    run: Run
+    ctx: RunContext
+    stage: str
+    fold: int
+    device: torch.device
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    labels: FramewiseLabels
+    soft: np.ndarray | None
+    test_labels: FramewiseLabels | None
+    epochs: int
+    base_lr: float
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    mean_std: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    step: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = -1
+    ema: Any = None
+    saved: dict[str, Any] | None = None  # last.pt of a killed run, once restored
+
+    @property
+    def cfg(self) -> Config:
+        return self.ctx.cfg
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What is validated and kept: the weights' moving average with train.ema_decay, else the model."""
+        model = self.ema.module if self.ema is not None else self.model
+        return getattr(model, "_orig_mod", model)  # torch.compile's wrapper: validate the module itself
+
+    @property
+    def seeds(self) -> tuple[int, int, int]:
+        return self.cfg.train.seed, self.fold, _stage_seed(self.stage)
+
+
+def _setup(run: Run, stage: str, fold: int, init_from: str | None, epochs: int | None) -> FoldRun:
+    """The fold's rows, labels and length; its model (seeded, from ``init_from`` or the backbone's weights) and
+    optimizer."""
+    ctx = load_context(run.root)
+    cfg = ctx.cfg
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    fold_of = ctx.folds["fold"].to_numpy()
+    is_cycle = retrains(stage)
+    labels = stage_boxes(ctx, stage)
+    soft, test_labels = stage_soft_targets(ctx, stage), stage_test_boxes(ctx, stage)
+    if epochs is None:
+        epochs = cfg.relabel.epochs if is_cycle and cfg.relabel.epochs is not None else cfg.train.epochs
+    base_lr = cfg.relabel.lr if is_cycle and cfg.relabel.lr is not None else cfg.train.lr
+    torch.manual_seed(cfg.train.seed + 1000 * fold + _stage_seed(stage))
+    # Starting weights: a previous stage's checkpoint (cycles, control), else the backbone's pretrained ones.
+    model = build_model(cfg, with_weights=not init_from)
+    mean_std = input_stats(cfg)
+    if init_from:
+        model.load_state_dict(load_checkpoint(Path(init_from))["model"])
+    model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return FoldRun(run, ctx, stage, fold, device, np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold),
+                   labels, soft, test_labels, epochs, base_lr, model, build_optimizer(model, cfg, base_lr), mean_std)
+
+
+def _restore(f: FoldRun, resume: bool) -> None:
+    """A killed fold (``last.pt``): model, optimizer, RNG, counters and history as they were; then the EMA (which
+    starts from the weights training starts from, or takes its saved average)."""
+    last_path = f.run.checkpoint(f.stage, f.fold, "last")
+    if last_path.exists():
+        if not resume:
+            raise RfcxError(f"{f.run.fold(f.stage, f.fold)} holds a checkpoint of an earlier run: pass --resume to "
+                            "continue it, or use a new run directory")
+        f.saved = state = load_checkpoint(last_path)
+        f.model.load_state_dict(state["model"])
+        f.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        f.start_epoch, f.step = state["epoch"] + 1, state["step"]
+        f.best_score, f.best_epoch = state["best_score"], state["best_epoch"]
+        f.history = pd.read_csv(f.run.fold_history(f.stage, f.fold)).to_dict("records")[: f.start_epoch]
+        log.info("fold %d: resuming %s at epoch %d", f.fold, f.stage, f.start_epoch + 1)
+    if f.cfg.train.ema_decay is not None:
+        from timm.utils import ModelEmaV3
+
+        f.ema = ModelEmaV3(f.model, decay=f.cfg.train.ema_decay)
+        if f.saved is not None:
+            f.ema.module.load_state_dict(f.saved["ema"])
+
+
+@dataclass
+class Schedule:
+    """The fold's fixed step plan: the first epoch's sample (it sizes the schedule), steps, warm-up, AMP."""
+
+    probe: Items
+    total_steps: int
+    warmup: int
+    scaler: Any
+    autocast: Any
+
+
+def _schedule(f: FoldRun) -> Schedule:
+    cfg, cuda = f.cfg, f.device.type == "cuda"
+    # One epoch's size is fixed by the sampler; compute it once for the schedule.
+    probe = sample_epoch(f.ctx, f.stage, f.train_rows, np.random.default_rng([*f.seeds, 0]), f.labels, f.soft,
+                         f.test_labels)
+    steps_per_epoch = max(1, -(-len(probe) // cfg.train.batch_size))
+    return Schedule(probe, steps_per_epoch * f.epochs, cfg.train.warmup_epochs * steps_per_epoch,
+                    torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp),
+                    torch.autocast(f.device.type, dtype=torch.float16, enabled=cuda and cfg.train.amp))
+
+
+def _train_epoch(f: FoldRun, plan: Schedule, epoch: int, progress: bool) -> list[float]:
+    """One epoch of steps over its sampled crops (the next batch's input built ahead in a thread); the losses."""
+    from tqdm.auto import tqdm
+
+    cfg, cuda = f.cfg, f.device.type == "cuda"
+    augment = cfg.augment if cfg.augment.active else None
+    masked = cfg.train.loss == "masked"
+    rng = np.random.default_rng([*f.seeds, epoch])
+    items = (plan.probe if epoch == 0 and f.start_epoch == 0
+             else sample_epoch(f.ctx, f.stage, f.train_rows, rng, f.labels, f.soft, f.test_labels))
+    f.model.train()
+    losses: list[float] = []
+    bar = tqdm(total=len(items), unit="win", desc=f"{f.stage} fold {f.fold} epoch {epoch + 1}/{f.epochs}",
+               disable=not progress, leave=False)
+    batches = ((i, items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items)))))
+               for i, lo in enumerate(range(0, len(items), cfg.train.batch_size)))
+    batch_seed = (*f.seeds, epoch)
+
+    def make_input(numbered: tuple[int, Items]) -> torch.Tensor:
+        # Augmentation draws only from this batch's own generator: safe to run ahead in a thread.
+        i, batch = numbered
+        gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
+        x = batch_input(f.ctx, batch, f.mean_std, augment, gen)
+        return x.pin_memory() if cuda else x
+
+    prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
+    for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
+        mixing = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
+        x = x.to(f.device, non_blocking=True)
+        if cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        target = torch.from_numpy(batch.target).to(f.device)
+        weight = torch.from_numpy(batch.weight).to(f.device)
+        lr = learning_rate(f.step, plan.total_steps, f.base_lr, cfg.train.scheduler, plan.warmup)
+        loss = optimizer_step(f.model, f.optimizer, plan.scaler, plan.autocast, x, target, weight, cfg, masked, lr,
+                              mixing)
+        f.step += 1
+        if f.ema is not None:
+            f.ema.update(f.model, step=f.step)
+        losses.append(float(loss))
+        bar.update(len(batch))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    bar.close()
+    return losses
+
+
+def _validate(f: FoldRun, row: dict[str, Any], epoch: int, val_target: np.ndarray, val_weight: np.ndarray) -> None:
+    """The held-out fold: its loss, LWLRAP and ``train.metric`` into ``row``; ``best.pt`` when the epoch is the one
+    to keep (train.select)."""
+    cfg, k = f.cfg, f.ctx.n_species
+    pred = predict_split(f.eval_model, f.ctx, "train", f.val_rows, f.ctx.positions, f.device)
+    clipwise, weight = pred.clipwise, val_weight
+    if np.isnan(clipwise).any():  # windows past a recording's end: out of the loss
+        weight = np.where(np.isnan(clipwise), np.float32(0), weight)
+        clipwise = np.nan_to_num(clipwise)
+    with torch.no_grad():
+        row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
+                                      torch.from_numpy(val_target.reshape(-1, k)),
+                                      torch.from_numpy(weight.reshape(-1, k)), cfg, cfg.train.loss == "masked"))
+    clip = pred.clip(cfg.predict.mode)
+    row["val_lwlrap"] = lwlrap(f.ctx.tp_truth[f.val_rows], clip)  # the competition's, always reported
+    metric = get_metric(cfg.train.metric)  # the one that chooses the epoch (core/metrics/registry.py)
+    value = row.setdefault(f"val_{metric.name}", metric(f.ctx.tp_truth[f.val_rows], clip))
+    # one direction for the comparison below: higher is better; no figure (no positive): the loss
+    score = (value if metric.higher_is_better else -value) if np.isfinite(value) else -row["val_loss"]
+    # train.select: best keeps the epoch the held-out fold scores best (an optimistic CV); last keeps the final
+    # epoch, chosen without looking at the held-out fold.
+    if score > f.best_score if cfg.train.select == "best" else epoch + 1 == f.epochs:
+        f.best_score, f.best_epoch = score, epoch + 1
+        # the config rides along: a best.pt alone is enough to rebuild the model and predict
+        save_checkpoint(f.run.checkpoint(f.stage, f.fold, "best"),
+                        {"model": _state(f.eval_model), "epoch": epoch, "score": score, "config": cfg.to_dict()})
+
+
+def _save_last(f: FoldRun, epoch: int) -> None:
+    """``last.pt`` (all a resume needs) and ``history.csv``, after every epoch."""
+    last = {"model": _state(f.model), "optimizer": f.optimizer.state_dict(), "epoch": epoch, "step": f.step,
+            "torch_rng": torch.get_rng_state(), "best_score": f.best_score, "best_epoch": f.best_epoch,
+            "config": f.cfg.to_dict()}
+    if f.ema is not None:
+        last["ema"] = _state(f.ema.module)
+    save_checkpoint(f.run.checkpoint(f.stage, f.fold, "last"), last)
+    atomic_write_csv(f.run.fold_history(f.stage, f.fold), pd.DataFrame(f.history))
+
+
 def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume: bool = False,
                init_from: str | None = None, progress: bool = True, epochs: int | None = None,
                on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -272,76 +478,18 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         metric, epochs, seconds.
     """
     run = Run(run_dir)
-    fold_dir, done_path = run.fold(stage, fold), run.fold_done(stage, fold)
+    done_path = run.fold_done(stage, fold)
     if done_path.exists():
         return json.loads(done_path.read_text())
-    ctx = load_context(run.root)
-    cfg = ctx.cfg
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    cuda = device.type == "cuda"
-    fold_of = ctx.folds["fold"].to_numpy()
-    train_rows, val_rows = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
-    is_cycle = retrains(stage)
-    labels = stage_boxes(ctx, stage)
-    soft, test_labels = stage_soft_targets(ctx, stage), stage_test_boxes(ctx, stage)
-    masked = cfg.train.loss == "masked"
-    augment = cfg.augment if cfg.augment.active else None
-    if epochs is None:
-        epochs = cfg.relabel.epochs if is_cycle and cfg.relabel.epochs is not None else cfg.train.epochs
-    base_lr = cfg.relabel.lr if is_cycle and cfg.relabel.lr is not None else cfg.train.lr
-    seed = cfg.train.seed
-
-    torch.manual_seed(seed + 1000 * fold + _stage_seed(stage))
-    # Starting weights: a previous stage's checkpoint (cycles, control), else the backbone's pretrained ones.
-    model = build_model(cfg, with_weights=not init_from)
-    mean_std = input_stats(cfg)
-    if init_from:
-        model.load_state_dict(load_checkpoint(Path(init_from))["model"])
-    model.to(device)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg, base_lr)
-    history: list[dict[str, Any]] = []
-    start_epoch, step, best_score, best_epoch = 0, 0, -math.inf, -1
-    last_path, best_path = run.checkpoint(stage, fold, "last"), run.checkpoint(stage, fold, "best")
-    if last_path.exists():
-        if not resume:
-            raise RfcxError(f"{fold_dir} holds a checkpoint of an earlier run: pass --resume to continue it, "
-                            "or use a new run directory")
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
-        best_score, best_epoch = state["best_score"], state["best_epoch"]
-        history = pd.read_csv(run.fold_history(stage, fold)).to_dict("records")[: start_epoch]
-        log.info("fold %d: resuming %s at epoch %d", fold, stage, start_epoch + 1)
-    ema = None
-    if cfg.train.ema_decay is not None:
-        from timm.utils import ModelEmaV3
-
-        # The average starts from the weights training starts from; a resumed fold takes its saved average.
-        ema = ModelEmaV3(model, decay=cfg.train.ema_decay)
-        if last_path.exists():
-            ema.module.load_state_dict(state["ema"])
-    eval_model = ema.module if ema is not None else model
-    fold_dir.mkdir(parents=True, exist_ok=True)
-
-    # One epoch's size is fixed by the sampler; compute it once for the schedule.
-    probe = sample_epoch(ctx, stage, train_rows, np.random.default_rng([seed, fold, _stage_seed(stage), 0]), labels,
-                         soft, test_labels)
-    steps_per_epoch = max(1, -(-len(probe) // cfg.train.batch_size))
-    total_steps = steps_per_epoch * epochs
-    warmup = cfg.train.warmup_epochs * steps_per_epoch
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and cfg.train.amp)
-    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=cuda and cfg.train.amp)
-    if cuda and cfg.train.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
-    val_target, val_weight = labels_to_loss_arrays(ctx.window_labels[val_rows], "masked" if masked else cfg.train.loss)
-    from tqdm.auto import tqdm
-
+    f = _setup(run, stage, fold, init_from, epochs)
+    _restore(f, resume)
+    cfg = f.cfg
+    run.fold(stage, fold).mkdir(parents=True, exist_ok=True)
+    plan = _schedule(f)
+    if f.device.type == "cuda" and cfg.train.compile:
+        f.model = torch.compile(f.model)  # type: ignore[assignment]
+    val_target, val_weight = labels_to_loss_arrays(f.ctx.window_labels[f.val_rows],
+                                                   "masked" if cfg.train.loss == "masked" else cfg.train.loss)
     started = time.time()
     tracker = None
     if cfg.train.log_to:
@@ -350,81 +498,19 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         tracker = FoldTracker(run.root, stage, fold, cfg.train.log_to, cfg.to_dict())
     ok = False
     try:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(f.start_epoch, f.epochs):
             epoch_start = time.time()
-            rng = np.random.default_rng([seed, fold, _stage_seed(stage), epoch])
-            items = (probe if epoch == 0 and start_epoch == 0
-                     else sample_epoch(ctx, stage, train_rows, rng, labels, soft, test_labels))
-            model.train()
-            losses = []
-            bar = tqdm(total=len(items), unit="win", desc=f"{stage} fold {fold} epoch {epoch + 1}/{epochs}",
-                       disable=not progress, leave=False)
-            batches = ((i, items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items)))))
-                       for i, lo in enumerate(range(0, len(items), cfg.train.batch_size)))
-            batch_seed = (seed, fold, _stage_seed(stage), epoch)
-
-            def make_input(numbered: tuple[int, Items]) -> torch.Tensor:
-                # Augmentation draws only from this batch's own generator: safe to run ahead in a thread.
-                i, batch = numbered
-                gen = batch_generator(*batch_seed, i, 0) if augment is not None else None
-                x = batch_input(ctx, batch, mean_std, augment, gen)
-                return x.pin_memory() if cuda else x
-
-            prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
-            for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
-                plan = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
-                x = x.to(device, non_blocking=True)
-                if cfg.train.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                target = torch.from_numpy(batch.target).to(device)
-                weight = torch.from_numpy(batch.weight).to(device)
-                lr = learning_rate(step, total_steps, base_lr, cfg.train.scheduler, warmup)
-                loss = optimizer_step(model, optimizer, scaler, autocast, x, target, weight, cfg, masked, lr, plan)
-                step += 1
-                if ema is not None:
-                    ema.update(model, step=step)
-                losses.append(float(loss))
-                bar.update(len(batch))
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            bar.close()
+            losses = _train_epoch(f, plan, epoch, progress)
             row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                                   "lr": optimizer.param_groups[0]["lr"]}
-            if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs:
-                pred = predict_split(eval_model, ctx, "train", val_rows, ctx.positions, device)
-                k = ctx.n_species
-                clipwise, weight = pred.clipwise, val_weight
-                if np.isnan(clipwise).any():  # windows past a recording's end: out of the loss
-                    weight = np.where(np.isnan(clipwise), np.float32(0), weight)
-                    clipwise = np.nan_to_num(clipwise)
-                with torch.no_grad():
-                    row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
-                                                  torch.from_numpy(val_target.reshape(-1, k)),
-                                                  torch.from_numpy(weight.reshape(-1, k)), cfg, masked))
-                clip = pred.clip(cfg.predict.mode)
-                row["val_lwlrap"] = lwlrap(ctx.tp_truth[val_rows], clip)  # the competition's, always reported
-                metric = get_metric(cfg.train.metric)  # the one that chooses the epoch (core/metrics/registry.py)
-                value = row.setdefault(f"val_{metric.name}", metric(ctx.tp_truth[val_rows], clip))
-                # one direction for the comparison below: higher is better; no figure (no positive): the loss
-                score = (value if metric.higher_is_better else -value) if np.isfinite(value) else -row["val_loss"]
-                # train.select: best keeps the epoch the held-out fold scores best (an optimistic CV); last keeps
-                # the final epoch, chosen without looking at the held-out fold.
-                if score > best_score if cfg.train.select == "best" else epoch + 1 == epochs:
-                    best_score, best_epoch = score, epoch + 1
-                    # the config rides along: a best.pt alone is enough to rebuild the model and predict
-                    save_checkpoint(best_path, {"model": _state(eval_model), "epoch": epoch, "score": score,
-                                                "config": cfg.to_dict()})
+                                   "lr": f.optimizer.param_groups[0]["lr"]}
+            if (epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == f.epochs:
+                _validate(f, row, epoch, val_target, val_weight)
             row["seconds"] = round(time.time() - epoch_start, 2)
-            history.append(row)
-            last = {"model": _state(model), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                    "torch_rng": torch.get_rng_state(), "best_score": best_score, "best_epoch": best_epoch,
-                    "config": cfg.to_dict()}
-            if ema is not None:
-                last["ema"] = _state(ema.module)
-            save_checkpoint(last_path, last)
-            atomic_write_csv(run.fold_history(stage, fold), pd.DataFrame(history))
+            f.history.append(row)
+            _save_last(f, epoch)
             if tracker is not None:  # after the file: a tracker holds what history.csv holds
                 tracker.epoch(row)
-            log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, epochs,
+            log.info("%s fold %d epoch %d/%d: %s", stage, fold, epoch + 1, f.epochs,
                      ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
@@ -433,13 +519,14 @@ def train_fold(fold: int, *, run_dir: str | Path, stage: str = "stage1", resume:
         if tracker is not None:
             tracker.close(ok)
 
-    model.load_state_dict(load_checkpoint(best_path)["model"])
+    model = f.model
+    model.load_state_dict(load_checkpoint(run.checkpoint(stage, fold, "best"))["model"])
     # every train recording only where a next cycle's votes read it (never the control's or the oracle's)
     votes = cfg.relabel.source == "vote" and (stage == "stage1" or stage.startswith("cycle"))
-    write_predictions(model, ctx, stage, fold, val_rows, device, all_train=votes)
-    summary = {"fold": fold, "stage": stage, "best_epoch": best_epoch, "best_score": best_score,
-               "metric": cfg.train.metric,
-               "epochs": epochs, "seconds": round(time.time() - started, 1), "device": str(device)}
+    write_predictions(model, f.ctx, stage, fold, f.val_rows, f.device, all_train=votes)
+    summary = {"fold": fold, "stage": stage, "best_epoch": f.best_epoch, "best_score": f.best_score,
+               "metric": cfg.train.metric, "epochs": f.epochs, "seconds": round(time.time() - started, 1),
+               "device": str(f.device)}
     atomic_write_json(done_path, summary)
     return summary
 
