@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -876,6 +877,187 @@ def _write_folder(out: Path, files: dict[str, pd.DataFrame], summary: dict) -> N
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _read_all(tables: list[tuple[Path, str]], inputs: list[Path], fmt: str, species_column: str | None,
+              uncertain: str) -> tuple[pd.DataFrame, dict[str, dict[str, str]], dict[str, Any]]:
+    """Step 1: every table read and checked alone -> all rows (``table``: its index), each file's column names, and
+    the counts (skipped, duplicates, uncertain rows and the first few named, formats)."""
+    frames, columns = [], {}
+    read: dict[str, Any] = {"skipped": 0, "duplicates": 0, "uncertain_rows": 0, "uncertain_named": [], "formats": {}}
+    for i, (path, _) in enumerate(tables):
+        frame = read_table(path, fmt, species_column, uncertain)
+        columns[str(path)] = frame.attrs["columns"]
+        read["skipped"] += frame.attrs["skipped"]
+        read["uncertain_rows"] += frame.attrs["uncertain"]
+        read["uncertain_named"] += frame.attrs["uncertain_rows"]
+        read["duplicates"] += frame.attrs["duplicates"]
+        read["formats"][frame.attrs["format"]] = read["formats"].get(frame.attrs["format"], 0) + 1
+        frames.append(frame.assign(table=i))
+    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*TABLE_COLUMNS, "table"])
+    if labels.empty:
+        named = ", ".join(str(p) for p in inputs) or "(no inputs)"
+        skipped = read["skipped"]
+        raise DataError(f"{named}: no label rows ({len(tables)} {fmt} table(s) found"
+                        f"{f', {skipped} row(s) skipped as not validated' if skipped else ''})")
+    return labels, columns, read
+
+
+def _recordings_of(labels: pd.DataFrame, tables: list[tuple[Path, str]], columns: dict[str, dict[str, str]],
+                   audio: Path, test: Path | None) -> tuple[pd.DataFrame, pd.DataFrame, _AudioFiles, pd.DataFrame]:
+    """Step 2: the recording of every row, and the train (labelled) and test recordings with length and rate."""
+    if test is not None and (test.resolve() == audio.resolve() or test.resolve() in audio.resolve().parents):
+        raise DataError(f"--test {test}: it {'is' if test.resolve() == audio.resolve() else 'holds'} the --audio "
+                        f"folder {audio}; test recordings are kept apart from the labelled ones (a subfolder of "
+                        "--audio is fine: its files are test recordings)")
+    test_files = _AudioFiles(test, "test") if test is not None else None  # each refuses a folder without audio
+    train_files = _AudioFiles(audio, "train", exclude=test.resolve() if test is not None else None)
+    labels["recording_id"] = _match_recordings(labels, tables, train_files, columns)
+    # a recording is a train recording where a person labelled it: candidates alone do not make one
+    used = train_files.frame[train_files.frame["recording_id"].isin(
+        labels.loc[labels["label"] != CANDIDATE, "recording_id"])]
+    used = used.sort_values("recording_id")
+    recordings = pd.DataFrame({"recording_id": used["recording_id"], "split": "train",
+                               "path": [str(train_files.path(i).resolve()) for i in used.index]})
+    if test_files is not None:
+        clash = test_files.frame["recording_id"].isin(used["recording_id"])
+        if clash.any():
+            rel = test_files.frame["rel"][clash].iloc[0]
+            rid = test_files.frame["recording_id"][clash].iloc[0]
+            raise DataError(f"{test / rel}: test recording id {rid!r} is also a train recording "
+                            f"({audio / train_files.frame['rel'].iloc[train_files.by_id[rid]]}); rename one")
+        tested = test_files.frame.sort_values("recording_id")
+        recordings = pd.concat([recordings, pd.DataFrame({
+            "recording_id": tested["recording_id"], "split": "test",
+            "path": [str(test_files.path(i).resolve()) for i in tested.index]})], ignore_index=True)
+    recordings = recordings.reset_index(drop=True)
+    recordings["seconds"], recordings["sample_rate"] = _probe([Path(p) for p in recordings["path"]])
+
+    return labels, recordings, train_files, used
+
+
+def _check_boxes(labels: pd.DataFrame, recordings: pd.DataFrame, train_files: _AudioFiles, used: pd.DataFrame,
+                 columns: dict[str, dict[str, str]]) -> tuple[pd.DataFrame, int]:
+    """Step 3: every box inside its recording and below its Nyquist frequency (the recordings only candidates name
+    are probed for it); edges filled and clipped. Returns the rows and how many candidate-only recordings."""
+    probed = pd.DataFrame({"recording_id": train_files.frame["recording_id"],
+                           "path": [train_files.path(i) for i in train_files.frame.index]})
+    candidate_ids = set(labels.loc[labels["label"] == CANDIDATE, "recording_id"]) - set(used["recording_id"])
+    probed = probed[probed["recording_id"].isin(candidate_ids)]
+    info = recordings[recordings["split"] == "train"].set_index("recording_id")
+    if len(probed):  # the recordings only candidates name: their length and rate, for the same box checks
+        seconds_c, rate_c = _probe([Path(p) for p in probed["path"]])
+        info = pd.concat([info, pd.DataFrame({"seconds": seconds_c, "sample_rate": rate_c},
+                                             index=probed["recording_id"].to_numpy())])
+    seconds = labels["recording_id"].map(info["seconds"])
+    rate = labels["recording_id"].map(info["sample_rate"])
+    nyquist = rate / 2
+    f_max = labels["f_max"].fillna(nyquist)
+    checks: list[Check] = [
+        ("t_min", labels["t_min"] >= seconds,
+         lambda r: f"{r['t_min']:g} s starts at or after the end of recording '{r['recording_id']}' "
+                   f"({info.loc[r['recording_id'], 'seconds']:g} s)"),
+        ("t_max", labels["t_max"] > seconds + END_TOLERANCE_S,
+         lambda r: f"{r['t_max']:g} s is past the end of recording '{r['recording_id']}' "
+                   f"({info.loc[r['recording_id'], 'seconds']:g} s)"),
+        ("f_max", labels["f_max"] > nyquist,
+         lambda r: f"{r['f_max']:g} Hz is above the Nyquist frequency of recording '{r['recording_id']}' "
+                   f"({info.loc[r['recording_id'], 'sample_rate'] / 2:g} Hz)"),
+        ("f_min", labels["f_min"] >= f_max,
+         lambda r: f"{r['f_min']:g} Hz is not below the Nyquist frequency of recording '{r['recording_id']}' "
+                   f"({info.loc[r['recording_id'], 'sample_rate'] / 2:g} Hz)"),
+    ]
+    _raise_first(labels, checks, columns)
+    labels["t_max"] = np.minimum(labels["t_max"], seconds)
+    labels["f_min"] = labels["f_min"].fillna(0.0)
+    labels["f_max"] = f_max
+
+    return labels, len(probed)
+
+
+def _name_species(labels: pd.DataFrame, species_path: Path | None, columns: dict[str, dict[str, str]],
+                  inputs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Step 4: species names -> ids (the given table's, else the sorted names); an uncertain row names none: kept
+    as unknown, or an FP box of every species; codes and bands filled. Returns the rows and the species table."""
+    unnamed = labels["species"] == ""
+    if species_path is not None:
+        table = _read_species_table(species_path)
+        unknown = ~labels["species"].isin(table["name"]) & ~unnamed
+        _raise_first(labels, [("species", unknown, lambda r: f"{r['species']!r} is not in the species table "
+                                                            f"{species_path}")], columns)
+    else:
+        names = sorted(labels.loc[~unnamed, "species"].unique())
+        table = pd.DataFrame({"species_id": np.arange(len(names), dtype=np.int64), "code": np.nan, "name": names,
+                              "f_min": np.nan, "f_max": np.nan})
+    if not len(table):
+        raise DataError(f"{', '.join(str(p) for p in inputs)}: no row names a species ({len(labels)} uncertain row(s))")
+    labels["species_id"] = labels["species"].map(dict(zip(table["name"], table["species_id"]))).fillna(
+        UNKNOWN_SPECIES).astype(np.int64)
+    every = labels[unnamed & (labels["label"] == FP)]
+    if len(every):  # --uncertain fp: nothing of the list called there
+        labels = pd.concat([labels[~(unnamed & (labels["label"] == FP))],
+                            every.loc[every.index.repeat(len(table))].assign(
+                                species_id=np.tile(table["species_id"].to_numpy(np.int64), len(every)))],
+                           ignore_index=True)
+    table = table.sort_values("species_id").reset_index(drop=True)
+    missing_code = table["code"].isna()
+    table["code"] = table["code"].astype(object)
+    table.loc[missing_code, "code"] = _codes(table.loc[missing_code, "name"], table["code"])
+    medians = labels[labels["label"] == 1].groupby("species_id")[["f_min", "f_max"]].median()
+    for edge in ("f_min", "f_max"):
+        table[edge] = table[edge].fillna(table["species_id"].map(medians[edge])).round(3)
+    labels["songtype_id"] = _songtype_ids(labels)
+
+    return labels, table
+
+
+def _tables_written(labels: pd.DataFrame, table: pd.DataFrame, recordings: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Step 5: the data folder's tables (TP, FP, species, recordings; unknown calls and candidates where any)."""
+    boxes = labels.assign(t_min=labels["t_min"].round(6), t_max=labels["t_max"].round(6),
+                          f_min=labels["f_min"].round(3), f_max=labels["f_max"].round(3))
+    boxes = boxes.sort_values(["recording_id", "t_min", "t_max", "species_id"], kind="stable")
+    tp = boxes.loc[boxes["label"] == TP, BOX_COLUMNS].reset_index(drop=True)
+    fp = boxes.loc[boxes["label"] == FP, BOX_COLUMNS].reset_index(drop=True)
+    unknown_boxes = boxes.loc[boxes["label"] == UNKNOWN, BOX_COLUMNS].assign(
+        species_id=UNKNOWN_SPECIES, songtype_id=UNKNOWN_SPECIES).reset_index(drop=True)
+    names = dict(zip(table["species_id"], table["name"]))
+    candidates = boxes.loc[boxes["label"] == CANDIDATE].assign(
+        species=lambda b: b["species_id"].map(names), confidence=lambda b: b["confidence"].round(4))
+    candidates = candidates[CANDIDATE_COLUMNS].reset_index(drop=True)
+    recordings = recordings[RECORDING_COLUMNS]  # train then test, each by id
+    files = {"train_tp.csv": tp, "train_fp.csv": fp, "species.csv": table[SPECIES_OUT_COLUMNS],
+             "recordings.csv": recordings}
+    if len(unknown_boxes):
+        files[UNKNOWN_FILE] = unknown_boxes
+    if len(candidates):
+        files["candidates.csv"] = candidates
+    return files
+
+
+def _warnings(sample_rates: list[tuple[int, int]], unlabelled: int, audio: Path, read: dict[str, Any],
+              uncertain: str, table: pd.DataFrame, labels: pd.DataFrame) -> list[str]:
+    """The import's warning lines (mixed rates, unused audio, skipped and uncertain rows, unused species)."""
+    skipped, uncertain_rows, uncertain_named = read["skipped"], read["uncertain_rows"], read["uncertain_named"]
+    warnings = []
+    if len(sample_rates) > 1:
+        warnings.append("recordings have mixed sample rates: " + ", ".join(f"{r} Hz ({n})" for r, n in sample_rates))
+    if unlabelled:
+        warnings.append(f"{unlabelled} audio file(s) under {audio} have no label rows and are not used")
+    if skipped:
+        warnings.append(f"{skipped} row(s) left out: their validation is neither 1 (present) nor 0 (absent)")
+    if uncertain_rows:
+        became = {"skip": "left out", "unknown": "kept as calls of no named species (train_unknown.csv)",
+                  "fp": "kept as FP boxes of every species"}[uncertain]
+        more = " ..." if uncertain_rows > len(uncertain_named[:3]) else ""
+        warnings.append(f"{uncertain_rows} uncertain row(s) (no species, or a '?' alone: "
+                        f"{', '.join(uncertain_named[:3])}{more}) {became}; --uncertain skip|unknown|fp|error says "
+                        "what they become")
+    unused = table.loc[~table["species_id"].isin(labels["species_id"]), "name"]
+    if len(unused):
+        warnings.append(f"{len(unused)} species of the species table have no label rows: "
+                        + ", ".join(unused.head(10)) + (" ..." if len(unused) > 10 else ""))
+
+    return warnings
+
+
 def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven", species_column: str | None = None,
                   test: Path | None = None, species: Path | None = None, overwrite: bool = False,
                   uncertain: str = "skip") -> ImportResult:
@@ -929,155 +1111,21 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         log.info("removed or restored %s, left by a killed import", path)
     _check_out(out, overwrite, keep)
 
-    # 1. every table, read and checked alone
-    tables = _tables(inputs, fmt)
     # A table inside the audio tree (Raven's default: siteA/rec0.Table.1.selections.txt beside siteA/rec0.wav)
     # belongs to its own folder there, however it was named on the command line.
-    tables = [(path, _folder_in(audio, path, folder)) for path, folder in tables]
-    frames, columns, skipped, duplicates, uncertain_rows, uncertain_named = [], {}, 0, 0, 0, []
-    formats: dict[str, int] = {}
-    for i, (path, _) in enumerate(tables):
-        frame = read_table(path, fmt, species_column, uncertain)
-        columns[str(path)] = frame.attrs["columns"]
-        skipped += frame.attrs["skipped"]
-        uncertain_rows += frame.attrs["uncertain"]
-        uncertain_named += frame.attrs["uncertain_rows"]
-        duplicates += frame.attrs["duplicates"]
-        formats[frame.attrs["format"]] = formats.get(frame.attrs["format"], 0) + 1
-        frames.append(frame.assign(table=i))
-    labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*TABLE_COLUMNS, "table"])
-    if labels.empty:
-        named = ", ".join(str(p) for p in inputs) or "(no inputs)"
-        raise DataError(f"{named}: no label rows ({len(tables)} {fmt} table(s) found"
-                        f"{f', {skipped} row(s) skipped as not validated' if skipped else ''})")
-
-    # 2. audio: train candidates, test recordings, and the recording of every row
-    if test is not None and (test.resolve() == audio.resolve() or test.resolve() in audio.resolve().parents):
-        raise DataError(f"--test {test}: it {'is' if test.resolve() == audio.resolve() else 'holds'} the --audio "
-                        f"folder {audio}; test recordings are kept apart from the labelled ones (a subfolder of "
-                        "--audio is fine: its files are test recordings)")
-    test_files = _AudioFiles(test, "test") if test is not None else None  # each refuses a folder without audio
-    train_files = _AudioFiles(audio, "train", exclude=test.resolve() if test is not None else None)
-    labels["recording_id"] = _match_recordings(labels, tables, train_files, columns)
-    # a recording is a train recording where a person labelled it: candidates alone do not make one
-    used = train_files.frame[train_files.frame["recording_id"].isin(
-        labels.loc[labels["label"] != CANDIDATE, "recording_id"])]
-    used = used.sort_values("recording_id")
-    recordings = pd.DataFrame({"recording_id": used["recording_id"], "split": "train",
-                               "path": [str(train_files.path(i).resolve()) for i in used.index]})
-    if test_files is not None:
-        clash = test_files.frame["recording_id"].isin(used["recording_id"])
-        if clash.any():
-            rel = test_files.frame["rel"][clash].iloc[0]
-            rid = test_files.frame["recording_id"][clash].iloc[0]
-            raise DataError(f"{test / rel}: test recording id {rid!r} is also a train recording "
-                            f"({audio / train_files.frame['rel'].iloc[train_files.by_id[rid]]}); rename one")
-        tested = test_files.frame.sort_values("recording_id")
-        recordings = pd.concat([recordings, pd.DataFrame({
-            "recording_id": tested["recording_id"], "split": "test",
-            "path": [str(test_files.path(i).resolve()) for i in tested.index]})], ignore_index=True)
-    recordings = recordings.reset_index(drop=True)
-    recordings["seconds"], recordings["sample_rate"] = _probe([Path(p) for p in recordings["path"]])
-
-    # 3. boxes against their recording
-    probed = pd.DataFrame({"recording_id": train_files.frame["recording_id"],
-                           "path": [train_files.path(i) for i in train_files.frame.index]})
-    candidate_ids = set(labels.loc[labels["label"] == CANDIDATE, "recording_id"]) - set(used["recording_id"])
-    probed = probed[probed["recording_id"].isin(candidate_ids)]
-    info = recordings[recordings["split"] == "train"].set_index("recording_id")
-    if len(probed):  # the recordings only candidates name: their length and rate, for the same box checks
-        seconds_c, rate_c = _probe([Path(p) for p in probed["path"]])
-        info = pd.concat([info, pd.DataFrame({"seconds": seconds_c, "sample_rate": rate_c},
-                                             index=probed["recording_id"].to_numpy())])
-    seconds = labels["recording_id"].map(info["seconds"])
-    rate = labels["recording_id"].map(info["sample_rate"])
-    nyquist = rate / 2
-    f_max = labels["f_max"].fillna(nyquist)
-    checks: list[Check] = [
-        ("t_min", labels["t_min"] >= seconds,
-         lambda r: f"{r['t_min']:g} s starts at or after the end of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'seconds']:g} s)"),
-        ("t_max", labels["t_max"] > seconds + END_TOLERANCE_S,
-         lambda r: f"{r['t_max']:g} s is past the end of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'seconds']:g} s)"),
-        ("f_max", labels["f_max"] > nyquist,
-         lambda r: f"{r['f_max']:g} Hz is above the Nyquist frequency of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'sample_rate'] / 2:g} Hz)"),
-        ("f_min", labels["f_min"] >= f_max,
-         lambda r: f"{r['f_min']:g} Hz is not below the Nyquist frequency of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'sample_rate'] / 2:g} Hz)"),
-    ]
-    _raise_first(labels, checks, columns)
-    labels["t_max"] = np.minimum(labels["t_max"], seconds)
-    labels["f_min"] = labels["f_min"].fillna(0.0)
-    labels["f_max"] = f_max
-
-    # 4. species names -> ids (an uncertain row names none: kept as unknown, or an FP box of every species)
-    unnamed = labels["species"] == ""
-    if species_path is not None:
-        table = _read_species_table(species_path)
-        unknown = ~labels["species"].isin(table["name"]) & ~unnamed
-        _raise_first(labels, [("species", unknown, lambda r: f"{r['species']!r} is not in the species table "
-                                                            f"{species_path}")], columns)
-    else:
-        names = sorted(labels.loc[~unnamed, "species"].unique())
-        table = pd.DataFrame({"species_id": np.arange(len(names), dtype=np.int64), "code": np.nan, "name": names,
-                              "f_min": np.nan, "f_max": np.nan})
-    if not len(table):
-        raise DataError(f"{', '.join(str(p) for p in inputs)}: no row names a species ({len(labels)} uncertain row(s))")
-    labels["species_id"] = labels["species"].map(dict(zip(table["name"], table["species_id"]))).fillna(
-        UNKNOWN_SPECIES).astype(np.int64)
-    every = labels[unnamed & (labels["label"] == FP)]
-    if len(every):  # --uncertain fp: nothing of the list called there
-        labels = pd.concat([labels[~(unnamed & (labels["label"] == FP))],
-                            every.loc[every.index.repeat(len(table))].assign(
-                                species_id=np.tile(table["species_id"].to_numpy(np.int64), len(every)))],
-                           ignore_index=True)
-    table = table.sort_values("species_id").reset_index(drop=True)
-    missing_code = table["code"].isna()
-    table["code"] = table["code"].astype(object)
-    table.loc[missing_code, "code"] = _codes(table.loc[missing_code, "name"], table["code"])
-    medians = labels[labels["label"] == 1].groupby("species_id")[["f_min", "f_max"]].median()
-    for edge in ("f_min", "f_max"):
-        table[edge] = table[edge].fillna(table["species_id"].map(medians[edge])).round(3)
-    labels["songtype_id"] = _songtype_ids(labels)
-
-    # 5. the tables written
-    boxes = labels.assign(t_min=labels["t_min"].round(6), t_max=labels["t_max"].round(6),
-                          f_min=labels["f_min"].round(3), f_max=labels["f_max"].round(3))
-    boxes = boxes.sort_values(["recording_id", "t_min", "t_max", "species_id"], kind="stable")
-    tp = boxes.loc[boxes["label"] == TP, BOX_COLUMNS].reset_index(drop=True)
-    fp = boxes.loc[boxes["label"] == FP, BOX_COLUMNS].reset_index(drop=True)
-    unknown_boxes = boxes.loc[boxes["label"] == UNKNOWN, BOX_COLUMNS].assign(
-        species_id=UNKNOWN_SPECIES, songtype_id=UNKNOWN_SPECIES).reset_index(drop=True)
-    names = dict(zip(table["species_id"], table["name"]))
-    candidates = boxes.loc[boxes["label"] == CANDIDATE].assign(
-        species=lambda b: b["species_id"].map(names), confidence=lambda b: b["confidence"].round(4))
-    candidates = candidates[CANDIDATE_COLUMNS].reset_index(drop=True)
-    recordings = recordings[RECORDING_COLUMNS]  # train then test, each by id
+    tables = [(path, _folder_in(audio, path, folder)) for path, folder in _tables(inputs, fmt)]
+    labels, columns, read = _read_all(tables, inputs, fmt, species_column, uncertain)
+    labels, recordings, train_files, used = _recordings_of(labels, tables, columns, audio, test)
+    labels, probed = _check_boxes(labels, recordings, train_files, used, columns)
+    labels, table = _name_species(labels, species_path, columns, inputs)
+    files = _tables_written(labels, table, recordings)
+    recordings = files["recordings.csv"]
     rates = recordings["sample_rate"].value_counts().sort_index()
     sample_rates = [(int(r), int(n)) for r, n in rates.items()]
-
-    unlabelled = len(train_files.frame) - len(used) - len(probed)  # the candidates' recordings are used too
-    warnings = []
-    if len(sample_rates) > 1:
-        warnings.append("recordings have mixed sample rates: " + ", ".join(f"{r} Hz ({n})" for r, n in sample_rates))
-    if unlabelled:
-        warnings.append(f"{unlabelled} audio file(s) under {audio} have no label rows and are not used")
-    if skipped:
-        warnings.append(f"{skipped} row(s) left out: their validation is neither 1 (present) nor 0 (absent)")
-    if uncertain_rows:
-        became = {"skip": "left out", "unknown": "kept as calls of no named species (train_unknown.csv)",
-                  "fp": "kept as FP boxes of every species"}[uncertain]
-        more = " ..." if uncertain_rows > len(uncertain_named[:3]) else ""
-        warnings.append(f"{uncertain_rows} uncertain row(s) (no species, or a '?' alone: "
-                        f"{', '.join(uncertain_named[:3])}{more}) {became}; --uncertain skip|unknown|fp|error says "
-                        "what they become")
-    unused = table.loc[~table["species_id"].isin(labels["species_id"]), "name"]
-    if len(unused):
-        warnings.append(f"{len(unused)} species of the species table have no label rows: "
-                        + ", ".join(unused.head(10)) + (" ..." if len(unused) > 10 else ""))
-
+    unlabelled = len(train_files.frame) - len(used) - probed  # the candidates' recordings are used too
+    warnings = _warnings(sample_rates, unlabelled, audio, read, uncertain, table, labels)
+    tp, fp = files["train_tp.csv"], files["train_fp.csv"]
+    n_unknown, n_candidates = len(files.get(UNKNOWN_FILE, ())), len(files.get("candidates.csv", ()))
     summary = {
         "inputs": {
             "labels": [str(p.resolve()) for p in inputs], "format": fmt, "species_column": species_column,
@@ -1087,24 +1135,18 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
         },
         "tables": [str(p) for p, _ in tables],
         "counts": {
-            "tables": len(tables), "formats": formats, "rows": len(labels), "tp": len(tp), "fp": len(fp),
-            "unknown": len(unknown_boxes), "candidates": len(candidates), "skipped_rows": skipped,
-            "uncertain_rows": uncertain_rows, "uncertain": uncertain,
-            "duplicate_view_rows": duplicates, "species": len(table),
+            "tables": len(tables), "formats": read["formats"], "rows": len(labels), "tp": len(tp), "fp": len(fp),
+            "unknown": n_unknown, "candidates": n_candidates, "skipped_rows": read["skipped"],
+            "uncertain_rows": read["uncertain_rows"], "uncertain": uncertain,
+            "duplicate_view_rows": read["duplicates"], "species": len(table),
             "train_recordings": int((recordings["split"] == "train").sum()),
             "test_recordings": int((recordings["split"] == "test").sum()), "unlabelled_audio": unlabelled,
         },
         "sample_rates": [list(pair) for pair in sample_rates],
         "warnings": warnings,
     }
-    files = {"train_tp.csv": tp, "train_fp.csv": fp, "species.csv": table[SPECIES_OUT_COLUMNS],
-             "recordings.csv": recordings}
-    if len(unknown_boxes):
-        files[UNKNOWN_FILE] = unknown_boxes
-    if len(candidates):
-        files["candidates.csv"] = candidates
     _check_out(out, overwrite, keep)  # again: the reading above can take a while
     _write_folder(out, files, summary)
     return ImportResult(out=out, n_tp=len(tp), n_fp=len(fp), species=table[SPECIES_OUT_COLUMNS].copy(),
-                        recordings=recordings, sample_rates=sample_rates, skipped=skipped, warnings=warnings,
-                        n_unknown=len(unknown_boxes), n_candidates=len(candidates))
+                        recordings=recordings, sample_rates=sample_rates, skipped=read["skipped"], warnings=warnings,
+                        n_unknown=n_unknown, n_candidates=n_candidates)
