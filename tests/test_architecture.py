@@ -225,3 +225,28 @@ def test_click_is_imported_only_in_the_app_layer() -> None:
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             found += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "click"]
     assert not found, found
+
+
+GRID_NUMBERS = (512, 49, 3751, 32000, 48000)  # hop and window, cover, 60 s of frames, the feature and audio rates
+
+
+def test_the_grid_numbers_are_spelled_only_in_core_grid() -> None:
+    """Every default of the grid comes from core/grid.py's names (SAMPLE_RATE, HOP_LENGTH, WINDOW, COVER,
+    RECORDING_RATE, POOL). Not counted: the bounds of config.py's _RANGES (n_mels at most 512 is a limit, not the
+    grid)."""
+    found = []
+    for path in modules():
+        if path == PACKAGE / "core" / "grid.py":
+            continue
+        tree = ast.parse(path.read_text())
+        bounds = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and any(
+                    isinstance(t, ast.Name) and t.id == "_RANGES"
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+                bounds |= {id(n) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and type(node.value) in (int, float) and node.value in GRID_NUMBERS
+                    and id(node) not in bounds):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value}")
+    assert not found, found

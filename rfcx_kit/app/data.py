@@ -11,7 +11,7 @@ import pandas as pd
 from rfcx_kit.core.config import FeatureConfig, load_config
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.app.errors import cli_errors
-from rfcx_kit.core.grid import window_positions
+from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.core.metrics import read_aligned, lwlrap, lwlrap_per_class, per_species_ap, precision_recall
 from rfcx_kit.app.options import JOBS, at_least, finite
 from rfcx_kit.core.scale import PROBABILITY, detect_scale
@@ -73,8 +73,9 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
 @click.command("windows")
 @click.option("--frames", type=at_least(1), default=FeatureConfig(seconds=60.0).frames, show_default=True,
               help="Frames of a recording (3751 = 60 s at hop 512, 32 kHz; the demo grid's 1876 at hop 1024).")
-@click.option("--window", type=at_least(1), default=512, show_default=True, help="Frames per window.")
-@click.option("--cover", type=at_least(0), default=None, help="Frames shared by neighbouring windows [default: 49 unless --n-windows].")
+@click.option("--window", type=at_least(1), default=WINDOW, show_default=True, help="Frames per window.")
+@click.option("--cover", type=at_least(0), default=None,
+              help=f"Frames shared by neighbouring windows [default: {COVER} unless --n-windows].")
 @click.option("--n-windows", type=at_least(1), default=None, help="Number of windows (instead of, or with, --cover).")
 def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | None) -> None:
     """Print the window layout as a JSON list of [start, end] frame pairs (as the method post prints it).
@@ -83,7 +84,7 @@ def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | No
     training: `rfcx-kit windows --cover 256` gives the 14 windows the post's team used at test time.
     """
     if cover is None and n_windows is None:
-        cover = 49
+        cover = COVER
     try:
         positions = window_positions(frames, window, cover, n_windows)
     except ValueError as exc:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.app.errors import cli_errors
-from rfcx_kit.core.grid import window_positions
+from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
 from rfcx_kit.data.labels_import import FORMAT_CHOICES, UNCERTAIN
@@ -107,8 +107,8 @@ def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, speci
               help="train_tp.csv: its windows become tp rows and are never overwritten.")
 @click.option("--fp", "fp_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="train_fp.csv: its windows become fp rows and are never overwritten.")
-@click.option("--window", type=at_least(1), default=512, show_default=True, help="Window length in frames.")
-@click.option("--cover", type=at_least(0), default=49, show_default=True,
+@click.option("--window", type=at_least(1), default=WINDOW, show_default=True, help="Window length in frames.")
+@click.option("--cover", type=at_least(0), default=COVER, show_default=True,
               help="Frames each window overlaps the previous (less than --window).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the label table here (CSV).")
 @cli_errors

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.grid import COVER, HOP_LENGTH, SAMPLE_RATE, WINDOW
 from rfcx_kit.core.io import atomic_write_text
 
 __all__ = ["Config", "ConfigError", "load_config", "load_saved_config", "parse_override"]
@@ -27,9 +28,9 @@ __all__ = ["Config", "ConfigError", "load_config", "load_saved_config", "parse_o
 class FeatureConfig:
     """Log-mel parameters (the competition's common front end): a 60 s recording becomes exactly 128 x 3751 (the grid: ``core/grid.py``)."""
 
-    sample_rate: int = 32000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 2048
-    hop_length: int = 512
+    hop_length: int = HOP_LENGTH
     n_mels: int = 128
     fmin: float = 20.0
     fmax: float = 16000.0
@@ -63,8 +64,8 @@ class WindowConfig:
     may differ (``test_cover``/``test_n_windows``; ``None`` means the same as training).
     """
 
-    window: int = 512
-    cover: int | None = 49
+    window: int = WINDOW
+    cover: int | None = COVER
     n_windows: int | None = None
     test_cover: int | None = None
     test_n_windows: int | None = None

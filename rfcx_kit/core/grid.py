@@ -13,12 +13,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rfcx_kit.core.config import Config
+from typing import TYPE_CHECKING
+
 from rfcx_kit.core.errors import ConfigError
+
+if TYPE_CHECKING:  # config.py takes its defaults from here: a runtime import would go round in a circle
+    from rfcx_kit.core.config import Config
+
+# THE GRID'S NUMBERS, each spelled here only (tests/test_architecture.py refuses them elsewhere): the method post's
+# log-mel grid, and the competition's recordings it is computed from.
+SAMPLE_RATE = 32000  # the features' rate: recordings are resampled to it
+HOP_LENGTH = 512  # samples between frames (16 ms at 32 kHz)
+WINDOW = 512  # frames per window
+COVER = 49  # frames shared by neighbouring windows
+SECONDS = 60.0  # the competition's recordings
+RECORDING_RATE = 48000  # the competition's FLAC files
+POOL = 32  # frames pooled into one segment of a framewise timeline (what reports and pseudo-boxes read)
 
 
 def window_positions(
-    frames: int, window: int = 512, cover: int | None = 49, n_windows: int | None = None
+    frames: int, window: int = WINDOW, cover: int | None = COVER, n_windows: int | None = None
 ) -> list[list[int]]:
     """``[start, end)`` frame pairs of the windows that cover ``frames`` frames.
 
@@ -164,6 +178,6 @@ def window_mask(lengths: np.ndarray, positions: list[list[int]], frames: int | N
 def rfcx_grid() -> Grid:
     """The method post's grid: 60 s at 32 kHz, hop 512 (128 x 3751, Theo Viel's arrays), 8 windows of 512 frames
     with 49 frames of cover: the grid of window predictions made elsewhere for the competition."""
-    from rfcx_kit.core.config import FeatureConfig
+    from rfcx_kit.core.config import Config, FeatureConfig
 
-    return Grid.of(Config(features=FeatureConfig(seconds=60.0)))
+    return Grid.of(Config(features=FeatureConfig(seconds=SECONDS)))

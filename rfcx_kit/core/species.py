@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.grid import RECORDING_RATE
 
 # -- the competition ----------------------------------------------------------------------------------------
 N_SPECIES = 24
 SPECIES_COLUMNS = [f"s{i}" for i in range(N_SPECIES)]
 COMPETITION = "rfcx-species-audio-detection"
 BOX_COLUMNS = ["recording_id", "species_id", "songtype_id", "t_min", "f_min", "t_max", "f_max"]
-AUDIO_SAMPLE_RATE = 48000  # the competition's FLAC files
+AUDIO_SAMPLE_RATE = RECORDING_RATE  # the competition's FLAC files
 SECONDS = 60.0
 SPECIES_FILE = "species.csv"
 # THE RULE FOR A SPECIES NAME, in every format that brings one (Raven, Audacity, Arbimon, CSV, --species,

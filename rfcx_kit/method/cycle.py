@@ -38,6 +38,7 @@ import torch
 
 from rfcx_kit.core.config import Config, ConfigError, apply_overrides, load_saved_config, parse_override, validate_config
 from rfcx_kit.core.lock import folder_lock
+from rfcx_kit.core.grid import POOL
 from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.core.errors import RfcxError, StateError
 from rfcx_kit.data.framewise import FramewiseLabels
@@ -148,7 +149,7 @@ def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | Non
     return out
 
 
-SEGMENT_POOL = 32  # framewise timelines are pooled to 32 frames (predict_recordings' pool)
+SEGMENT_POOL = POOL  # framewise timelines are pooled (predict_recordings' pool: core/grid.POOL)
 
 
 def segment_seconds(ctx: RunContext) -> float:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rfcx_kit.core.grid import POOL
+
 from rfcx_kit.data.features import FeatureStore
 from rfcx_kit.model.inputs import window_inputs
 from rfcx_kit.data.window import merge_windows, stitch_windows, stitched_max
@@ -128,7 +130,7 @@ def forward_windows(model: torch.nn.Module, x: torch.Tensor, max_windows: int) -
 
 @torch.no_grad()
 def predict_batch(model: torch.nn.Module, raw: torch.Tensor, stats: torch.Tensor, positions: list[list[int]],
-                  mode: str = "post", in_channels: int = 3, max_windows: int | None = None, pool: int = 32,
+                  mode: str = "post", in_channels: int = 3, max_windows: int | None = None, pool: int = POOL,
                   amp: bool = False, channels_last: bool = False, timelines: bool = True,
                   mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Prediction:
     """Soft frame-wise prediction of one batch of equally long recordings, every window in batched forwards.
@@ -181,7 +183,7 @@ def equal_length_batches(lengths: np.ndarray, size: int) -> list[tuple[int, int]
 @torch.no_grad()
 def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, recording_ids: list[str],
                        stats: np.ndarray, positions: list[list[int]], mode: str = "post", in_channels: int = 3,
-                       batch_recordings: int = 8, max_windows: int | None = None, pool: int = 32,
+                       batch_recordings: int = 8, max_windows: int | None = None, pool: int = POOL,
                        device: str | torch.device = "cpu", amp: bool = False, channels_last: bool = False,
                        progress: bool = False, timelines: bool = True,
                        mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None,

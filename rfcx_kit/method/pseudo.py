@@ -29,7 +29,7 @@ from rfcx_kit.core.errors import DataError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.data.reader import read_boxes
 from rfcx_kit.core.scale import detect_scale, to_prob
-from rfcx_kit.core.grid import rfcx_grid
+from rfcx_kit.core.grid import RECORDING_RATE, rfcx_grid
 from rfcx_kit.core.species import Species, infer_species
 
 TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
@@ -125,7 +125,7 @@ def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -
     Columns: recording_id (text), species_id, t_min, t_max, label.
     """
     # the competition's recordings: its 24 species, 60 s at 48 kHz
-    parts = [read_boxes(Path(path), len(EXTERNAL_COLUMNS), (_GRID.seconds, 48000.0))[["recording_id", "species_id", "t_min", "t_max"]]
+    parts = [read_boxes(Path(path), len(EXTERNAL_COLUMNS), (_GRID.seconds, float(RECORDING_RATE)))[["recording_id", "species_id", "t_min", "t_max"]]
              .assign(label=label)
              for path, label in ((tp, 1), (fp, -1)) if path is not None]
     if not parts:

@@ -40,6 +40,7 @@ def write_preview(plan: Plan, path: str | Path, split: str | None = None, index:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from rfcx_kit.core.config import FeatureConfig
     from rfcx_kit.data.features import mel_bin_of
 
     if split is None or index is None:
@@ -48,21 +49,24 @@ def write_preview(plan: Plan, path: str | Path, split: str | None = None, index:
     events = plan.events[(plan.events["split"] == split) & (plan.events["index"] == index)]
     records = list(events[RENDER_COLUMNS].itertuples(index=False, name=None))
     wave, _ = render_recording(plan.config, split, index, records, NPY_RATE)
-    spec = npy_features(wave)
+    # the set's own grid (the demo profile: 64 mels at hop 1024), as its npy arrays are
+    hop, n_mels = plan.config.hop_length, plan.config.n_mels
+    grid = FeatureConfig(sample_rate=NPY_RATE, hop_length=hop, n_mels=n_mels)
+    spec = npy_features(wave, n_mels, hop)
     seconds = plan.config.seconds
-    frames = int(seconds * NPY_RATE) // 512 + 1
+    frames = int(seconds * NPY_RATE) // hop + 1
 
     fig, ax = plt.subplots(figsize=(16, 5.5), dpi=110)
     ax.imshow(spec[:, :frames], origin="lower", aspect="auto", cmap="magma",
-              extent=(0, frames * 512 / NPY_RATE, -0.5, spec.shape[0] - 0.5))
+              extent=(0, frames * hop / NPY_RATE, -0.5, spec.shape[0] - 0.5))
     for row in events.itertuples():
         style = STYLES[(row.kind, row.labelled)]
-        y0, y1 = mel_bin_of(np.array([row.f_min, row.f_max]))
+        y0, y1 = mel_bin_of(np.array([row.f_min, row.f_max]), grid)
         ax.add_patch(plt.Rectangle((row.t_min, y0), row.t_max - row.t_min, y1 - y0, fill=False,
                                    **{k: v for k, v in style.items() if k != "label"}))
         ax.text(row.t_min, y1 + 0.5, f"s{row.species_id}", color=style["color"], fontsize=7, va="bottom")
     ticks = np.array([100, 250, 500, 1000, 2000, 4000, 8000, 12000, 16000])
-    ax.set_yticks(mel_bin_of(ticks))
+    ax.set_yticks(mel_bin_of(ticks, grid))
     ax.set_yticklabels([f"{t / 1000:g}k" if t >= 1000 else str(t) for t in ticks])
     ax.set_xlabel("time (s)")
     ax.set_ylabel("frequency (Hz, mel scale)")

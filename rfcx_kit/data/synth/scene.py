@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError
-from rfcx_kit.core.grid import frames_of
+from rfcx_kit.core.grid import HOP_LENGTH, SAMPLE_RATE, SECONDS, frames_of
 from rfcx_kit.core.species import species_table
 from rfcx_kit.data.synth.calls import CALLS_PER_MINUTE, CONFUSER_KINDS, band_of, draw_duration, songtypes_of
 
@@ -74,7 +74,7 @@ class SynthConfig:
     confusers: float = 1.0  # scales the unlabelled confusers (labelled FP confusers follow the label counts)
     # The npy format's log-mel grid: mel bins and hop at 32 kHz (128 and 512: Theo Viel's 128 x 3751 arrays).
     n_mels: int = 128
-    hop_length: int = 512
+    hop_length: int = HOP_LENGTH
     profile: str = "rfcx"  # the preset these settings started from (PROFILES); recorded in truth/params.json
 
     def validate(self) -> None:
@@ -103,7 +103,7 @@ class SynthConfig:
     @property
     def frames(self) -> int:
         """Frames of an npy array: 1 + 60 s of 32 kHz samples // hop (3751 at hop 512, 1876 at hop 1024)."""
-        return frames_of(60.0, 32000, self.hop_length)
+        return frames_of(SECONDS, SAMPLE_RATE, self.hop_length)
 
 
 # Presets of SynthConfig fields. `rfcx`: the competition's shape (the default; the GPU recipe's data). `demo`: a

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.grid import HOP_LENGTH, RECORDING_RATE, SAMPLE_RATE
 from rfcx_kit.core.io import atomic_path, atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import BOX_COLUMNS, SECONDS, SPECIES_COLUMNS
 from rfcx_kit.data.synth.background import add_sound, draw_background
@@ -45,8 +46,8 @@ from rfcx_kit.data.synth.scene import (SPLITS, STREAM_BACKGROUND, STREAM_CALL, P
 log = logging.getLogger(__name__)
 
 FORMATS = ("flac", "npy")
-FLAC_RATE = 48000  # the competition's audio
-NPY_RATE = 32000  # the feature rate: npy recordings are rendered here directly (no resampling)
+FLAC_RATE = RECORDING_RATE  # the competition's audio
+NPY_RATE = SAMPLE_RATE  # the feature rate: npy recordings are rendered here directly (no resampling)
 PEAK = 0.98  # a recording whose peak would pass this is scaled down (never clipped)
 GENERATOR_VERSION = 2  # bump when the same config would give other bytes
 
@@ -97,7 +98,7 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def npy_features(wave32: np.ndarray, n_mels: int = 128, hop_length: int = 512) -> np.ndarray:
+def npy_features(wave32: np.ndarray, n_mels: int = 128, hop_length: int = HOP_LENGTH) -> np.ndarray:
     """``(S,)`` float32 at 32 kHz -> ``(n_mels, 1 + 1920000 // hop)`` float32 log-mel of the wave zero-padded
     (or cut) to 60 s: ``(128, 3751)`` on the post's grid, ``(64, 1876)`` on the demo's."""
     from rfcx_kit.core.config import FeatureConfig
