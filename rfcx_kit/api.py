@@ -242,6 +242,8 @@ class Score:
     recordings: int
     positives: int
     per_species: pd.DataFrame = field(repr=False)
+    positive_recordings: int = 0  # recordings with at least one positive label (LWLRAP's rows)
+    outside_unit: bool = False  # some score lies outside [0, 1] (logits?): the threshold applies as given
 
 
 def score(submission: str | Path | pd.DataFrame, truth: str | Path | pd.DataFrame, threshold: float = 0.5) -> Score:
@@ -271,4 +273,5 @@ def score(submission: str | Path | pd.DataFrame, truth: str | Path | pd.DataFram
     table = pd.DataFrame({"species": Species.numbered(labels.shape[1]).columns, "positives": labels.sum(axis=0),
                           "AP": per_species_ap(labels, scores), "lwlrap": per_class, "weight": weight})
     return Score(float(lwlrap(labels, scores)), float(precision), float(recall), len(ids),
-                 int(np.asarray(labels).sum()), table)
+                 int(np.asarray(labels).sum()), table, int(np.asarray(labels).any(axis=1).sum()),
+                 bool(not ((scores >= 0) & (scores <= 1)).all()))

@@ -6,16 +6,14 @@ import json
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from rfcx_kit.core.config import FeatureConfig, load_config
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.grid import COVER, WINDOW, window_positions
-from rfcx_kit.core.metrics import read_aligned, lwlrap, lwlrap_per_class, per_species_ap, precision_recall
 from rfcx_kit.app.options import JOBS, at_least, finite
 from rfcx_kit.core.scale import PROBABILITY, detect_scale
-from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, Species, competition_test_ids
+from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
 from rfcx_kit.data.features import FeatureStore, build_cache, default_cache_dir
 from rfcx_kit.data.reader import read_competition
 from rfcx_kit.data.submission import read_expected_ids, validate_submission
@@ -148,30 +146,17 @@ def score_cmd(file: Path, truth_path: Path, threshold: float, per_species: bool)
     rank); recordings without a positive label drop out. Precision and recall are micro-averaged over all
     (recording, species) cells at --threshold.
     """
-    ids, truth, scores = read_aligned(file, truth_path)
-    if not truth.any():
-        # LWLRAP averages over positive labels: with none it is undefined, not a number to print
-        raise DataError(f"{truth_path}: no recording has a positive label, so LWLRAP is undefined")
-    if not ((scores >= 0) & (scores <= 1)).all() and threshold == 0.5:
+    from rfcx_kit import api  # the one scorer, shared with the Python API
+
+    result = api.score(file, truth_path, threshold)
+    if result.outside_unit and threshold == 0.5:
         click.echo("note: scores lie outside [0, 1] (logits?); precision/recall use --threshold 0.5 as given", err=True)
-    precision, recall = precision_recall(truth, scores, threshold)
-    n_positive_recordings = int(truth.any(axis=1).sum())
-    n_labels = int(truth.sum())
-    click.echo(f"recordings  {len(ids)} ({n_positive_recordings} with a positive label, {n_labels} labels)")
-    click.echo(f"LWLRAP      {lwlrap(truth, scores):.4f}")
-    click.echo(f"precision   {precision:.4f}  (score > {threshold:g})")
-    click.echo(f"recall      {recall:.4f}")
+    click.echo(f"recordings  {result.recordings} ({result.positive_recordings} with a positive label, "
+               f"{result.positives} labels)")
+    click.echo(f"LWLRAP      {result.lwlrap:.4f}")
+    click.echo(f"precision   {result.precision:.4f}  (score > {threshold:g})")
+    click.echo(f"recall      {result.recall:.4f}")
     if per_species:
-        ap = per_species_ap(truth, scores)
-        per_class, weight = lwlrap_per_class(truth, scores)
-        table = pd.DataFrame(
-            {
-                "species": Species.numbered(truth.shape[1]).columns,
-                "positives": truth.sum(axis=0),
-                "AP": ap,
-                "lwlrap": per_class,
-                "weight": weight,
-            }
-        )
+        table = result.per_species
         click.echo("")
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
