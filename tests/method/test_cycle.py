@@ -237,7 +237,7 @@ def test_improvement_rule() -> None:
 def test_early_stop_ends_the_loop(stage1_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With early stop on, the first cycle that does not improve is the last one run."""
     run = _copy_run(stage1_run, tmp_path / "run")
-    monkeypatch.setattr(cycle_module, "_improved", lambda metric, history: False)
+    monkeypatch.setattr(cycle_module, "_improved", lambda metric, history, name="lwlrap": False)
     history = run_relabel(run, cycles=3, overrides=("relabel.epochs=1", "relabel.early_stop=true"), progress=False)
     assert [h["stage"] for h in history] == ["stage1", "cycle1"]
     assert not (run / "cycle2").exists()
