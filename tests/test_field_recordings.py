@@ -80,7 +80,7 @@ def test_tables_beside_their_audio_import_with_uncertain_rows_named(field) -> No
 def test_stage1_took_its_rate_from_the_recordings_and_trained_without_fp_rows(field) -> None:
     root = field["root"]
     saved = yaml.safe_load((root / "runs/mine/config.yaml").read_text())
-    assert (saved["features"]["sample_rate"], saved["features"]["fmax"]) == (22000, 11000.0)
+    assert (saved["features"]["sample_rate"], saved["features"]["fmax"]) == (44100, 11000.0)
     assert saved["model"]["pretrained"] is False
     assert (root / "runs/mine/kept.json").exists() and (root / "runs/mine/cycle1/test.csv").exists()
     result = CliRunner().invoke(main, ["report", "--run", str(root / "runs/mine")], catch_exceptions=False)

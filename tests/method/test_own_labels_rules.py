@@ -64,7 +64,7 @@ def test_a_start_refused_by_its_folds_leaves_no_run_and_the_fixed_rerun_goes(tmp
     assert (run / "stage1" / "metrics.json").is_file()
 
 
-def test_rate_and_top_frequency_come_from_the_lowest_rate_unless_set() -> None:
+def test_rate_and_top_frequency_come_from_the_recordings_unless_set() -> None:
     from types import SimpleNamespace
 
     from rfcx_kit.core.config import load_config
@@ -74,10 +74,10 @@ def test_rate_and_top_frequency_come_from_the_lowest_rate_unless_set() -> None:
     comp = SimpleNamespace(recordings=rates, root=Path("data"))
     cfg = load_config(None)
     resolve_features(cfg, comp)
-    assert (cfg.features.sample_rate, cfg.features.fmax) == (22000, 11000.0)
+    assert (cfg.features.sample_rate, cfg.features.fmax) == (48000, 11000.0)  # the highest rate, the lowest Nyquist
     cfg = load_config(None, ["features.fmax=8000"])
     resolve_features(cfg, comp)
-    assert (cfg.features.sample_rate, cfg.features.fmax) == (22000, 8000.0)
+    assert (cfg.features.sample_rate, cfg.features.fmax) == (48000, 8000.0)
     cfg = load_config(None, ["features.sample_rate=16000"])
     resolve_features(cfg, comp)
     assert (cfg.features.sample_rate, cfg.features.fmax) == (16000, 8000.0)
