@@ -9,7 +9,7 @@ subprocess, so its peak RSS is its own. Phases, with the library calls a run mak
 * ``prediction``: ``predict_recordings`` of every train and test recording (8 windows of 512 frames) with a
   tiny SED model (mobilenetv3_small_050, random init) on CPU;
 * ``relabel labels``: ``build_label_table`` from the ``(R, 8, 24)`` train predictions (the out-of-fold
-  layout), ``label_counts`` and ``table_to_arrays`` (what a cycle's training reads).
+  layout) and ``label_counts`` (the cycle's label table and its counts).
 
 Peak RSS per phase comes from a sampling thread (10 ms); ``ru_maxrss`` is the process's lifetime peak.
 The peak at full size must stay under 3 GiB and grow sub-linearly (log-log slope < 1). A PNG of time and
@@ -60,7 +60,7 @@ def child(data: Path, backbone: str, batch_recordings: int) -> dict:
     from rfcx_kit.model.inputs import recording_stats
     from rfcx_kit.model.sed import SEDModel
     from rfcx_kit.method.predict import predict_recordings
-    from rfcx_kit.method.pseudo import build_label_table, label_counts, table_to_arrays
+    from rfcx_kit.method.pseudo import build_label_table, label_counts
     from rfcx_kit.data.reader import read_competition
     from rfcx_kit.core.grid import window_positions
 
@@ -100,7 +100,6 @@ def child(data: Path, backbone: str, batch_recordings: int) -> dict:
             threshold = float(np.median(pred_train.windows))
             table = build_label_table(comp.train_ids, window_labels, pred_train.windows, threshold=threshold)
             label_counts_table = label_counts(table)
-            target, weight = table_to_arrays(table, comp.train_ids, len(positions))
         seconds["relabel labels"] = t["s"]
     out.update({
         "train": len(comp.train_ids), "test": len(comp.test_ids), "n": len(comp.train_ids) + len(comp.test_ids),
@@ -108,8 +107,7 @@ def child(data: Path, backbone: str, batch_recordings: int) -> dict:
         "label_rows": len(table), "pseudo_positives": int(label_counts_table["pseudo_positive"].sum()),
         "seconds": seconds, "bookkeeping_seconds": sub, "peak_rss_gib": {k: v / gib for k, v in sampler.phases.items()},
         "ru_maxrss_gib": common.max_rss_bytes() / gib, "torch_threads": torch.get_num_threads(),
-        "checks": {"test_pred_shape": list(pred_test.windows.shape), "target_shape": list(target.shape),
-                   "weight_sum": float(weight.sum())},
+        "checks": {"test_pred_shape": list(pred_test.windows.shape), "weight_sum": float(table["weight"].sum())},
     })
     return out
 

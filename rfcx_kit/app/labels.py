@@ -3,7 +3,7 @@
 * ``labels import``: annotation exports (Raven selection tables, Audacity label tracks, Arbimon validations, a
   generic CSV) plus a folder of audio -> a data folder that ``stage1`` trains on (``data/labels_import.py``);
 * ``labels from-oof``: window predictions made elsewhere (the competition's ``patch,recording_id,s0..s23``)
-  -> a pseudo-label table (``method/pseudo.py``).
+  (``data/external.py``) -> a pseudo-label table (``method/pseudo.py``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
 from rfcx_kit.data.labels_import import FORMAT_CHOICES, UNCERTAIN
-from rfcx_kit.method.pseudo import (EXTERNAL_COLUMNS, FRAMES, build_label_table, describe_scale, label_counts,
-                                    labelled_boxes, original_window_labels,
-                                    read_oof_files, read_votes, species_threshold_array)
+from rfcx_kit.data.external import (EXTERNAL_COLUMNS, FRAMES, describe_scale, labelled_boxes, original_window_labels,
+                                    read_oof_files, read_votes)
+from rfcx_kit.method.pseudo import build_label_table, label_counts, species_threshold_array
 
 
 @click.group("labels")

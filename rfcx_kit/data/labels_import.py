@@ -40,7 +40,7 @@ from rfcx_kit.core.errors import ConfigError, DataError
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, check_output_path
 from rfcx_kit.core.species import BOX_COLUMNS, NAME_RULE, bad_names
 from rfcx_kit.data.audio import AUDIO_SUFFIXES, probe
-from rfcx_kit.data.reader import UNKNOWN_FILE, UNKNOWN_SPECIES
+from rfcx_kit.data.reader import UNKNOWN_FILE, UNKNOWN_SPECIES, first_box_fault
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ CANDIDATE_COLUMNS = ["recording_id", "species_id", "species", "t_min", "t_max", 
                      "source"]
 SPECIES_OUT_COLUMNS = ["species_id", "code", "name", "f_min", "f_max"]
 RECORDING_COLUMNS = ["recording_id", "split", "path", "seconds", "sample_rate"]
-END_TOLERANCE_S = 0.01  # a box may end this far past its recording (exports round times); it is clipped
 
 # Table files looked for inside an input folder.
 _TABLE_GLOBS = {"raven": "*.txt", "audacity": "*.txt", "arbimon": "*.csv", "csv": "*.csv"}
@@ -951,21 +950,12 @@ def _check_boxes(labels: pd.DataFrame, recordings: pd.DataFrame, train_files: _A
     rate = labels["recording_id"].map(info["sample_rate"])
     nyquist = rate / 2
     f_max = labels["f_max"].fillna(nyquist)
-    checks: list[Check] = [
-        ("t_min", labels["t_min"] >= seconds,
-         lambda r: f"{r['t_min']:g} s starts at or after the end of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'seconds']:g} s)"),
-        ("t_max", labels["t_max"] > seconds + END_TOLERANCE_S,
-         lambda r: f"{r['t_max']:g} s is past the end of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'seconds']:g} s)"),
-        ("f_max", labels["f_max"] > nyquist,
-         lambda r: f"{r['f_max']:g} Hz is above the Nyquist frequency of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'sample_rate'] / 2:g} Hz)"),
-        ("f_min", labels["f_min"] >= f_max,
-         lambda r: f"{r['f_min']:g} Hz is not below the Nyquist frequency of recording '{r['recording_id']}' "
-                   f"({info.loc[r['recording_id'], 'sample_rate'] / 2:g} Hz)"),
-    ]
-    _raise_first(labels, checks, columns)
+    fault = first_box_fault(labels.assign(f_min=labels["f_min"].fillna(0.0), f_max=f_max), seconds, nyquist)
+    if fault is not None:  # the one box rule (data/reader.py), named in the file's own row and column
+        i, name, message = fault
+        at = labels.iloc[i]
+        raise _row_error(at["source"], int(at["row"]), int(at["line"]),
+                         columns.get(at["source"], {}).get(name, name), message)
     labels["t_max"] = np.minimum(labels["t_max"], seconds)
     labels["f_min"] = labels["f_min"].fillna(0.0)
     labels["f_max"] = f_max
@@ -1084,7 +1074,7 @@ def import_labels(inputs: list[Path], audio: Path, out: Path, fmt: str = "raven"
     several files fit, the one in the table's folder relative to its input folder wins; still several: error.
 
     Boxes: missing f_min is 0, missing f_max the recording's Nyquist frequency; a box may end up to
-    :data:`END_TOLERANCE_S` past its recording (it is clipped), no further; f_max may not exceed Nyquist.
+    ``data.reader.TIME_TOLERANCE`` past its recording (it is clipped), no further; f_max may not exceed Nyquist.
     Times are rounded to 1 µs and frequencies to 1 mHz (no float noise such as 1.2000000000000002).
 
     Output: ``train_tp.csv``/``train_fp.csv`` (:data:`BOX_COLUMNS`; songtype_id: Arbimon's songtypes per

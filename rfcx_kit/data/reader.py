@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,25 +219,95 @@ def read_boxes(path: Path, n_species: int | None = None, limits: pd.DataFrame | 
         known = limits.reindex(frame["recording_id"])
         seconds = pd.Series(known["seconds"].to_numpy(np.float64), index=frame.index)
         nyquist = pd.Series(known["sample_rate"].to_numpy(np.float64) / 2, index=frame.index)
-    checks = [
-        ("t_min", frame["t_min"] < 0, lambda i: "is negative"),
-        ("t_max", frame["t_max"] > seconds + TIME_TOLERANCE,
-         lambda i: f"is beyond the {seconds.iloc[i]:g} s recording {frame['recording_id'].iloc[i]}"),
-        ("t_max", frame["t_max"] <= frame["t_min"], lambda i: "is not after t_min"),
-        ("f_min", frame["f_min"] < 0, lambda i: "is negative"),
-        ("f_max", frame["f_max"] > nyquist,
-         lambda i: f"is above the Nyquist frequency {nyquist.iloc[i]:g} Hz of {frame['recording_id'].iloc[i]}"),
-        ("f_max", frame["f_max"] <= frame["f_min"], lambda i: "is not above f_min"),
+    fault = first_box_fault(frame, seconds, nyquist)
+    if fault is not None:
+        raise _row_error(path, *fault)
+    return frame
+
+
+def first_box_fault(boxes: pd.DataFrame, seconds: pd.Series | float | None = None,
+                    nyquist: pd.Series | float | None = None) -> tuple[int, str, str] | None:
+    """THE BOX RULE, for every reader and writer of boxes: the earliest row that breaks it, or None.
+
+    A box starts at 0 s or later and before its recording ends, ends after it starts and at most :data:`TIME_TOLERANCE` past its recording's
+    ``seconds``; its band (where the table has ``f_min``/``f_max``) starts at 0 Hz or above, ends above its start
+    and at or below the recording's ``nyquist``. ``seconds``/``nyquist``: one value, or one per row (NaN or None:
+    unknown, not checked). Each caller names the place its own way (file and line, or row).
+
+    Returns:
+        ``(position, column, message)``: the 0-based row, the field, and the value with what is wrong with it.
+    """
+    n = len(boxes)
+    seconds = pd.Series(np.nan if seconds is None else seconds, index=boxes.index, dtype=np.float64)
+    nyquist = pd.Series(np.nan if nyquist is None else nyquist, index=boxes.index, dtype=np.float64)
+    rid = boxes["recording_id"] if "recording_id" in boxes else pd.Series([""] * n, index=boxes.index)
+
+    def of(i: int) -> str:
+        return f" of recording '{rid.iloc[i]}'" if rid.iloc[i] != "" else ""
+
+    checks: list[tuple[str, pd.Series, Callable[[int], str]]] = [
+        ("t_min", boxes["t_min"] < 0, lambda i: "s is negative"),
+        ("t_min", boxes["t_min"] >= seconds, lambda i: f"s starts at or after the end{of(i)} ({seconds.iloc[i]:g} s)"),
+        ("t_max", boxes["t_max"] > seconds + TIME_TOLERANCE,
+         lambda i: f"s is past the end{of(i)} ({seconds.iloc[i]:g} s)"),
+        ("t_max", boxes["t_max"] <= boxes["t_min"], lambda i: "s is not after t_min"),
     ]
+    if "f_min" in boxes and "f_max" in boxes:
+        checks += [
+            ("f_min", boxes["f_min"] < 0, lambda i: "Hz is negative"),
+            ("f_max", boxes["f_max"] > nyquist,
+             lambda i: f"Hz is above the Nyquist frequency {nyquist.iloc[i]:g} Hz{of(i)}"),
+            ("f_max", boxes["f_max"] <= boxes["f_min"], lambda i: "Hz is not above f_min"),
+        ]
     first: tuple[int, str, str] | None = None
     for column, mask, message in checks:
-        if mask.any():
-            i = int(np.flatnonzero(mask.to_numpy())[0])
-            if first is None or i < first[0]:
-                first = (i, column, f"{float(frame[column].iloc[i]):g} {message(i)}")
-    if first is not None:
-        raise _row_error(path, *first)
+        hits = np.flatnonzero(mask.fillna(False).to_numpy(dtype=bool))
+        if hits.size and (first is None or hits[0] < first[0]):
+            i = int(hits[0])
+            first = (i, column, f"{float(boxes[column].iloc[i]):g} {message(i)}")
+    return first
+
+
+PSEUDO_BOX_COLUMNS = ["recording_id", "species_id", "t_min", "t_max", "weight", "score"]
+
+
+def check_pseudo_boxes(boxes: pd.DataFrame, where: str | Path, seconds: pd.Series, n_species: int) -> pd.DataFrame:
+    """A pseudo-positive box table (a cycle's ``pseudo_boxes.csv``, one box per pseudo-positive window) against the
+    one box rule: its columns, recordings among ``seconds``' index (each recording's length), species ids
+    ``0..n_species - 1``, times inside the recording, weights finite and > 0. ``where`` names it in errors.
+    Returns the table with :data:`PSEUDO_BOX_COLUMNS`, typed."""
+    missing = [c for c in PSEUDO_BOX_COLUMNS if c not in boxes.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)}; expected {','.join(PSEUDO_BOX_COLUMNS)}")
+    frame = boxes[PSEUDO_BOX_COLUMNS].copy()
+    frame["recording_id"] = frame["recording_id"].astype(str)
+    for column in PSEUDO_BOX_COLUMNS[1:]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    species = frame["species_id"]
+    checks = [
+        ("recording_id", ~frame["recording_id"].isin(seconds.index), "is not a train recording of the run"),
+        ("species_id", ~species.isin(np.arange(n_species)), f"is not a species in 0..{n_species - 1}"),
+        ("weight", ~(np.isfinite(frame["weight"]) & (frame["weight"] > 0)), "is not a finite weight > 0"),
+        ("t_min", ~(np.isfinite(frame["t_min"]) & np.isfinite(frame["t_max"])), "is not a number"),
+    ]
+    for column, bad, why in checks:
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise _row_error(Path(where), i, column, f"{boxes[column].iloc[i]!r} {why}")
+    fault = first_box_fault(frame, frame["recording_id"].map(seconds))
+    if fault is not None:
+        raise _row_error(Path(where), *fault)
+    frame["species_id"] = species.astype(np.int64)
     return frame
+
+
+def read_pseudo_boxes(path: Path, seconds: pd.Series, n_species: int) -> pd.DataFrame:
+    """Read and check a pseudo-positive box table (:func:`check_pseudo_boxes`)."""
+    try:
+        frame = pd.read_csv(path, dtype={"recording_id": str})
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+    return check_pseudo_boxes(frame, path, seconds, n_species)
 
 
 def empty_boxes() -> pd.DataFrame:

@@ -42,6 +42,7 @@ from rfcx_kit.core.grid import POOL
 from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.core.errors import RfcxError, StateError
 from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.data.reader import check_pseudo_boxes, read_pseudo_boxes
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.method.pseudo import (box_peaks, build_label_table, label_counts, peak_boxes, read_label_table,
                                    segment_mask, window_thresholds)
@@ -231,10 +232,11 @@ def make_test_labels(ctx: RunContext, cycle: int, thresholds: np.ndarray, cap: n
     unknown = np.zeros(scores.shape[1:], dtype=np.int8)  # nothing in a test recording is labelled
     table = build_label_table(test_ids, unknown, scores, threshold=thresholds, votes=r.votes,
                               pseudo_weight=r.pseudo_weight, max_per_species=cap)
-    seconds = pd.Series((ctx.test_frames - 1) * g.frame_seconds, index=test_ids)
+    seconds = ctx.seconds("test")
     boxes = peak_boxes(table, timeline, test_ids, ctx.test_positions, SEGMENT_POOL, g.frame_seconds,
                        seconds.reindex(table["recording_id"].astype(str)).to_numpy())
-    atomic_write_csv(run.test_pseudo_boxes(stage), boxes)
+    atomic_write_csv(run.test_pseudo_boxes(stage), check_pseudo_boxes(boxes, run.test_pseudo_boxes(stage), seconds,
+                                                                       ctx.n_species))
     atomic_write_csv(run.test_labels(stage), table)
     log.info("cycle %d: %d pseudo-positive test windows", cycle, len(table))
     return table
@@ -290,14 +292,14 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
     pseudo = table[table["source"] == "pseudo_positive"]
     timeline = window_timeline(ctx, previous_stage(cycle))
     g = ctx.grid
-    seconds = pd.Series((ctx.train_frames - 1) * g.frame_seconds, index=ctx.train_ids)  # each recording's own
+    seconds = ctx.seconds("train")  # each recording's own
     boxes = peak_boxes(pseudo, timeline, ctx.train_ids, ctx.positions, SEGMENT_POOL, g.frame_seconds,
                        seconds.reindex(pseudo["recording_id"].astype(str)).to_numpy())
     counts = label_counts(table, ctx.n_species)
     counts["pseudo_boxes"] = np.bincount(boxes["species_id"].to_numpy(np.int64), minlength=ctx.n_species)
     counts["threshold"] = thresholds
     atomic_write_csv(run.label_counts(stage), counts, index=True)
-    atomic_write_csv(run.pseudo_boxes(stage), boxes)
+    atomic_write_csv(run.pseudo_boxes(stage), check_pseudo_boxes(boxes, run.pseudo_boxes(stage), seconds, ctx.n_species))
     if soft:
         atomic_save_npy(run.soft_targets(stage), teacher_targets(ctx, previous_stage(cycle), scores))
     if r.test_pseudo:
@@ -423,7 +425,7 @@ def _relabel_locked(run: Run, cycles: int | None, backend: str, workers: int, sc
             if r.test_pseudo:
                 test_table = pd.read_csv(run.test_labels(stage), dtype={"recording_id": str})
                 quality.update(pseudo_quality(test_table, ctx, truth_windows(ctx, "test"), "test"))
-            quality.update(box_quality(ctx, pd.read_csv(run.pseudo_boxes(stage), dtype={"recording_id": str})))
+            quality.update(box_quality(ctx, read_pseudo_boxes(run.pseudo_boxes(stage), ctx.seconds(), ctx.n_species)))
             results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True,
                                   init_from=_init_weights(run_dir, cycle, r.init, folds), progress=progress)
             failed = [res for res in results if not res.ok]

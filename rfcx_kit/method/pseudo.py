@@ -1,19 +1,22 @@
-"""Pseudo-labels: window-level predictions -> the label table that the re-labeling cycles train on.
+"""Pseudo-labels: the loop's one design, window scores -> the labels and boxes a re-labeling cycle trains on.
 
-The method post's cycle re-labeling marks a window/species as a *pseudo-positive* when the models are
-confident there is a call there and nobody labelled it: out-of-fold predictions above a threshold, or
-"at least 3 of 5 fold models above 0.5". Original TP/FP labels are never overwritten. Pseudo-negatives
-(all predictions below a low threshold) are optional and off by default: they hurt in the competition.
+A cycle (``method/cycle.py``) scores every window of every train recording with the previous stage's fold models
+and calls a window/species a *pseudo-positive* where nobody labelled it (no TP or FP box of the species in it)
+and at least ``relabel.votes`` models (one, the out-of-fold model, with ``source: oof``) score above the species'
+threshold (:func:`window_thresholds`: fixed, or the ``tp_quantile`` of its own TP windows). At most
+``max_pseudo_per_tp`` per TP box of a species are kept, the highest first (:func:`cap_per_species`), and each
+becomes a box at its peak segment of the framewise timeline (:func:`peak_boxes`). Original TP/FP labels are never
+overwritten. Pseudo-negatives (every score below a low threshold) exist for ``labels from-oof`` and are off in
+the loop: they hurt in the competition.
 
-The label table (CSV) has one row per known (recording, window, species)::
+The label table (``STAGE/labels.csv``) has one row per known (recording, window, species)::
 
     recording_id,window,species_id,source,weight
 
-``source`` is ``tp``, ``fp``, ``pseudo_positive`` or ``pseudo_negative``; the target is 1 for
-tp/pseudo_positive and 0 for fp/pseudo_negative; ``weight`` is the loss weight (1.0 for originals, the
-pseudo weight for pseudo-labels). A (recording, window, species) without a row is unknown (masked out).
+``source`` is ``tp``, ``fp``, ``pseudo_positive`` or ``pseudo_negative``; ``weight`` the loss weight (1.0 for
+originals, ``relabel.pseudo_weight`` for pseudo-labels). A cell without a row is unknown.
 
-Shapes: ``R`` recordings, ``N`` windows per recording, 24 species, ``F`` fold models.
+Shapes: ``R`` recordings, ``N`` windows per recording, ``K`` species, ``F`` fold models.
 """
 
 from __future__ import annotations
@@ -26,24 +29,14 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.data.framewise import FramewiseLabels
-from rfcx_kit.data.reader import read_boxes
 from rfcx_kit.core.scale import detect_scale, to_prob
-from rfcx_kit.core.grid import RECORDING_RATE, rfcx_grid
 from rfcx_kit.core.species import Species, infer_species
+from rfcx_kit.data.reader import PSEUDO_BOX_COLUMNS
 
 TABLE_COLUMNS = ["recording_id", "window", "species_id", "source", "weight"]
 # Index = code used in the (R, N, K) source array of build_label_table; 0 means unknown (no row).
 SOURCES = ("tp", "fp", "pseudo_positive", "pseudo_negative")
 _SOURCE_CODE = {name: code for code, name in enumerate(SOURCES, start=1)}
-_TARGET = {"tp": 1.0, "fp": 0.0, "pseudo_positive": 1.0, "pseudo_negative": 0.0}
-
-# The default spectrogram grid (the method post's: Theo Viel's 32 kHz arrays, 60 s -> 3751 centred frames),
-# taken from the one place that defines it: predictions made elsewhere for the competition are on it.
-_GRID = rfcx_grid()
-FRAMES, SAMPLE_RATE, HOP_LENGTH = _GRID.frames, _GRID.sample_rate, _GRID.hop_length
-# ... with the competition's species: the external layout's columns are s0..s23.
-EXTERNAL_COLUMNS = Species.rfcx().columns
 
 
 def _n_species(n_species: int | None, *species_ids: np.ndarray) -> int:
@@ -52,85 +45,6 @@ def _n_species(n_species: int | None, *species_ids: np.ndarray) -> int:
         return int(n_species)
     top = max((int(np.max(s)) for s in species_ids if len(s)), default=0)
     return len(infer_species(top))
-
-
-# --------------------------------------------------------------------------------------------------
-# Original labels: boxes -> windows
-# --------------------------------------------------------------------------------------------------
-def original_window_labels(
-    boxes: pd.DataFrame,
-    recording_ids: Sequence[str],
-    positions: Sequence[Sequence[int]],
-    frames: int = FRAMES,
-    sample_rate: int = SAMPLE_RATE,
-    hop_length: int = HOP_LENGTH,
-    n_species: int | None = None,
-) -> np.ndarray:
-    """Window-level original labels of the TP/FP boxes.
-
-    Args:
-        boxes: columns ``recording_id, species_id, t_min, t_max, label`` (``label`` +1 TP, -1 FP), one row
-            per box. Boxes of recordings not in ``recording_ids`` are ignored (the caller may pass a subset).
-        recording_ids: the ``R`` recordings, in the row order of the result.
-        positions: ``N`` windows as ``[start, end)`` frames (``rfcx_kit.data.window.window_positions``); frames
-            at or past ``frames`` are padding and hold no box.
-        frames, sample_rate, hop_length: the spectrogram grid (see :func:`box_frames`).
-    Returns:
-        ``(R, N, K)`` int8: +1 where a TP box overlaps the window, -1 where an FP box does and no TP box
-        of the same species does (TP wins), 0 unknown. ``n_species``: ``K`` (None: inferred from the ids).
-    """
-    ids = pd.Index(np.asarray(recording_ids, dtype=object))
-    if not ids.is_unique:
-        raise ValueError("recording_ids must be unique")
-    pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
-    if len(pos) == 0 or np.any(pos[:, 1] <= pos[:, 0]) or np.any(pos[:, 0] < 0):
-        raise ValueError(f"positions must be non-empty [start, end) pairs with end > start >= 0: {positions}")
-    k = len(EXTERNAL_COLUMNS) if n_species is None else n_species
-    boxes = _check_boxes(boxes, k, (frames - 1) * hop_length / sample_rate)
-    return FramewiseLabels(boxes, list(ids), frames, sample_rate, hop_length, k).windows(pos.tolist())
-
-
-def _check_boxes(boxes: pd.DataFrame, n_species: int, seconds: float, path: str | Path | None = None) -> pd.DataFrame:
-    """Validate the box frame (columns, species range, finite ordered times, labels +-1).
-
-    Errors name ``box row i`` (0-based), or ``path: line i + 2`` for a frame read from ``path``."""
-    missing = [c for c in ("recording_id", "species_id", "t_min", "t_max", "label") if c not in boxes.columns]
-    if missing:
-        raise DataError(f"boxes lack column(s) {missing}; have {list(boxes.columns)}")
-    species = pd.to_numeric(boxes["species_id"], errors="coerce").to_numpy(np.float64)
-    t_min = pd.to_numeric(boxes["t_min"], errors="coerce").to_numpy(np.float64)
-    t_max = pd.to_numeric(boxes["t_max"], errors="coerce").to_numpy(np.float64)
-    label = pd.to_numeric(boxes["label"], errors="coerce").to_numpy(np.float64)
-    checks = [
-        (~np.isin(species, np.arange(n_species)), f"species_id must be an integer 0..{n_species - 1}"),
-        (~(np.isfinite(t_min) & np.isfinite(t_max)), "t_min/t_max must be finite numbers"),
-        (t_max < t_min, "t_max is before t_min"),
-        ((t_min < 0) | (t_max > seconds + 0.01), f"t_min/t_max must lie in the {seconds:g} s recording"),
-        (~np.isin(label, (1, -1)), "label must be +1 (TP) or -1 (FP)"),
-        (boxes["recording_id"].isna().to_numpy(), "recording_id is empty"),
-    ]
-    for bad, why in checks:
-        if bad.any():
-            i = int(np.argmax(bad))
-            where = f"box row {i}" if path is None else f"{path}: line {i + 2}"
-            raise DataError(f"{where}: {why} (row: {boxes.iloc[i].to_dict()})")
-    return boxes
-
-
-def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd.DataFrame:
-    """``train_tp.csv`` / ``train_fp.csv`` as one frame with ``label`` +1 (TP) / -1 (FP).
-
-    Each file goes through the data layer's one box reader (``data.reader.read_boxes``: columns, ids, species,
-    times inside the recording, frequencies below Nyquist, errors naming file, row and field).
-    Columns: recording_id (text), species_id, t_min, t_max, label.
-    """
-    # the competition's recordings: its 24 species, 60 s at 48 kHz
-    parts = [read_boxes(Path(path), len(EXTERNAL_COLUMNS), (_GRID.seconds, float(RECORDING_RATE)))[["recording_id", "species_id", "t_min", "t_max"]]
-             .assign(label=label)
-             for path, label in ((tp, 1), (fp, -1)) if path is not None]
-    if not parts:
-        return pd.DataFrame({"recording_id": [], "species_id": [], "t_min": [], "t_max": [], "label": []})
-    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,7 +229,7 @@ def peak_boxes(table: pd.DataFrame, timeline: np.ndarray, recording_ids: Sequenc
     Returns:
         ``recording_id, species_id, t_min, t_max, weight, score`` (score: the peak), in the table's order.
     """
-    columns = ["recording_id", "species_id", "t_min", "t_max", "weight", "score"]
+    columns = PSEUDO_BOX_COLUMNS
     if not len(table):
         return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(columns, (str, np.int64, float, float, float, float))})
     index = pd.Index(np.asarray(recording_ids, dtype=object))
@@ -422,56 +336,6 @@ def label_counts(table: pd.DataFrame, n_species: int | None = None) -> pd.DataFr
     return counts
 
 
-def table_to_arrays(
-    table: pd.DataFrame, recording_ids: Sequence[str], n_windows: int, n_species: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Label table -> dense training arrays.
-
-    Args:
-        table: label table (:func:`build_label_table` or :func:`read_label_table`).
-        recording_ids: the ``R`` recordings, in the row order wanted; every table row must name one.
-        n_windows: ``N``; n_species: ``K`` (None: inferred from the ids).
-    Returns:
-        ``target`` and ``weight``, both ``(R, N, K)`` float32: target 1 for tp/pseudo_positive, 0 for
-        fp/pseudo_negative; weight the row's loss weight, 0 where the table has no row (unknown).
-    """
-    ids = pd.Index(np.asarray(recording_ids, dtype=object))
-    if not ids.is_unique:
-        raise ValueError("recording_ids must be unique")
-    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(f"label table lacks column(s) {missing}; have {list(table.columns)}")
-    row = ids.get_indexer(table["recording_id"].astype(str))
-    window = pd.to_numeric(table["window"], errors="coerce").to_numpy(np.float64)
-    species = pd.to_numeric(table["species_id"], errors="coerce").to_numpy(np.float64)
-    weight = pd.to_numeric(table["weight"], errors="coerce").to_numpy(np.float64)
-    target = table["source"].map(_TARGET).to_numpy(np.float64)
-    k = _n_species(n_species, np.nan_to_num(species[np.isfinite(species)]))
-    checks = [
-        (row < 0, "recording_id is not among the given recordings"),
-        (~np.isin(window, np.arange(n_windows)), f"window must be an integer 0..{n_windows - 1}"),
-        (~np.isin(species, np.arange(k)), f"species_id must be an integer 0..{k - 1}"),
-        (np.isnan(target), f"source must be one of {list(SOURCES)}"),
-        (~(np.isfinite(weight) & (weight >= 0)), "weight must be a finite number >= 0"),
-    ]
-    for bad, why in checks:
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(f"label table row {i}: {why} (row: {table.iloc[i].to_dict()})")
-    flat = (row * n_windows + window.astype(np.int64)) * k + species.astype(np.int64)
-    dup = pd.Series(flat).duplicated()
-    if dup.any():
-        i = int(np.argmax(dup.to_numpy()))
-        raise DataError(f"label table row {i}: a second row for the same recording/window/species "
-                        f"({table.iloc[i].to_dict()})")
-    shape = (len(ids), n_windows, k)
-    target_out = np.zeros(shape, dtype=np.float32)
-    weight_out = np.zeros(shape, dtype=np.float32)
-    target_out.reshape(-1)[flat] = target
-    weight_out.reshape(-1)[flat] = weight
-    return target_out, weight_out
-
-
 def read_label_table(path: str | Path) -> pd.DataFrame:
     """Read a label table CSV, keeping recording ids as text (all-digit ids keep their leading zeros)."""
     try:
@@ -484,145 +348,3 @@ def read_label_table(path: str | Path) -> pd.DataFrame:
     return table[TABLE_COLUMNS]
 
 
-# --------------------------------------------------------------------------------------------------
-# Window predictions made elsewhere: patch,recording_id,s0..s23
-# --------------------------------------------------------------------------------------------------
-def _read_oof_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One file in the external layout -> (recording_id (n,) object, patch (n,) int64, values (n, 24)
-    float64, line (n,) int64 file line of each row: header = line 1). Checks columns, types, finiteness,
-    and that each recording has patches 0..P-1 exactly once (P = this file's largest patch + 1)."""
-    try:
-        frame = pd.read_csv(path, dtype={"recording_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read as CSV: {exc}") from exc
-    need = ["patch", "recording_id"] + EXTERNAL_COLUMNS
-    missing = [c for c in need if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; expected patch,recording_id,s0..s23")
-    if frame.empty:
-        raise DataError(f"{path}: no rows")
-    line = np.arange(len(frame), dtype=np.int64) + 2
-
-    rid = frame["recording_id"]
-    if rid.isna().any():
-        i = int(np.argmax(rid.isna().to_numpy()))
-        raise DataError(f"{path}: line {line[i]}: recording_id is empty")
-    patch_f = pd.to_numeric(frame["patch"], errors="coerce").to_numpy(np.float64)
-    bad = ~(np.isfinite(patch_f) & (patch_f >= 0) & (patch_f == np.round(patch_f)))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(f"{path}: line {line[i]}: patch {frame['patch'].iloc[i]!r} is not an integer >= 0")
-    patch = patch_f.astype(np.int64)
-
-    values = frame[EXTERNAL_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        i, j = (int(k) for k in np.argwhere(bad)[0])
-        raise DataError(f"{path}: line {line[i]}, column {EXTERNAL_COLUMNS[j]}: "
-                        f"{frame[EXTERNAL_COLUMNS[j]].iloc[i]!r} is not a finite number")
-
-    keys = pd.DataFrame({"recording_id": rid.to_numpy(object), "patch": patch})
-    dup = keys.duplicated(keep="first").to_numpy()
-    if dup.any():
-        i = int(np.argmax(dup))
-        first = int(np.argmax(((keys["recording_id"] == keys["recording_id"].iat[i])
-                               & (keys["patch"] == patch[i])).to_numpy()))
-        raise DataError(f"{path}: line {line[i]}: recording {rid.iat[i]} patch {patch[i]} appears a second "
-                        f"time (first at line {line[first]}); each patch must appear exactly once")
-    n_patches = int(patch.max()) + 1
-    sizes = keys.groupby("recording_id", sort=False).size()
-    short = sizes[sizes < n_patches]
-    if len(short):
-        name = short.index[0]
-        rows = np.flatnonzero((keys["recording_id"] == name).to_numpy())
-        lacking = sorted(set(range(n_patches)) - set(patch[rows].tolist()))
-        shown = ", ".join(map(str, lacking[:10])) + (f" and {len(lacking) - 10} more" if len(lacking) > 10 else "")
-        raise DataError(f"{path}: recording {name} (first row at line {line[rows[0]]}) has no patch "
-                        f"{shown}: every recording needs patches 0..{n_patches - 1} "
-                        f"exactly once ({len(short)} recording(s) incomplete)")
-    return rid.to_numpy(object), patch, values, line
-
-
-def read_oof_files(paths: Sequence[str | Path]) -> tuple[list[str], np.ndarray, str]:
-    """Read window predictions in the external layout ``patch,recording_id,s0..s23`` (one file per fold).
-
-    The files are parts of one out-of-fold set: every recording must sit in exactly one file, with patches
-    (windows) ``0..N-1`` exactly once each, and ``N`` the same in all files.
-
-    Returns:
-        ``recording_ids`` (``R``, in order of first appearance, file by file), ``preds`` ``(R, N, K)``
-        float64 as stored (not converted), and the detected scale (:func:`detect_scale`).
-    Raises:
-        DataError naming the file and line of the first problem.
-    """
-    if not paths:
-        raise DataError("no prediction files given")
-    parts = [_read_oof_file(p) for p in paths]
-    n_patches = [int(part[1].max()) + 1 for part in parts]
-    if len(set(n_patches)) > 1:
-        detail = ", ".join(f"{p}: {n}" for p, n in zip(paths, n_patches))
-        raise DataError(f"files disagree on the number of patches per recording ({detail})")
-
-    # A recording in two files: name both files and lines (first row of the recording in each).
-    firsts = pd.concat(
-        [pd.DataFrame({"recording_id": rid, "file": k, "line": line}).drop_duplicates("recording_id")
-         for k, (rid, _, _, line) in enumerate(parts)],
-        ignore_index=True,
-    )
-    twice = firsts.duplicated("recording_id", keep=False)
-    if twice.any():
-        name = firsts.loc[twice, "recording_id"].iat[0]
-        where = firsts[firsts["recording_id"] == name]
-        detail = " and ".join(f"{paths[f]} (line {ln})" for f, ln in zip(where["file"], where["line"]))
-        raise DataError(f"recording {name} is in two files: {detail} "
-                        f"({int(twice.sum() // 2)} recording(s) shared); out-of-fold files must not overlap")
-
-    rid = np.concatenate([part[0] for part in parts])
-    patch = np.concatenate([part[1] for part in parts])
-    values = np.concatenate([part[2] for part in parts])
-    row, ids = pd.factorize(rid)  # order of first appearance
-    preds = np.empty((len(ids), n_patches[0], len(EXTERNAL_COLUMNS)), dtype=np.float64)
-    preds[row, patch] = values  # every (row, patch) is set exactly once: checked above
-    return [str(x) for x in ids], preds, detect_scale(preds)
-
-
-# --------------------------------------------------------------------------------------------------
-# rfcx-kit labels from-oof
-# --------------------------------------------------------------------------------------------------
-def read_votes(files: Sequence[str]) -> tuple[list[str], np.ndarray, str]:
-    """Each file = one model's predictions of the same recordings -> ``(F, R, N, K)`` aligned to file 1."""
-    ids, first, _ = read_oof_files([files[0]])
-    index = pd.Index(ids)
-    stack = [first]
-    for path in files[1:]:
-        other_ids, preds, _ = read_oof_files([path])
-        other = pd.Index(other_ids)
-        if preds.shape[1] != first.shape[1]:
-            raise DataError(f"{path}: {preds.shape[1]} patches per recording, {files[0]} has {first.shape[1]}")
-        if len(other) != len(index) or not index.isin(other).all():
-            lacking = index.difference(other)
-            extra = other.difference(index)
-            raise DataError(
-                f"with --votes every FILE is one model's predictions of the same recordings; {path} lacks "
-                f"{len(lacking)} and adds {len(extra)} recording(s) compared with {files[0]} "
-                f"(without --votes, FILES are joined as disjoint out-of-fold parts)"
-            )
-        stack.append(preds[other.get_indexer(index)])
-    preds = np.stack(stack)
-    return ids, preds, detect_scale(preds)
-
-
-def describe_scale(preds: np.ndarray, detected: str, asked: str) -> tuple[str, str]:
-    """(scale to use, one line for the user saying which and why)."""
-    lo, hi = float(preds.min()), float(preds.max())
-    span = f"{preds.size:,} values in [{lo:.4g}, {hi:.4g}]"
-    if asked == "auto":
-        if detected == "prob":
-            return "prob", f"values are probabilities (all in [0,1]: {span}); --scale logit if they are logits"
-        return "logit", f"values are logits (not all in [0,1]: {span}); converted with the sigmoid"
-    if asked == "prob" and detected == "logit":
-        raise DataError(f"--scale prob, but the values are not all in [0,1] ({span}): are they logits?")
-    if asked == "prob":
-        return "prob", f"values taken as probabilities (--scale prob; {span})"
-    note = "; note: all are in [0,1], as probabilities would be" if detected == "prob" else ""
-    return "logit", f"values taken as logits (--scale logit; {span}){note}; converted with the sigmoid"

@@ -552,6 +552,11 @@ class RunContext:
     def run(self) -> Run:
         return Run(self.run_dir)
 
+    def seconds(self, split: str = "train") -> pd.Series:
+        """Each recording's length in seconds (its last frame's centre), indexed by recording id."""
+        frames, ids = (self.train_frames, self.train_ids) if split == "train" else (self.test_frames, self.comp.test_ids)
+        return pd.Series((frames - 1) * self.grid.frame_seconds, index=ids)
+
     @property
     def train_ids(self) -> list[str]:
         return self.comp.train_ids

@@ -28,6 +28,7 @@ import torch
 from rfcx_kit.core.config import Config
 from rfcx_kit.core.errors import DataError, RfcxError
 from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.data.reader import read_pseudo_boxes
 from rfcx_kit.model.augment import batch_generator, mix, mix_targets, mixup_plan
 from rfcx_kit.model.inputs import crop_batch, prefetched
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
@@ -95,7 +96,7 @@ def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
     """
     g = ctx.grid
     if stage.startswith("cycle"):
-        pseudo = pd.read_csv(ctx.run.pseudo_boxes(stage), dtype={"recording_id": str})
+        pseudo = read_pseudo_boxes(ctx.run.pseudo_boxes(stage), ctx.seconds("train"), ctx.n_species)
         boxes = pd.concat([ctx.comp.boxes().assign(weight=1.0), pseudo.assign(label=np.int8(1))], ignore_index=True)
     elif stage == "oracle":
         boxes = pd.concat([planted_calls(ctx).assign(label=np.int8(1)), ctx.comp.fp.assign(label=np.int8(-1))],
@@ -125,7 +126,7 @@ def stage_test_boxes(ctx: RunContext, stage: str) -> FramewiseLabels | None:
     if not stage.startswith("cycle") or not ctx.cfg.relabel.test_pseudo:
         return None
     g = ctx.grid
-    boxes = pd.read_csv(ctx.run.test_pseudo_boxes(stage), dtype={"recording_id": str}).assign(label=np.int8(1))
+    boxes = read_pseudo_boxes(ctx.run.test_pseudo_boxes(stage), ctx.seconds("test"), ctx.n_species).assign(label=np.int8(1))
     return FramewiseLabels(boxes, ctx.comp.test_ids, g.frames, g.sample_rate, g.hop_length, ctx.n_species,
                            ctx.test_frames)
 

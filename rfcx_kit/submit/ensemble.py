@@ -52,6 +52,7 @@ from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.scale import LOGIT, PROBABILITY, detect_scale, sigmoid
 from rfcx_kit.core.species import Species, species_table
 from rfcx_kit.data.submission import header_species, read_expected_ids, validate_submission, write_submission
+from rfcx_kit.data.reader import read_boxes
 
 log = logging.getLogger(__name__)
 
@@ -263,17 +264,7 @@ def train_prior_from_data(data_dir: str | Path, n_species: int | None = None) ->
         path = data_dir / name
         if not path.is_file():
             raise DataError(f"{path}: file not found (needed for the train prior of --prior-scaling)")
-        try:
-            frame = pd.read_csv(path, usecols=["recording_id", "species_id"], dtype={"recording_id": str})
-        except ValueError as exc:
-            raise DataError(f"{path}: needs the columns recording_id and species_id ({exc})") from exc
-        species = pd.to_numeric(frame["species_id"], errors="coerce")
-        bad = species.isna() | (species < 0) | (species >= k) | (species != species.round())
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: row {i + 1} (line {i + 2}), column species_id: {frame['species_id'].iloc[i]!r} "
-                            f"is not 0..{k - 1}")
-        tables[name] = frame.assign(species_id=species.astype(int))
+        tables[name] = read_boxes(path, k)  # the one box reader: file, row and field named
     tp = tables["train_tp.csv"]
     recordings = set(tp["recording_id"]) | set(tables["train_fp.csv"]["recording_id"])
     with_tp = tp.drop_duplicates(["recording_id", "species_id"])["species_id"].value_counts()

@@ -50,7 +50,8 @@ def test_valid_boxes_are_read_with_numeric_types(tmp_path):
         ("species_id", -1, "not a species in 0..23"),
         ("species_id", 2.5, "not a species in 0..23"),
         ("t_min", -0.5, "is negative"),
-        ("t_max", 60.5, "beyond the 60 s recording"),
+        ("t_max", 60.5, "60.5 s is past the end of recording 'r2' (60 s)"),
+        ("t_min", 60.0, "starts at or after the end of recording 'r2'"),
         ("t_max", 20.0, "is not after t_min"),       # t_max == t_min
         ("t_max", 19.0, "is not after t_min"),       # t_max < t_min
         ("f_min", -1.0, "is negative"),

@@ -17,17 +17,9 @@ from rfcx_kit.app.cli import main
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.data.framewise import box_frames as _box_frames
-from rfcx_kit.method.pseudo import (
-    build_label_table,
-    detect_scale,
-    label_counts,
-    original_window_labels,
-    pseudo_positive_mask,
-    read_label_table,
-    read_oof_files,
-    table_to_arrays,
-    to_prob,
-)
+from rfcx_kit.core.scale import detect_scale, to_prob
+from rfcx_kit.data.external import original_window_labels, read_oof_files
+from rfcx_kit.method.pseudo import build_label_table, label_counts, pseudo_positive_mask, read_label_table
 from rfcx_kit.core.species import SPECIES_COLUMNS
 from rfcx_kit.core.grid import window_positions
 
@@ -72,7 +64,7 @@ def t(frame: int) -> float:
         (400, 463, [0, 1]),     # ends on window 1's first frame
         (511, 520, [0, 1]),     # starts on window 0's last frame (511)
         (512, 520, [1]),        # starts just past window 0
-        (3750, 3750, [7]),      # the last real frame: only the last window (frames 3751, 3752 are padding)
+        (3749, 3750, [7]),      # the last real frames: only the last window (frames 3751, 3752 are padding)
         (0, 3750, list(range(8))),
     ],
 )
@@ -170,7 +162,7 @@ def test_window_labels_match_a_frame_by_frame_loop():
 def test_bad_boxes_are_reported():
     with pytest.raises(DataError, match="species_id"):
         original_window_labels(boxes_frame([("a", 24, 1.0, 2.0, 1)]), ["a"], POSITIONS)
-    with pytest.raises(DataError, match="t_max is before t_min"):
+    with pytest.raises(DataError, match="is not after t_min"):
         original_window_labels(boxes_frame([("a", 1, 2.0, 1.0, 1)]), ["a"], POSITIONS)
     with pytest.raises(DataError, match="label"):
         original_window_labels(boxes_frame([("a", 1, 1.0, 2.0, 0)]), ["a"], POSITIONS)
@@ -286,7 +278,7 @@ def test_logit_predictions_are_thresholded_as_probabilities():
         build_label_table(ids, original, logits)  # the default scale is "prob"
 
 
-def test_table_to_arrays_round_trip(tmp_path):
+def test_label_table_round_trip(tmp_path):
     rng = np.random.default_rng(3)
     ids = ["000123456", "1e5abcdef", "0ab12cd34", "999999999"]  # all-digit / float-looking ids survive CSV
     original = rng.choice(np.array([-1, 0, 1], np.int8), size=(4, 8, 24), p=[0.2, 0.6, 0.2])
@@ -297,24 +289,9 @@ def test_table_to_arrays_round_trip(tmp_path):
     read = read_label_table(path)
     pd.testing.assert_frame_equal(read, table)
 
-    target, weight = table_to_arrays(read, ids, 8)
-    assert target.dtype == weight.dtype == np.float32 and target.shape == weight.shape == (4, 8, 24)
+    # every window/species the table names is one row: originals, and the votes above and below the thresholds
     unknown = original == 0
-    pos = unknown & (preds > 0.7)
-    neg = unknown & (preds < 0.05)
-    np.testing.assert_array_equal(weight, np.select([~unknown, pos | neg], [1.0, 0.5], 0.0))
-    np.testing.assert_array_equal(target, ((original == 1) | pos).astype(np.float32))
-    assert (weight > 0).sum() == len(table)
-
-    # Another row order of the arrays follows the ids.
-    target2, _ = table_to_arrays(read, ids[::-1], 8)
-    np.testing.assert_array_equal(target2, target[::-1])
-    with pytest.raises(DataError, match="second row"):
-        table_to_arrays(pd.concat([table, table.iloc[:1]]), ids, 8)
-    with pytest.raises(DataError, match="not among"):
-        table_to_arrays(table, ids[1:], 8)
-    with pytest.raises(DataError, match="window"):
-        table_to_arrays(table, ids, 4)
+    assert len(table) == int((~unknown).sum() + (unknown & ((preds > 0.7) | (preds < 0.05))).sum())
 
 
 def test_label_counts_has_every_species():
@@ -555,7 +532,7 @@ def test_from_oof_on_all_real_files_is_fast(tmp_path):
 
 
 def test_labelled_boxes_go_through_the_one_box_reader(tmp_path: Path) -> None:
-    from rfcx_kit.method.pseudo import labelled_boxes
+    from rfcx_kit.data.external import labelled_boxes
 
     header = "recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max\n"
     tp, fp = tmp_path / "train_tp.csv", tmp_path / "train_fp.csv"
@@ -566,6 +543,6 @@ def test_labelled_boxes_go_through_the_one_box_reader(tmp_path: Path) -> None:
     assert boxes["species_id"].tolist() == [3, 4] and boxes["t_max"].tolist() == [2.5, 11.0]
     # the data layer's rules, with its message naming file, row and field
     fp.write_text(header + "b,4,1,59.8,500,60.4,900\n")
-    with pytest.raises(DataError, match=r"train_fp\.csv: row 1 \(line 2\), field 't_max': 60.4 is beyond the 60 s"):
+    with pytest.raises(DataError, match=r"train_fp\.csv: row 1 \(line 2\), field 't_max': 60.4 s is past the end of recording .b. \(60 s\)"):
         labelled_boxes(tp, fp)
     assert labelled_boxes(None, None).empty
