@@ -62,7 +62,8 @@ def worker(run_dir: Path, data: Path, overrides: list[str], steps: int, warmup: 
     import torch
 
     from rfcx_kit.core.config import load_config
-    from rfcx_kit.method.run import build_model, input_stats, load_context
+    from rfcx_kit.method.checkpoint import build_model, input_stats
+    from rfcx_kit.method.context import load_context
     from rfcx_kit.method.stage1 import prepare_run
     from rfcx_kit.method.train import build_optimizer, learning_rate, optimizer_step, sample_epoch
     from rfcx_kit.model.inputs import crop_batch
@@ -142,7 +143,7 @@ def oracle_fold(name: str, data: Path, work: Path, seed: int) -> dict:
         "import pandas as pd\n"
         "from rfcx_kit.core.config import load_config\n"
         "from rfcx_kit.core.metrics import lwlrap\n"
-        "from rfcx_kit.method.run import Run, load_context\n"
+        "from rfcx_kit.method.run import Run\nfrom rfcx_kit.method.context import load_context\n"
         "from rfcx_kit.method.stage1 import prepare_run\n"
         "from rfcx_kit.method.train import train_fold\n"
         "run, data, overrides = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])\n"

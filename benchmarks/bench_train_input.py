@@ -36,7 +36,8 @@ from rfcx_kit.model.inputs import crop_batch, prefetched  # noqa: E402
 from rfcx_kit.method.stage1 import prepare_run  # noqa: E402
 from rfcx_kit.method.train import (  # noqa: E402
     build_optimizer, learning_rate, optimizer_step, sample_epoch)
-from rfcx_kit.method.run import build_model, load_context  # noqa: E402
+from rfcx_kit.method.checkpoint import build_model
+from rfcx_kit.method.context import load_context  # noqa: E402
 
 TARGET = 0.10
 TINY = "mobilenetv3_small_050"

@@ -42,7 +42,9 @@ from rfcx_kit.data.audio import AUDIO_SUFFIXES, load_audio
 from rfcx_kit.data.features import LogMel, source_stamp
 from rfcx_kit.data.submission import write_submission
 from rfcx_kit.method.predict import Prediction, predict_batch
-from rfcx_kit.method.run import Run, build_model, input_stats, load_checkpoint, predict_positions
+from rfcx_kit.method.run import Run
+from rfcx_kit.method.checkpoint import build_model, input_stats, load_checkpoint
+from rfcx_kit.method.context import predict_positions
 from rfcx_kit.model.inputs import prefetched, stats_of
 
 log = logging.getLogger(__name__)

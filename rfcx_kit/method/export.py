@@ -27,7 +27,8 @@ import torch
 from rfcx_kit.core.errors import ConfigError, RfcxError
 from rfcx_kit.core.io import atomic_path, atomic_write_json
 from rfcx_kit.method.apply import load_models
-from rfcx_kit.method.run import input_stats, predict_positions, window_step
+from rfcx_kit.method.checkpoint import input_stats
+from rfcx_kit.method.context import predict_positions, window_step
 
 log = logging.getLogger(__name__)
 

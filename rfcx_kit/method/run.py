@@ -55,7 +55,7 @@
                                unless MLFLOW_TRACKING_URI), wandb/
     RUN/../cv_table.md|csv     the post's CV table, one row per run and stage of the runs beside this one
 
-:class:`Run` names every path; :class:`RunContext` is what a fold of the run needs, loaded once.
+:class:`Run` names every path; ``method/context.py``'s ``RunContext`` is what a fold of the run needs, loaded once.
 """
 
 from __future__ import annotations
@@ -64,31 +64,18 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
-import numpy as np
-import pandas as pd
 import yaml
 
-from rfcx_kit.core.config import Config, load_saved_config
-from rfcx_kit.core.io import atomic_path
-from rfcx_kit.data.features import FeatureStore, resolve_store
-from rfcx_kit.data.framewise import FramewiseLabels
+from rfcx_kit.core.config import Config
 from rfcx_kit.data.reader import Competition
-from rfcx_kit.data.submission import write_submission
-from rfcx_kit.core.grid import Grid, window_mask
-from rfcx_kit.core.species import Species
 
 if TYPE_CHECKING:
-    import torch
+    from rfcx_kit.method.context import RunContext
 
-    from rfcx_kit.method.predict import Prediction
-    from rfcx_kit.model.sed import SEDModel
-
-# torch (and the model and prediction modules that need it) is imported where a model is built, a checkpoint
-# or prediction read: the paths, metrics and tables of a run stay readable without it (ensemble, submit).
+# The run folder only: no torch, no feature store. A fold's context is method/context.py, model building and
+# checkpoints method/checkpoint.py, a stage's prediction files method/predictions.py.
 
 PREDICTION_SPLITS = ("val", "test", "train")
 
@@ -469,208 +456,3 @@ def write_provenance(run: Run, cfg: Config) -> None:
 
     if not run.provenance.exists():
         atomic_write_json(run.provenance, provenance(cfg))
-
-
-# -- models and checkpoints ------------------------------------------------------------------------------
-
-def build_model(cfg: Config, with_weights: bool = True) -> SEDModel:
-    """The run's SED model; ``with_weights=False`` skips the pretrained weights (a checkpoint replaces them)."""
-    from rfcx_kit.model.sed import SEDModel
-
-    m = cfg.model
-    if m.n_species is None:  # stage 1 sets it from the data's species table before the config is saved
-        raise ValueError("model.n_species is not set: build the model from a run's saved config")
-    if not with_weights:
-        return SEDModel(m.backbone, m.n_species, m.in_channels, False, None, m.dropout)
-    return SEDModel(m.backbone, m.n_species, m.in_channels, m.pretrained, m.weights, m.dropout)
-
-
-def input_stats(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The mean and std the model input is scaled to: the pretrained weights' (timm's pretrained_cfg), else the
-    post's ImageNet constants (None)."""
-    from rfcx_kit.model.weights import input_mean_std
-
-    return input_mean_std(cfg.model.backbone, cfg.model.pretrained, cfg.model.weights)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` through a temporary file: a killed save never leaves a truncated checkpoint."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with ``weights_only=True``: tensors and plain containers only, never arbitrary objects."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-# -- the context a fold needs -----------------------------------------------------------------------------
-
-@dataclass
-class RunContext:
-    """What every fold of a run shares, loaded from the run directory."""
-
-    run_dir: Path
-    cfg: Config
-    comp: Competition
-    store: FeatureStore
-    folds: pd.DataFrame
-    labels: FramewiseLabels
-    positions: list[list[int]]
-    test_positions: list[list[int]]
-    train_stats: np.ndarray
-    test_stats: np.ndarray
-    window_labels: np.ndarray  # (R, N, K) int8 original labels on the train windows
-    tp_truth: np.ndarray  # (R, K) 0/1 TP presence
-    grid: Grid  # frames T (the longest recording), seconds per frame, Nyquist, windows
-    train_frames: np.ndarray  # (R_train,) each recording's own frames (<= T)
-    test_frames: np.ndarray  # (R_test,)
-
-    @property
-    def species(self) -> Species:
-        return self.comp.species
-
-    @property
-    def n_species(self) -> int:
-        return len(self.comp.species)
-
-    @property
-    def window_valid(self) -> np.ndarray:
-        """``(R_train, N)`` bool: the training windows each train recording has (False: past its end)."""
-        return window_mask(self.train_frames, self.positions, self.grid.frames)
-
-    @property
-    def test_window_valid(self) -> np.ndarray:
-        """``(R_test, N_test)`` bool: the test windows each test recording has."""
-        return window_mask(self.test_frames, self.test_positions, self.grid.frames)
-
-    @property
-    def run(self) -> Run:
-        return Run(self.run_dir)
-
-    def seconds(self, split: str = "train") -> pd.Series:
-        """Each recording's length in seconds (its last frame's centre), indexed by recording id."""
-        frames, ids = (self.train_frames, self.train_ids) if split == "train" else (self.test_frames, self.comp.test_ids)
-        return pd.Series((frames - 1) * self.grid.frame_seconds, index=ids)
-
-    @property
-    def train_ids(self) -> list[str]:
-        return self.comp.train_ids
-
-
-def load_context(run_dir: str | Path) -> RunContext:
-    """Open a run directory written by ``rfcx-kit stage1`` (config, data, folds, statistics)."""
-    from rfcx_kit.core.errors import StateError
-
-    run = Run(run_dir)
-    if not run.config.is_file():
-        raise StateError(f"{run.root}: not a run directory (no config.yaml)")
-    cfg = load_saved_config(run.config)
-    try:
-        data = yaml.safe_load(run.data.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise StateError(f"{run.data}: not readable ({' '.join(str(exc).split())[:200]}); it names the run's data "
-                         "folder (rerun stage 1 into a new --run)") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), str):
-        raise StateError(f"{run.data}: must be a mapping with the run's data folder under 'data'")
-    comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False)
-    try:
-        folds = pd.read_csv(run.folds, dtype={"recording_id": str})
-        folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()
-        if "fold" not in folds.columns or folds["fold"].isna().any():
-            raise KeyError("fold")
-    except (OSError, KeyError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise StateError(f"{run.folds}: not the run's folds (recording_id,fold for every train recording: "
-                         f"{type(exc).__name__} {' '.join(str(exc).split())[:120]})") from None
-    grid = Grid.of(cfg, store.frames)
-    train_frames, test_frames = store.lengths("train", comp.train_ids), store.lengths("test", comp.test_ids)
-    labels = FramewiseLabels(comp.boxes(), comp.train_ids, grid.frames, grid.sample_rate, grid.hop_length,
-                             len(comp.species), train_frames)
-    if cfg.model.n_species is not None and cfg.model.n_species != len(comp.species):
-        raise StateError(f"{run.config}: model.n_species is {cfg.model.n_species}, but {comp.root} has "
-                         f"{len(comp.species)} species")
-    positions = grid.positions
-    return RunContext(run.root, cfg, comp, store, folds, labels, positions, grid.test_positions(),
-                      np.load(run.stats("train")), np.load(run.stats("test")),
-                      labels.windows(positions), comp.tp_presence(), grid, train_frames, test_frames)
-
-
-def window_step(cfg: Config) -> int:
-    """Frames between the starts of the windows a model of ``cfg`` predicts with (test layout; for ``n_windows``
-    layouts without ``features.seconds``, at one window's length)."""
-    from rfcx_kit.core.grid import step_of
-
-    layout = predict_positions(cfg, cfg.features.frames or cfg.windows.window)
-    return step_of(layout, cfg.windows.window)
-
-
-def predict_positions(cfg: Config, frames: int | None = None) -> list[list[int]]:
-    """The windows a model of ``cfg`` predicts a recording of ``frames`` frames with (None: ``features.seconds``'s).
-
-    The run's test layout (``windows.test_cover`` / ``test_n_windows`` when set, else the training one) at
-    its length; at another length (new recordings of any duration, ``rfcx-kit predict``) the same step between
-    windows, as many windows as reach the end (``core/grid.py``).
-    """
-    run_frames = cfg.features.frames or frames
-    if run_frames is None:
-        raise ValueError("predict_positions: give the recording's frames (features.seconds is null)")
-    return Grid.of(cfg, run_frames).test_positions(frames)
-
-
-# -- predictions ------------------------------------------------------------------------------------------
-
-def predict_split(model: torch.nn.Module, ctx: RunContext, split: str, rows: np.ndarray,
-                  positions: list[list[int]], device: torch.device, progress: bool = False) -> Prediction:
-    """Soft frame-wise prediction of recordings ``rows`` of ``split`` (train | test) with the run's settings."""
-    from rfcx_kit.method.predict import predict_recordings
-
-    cfg = ctx.cfg
-    ids = ctx.comp.ids(split)
-    stats = ctx.train_stats if split == "train" else ctx.test_stats
-    return predict_recordings(model, ctx.store, split, [ids[i] for i in rows], stats[rows], positions,
-                              cfg.model.normalize, cfg.model.in_channels, cfg.predict.batch_recordings,
-                              cfg.predict.max_windows, device=device, amp=cfg.train.amp,
-                              channels_last=cfg.train.channels_last, progress=progress,
-                              mean_std=input_stats(cfg),
-                              lengths=(ctx.train_frames if split == "train" else ctx.test_frames)[rows])
-
-
-def save_prediction(path: Path, pred: Prediction, ids: list[str]) -> None:
-    """All outputs of a prediction in one ``.npz`` (written atomically)."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, ids=np.asarray(ids), windows=pred.windows, clipwise=pred.clipwise,
-                     stitched=pred.stitched, framewise=pred.framewise)
-
-
-def load_prediction(path: Path) -> tuple[list[str], Prediction]:
-    from rfcx_kit.method.predict import Prediction
-
-    with np.load(path, allow_pickle=False) as data:
-        return [str(i) for i in data["ids"]], Prediction(data["windows"], data["clipwise"], data["stitched"],
-                                                          data["framewise"])
-
-
-def write_predictions(model: torch.nn.Module, ctx: RunContext, stage: str, fold: int, val_rows: np.ndarray,
-                      device: torch.device, all_train: bool = False) -> None:
-    """A fold's out-of-fold (train windows), test (test windows) and, for fold votes, all-train predictions."""
-    run = ctx.run
-    if all_train:  # the held-out recordings are among them: predicted once
-        every = predict_split(model, ctx, "train", np.arange(len(ctx.train_ids)), ctx.positions, device)
-        save_prediction(run.prediction(stage, fold, "train"), every, ctx.train_ids)
-        val = every.take(np.asarray(val_rows))
-    else:
-        val = predict_split(model, ctx, "train", val_rows, ctx.positions, device)
-    save_prediction(run.prediction(stage, fold, "val"), val, [ctx.train_ids[i] for i in val_rows])
-    if not ctx.comp.test_ids:  # a data set without test recordings: nothing to predict there
-        return
-    test_rows = np.arange(len(ctx.comp.test_ids))
-    test = predict_split(model, ctx, "test", test_rows, ctx.test_positions, device)
-    save_prediction(run.prediction(stage, fold, "test"), test, ctx.comp.test_ids)
-    frame = pd.DataFrame(test.clip(ctx.cfg.predict.mode), columns=ctx.species.columns)
-    frame.insert(0, "recording_id", ctx.comp.test_ids)
-    write_submission(frame, run.fold_test_csv(stage, fold), ctx.comp.test_ids, len(ctx.species))

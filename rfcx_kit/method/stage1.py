@@ -30,8 +30,10 @@ from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_jso
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
 from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.core.grid import Grid
-from rfcx_kit.method.run import (Run, build_model, check_inputs, data_fingerprint, load_context, load_prediction,
-                                 write_provenance)
+from rfcx_kit.method.run import Run, check_inputs, data_fingerprint, write_provenance
+from rfcx_kit.method.checkpoint import build_model
+from rfcx_kit.method.context import load_context
+from rfcx_kit.method.predictions import load_prediction
 from rfcx_kit.method.train import train_fold
 from rfcx_kit.method.tracking import check_trackers, log_stage, open_stage
 

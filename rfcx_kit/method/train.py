@@ -35,8 +35,10 @@ from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
 from rfcx_kit.model.losses import clipwise_bce, masked_bce
 from rfcx_kit.core.metrics import lwlrap
 from rfcx_kit.core.metrics.registry import get_metric
-from rfcx_kit.method.run import (Run, RunContext, build_model, input_stats, load_checkpoint, load_context, predict_split,
-                                 save_checkpoint, write_predictions)
+from rfcx_kit.method.run import Run
+from rfcx_kit.method.checkpoint import build_model, input_stats, load_checkpoint, save_checkpoint
+from rfcx_kit.method.context import RunContext, load_context
+from rfcx_kit.method.predictions import predict_split, write_predictions
 from rfcx_kit.method.sampling import (Items, all_windows, concat_items, labels_to_loss_arrays, soft_windows, tp_crop_count,
                                       tp_crops)
 

@@ -21,7 +21,9 @@ from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.features import mel_bin_of
 from rfcx_kit.method.references import gap_closed, prior_test_lwlrap
-from rfcx_kit.method.run import Run, load_context, load_prediction, read_metrics
+from rfcx_kit.method.run import Run, read_metrics
+from rfcx_kit.method.context import load_context
+from rfcx_kit.method.predictions import load_prediction
 from rfcx_kit.report import plots
 
 log = logging.getLogger(__name__)

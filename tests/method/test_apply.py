@@ -19,7 +19,8 @@ from rfcx_kit.data.features import LogMel
 from rfcx_kit.data.synth.scene import SynthConfig
 from rfcx_kit.data.synth.writer import write_dataset
 from rfcx_kit.method import apply
-from rfcx_kit.method.run import Run, predict_positions
+from rfcx_kit.method.run import Run
+from rfcx_kit.method.context import predict_positions
 from rfcx_kit.method.stage1 import run_stage1
 
 from tiny import tiny_overrides

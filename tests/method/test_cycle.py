@@ -16,7 +16,7 @@ from rfcx_kit.method.cycle import _improved, run_relabel
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.method.pseudo import read_label_table
 from rfcx_kit.method.stage1 import run_stage1
-from rfcx_kit.method.run import load_context
+from rfcx_kit.method.context import load_context
 from rfcx_kit.report.markdown import write_relabel_report
 from rfcx_kit.method.train import train_fold
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from rfcx_kit.core.config import load_config
 from rfcx_kit.app.commands import stage1_cmd
-from rfcx_kit.method.run import load_checkpoint
+from rfcx_kit.method.checkpoint import load_checkpoint
 from rfcx_kit.method.stage1 import collect_stage, prepare_run, train_stage
 
 from tiny import make_tiny, tiny_overrides

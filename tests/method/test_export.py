@@ -14,7 +14,8 @@ from rfcx_kit.app.cli import main
 from rfcx_kit.data.features import FeatureStore
 from rfcx_kit.method.apply import load_models
 from rfcx_kit.method.export import onnx_session
-from rfcx_kit.method.run import input_stats, predict_positions
+from rfcx_kit.method.checkpoint import input_stats
+from rfcx_kit.method.context import predict_positions
 from rfcx_kit.method.stage1 import run_stage1
 from rfcx_kit.model.inputs import stats_of, window_inputs
 

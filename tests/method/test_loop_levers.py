@@ -13,7 +13,7 @@ import torch
 
 from rfcx_kit.core.config import ConfigError, load_config
 from rfcx_kit.method.cycle import run_relabel
-from rfcx_kit.method.run import load_context
+from rfcx_kit.method.context import load_context
 from rfcx_kit.method.sampling import Items
 from rfcx_kit.method.stage1 import run_stage1
 from rfcx_kit.method.train import batch_input, sample_epoch, stage_boxes, stage_soft_targets, stage_test_boxes

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from rfcx_kit.core.config import load_config
-from rfcx_kit.method.run import Run, load_checkpoint
+from rfcx_kit.method.run import Run
+from rfcx_kit.method.checkpoint import load_checkpoint
 from rfcx_kit.method.stage1 import run_stage1
 from rfcx_kit.report.markdown import selection_note
 from tiny import make_tiny, tiny_overrides

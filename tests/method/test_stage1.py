@@ -20,7 +20,7 @@ from rfcx_kit.model.sed import SEDModel, prepare_input
 from rfcx_kit.method.predict import auto_max_windows, peak_activation_bytes, predict_recordings
 from rfcx_kit.data.reader import read_competition
 from rfcx_kit.app.commands import stage1_cmd
-from rfcx_kit.method.run import load_checkpoint
+from rfcx_kit.method.checkpoint import load_checkpoint
 from rfcx_kit.method.stage1 import prepare_run, run_stage1
 from rfcx_kit.method.train import train_fold
 from rfcx_kit.core.grid import window_positions

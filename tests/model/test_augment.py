@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rfcx_kit.core.config import AugmentConfig, ConfigError, load_config
-from rfcx_kit.method.run import load_checkpoint
+from rfcx_kit.method.checkpoint import load_checkpoint
 from rfcx_kit.method.stage1 import prepare_run
 from rfcx_kit.method.train import train_fold
 from rfcx_kit.model.augment import (band_masks, batch_generator, gain_noise, mix, mix_targets, mixup_plan,
