@@ -28,7 +28,8 @@ import torch
 
 from rfcx_kit.data.features import LogMel
 from rfcx_kit.data.reader import read_competition
-from rfcx_kit.method.apply import EventRule, chunk_events, fold_mean, load_models, read_frames
+from rfcx_kit.method.events import EventRule
+from rfcx_kit.method.apply import chunk_events, fold_mean, load_models, read_frames
 from rfcx_kit.method.run import Run
 from rfcx_kit.method.context import predict_positions
 from rfcx_kit.report.markdown import markdown_table

@@ -250,3 +250,38 @@ def test_the_grid_numbers_are_spelled_only_in_core_grid() -> None:
                     and id(node) not in bounds):
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value}")
     assert not found, found
+
+
+def _string_tuples(tree: ast.AST) -> list[frozenset[str]]:
+    """Every tuple or list of two or more string literals in a module (constants, CHOICES' values, ...)."""
+    return [frozenset(e.value for e in node.elts) for node in ast.walk(tree)
+            if isinstance(node, (ast.Tuple, ast.List)) and len(node.elts) >= 2
+            and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)]
+
+
+def choice_repeats(app_source: str, library: set[frozenset[str]]) -> list[tuple[int, list[str]]]:
+    """(line, values) of each ``click.Choice([...])`` whose literal values are a set the library already spells."""
+    out = []
+    for node in ast.walk(ast.parse(app_source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Choice"
+                and node.args and isinstance(node.args[0], (ast.List, ast.Tuple))):
+            values = [e.value for e in node.args[0].elts if isinstance(e, ast.Constant)]
+            if frozenset(values) in library:
+                out.append((node.lineno, values))
+    return out
+
+
+def test_command_choices_come_from_the_library_constants() -> None:
+    """An option whose values the library already lists (a config key's CHOICES, BACKENDS, the synth profiles,
+    the numerics modes, ...) takes that constant, so the two cannot drift apart."""
+    library = {values for path in modules() if layer_of(module_name(path)) != "app"
+               for values in _string_tuples(ast.parse(path.read_text()))}
+    found = [f"{path.relative_to(REPO)}:{line}: {values}" for path in modules()
+             if layer_of(module_name(path)) == "app" for line, values in choice_repeats(path.read_text(), library)]
+    assert not found, found
+
+
+def test_the_choice_check_catches_a_repeated_list() -> None:
+    library = {frozenset({"loky", "dask"})}
+    source = 'import click\nA = click.Choice(["dask", "loky"])\nB = click.Choice(BACKENDS)\nC = click.Choice(["x", "y"])\n'
+    assert choice_repeats(source, library) == [(2, ["dask", "loky"])]

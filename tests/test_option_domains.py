@@ -8,7 +8,6 @@ one ``Error:`` line naming the option, and nothing written.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from collections.abc import Iterator
@@ -30,9 +29,8 @@ def _commands() -> Iterator[tuple[list[str], click.Command]]:
         else:
             yield path, command
 
-    for name, target in COMMANDS.items():
-        module, attribute = target.split(":")
-        yield from walk([name], getattr(importlib.import_module(module), attribute))
+    for command in COMMANDS:
+        yield from walk([command.name], command)
 
 
 NUMERIC = (click.types.IntParamType, click.types.FloatParamType, JobsType)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
+from rfcx_kit.core.config import BACKENDS, CHOICES
 from rfcx_kit.app.errors import cli_errors
-from rfcx_kit.method.stage1 import format_metrics
+from rfcx_kit.method.run import format_metrics
 from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
 
 
@@ -28,7 +29,7 @@ from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
               help="Override one config value, e.g. --set train.epochs=3 (repeatable; unknown keys are errors).")
 @click.option("--folds", default=None, metavar="0,1", help="Train only these folds [default: all].")
 @click.option("--resume", is_flag=True, help="Continue a killed run: finished folds are kept, others resume from last.pt.")
-@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default="loky", show_default=True,
               help="Where folds run: local processes (loky) or an existing Dask cluster.")
 @click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds trained at once with --backend loky.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler address (with --backend dask).")
@@ -59,23 +60,23 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run directory with a finished stage 1.")
 @click.option("--cycles", type=at_least(1), default=None, help="Number of cycles [default: relabel.cycles, 3].")
-@click.option("--source", type=click.Choice(["oof", "vote"]), default=None,
+@click.option("--source", type=click.Choice(CHOICES["relabel.source"]), default=None,
               help="Pseudo-labels from out-of-fold predictions (oof) or every fold model's vote (vote).")
 @click.option("--threshold", type=PROBABILITY, default=None,
               help="Framewise probability above which a segment is a pseudo-positive (the floor with tp_quantile).")
 @click.option("--votes", type=at_least(1), default=None, help="With --source vote: folds that must agree (the post: 3 of 5).")
 @click.option("--pseudo-weight", type=SHARE, default=None, help="Loss weight of pseudo-positives (1 hard, 0.5 soft).")
-@click.option("--threshold-rule", type=click.Choice(["fixed", "tp_quantile"]), default=None,
+@click.option("--threshold-rule", type=click.Choice(CHOICES["relabel.threshold_rule"]), default=None,
               help="fixed: --threshold for every species; tp_quantile: per species, a quantile of the previous "
                    "stage's scores inside its TP boxes, never below --threshold.")
-@click.option("--init", type=click.Choice(["previous", "stage1", "scratch"]), default=None,
+@click.option("--init", type=click.Choice(CHOICES["relabel.init"]), default=None,
               help="Weights each cycle starts from.")
 @click.option("--early-stop", is_flag=True, default=None, help="Stop when the metric stops improving.")
-@click.option("--early-stop-metric", type=click.Choice(["cv"]), default=None,
+@click.option("--early-stop-metric", type=click.Choice(CHOICES["relabel.early_stop_metric"]), default=None,
               help="CV LWLRAP on the original labels (the loop never decides on the truth).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Any other override, e.g. --set relabel.epochs=10 --set relabel.species_thresholds={3: 0.7}.")
-@click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default="loky", show_default=True,
               help="Where folds run: local processes or an existing Dask cluster.")
 @click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds at once with --backend loky.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask).")

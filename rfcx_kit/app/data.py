@@ -9,12 +9,12 @@ import click
 
 from rfcx_kit.core.config import FeatureConfig, load_config
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.data.synth.scene import SPLITS
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.app.options import JOBS, at_least, finite
 from rfcx_kit.core.scale import PROBABILITY, detect_scale
 from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
-from rfcx_kit.data.features import FeatureStore, build_cache, default_cache_dir
 from rfcx_kit.data.reader import read_competition
 from rfcx_kit.data.submission import read_expected_ids, validate_submission
 
@@ -24,7 +24,7 @@ from rfcx_kit.data.submission import read_expected_ids, validate_submission
               help="Competition folder (train_tp.csv, train_fp.csv, sample_submission.csv, train/, test/).")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write the cache [default: DATA/features_cache].")
-@click.option("--split", "splits", type=click.Choice(["train", "test"]), multiple=True,
+@click.option("--split", "splits", type=click.Choice(SPLITS), multiple=True,
               help="Only these splits (repeatable) [default: both].")
 @click.option("--n-jobs", type=JOBS, default=None, help="Parallel worker processes over files [default: all cores].")
 @click.option("--batch-size", type=at_least(1), default=None, help="Recordings per batched STFT in a worker [default: 1, fastest on CPU].")
@@ -42,6 +42,7 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     half-written entry is ever read. The precomputed-spectrogram layout needs no cache (it is only checked).
     """
     from rfcx_kit.data.check import CHECKED_NAME, check_arrays
+    from rfcx_kit.data.features import FeatureStore, build_cache, default_cache_dir
 
     from rfcx_kit.method.stage1 import resolve_features
 
@@ -76,9 +77,9 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
               help=f"Frames shared by neighbouring windows [default: {COVER} unless --n-windows].")
 @click.option("--n-windows", type=at_least(1), default=None, help="Number of windows (instead of, or with, --cover).")
 def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | None) -> None:
-    """Print the window layout as a JSON list of [start, end] frame pairs (as the method post prints it).
+    """Print the window layout as a JSON list of [start, end] frame pairs.
 
-    The last window may run past the end of the recording; it is zero-padded. Preview a setting before
+    As the method post prints it.     The last window may run past the end of the recording; it is zero-padded. Preview a setting before
     training: `rfcx-kit windows --cover 256` gives the 14 windows the post's team used at test time.
     """
     if cover is None and n_windows is None:
@@ -102,8 +103,9 @@ def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | No
 )
 @cli_errors
 def validate_cmd(file: Path, data_dir: Path | None) -> None:
-    """Check a submission CSV: header recording_id,s0..s23, exactly the expected recording ids (each once),
-    finite numbers. Prints one OK line, or one error line naming the first bad row and column (exit code 2)."""
+    """Check a submission CSV: its header, recording ids and numbers.
+
+    The header recording_id,s0..s{K-1}, exactly the expected recording ids (each once), finite numbers. Prints one OK line, or one error line naming the first bad row and column (exit code 2)."""
     if data_dir is not None:
         expected: list[str] | None = read_expected_ids(data_dir)
         source = f"the ids of {data_dir / 'sample_submission.csv'}"

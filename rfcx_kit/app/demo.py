@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import RfcxError
+from rfcx_kit.core.numerics import MODES
+from rfcx_kit.data.synth.scene import PROFILES
+from rfcx_kit.data.synth.writer import FORMATS
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.app.options import SEED, SHARE, at_least, finite
 from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS
@@ -109,7 +112,8 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     from rfcx_kit.data.features import build_cache
     from rfcx_kit.data.reader import read_competition
     from rfcx_kit.report.markdown import relabel_table, write_report
-    from rfcx_kit.method.stage1 import format_metrics, run_stage1
+    from rfcx_kit.method.run import format_metrics
+    from rfcx_kit.method.stage1 import run_stage1
     from rfcx_kit.data.submission import validate_submission
     from rfcx_kit.data.synth.scene import synth_config
     from rfcx_kit.data.synth.writer import write_dataset
@@ -226,12 +230,12 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
               help="Folder for everything the demo writes (data, run, submissions, report).")
 @click.option("--train", "n_train", type=at_least(1), default=DEMO_TRAIN, show_default=True, help="Synthetic train recordings.")
 @click.option("--test", "n_test", type=at_least(1), default=DEMO_TEST, show_default=True, help="Synthetic test recordings.")
-@click.option("--profile", type=click.Choice(["demo", "rfcx"]), default="demo", show_default=True,
+@click.option("--profile", type=click.Choice(PROFILES), default="demo", show_default=True,
               help="The synthetic data's profile (rfcx-kit synth --profile): demo, where a CPU learns the calls and "
                    "the labels are the limit; rfcx, the competition's shape (pass a recipe for its 128 x 3751 grid).")
 @click.option("--seconds", type=finite(MIN_SECONDS, MAX_SECONDS), default=60.0, show_default=True, help="Recording length (RFCX: 60).")
 @click.option("--seed", type=SEED, default=7, show_default=True, help="Seed of the synthetic data (the training seed is train.seed: --set train.seed=N).")
-@click.option("--format", "fmt", type=click.Choice(["flac", "npy"]), default="npy", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="npy", show_default=True,
               help="npy: precomputed spectrograms (fast); flac: 48 kHz audio + feature cache (the Kaggle layout).")
 @click.option("--tp-share", type=SHARE, default=None,
               help="Share of the planted train calls that get a TP row (drawn over all calls) [default: the "
@@ -243,7 +247,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
 @click.option("--submit", type=click.Choice(["standin", "dry-run"]), default="standin", show_default=True,
               help="standin: the real kaggle client against a local stand-in server; dry-run: print only.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-@click.option("--numerics", type=click.Choice(["portable", "native"]), default="portable", show_default=True,
+@click.option("--numerics", type=click.Choice(MODES), default="portable", show_default=True,
               help="portable: the CPU kernels every x86-64 machine runs, so the README's table is reproduced "
                    "anywhere (about 2x slower); native: the fastest kernels of this CPU (docs/architecture.md).")
 @cli_errors

@@ -18,19 +18,20 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.scale import SCALES
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.core.io import atomic_write_csv
 from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
 from rfcx_kit.data.labels_import import FORMAT_CHOICES, UNCERTAIN
-from rfcx_kit.data.external import (EXTERNAL_COLUMNS, FRAMES, describe_scale, labelled_boxes, original_window_labels,
-                                    read_oof_files, read_votes)
-from rfcx_kit.method.pseudo import build_label_table, label_counts, species_threshold_array
+from rfcx_kit.core.species import Species
 
 
 @click.group("labels")
 def labels_cmd() -> None:
-    """Label tables: import your annotations (Raven, Audacity, Arbimon, CSV), or pseudo-labels from predictions."""
+    """Label tables: import your annotations, or pseudo-labels from predictions made elsewhere.
+
+    Annotations: Raven, Audacity, Arbimon or CSV tables; predictions: the competition's window layout."""
 
 
 @labels_cmd.command("import")
@@ -90,7 +91,7 @@ def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, speci
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--threshold", type=PROBABILITY, default=0.5, show_default=True,
               help="A vote is a probability strictly above this (logits go through the sigmoid first).")
-@click.option("--scale", type=click.Choice(["auto", "prob", "logit"]), default="auto", show_default=True,
+@click.option("--scale", type=click.Choice(SCALES), default="auto", show_default=True,
               help="Scale of the values; auto: probabilities if all lie in [0,1], else logits.")
 @click.option("--votes", type=at_least(1), default=None,
               help="Treat each FILE as one model's predictions of the same recordings (e.g. 5 fold models "
@@ -123,6 +124,10 @@ def from_oof_cmd(
     Without --tp/--fp every window is unknown, so every window/species above the threshold becomes a
     pseudo-positive. With them, the original TP/FP windows are included and never overwritten.
     """
+    from rfcx_kit.data.external import (EXTERNAL_COLUMNS, FRAMES, describe_scale, labelled_boxes, original_window_labels,
+                                        read_oof_files, read_votes)
+    from rfcx_kit.method.pseudo import build_label_table, label_counts, species_threshold_array
+
     start = time.perf_counter()
     if cover >= window:
         # the window positions would never advance: refused before anything is read or written
@@ -178,6 +183,7 @@ def from_oof_cmd(
 def parse_species_thresholds(items: Sequence[str]) -> dict[int, float]:
     """``("3=0.6", "s12=0.7")`` -> ``{3: 0.6, 12: 0.7}``."""
     out: dict[int, float] = {}
+    n_species = len(Species.rfcx())  # the external layout's s0..s23
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().lower().removeprefix("s")
@@ -185,9 +191,9 @@ def parse_species_thresholds(items: Sequence[str]) -> dict[int, float]:
             species, thr = int(key), float(value)
         except ValueError:
             species, thr = -1, math.nan
-        if not sep or not 0 <= species < len(EXTERNAL_COLUMNS) or not 0 <= thr <= 1:
+        if not sep or not 0 <= species < n_species or not 0 <= thr <= 1:
             raise click.BadParameter(
-                f"{item!r}: expected SPECIES=THRESHOLD with species 0..{len(EXTERNAL_COLUMNS) - 1} and threshold in [0, 1]",
+                f"{item!r}: expected SPECIES=THRESHOLD with species 0..{n_species - 1} and threshold in [0, 1]",
                 param_hint="--species-threshold",
             )
         if species in out:

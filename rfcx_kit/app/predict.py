@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 from click.core import ParameterSource
-import torch
 
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.method.selections import FORMATS, SELECTIONS
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.io import check_output_path
 from rfcx_kit.app.options import PROBABILITY, at_least, finite
-from rfcx_kit.method.apply import SUFFIXES, EventRule, load_models, predict_files
-from rfcx_kit.method.export import export_stage
+from rfcx_kit.data.audio import RECORDING_SUFFIXES
+from rfcx_kit.method.events import EventRule
 
 CHECKPOINT_HELP = ("best.pt files instead of --run: repeatable, or a shell glob (runs/r/cycle1/fold*/best.pt, "
                    "quoted or not); the folds are averaged.")
@@ -52,16 +52,16 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help=CHECKPOINT_HELP)
 @click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
-              help=f"A recording or a folder of them (recursive; {', '.join(SUFFIXES)}). Repeatable.")
+              help=f"A recording or a folder of them (recursive; {', '.join(RECORDING_SUFFIXES)}). Repeatable.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="csv: the clip-level table in submission format, recording_id,s0..s{K-1}; raven: a folder of "
                    "selection tables, OUT/{recording_id}.selections.txt.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "raven"]), default="csv", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
               help="csv: the clip table (a competition's format); raven: one Raven selection table per recording.")
 @click.option("--min-conf", type=PROBABILITY, default=0.5, show_default=True,
               help="raven: an event is where the framewise output is at least this (windows: keep the windows and "
                    "species scoring at least this).")
-@click.option("--selections", type=click.Choice(["events", "windows"]), default="events", show_default=True,
+@click.option("--selections", type=click.Choice(SELECTIONS), default="events", show_default=True,
               help="raven: one selection per call-level event of the framewise output, or per window and species.")
 @click.option("--merge-gap", type=finite(0, 3600), default=0.5, show_default=True,
               help="raven events: runs of one species at most this many seconds apart merge into one event.")
@@ -106,6 +106,10 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
     check_output_path(out, keep, "--out", replaces=False)
     if windows_out is not None:
         check_output_path(windows_out, {**keep, "--out": out}, "--windows", replaces=False)
+    import torch
+
+    from rfcx_kit.method.apply import load_models, predict_files
+
     if threads:
         torch.set_num_threads(threads)
     checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
@@ -145,6 +149,8 @@ def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], 
     Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
     input and read its outputs.
     """
+    from rfcx_kit.method.export import export_stage
+
     check_output_path(out, {"run": run_dir} if run_dir is not None else {}, "--out", replaces=False)
     info = export_stage(run_dir, stage, checkpoint_paths(checkpoints, more_checkpoints), out, fold)
     worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])

@@ -7,17 +7,16 @@ from typing import Any
 
 import click
 
+from rfcx_kit.core.config import BACKENDS
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.app.options import at_least
-from rfcx_kit.method.references import gap_closed, run_control, run_oracle
-from rfcx_kit.method.run import Run, read_metrics
-from rfcx_kit.method.stage1 import format_metrics
+from rfcx_kit.method.run import Run, format_metrics, read_metrics
 
 
 COMMON_OPTIONS = [
     click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
                  help="Run directory with a finished stage 1."),
-    click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky", show_default=True,
+    click.option("--backend", type=click.Choice(BACKENDS), default="loky", show_default=True,
                  help="Where folds run: local processes or an existing Dask cluster."),
     click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds at once with --backend loky."),
     click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask)."),
@@ -32,6 +31,8 @@ def common_options(func):  # noqa: ANN001, ANN202 - a click decorator
 
 
 def echo_metrics(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
+    from rfcx_kit.method.references import gap_closed
+
     run = Run(run_dir)
     stage1 = read_metrics(run.metrics("stage1"))
     line = f"{stage}: {format_metrics(metrics)}"
@@ -48,12 +49,16 @@ def echo_metrics(run_dir: Path, stage: str, metrics: dict[str, Any]) -> None:
 @common_options
 @cli_errors
 def oracle_cmd(run_dir: Path, backend: str, workers: int, scheduler: str | None, no_progress: bool) -> None:
-    """The ceiling: the run's stage-1 recipe trained on every planted call (synthetic data with truth/).
+    """The ceiling: the run's stage-1 recipe trained on every planted call (synthetic data).
+
+    The planted calls are the data set's truth/calls.csv.
 
     \b
     Same folds, seeds, steps and scoring as stage 1; only the TP boxes differ (all of truth/calls.csv).
     Writes RUN/oracle/ (folds, oof, test.csv, metrics.json). Rerun to resume.
     """
+    from rfcx_kit.method.references import run_oracle
+
     echo_metrics(run_dir, "oracle", run_oracle(run_dir, backend, workers, scheduler, progress=not no_progress))
 
 
@@ -70,4 +75,6 @@ def control_cmd(run_dir: Path, cycles: int | None, backend: str, workers: int, s
     Starts from stage 1's best weights, trains cycles x relabel.epochs epochs at relabel.lr on the original
     labels. Writes RUN/control/ (folds, oof, test.csv, metrics.json). Rerun to resume.
     """
+    from rfcx_kit.method.references import run_control
+
     echo_metrics(run_dir, "control", run_control(run_dir, cycles, backend, workers, scheduler, progress=not no_progress))

@@ -8,7 +8,6 @@ import click
 
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.app.errors import cli_errors
-from rfcx_kit.report.markdown import write_report
 
 
 @click.command("report")
@@ -24,6 +23,8 @@ def report_cmd(run_dir: Path, log_path: Path | None, name: str | None) -> None:
     Figures: LWLRAP by stage (CV, truth, LB), per-species AP, pseudo-positives per species and cycle, one
     recording's spectrogram with its windows, labels and framewise predictions, and the training curves.
     """
+    from rfcx_kit.report.markdown import write_report
+
     if log_path is not None and not log_path.is_file():
         raise DataError(f"--log {log_path}: no such file (the default is submissions/log.csv)")
     path = write_report(run_dir, log_path, name=name)

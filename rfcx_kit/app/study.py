@@ -31,6 +31,8 @@ import click
 import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError, StateError
+from rfcx_kit.core.numerics import MODES
+from rfcx_kit.data.synth.scene import PROFILES
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
 from rfcx_kit.app.options import SEED, SHARE, at_least, finite
@@ -267,7 +269,7 @@ def command_of(out: Path, design: Design) -> str:
               help="Your own data folder (repeatable) [default: synthetic data sets, one per --data-seeds].")
 @click.option("--data-seeds", default="7,1,2", show_default=True, help="Seeds of the synthetic data sets (without --data).")
 @click.option("--train-seeds", default="42,1", show_default=True, help="Training seeds (train.seed), one run each per data set.")
-@click.option("--profile", type=click.Choice(["demo", "rfcx"]), default="demo", show_default=True,
+@click.option("--profile", type=click.Choice(PROFILES), default="demo", show_default=True,
               help="The synthetic data's profile (rfcx-kit synth --profile).")
 @click.option("--train", "n_train", type=at_least(1), default=600, show_default=True, help="Synthetic train recordings.")
 @click.option("--test", "n_test", type=at_least(1), default=300, show_default=True,
@@ -279,15 +281,17 @@ def command_of(out: Path, design: Design) -> str:
 @click.option("--cycles", type=at_least(1), default=None, help="Re-labeling cycles [default: the recipe's].")
 @click.option("--oracle", type=click.Choice(ORACLE_MODES), default="all", show_default=True,
               help="Where there is a truth: train the oracle in every run, once per data set, or never.")
-@click.option("--numerics", type=click.Choice(["native", "portable"]), default="native", show_default=True,
+@click.option("--numerics", type=click.Choice(MODES), default="native", show_default=True,
               help="native: this CPU's fastest kernels; portable: the same floats on any x86-64 CPU (slower).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @cli_errors
 def study_cmd(out: Path, data: tuple[Path, ...], data_seeds: str, train_seeds: str, profile: str, n_train: int,
               n_test: int, seconds: float, tp_share: float | None, pipeline: str, overrides: tuple[str, ...],
               cycles: int | None, oracle: str, numerics: str, no_progress: bool) -> None:
-    """Does re-labeling beat the same training without it? Stage 1, the cycles, the control and the oracle over
-    data seeds x training seeds, with the paired difference kept - control and its 95 % interval.
+    """Does re-labeling beat the same training without it? Over data seeds x training seeds.
+
+    Stage 1, the cycles, the control and the oracle on each data seed x training seed, with the paired
+    difference kept - control and its 95 % interval.
 
     \b
     Without --data: one synthetic set per data seed, judged against its hidden truth (test LWLRAP, pseudo-label

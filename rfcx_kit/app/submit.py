@@ -63,8 +63,9 @@ def ensemble_cmd(
     test_prior: Path | None,
     out: Path,
 ) -> None:
-    """Average the fold test predictions of a run's stage, optionally blend other submissions, and write one
-    validated submission CSV."""
+    """Average a stage's fold test predictions (and blend other submissions) into one submission CSV.
+
+    The file is validated before it is written."""
     ensemble_to_file(out, run_dir, stage, run_weight, with_specs, method, to_prob, prior_scaling, data_dir,
                      train_prior, test_prior, echo=click.echo)
 

@@ -433,7 +433,8 @@ def load_saved_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-_CHOICES = {
+# Every text key's values: the config check, and the command options that set one (app/), read them here.
+CHOICES = {
     "model.normalize": ("post", "standardize"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.scheduler": ("cosine", "constant"),
@@ -451,6 +452,7 @@ _CHOICES = {
     "train.log_to": ("tensorboard", "mlflow", "wandb"),
     "augment.mixup_at": ("input", "features"),
 }
+BACKENDS = ("loky", "dask")  # where folds run (method/folds.py): local processes, or a Dask cluster
 
 
 # Ranges of every number in the config: (low, high, low inclusive, high inclusive); None = unbounded. Floats
@@ -567,7 +569,7 @@ def validate_config(cfg: Config, rate_known: bool = True) -> None:
                           f"got {cfg.train.warmup_epochs}")
     if not cfg.model.backbone.strip():
         raise ConfigError("model.backbone: empty")
-    for key, choices in _CHOICES.items():
+    for key, choices in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         for item in value if isinstance(value, list) else [value]:  # a list field: each of its items

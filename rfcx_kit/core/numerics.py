@@ -30,6 +30,7 @@ import sys
 from typing import Any
 
 ENV = "RFCX_KIT_NUMERICS"  # "portable" or "native" (the default)
+MODES = ("portable", "native")
 APPLIED = "RFCX_KIT_NUMERICS_APPLIED"  # set by apply_at_import when the pins took effect before torch/numpy
 TIER_ENV = "RFCX_KIT_NUMERICS_TIER"  # "avx2" or "baseline": which portable tier (default: avx2 where the CPU has it)
 THREADS = 2

@@ -18,6 +18,7 @@ _SPECIES_COLUMN = re.compile(r"^s\d+$")  # the clip tables' species columns s0..
 
 PROBABILITY = "prob"
 LOGIT = "logit"
+SCALES = ("auto", PROBABILITY, LOGIT)  # auto: probabilities if every value lies in [0, 1] (detect_scale)
 
 
 def detect_scale(values: pd.DataFrame | np.ndarray) -> str:

@@ -13,6 +13,7 @@ from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.grid import rfcx_grid
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aif", ".aiff")  # what soundfile decodes, every step alike
+RECORDING_SUFFIXES = AUDIO_SUFFIXES + (".npy",)  # what predict reads: audio, or a log-mel array already made
 _RFCX = rfcx_grid()  # the defaults: the competition's recordings on the method post's grid (32 kHz, 60 s)
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,10 @@ from rfcx_kit.core.config import Config, config_from_dict, load_saved_config
 from rfcx_kit.core.errors import ConfigError, DataError, StateError
 from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json
 from rfcx_kit.core.species import SPECIES_FILE, Species
-from rfcx_kit.data.audio import AUDIO_SUFFIXES, load_audio
+from rfcx_kit.data.audio import RECORDING_SUFFIXES as SUFFIXES, load_audio
 from rfcx_kit.data.features import LogMel, source_stamp
 from rfcx_kit.data.submission import write_submission
+from rfcx_kit.method.events import EventRule
 from rfcx_kit.method.predict import Prediction, predict_batch
 from rfcx_kit.method.run import Run
 from rfcx_kit.method.checkpoint import build_model, input_stats, load_checkpoint
@@ -49,7 +50,6 @@ from rfcx_kit.model.inputs import prefetched, stats_of
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = AUDIO_SUFFIXES + (".npy",)
 JOURNAL = "journal.json"
 
 
@@ -272,20 +272,6 @@ class Chunk:
             stamps = [str(s) for s in data["stamps"]] if "stamps" in data.files else None
             return cls([str(i) for i in data["ids"]], data["clip"], data["n_windows"], data["starts"], data["ends"],
                        data["windows"], events, stamps)
-
-
-@dataclass(frozen=True)
-class EventRule:
-    """How a framewise timeline becomes events (``method/events.py``): the level, the merge gap and the shortest
-    event, in seconds."""
-
-    min_conf: float
-    gap_s: float
-    min_length_s: float
-
-    def frames(self, hop_s: float) -> tuple[int, int]:
-        """``(gap, min_frames)`` on a grid of ``hop_s`` seconds per frame."""
-        return int(round(self.gap_s / hop_s)), max(1, int(round(self.min_length_s / hop_s)))
 
 
 def chunk_events(ids: list[str], timelines: list[np.ndarray], rule: EventRule, hop_s: float,

@@ -62,3 +62,17 @@ def detect_events(timeline: np.ndarray, min_conf: float, gap: int = 0, min_frame
     bounds = np.stack([s_row * t + first, s_row * t + stop], axis=1).reshape(-1)
     peak = np.maximum.reduceat(np.append(flat, -1.0), bounds)[::2]  # the max of each [first, stop)
     return Events(s_row.astype(np.int64), first.astype(np.int64), stop.astype(np.int64), peak)
+
+
+@dataclass(frozen=True)
+class EventRule:
+    """How a framewise timeline becomes events (``method/events.py``): the level, the merge gap and the shortest
+    event, in seconds."""
+
+    min_conf: float
+    gap_s: float
+    min_length_s: float
+
+    def frames(self, hop_s: float) -> tuple[int, int]:
+        """``(gap, min_frames)`` on a grid of ``hop_s`` seconds per frame."""
+        return int(round(self.gap_s / hop_s)), max(1, int(round(self.min_length_s / hop_s)))

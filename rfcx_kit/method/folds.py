@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError, DataError, RfcxError
+from rfcx_kit.core.config import BACKENDS
 from rfcx_kit.core.io import atomic_write_csv
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def check_backend(backend: str, workers: int, scheduler: str | None) -> None:
     """Where folds will run, checked before a stage writes anything (one line naming the option)."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
-    if backend not in ("loky", "dask"):
-        raise ConfigError(f"--backend {backend!r}: use loky or dask")
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
     if backend == "dask":
         if not scheduler:
             raise ConfigError("--backend dask needs --scheduler tcp://HOST:PORT of a running Dask scheduler")

@@ -405,6 +405,12 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return {k: back(v) for k, v in data.items()}
 
 
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A stage's headline figures in one line: ``cv_lwlrap=0.8123, precision=...`` (those it has)."""
+    keys = ["cv_lwlrap", "precision", "recall", "truth_oof_lwlrap", "truth_test_lwlrap"]
+    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
 def stage_metrics(run_dir: str | Path, stage: str) -> dict[str, Any] | None:
     """A stage's metrics, or None when the stage has not finished."""
     path = Run(run_dir).metrics(stage)

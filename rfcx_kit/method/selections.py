@@ -21,6 +21,9 @@ import pandas as pd
 from rfcx_kit.core.io import atomic_write_text
 from rfcx_kit.core.species import Species
 
+FORMATS = ("csv", "raven")  # what predict writes: one clip table, or a Raven selection table per recording
+SELECTIONS = ("events", "windows")  # a Raven table's rows: call-level events, or the windows above --min-conf
+
 COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
            "Species", "Code", "Confidence", "Begin File"]
 

@@ -415,8 +415,3 @@ def _stage1_locked(data: Path, run_dir: Path, cfg: Config, fold_list: list[int],
     if failed:
         raise RfcxError(f"{why} (the other folds' results are kept in {Run(run_dir).stage('stage1')}; rerun with --resume)")
     return metrics
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    keys = ["cv_lwlrap", "precision", "recall", "truth_oof_lwlrap", "truth_test_lwlrap"]
-    return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
