@@ -30,8 +30,8 @@ import yaml
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
-__all__ = ["StageResult", "RelabelResult", "Score", "as_overrides", "synth", "stage1", "relabel", "ensemble", "predict", "score",
-           "stage"]
+__all__ = ["StageResult", "RelabelResult", "Score", "as_overrides", "synth", "features", "stage1", "relabel", "control",
+           "oracle", "stages", "prior", "ensemble", "validate", "submit", "report", "predict", "score", "stage"]
 
 
 def as_overrides(overrides: Overrides) -> tuple[str, ...]:
@@ -48,23 +48,42 @@ def as_overrides(overrides: Overrides) -> tuple[str, ...]:
 
 def synth(out: str | Path, n_train: int = 300, n_test: int = 100, profile: str = "demo", seconds: float = 60.0,
           seed: int = 7, fmt: str = "npy", pipeline: str | Path | None = "demo", progress: bool = True,
-          **options: Any) -> Path:
+          overrides: Overrides = None, **options: Any) -> Path:
     """A synthetic data set with hidden truth (``rfcx-kit synth``): the competition's layout plus ``truth/``.
 
-    ``npy`` arrays are on ``pipeline``'s grid (its n_mels and hop); ``options``: the rest of
+    ``npy`` arrays are on ``pipeline``'s grid (its n_mels and hop, after ``overrides``); ``options``: the rest of
     ``data.synth.scene.synth_config`` (tp_share, snr_low, snr_high, prevalence, ...). Returns ``out``.
     """
     from rfcx_kit.core.config import load_config
     from rfcx_kit.data.synth.scene import synth_config
     from rfcx_kit.data.synth.writer import write_dataset
 
-    grid = load_config(pipeline).features if pipeline is not None else None
+    grid = load_config(pipeline, as_overrides(overrides)).features if pipeline is not None else None
     if grid is not None:
         options = {"n_mels": grid.n_mels, "hop_length": grid.hop_length, **options}
     cfg = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, **options)
     cfg.validate()
     write_dataset(cfg, Path(out), fmt=fmt, n_jobs=-1, progress=progress)
     return Path(out)
+
+
+def features(data: str | Path, pipeline: str | Path | None = None, overrides: Overrides = None,
+             cache: str | Path | None = None, progress: bool = True) -> Path | None:
+    """The log-mel feature cache of an audio data folder (``rfcx-kit features``; stage 1 builds it too when
+    missing): resumable, every array checked. Returns the cache folder, or None for precomputed arrays."""
+    from rfcx_kit.core.config import load_config
+    from rfcx_kit.data.features import build_cache, default_cache_dir
+    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.method.preflight import resolve_features
+
+    cfg = load_config(pipeline, as_overrides(overrides))
+    comp = read_competition(Path(data))
+    if comp.layout != "audio":
+        return None
+    resolve_features(cfg, comp)  # one's own recordings: their rate, as stage 1 takes it (the same cache)
+    folder = Path(cache) if cache is not None else default_cache_dir(comp.root)
+    build_cache(comp, folder, cfg.features, progress=progress)
+    return folder
 
 
 @dataclass
@@ -180,6 +199,71 @@ def relabel(run: str | Path, cycles: int | None = None, overrides: Overrides = N
     stages = [StageResult(run, m["stage"], m) for m in history]
     kept = Run(run).kept_stage() or stages[-1].stage
     return RelabelResult(run, stages, kept, relabel_table(run))
+
+
+def control(run: str | Path, cycles: int | None = None, backend: str = "loky", workers: int = 1,
+            scheduler: str | None = None, progress: bool = True) -> StageResult:
+    """The control (``rfcx-kit control``): stage 1 trained on for as many epochs as ``cycles`` add (None: the
+    finished cycles), on the original labels, no pseudo-labels. What re-labeling must beat."""
+    from rfcx_kit.method.references import run_control
+
+    run = Path(run)
+    return StageResult(run, "control", run_control(run, cycles, backend, workers, scheduler, progress=progress))
+
+
+def oracle(run: str | Path, backend: str = "loky", workers: int = 1, scheduler: str | None = None,
+           progress: bool = True) -> StageResult:
+    """The oracle (``rfcx-kit oracle``): stage 1's recipe on every planted call of a synthetic set: the ceiling."""
+    from rfcx_kit.method.references import run_oracle
+
+    run = Path(run)
+    return StageResult(run, "oracle", run_oracle(run, backend, workers, scheduler, progress=progress))
+
+
+def stages(run: str | Path) -> pd.DataFrame:
+    """One row per finished stage (stage 1, cycles, control, oracle): stage, cv_lwlrap, pseudo-positives and their
+    precision, recall and lift, truth_test_lwlrap and the gap closed toward the oracle where known."""
+    from rfcx_kit.report.markdown import relabel_table
+
+    return relabel_table(Path(run))
+
+
+def prior(data: str | Path) -> float | None:
+    """The prior's test LWLRAP on a synthetic set (one constant ranking of the species by train frequency): what a
+    model scores by base rates alone. None without ``truth/``."""
+    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.method.references import prior_test_lwlrap
+
+    return prior_test_lwlrap(read_competition(Path(data)))
+
+
+def validate(submission: str | Path | pd.DataFrame, data: str | Path | None = None) -> pd.DataFrame:
+    """Check a submission (``rfcx-kit validate``): its header, finite numbers, and with ``data`` exactly that
+    data folder's test recordings, each once. Returns it as a frame; raises DataError naming the first bad row."""
+    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.submission import validate_submission
+
+    return validate_submission(submission, read_competition(Path(data)).test_ids if data is not None else None)
+
+
+def submit(file: str | Path, message: str, data: str | Path | None = None, dry_run: bool = False,
+           log: str | Path | None = None, **options: Any) -> Any:
+    """Validate ``file`` and submit it through the official Kaggle client (``rfcx-kit submit``); ``dry_run`` only
+    says what would be sent. ``options``: the rest of ``submit.kaggle_client.submit`` (wait, poll_seconds, ...)."""
+    from rfcx_kit.submit.kaggle_client import submit as kaggle_submit
+
+    if log is not None:
+        options["log_path"] = Path(log)
+    return kaggle_submit(Path(file), message, data_dir=data, dry_run=dry_run, **options)
+
+
+def report(run: str | Path, log: str | Path | None = None, out: str | Path | None = None,
+           name: str | None = None) -> Path:
+    """``RUN/report.md`` (or ``out``) with the CV and re-labeling tables and PNG figures (``rfcx-kit report``)."""
+    from rfcx_kit.report.markdown import write_report
+
+    return write_report(Path(run), Path(log) if log is not None else None, Path(out) if out is not None else None,
+                        name=name)
 
 
 def ensemble(run: str | Path | None = None, stage: str = "kept", out: str | Path | None = None,

@@ -44,7 +44,7 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     from rfcx_kit.data.check import CHECKED_NAME, check_arrays
     from rfcx_kit.data.features import FeatureStore, build_cache, default_cache_dir
 
-    from rfcx_kit.method.stage1 import resolve_features
+    from rfcx_kit.method.preflight import resolve_features
 
     full = load_config(pipeline, overrides)
     splits = splits or ("train", "test")

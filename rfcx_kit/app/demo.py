@@ -101,74 +101,63 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
              tp_share: float | None = None, label_scale: float = 1.0, profile: str = "demo",
              recipe: Path | None = None, overrides: tuple[str, ...] = (), cycles: int | None = None,
              submit: str = "standin", fmt: str = "npy", progress: bool = True) -> dict:
-    """Run every step into ``out``; returns a summary (also written to ``out/summary.json``)."""
+    """Run every step into ``out`` through the Python API, as a user's script would; returns a summary (also
+    written to ``out/summary.json``)."""
+    from rfcx_kit import api
     from rfcx_kit.core.config import load_config
-    from rfcx_kit.core.numerics import describe as describe_numerics
-    from rfcx_kit.method.cycle import run_relabel
-    from rfcx_kit.method.run import Run
     from rfcx_kit.core.io import atomic_write_json
-    from rfcx_kit.method.references import prior_test_lwlrap, run_control, run_oracle
-    from rfcx_kit.submit.ensemble import ensemble_to_file
-    from rfcx_kit.data.features import build_cache
-    from rfcx_kit.data.reader import read_competition
-    from rfcx_kit.report.markdown import relabel_table, write_report
-    from rfcx_kit.method.run import format_metrics
-    from rfcx_kit.method.stage1 import run_stage1
-    from rfcx_kit.data.submission import validate_submission
-    from rfcx_kit.data.synth.scene import synth_config
-    from rfcx_kit.data.synth.writer import write_dataset
-
+    from rfcx_kit.core.numerics import describe as describe_numerics
     from rfcx_kit.core.recipes import resolve_recipe
+    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.method.run import Run, format_metrics
 
     recipe = resolve_recipe(recipe or DEFAULT_RECIPE)
     out = Path(out)
     if seconds != 60.0:  # the features must know the recordings' length
         overrides = (f"features.seconds={seconds}",) + tuple(overrides)
+    cfg = load_config(recipe, overrides)
     data, run_dir, subs = out / "data", out / "run", out / "submissions"
     n = 8
     started = time.time()
 
-    grid = load_config(recipe, overrides).features  # npy arrays on the recipe's grid, whatever the profile
-    synth = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed,
-                         label_scale=label_scale, tp_share=tp_share, n_mels=grid.n_mels, hop_length=grid.hop_length)
-    t = _step(1, n, f"synthesise {synth.n_train} train + {synth.n_test} test recordings (profile {profile}, {fmt}, "
-                    f"{seconds:g} s) -> {data}")
-    write_dataset(synth, data, fmt=fmt, n_jobs=-1, progress=progress)
+    t = _step(1, n, f"synthesise the train and test recordings (profile {profile}, {fmt}, {seconds:g} s) -> {data}")
+    # npy arrays on the recipe's grid, whatever the profile
+    api.synth(data, n_train, n_test, profile, seconds, seed, fmt, pipeline=recipe, overrides=overrides,
+              progress=progress, label_scale=label_scale, tp_share=tp_share)
     comp = read_competition(data)
     labelled, planted = labelled_share(data)
-    _done(t, f"{len(comp.tp)} TP rows, {len(comp.fp)} FP rows: {labelled} of {planted} planted train calls "
+    _done(t, f"{len(comp.train_ids)} train + {len(comp.test_ids)} test recordings, {len(comp.tp)} TP rows, {len(comp.fp)} FP rows: {labelled} of {planted} planted train calls "
              f"({labelled / max(1, planted):.1%}, 1 in {planted / max(1, labelled):.1f}) have a TP row; the rest "
              f"are in {data / 'truth'} (never read by training)")
 
     if comp.layout == "audio":
         t = _step(2, n, "log-mel feature cache (parallel, resumable)")
-        build_cache(comp, data / "features_cache", load_config(recipe, overrides).features, progress=progress)
+        api.features(data, recipe, overrides, cache=data / "features_cache", progress=progress)
         _done(t)
     else:
         _step(2, n, "precomputed spectrograms: no feature cache needed")
 
     t = _step(3, n, f"stage 1: {recipe.name}, folds -> train -> soft frame-wise prediction")
-    metrics = run_stage1(data, run_dir, recipe, overrides, resume=Run(run_dir).config.exists(),
-                         progress=progress)
-    _done(t, format_metrics(metrics))
+    s1 = api.stage1(data, run_dir, recipe, overrides, resume=Run(run_dir).config.exists(), progress=progress)
+    _done(t, format_metrics(s1.metrics))
 
-    cycles = cycles if cycles is not None else load_config(recipe, overrides).relabel.cycles
+    cycles = cycles if cycles is not None else cfg.relabel.cycles
     t = _step(4, n, f"stage 2: {cycles} cycles of re-labeling")
-    history = run_relabel(run_dir, cycles=cycles, progress=progress)
-    _done(t, "; ".join(f"{h['stage']}: {format_metrics(h)}" for h in history[1:]))
+    loop = api.relabel(run_dir, cycles, progress=progress)
+    _done(t, "; ".join(f"{s.stage}: {format_metrics(s.metrics)}" for s in loop.stages[1:]))
 
     t = _step(5, n, "references: the control (stage 1 trained on as long as the cycles, no pseudo-labels) "
                     "and the oracle (stage 1's recipe on every planted call)")
-    control = run_control(run_dir, cycles=len(history) - 1, progress=progress)
-    oracle = run_oracle(run_dir, progress=progress)
-    _done(t, f"control: {format_metrics(control)}; oracle: {format_metrics(oracle)}")
+    control = api.control(run_dir, cycles=len(loop.stages) - 1, progress=progress)
+    oracle = api.oracle(run_dir, progress=progress)
+    _done(t, f"control: {format_metrics(control.metrics)}; oracle: {format_metrics(oracle.metrics)}")
 
     kept = json.loads(Run(run_dir).kept.read_text())
     t = _step(6, n, f"ensemble the kept stage's folds ({kept['stage']}, best CV LWLRAP on the original labels) "
                     "-> validate")
     sub_path = subs / "demo.csv"
-    ensemble_to_file(sub_path, run_dir, stage="kept", echo=click.echo)
-    validate_submission(sub_path, comp.test_ids)
+    api.ensemble(run_dir, "kept", out=sub_path, echo=click.echo)
+    api.validate(sub_path, data)
     _done(t, f"{sub_path} is a valid submission ({len(comp.test_ids)} rows)")
 
     log_path = subs / "log.csv"
@@ -179,22 +168,21 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
         _done(t, line)
     else:
         t = _step(7, n, "submit --dry-run (nothing is sent)")
-        from rfcx_kit.submit.kaggle_client import submit as kaggle_submit
-
-        kaggle_submit(sub_path, "rfcx-kit demo", data_dir=data, dry_run=True, log_path=log_path)
+        api.submit(sub_path, "rfcx-kit demo", data, dry_run=True, log=log_path)
         _done(t)
 
     t = _step(8, n, "report")
-    report = write_report(run_dir, log_path, out=out / "report.md", name=f"{Path(out).resolve().name} (rfcx-kit demo, recipe {recipe.stem})")
+    report = api.report(run_dir, log_path, out=out / "report.md",
+                        name=f"{Path(out).resolve().name} (rfcx-kit demo, recipe {recipe.stem})")
     _done(t, str(report))
 
-    table = relabel_table(run_dir)
-    prior = prior_test_lwlrap(comp)
+    table = api.stages(run_dir)
+    prior = api.prior(data)
     method = table[~table["stage"].isin(["oracle", "control"])]
     refs = table.set_index("stage")
     final = refs.loc[kept["stage"]]
     summary = {"seconds": round(time.time() - started, 1), "report": str(report), "submission": str(sub_path),
-               "recipe": recipe.name, "seed": seed, "train_seed": load_config(recipe, overrides).train.seed, "profile": profile,
+               "recipe": recipe.name, "seed": seed, "train_seed": cfg.train.seed, "profile": profile,
                "labelled_calls": labelled, "planted_calls": planted, "labelled_share": labelled / max(1, planted),
                "prior": {"stage": "prior", "truth_test_lwlrap": prior},
                "stages": method.to_dict("records"),

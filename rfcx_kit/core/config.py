@@ -380,7 +380,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | tuple[s
     """Defaults, then the recipe's differences, then ``--set`` overrides; validated and typed.
 
     The keys they set are remembered (:func:`explicit_keys`): a data folder of one's own recordings gives the
-    sample rate and top frequency the others leave open (``method/stage1.resolve_features``).
+    sample rate and top frequency the others leave open (``method/preflight.resolve_features``).
     """
     cfg = Config()
     explicit: set[str] = set()

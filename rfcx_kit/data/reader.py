@@ -519,7 +519,7 @@ def check_box_limits(comp: Competition) -> None:
     """The competition's audio layout: every box inside its recording and below its Nyquist frequency, with each
     labelled recording's length and rate read from its header (nothing decoded). ``recordings.csv`` carries them
     (checked by :func:`read_competition`); precomputed arrays are checked against their frames
-    (``method/stage1.check_box_frames``)."""
+    (``method/preflight.check_box_frames``)."""
     if comp.recordings is not None or comp.layout != "audio":
         return
     limits = audio_limits({rid: comp.path("train", rid) for rid in comp.train_ids})

@@ -68,7 +68,7 @@ def test_rate_and_top_frequency_come_from_the_recordings_unless_set() -> None:
     from types import SimpleNamespace
 
     from rfcx_kit.core.config import load_config
-    from rfcx_kit.method.stage1 import resolve_features
+    from rfcx_kit.method.preflight import resolve_features
 
     rates = pd.DataFrame({"sample_rate": [48000, 22000, 44100]}, index=["a/x", "b/y", "c/z"])
     comp = SimpleNamespace(recordings=rates, root=Path("data"))
