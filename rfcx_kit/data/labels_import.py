@@ -22,13 +22,12 @@ Recording ids are audio paths relative to the audio folder, without extension, w
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,38 +38,25 @@ import pandas as pd
 from rfcx_kit.core.errors import ConfigError, DataError
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json, check_output_path
 from rfcx_kit.core.species import BOX_COLUMNS, NAME_RULE, bad_names
+from rfcx_kit.data.annotations.registry import detect_format, formats, get_format
+from rfcx_kit.data.annotations.table import (CANDIDATE, Check, FP, TABLE_COLUMNS, TP, UNKNOWN, find, numbers, raise_first, read_grid, require, row_error)
 from rfcx_kit.data.audio import AUDIO_SUFFIXES, probe
 from rfcx_kit.data.reader import UNKNOWN_FILE, UNKNOWN_SPECIES, first_box_fault
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("raven", "audacity", "arbimon", "csv")
+FORMATS = tuple(formats())  # the registered annotation formats (data/annotations/registry.py)
 FORMAT_CHOICES = ("auto", *FORMATS)  # auto: each table's own format, told from its contents
 AUDIO_EXTENSIONS = AUDIO_SUFFIXES  # the formats every step decodes (data/audio.py)
-TABLE_COLUMNS = ["source", "row", "line", "file_hint", "species", "t_min", "t_max", "f_min", "f_max", "label",
-                 "songtype", "confidence"]
-# A row's label: a verified presence (TP), a verified absence (FP), a call of no named species (UNKNOWN), or a
-# detection nobody has verified yet (CANDIDATE: a Raven table with a Confidence column, as `predict` writes).
-TP, FP, UNKNOWN, CANDIDATE = 1, -1, 0, 2
 CANDIDATE_COLUMNS = ["recording_id", "species_id", "species", "t_min", "t_max", "f_min", "f_max", "confidence",
                      "source"]
 SPECIES_OUT_COLUMNS = ["species_id", "code", "name", "f_min", "f_max"]
 RECORDING_COLUMNS = ["recording_id", "split", "path", "seconds", "sample_rate"]
 
 # Table files looked for inside an input folder.
-_TABLE_GLOBS = {"raven": "*.txt", "audacity": "*.txt", "arbimon": "*.csv", "csv": "*.csv"}
 # Species column, when none is named: the first of these the table has (case-insensitive).
-_SPECIES_CANDIDATES = {
-    "raven": ("Annotation", "Species", "Species_name", "Class", "Label"),
-    "arbimon": ("species", "species_name"),
-    "csv": ("Annotation", "Species", "Species_name", "Class", "Label"),
-}
 # Words for present / absent in TP/FP columns (compared lowercased and stripped).
-_TP_WORDS = frozenset({"tp", "1", "+1", "1.0", "true", "yes", "y", "present", "true positive"})
-_FP_WORDS = frozenset({"fp", "0", "-1", "0.0", "-1.0", "false", "no", "n", "absent", "false positive",
-                       "false_positive"})
 # Raven: a `FP` column marks a false positive with a "yes"-like value.
-_RAVEN_FP_FLAG = frozenset({"1", "1.0", "yes", "y", "true", "x", "fp"})
 
 
 @dataclass
@@ -110,372 +96,44 @@ class ImportResult:
 UNCERTAIN = ("skip", "unknown", "fp", "error")
 
 
-def _row_error(file: object, row: int, line: int, column: str, message: str) -> DataError:
-    """``row`` is the 1-based data row, ``line`` the 1-based line of the file (the reader's message format)."""
-    return DataError(f"{file}: row {row} (line {line}), field '{column}': {message}")
 
 
-Check = tuple[str, pd.Series, Callable[[pd.Series], str]]
 
 
-def _first_failure(checks: Sequence[Check]) -> tuple[int, str, Callable[[pd.Series], str]] | None:
-    """``(position, field, message)`` of the earliest row failing any check (ties: the first check listed)."""
-    first = None
-    for name, mask, message in checks:
-        hits = np.flatnonzero(mask.fillna(False).to_numpy(dtype=bool))
-        if hits.size and (first is None or hits[0] < first[0]):
-            first = (int(hits[0]), name, message)
-    return first
 
 
-def _raise_first(frame: pd.DataFrame, checks: Sequence[Check], columns: dict[str, dict[str, str]]) -> None:
-    """Raise the earliest failure of ``checks`` on a frame with ``source,row,line`` columns.
-
-    ``columns[source]`` maps canonical fields (``t_max``) to the file's own column names (``End Time (s)``) so
-    that the message names the column the user sees.
-    """
-    first = _first_failure(checks)
-    if first is None:
-        return
-    i, name, message = first
-    at = frame.iloc[i]
-    column = columns.get(at["source"], {}).get(name, name)
-    raise _row_error(at["source"], int(at["row"]), int(at["line"]), column, message(at))
 
 
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # reading one table
 
 
-def _read_text(path: Path) -> str:
-    """The file's text: UTF-16 (Excel's "Unicode text", with its BOM or told by its zero bytes), UTF-8 (a BOM
-    dropped), else Latin-1 (Raven on Windows writes the local code page)."""
-    data = path.read_bytes()
-    head = data[:4096]
-    utf16 = ("utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else
-             "utf-16-le" if head[1::2].count(0) > len(head) // 4 else
-             "utf-16-be" if head[0::2].count(0) > len(head) // 4 else None)
-    if utf16 is not None:
-        try:
-            return data.decode(utf16)
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: looks like UTF-16 text but does not decode as {utf16}") from None
-    if b"\x00" in head:
-        raise DataError(f"{path}: holds zero bytes: not a text table (save it as UTF-8 or UTF-16 text)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
 
 
-def _read_grid(path: Path, sep: str, quoting: int) -> pd.DataFrame:
-    """A table with a header line as stripped strings (``''`` for empty cells), plus ``_row``/``_line``.
-
-    Blank lines are dropped after reading, so the index still counts every line: data row ``i`` (0-based) sits
-    on line ``i + 2``.
-    """
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    text = _read_text(path)
-    if not text.strip():
-        raise DataError(f"{path}: empty file (expected a header line)")
-    try:
-        # index_col=False: a row with a trailing separator (one field more than the header) keeps its columns,
-        # instead of its first field becoming the index
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", pd.errors.ParserWarning)
-            raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                              quoting=quoting, index_col=False)
-    except Exception as exc:  # noqa: BLE001 - ParserError, ValueError...: one line naming the file
-        raise DataError(f"{path}: not a readable table ({_short(exc)})") from None
-    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
-        # pandas dropped fields past the header's: fine where they are empty (a trailing tab or comma), an error
-        # naming the row where they hold something
-        records = list(csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting))
-        width = len(records[0])
-        for i, record in enumerate(records[1:], start=1):
-            if len(record) > width and any(cell.strip() for cell in record[width:]):
-                raise DataError(f"{path}: row {i} (line {i + 1}): {len(record)} fields, but the header names {width}: "
-                                f"{record[width:]!r} past the last column")
-    raw.columns = [str(c).strip() for c in raw.columns]
-    raw = raw.apply(lambda column: column.str.strip())
-    raw = raw[(raw != "").any(axis=1)]
-    return raw.assign(_row=raw.index + 1, _line=raw.index + 2)
 
 
-def _find(raw: pd.DataFrame, *names: str, exclude: Iterable[str] = ()) -> str | None:
-    """The table's own name of the first of ``names`` it has (case-insensitive), or None."""
-    exclude = set(exclude)
-    lower = {str(c).lower(): c for c in raw.columns if c not in exclude and not str(c).startswith("_")}
-    for name in names:
-        if name.lower() in lower:
-            return lower[name.lower()]
-    return None
 
 
-def _require(raw: pd.DataFrame, path: Path, *names: str, what: str | None = None) -> str:
-    column = _find(raw, *names)
-    if column is None:
-        listed = " or ".join(f"'{n}'" for n in names)
-        have = ", ".join(c for c in raw.columns if not c.startswith("_"))
-        raise DataError(f"{path}: missing column {listed}{f' ({what})' if what else ''}; the columns are: {have}")
-    return column
 
 
-def _species_column(raw: pd.DataFrame, path: Path, fmt: str, species_column: str | None) -> str:
-    if species_column is not None:
-        return _require(raw, path, species_column, what="the species column named")
-    return _require(raw, path, *_SPECIES_CANDIDATES[fmt], what="the species; or name the species column")
 
 
-def _numbers(raw: pd.DataFrame, path: Path, column: str, required: bool = True) -> pd.Series:
-    """The column as floats; an empty cell is NaN where not ``required``, any other non-number an error."""
-    text = raw[column]
-    value = pd.to_numeric(text, errors="coerce")
-    bad = (value.isna() & ((text != "") | required)) | np.isinf(value)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        cell = text.iloc[i]
-        raise _row_error(path, int(raw["_row"].iloc[i]), int(raw["_line"].iloc[i]), column,
-                         "empty (a number is needed)" if cell == "" else f"{cell!r} is not a number")
-    return value.astype(float)
 
 
-def _kind(text: pd.Series) -> pd.Series:
-    """+1 for a present-word, -1 for an absent-word, 0 for anything else (see ``_TP_WORDS``/``_FP_WORDS``)."""
-    lower = text.str.lower()
-    return pd.Series(np.where(lower.isin(_TP_WORDS), 1, np.where(lower.isin(_FP_WORDS), -1, 0)),
-                     index=text.index, dtype=np.int8)
 
 
-def _assemble(path: Path, raw: pd.DataFrame, columns: dict[str, str], *, species: pd.Series, t_min: pd.Series,
-              t_max: pd.Series, f_min: pd.Series, f_max: pd.Series, label: pd.Series,
-              file_hint: pd.Series | str = "", songtype: pd.Series | str = "",
-              confidence: pd.Series | float = np.nan) -> pd.DataFrame:
-    """The rows in :data:`TABLE_COLUMNS` form, after the checks that need no recording."""
-    frame = pd.DataFrame({
-        "source": str(path), "row": raw["_row"].astype(np.int64), "line": raw["_line"].astype(np.int64),
-        "file_hint": file_hint, "species": species, "t_min": t_min, "t_max": t_max, "f_min": f_min,
-        "f_max": f_max, "label": label.astype(np.int8), "songtype": songtype, "confidence": confidence,
-    }, index=raw.index)[TABLE_COLUMNS].reset_index(drop=True)
-    checks: list[Check] = [  # an empty species is read_table's to judge (--uncertain)
-        ("species", bad_names(frame["species"]), lambda r: f"{r['species']!r} {NAME_RULE}"),
-        ("t_min", frame["t_min"] < 0, lambda r: f"{r['t_min']:g} s is negative"),
-        ("t_max", frame["t_max"] <= frame["t_min"],
-         lambda r: f"{r['t_max']:g} s is not after the start ({r['t_min']:g} s)"),
-        ("f_min", frame["f_min"] < 0, lambda r: f"{r['f_min']:g} Hz is negative"),
-        ("f_max", frame["f_max"] <= frame["f_min"],
-         lambda r: f"{r['f_max']:g} Hz is not above the low frequency ({r['f_min']:g} Hz)"),
-    ]
-    _raise_first(frame, checks, {str(path): columns})
-    frame.attrs["columns"] = columns
-    return frame
 
 
-def _read_raven(path: Path, species_column: str | None) -> pd.DataFrame:
-    raw = _read_grid(path, "\t", csv.QUOTE_NONE)  # Raven never quotes; an annotation may hold a '"'
-    begin = _require(raw, path, "Begin Time (s)")
-    end = _require(raw, path, "End Time (s)")
-    name = _species_column(raw, path, "raven", species_column)
-    duplicates = 0
-    view = _find(raw, "View")
-    if view is not None:
-        # Raven's default export lists each selection once per view: keep the Spectrogram rows (all rows if
-        # the table only has Waveform views), one per Selection. A view copy repeats its selection's times, band,
-        # species and file: rows that share a Selection id but differ in any of those are other calls, and kept.
-        waveform = raw[view].str.lower().str.startswith("waveform")
-        kept = raw[~waveform] if (~waveform).any() else raw
-        selection = _find(raw, "Selection")
-        if selection is not None:
-            same = [selection, begin, end, name] + [c for c in (_find(raw, "Low Freq (Hz)"),
-                                                                _find(raw, "High Freq (Hz)"), _find(raw, "Begin File"),
-                                                                _find(raw, "Begin Path")) if c is not None]
-            kept = kept.drop_duplicates(subset=same, keep="first")
-        duplicates = len(raw) - len(kept)
-        raw = kept
-    low, high = _find(raw, "Low Freq (Hz)"), _find(raw, "High Freq (Hz)")
-    begin_s, end_s = _numbers(raw, path, begin), _numbers(raw, path, end)
-    columns = {"t_min": begin, "t_max": end, "f_min": low or "Low Freq (Hz)", "f_max": high or "High Freq (Hz)",
-               "species": name}
-    offset = _find(raw, "File Offset (s)")
-    if offset is not None:
-        # Begin Time counts from the start of the first file of a multi-file listing; File Offset from the
-        # start of the row's own file.
-        t_min = _numbers(raw, path, offset)
-        t_max = t_min + (end_s - begin_s)
-        columns["t_min"] = offset
-    else:
-        t_min, t_max = begin_s, end_s
-    nan = pd.Series(np.nan, index=raw.index)
-    f_min = _numbers(raw, path, low, required=False) if low else nan
-    f_max = _numbers(raw, path, high, required=False) if high else nan
-
-    # The recording: Begin File (a file name), else Begin Path (a full path on the annotator's machine), else
-    # "" = the table's own file name.
-    hint: pd.Series | str = ""
-    begin_file, begin_path = _find(raw, "Begin File"), _find(raw, "Begin Path")
-    if begin_file is not None:
-        hint = raw[begin_file]
-        columns["file_hint"] = begin_file
-    if begin_path is not None:
-        hint = raw[begin_path] if begin_file is None else hint.where(hint != "", raw[begin_path])
-        columns.setdefault("file_hint", begin_path)
-
-    # TP/FP: a trailing '?' on the species, or a Kind/Type column saying fp/absent/0, or an FP column saying
-    # yes/1/x; otherwise TP.
-    species = raw[name]
-    doubtful = species.str.endswith("?")
-    species = species.str.rstrip("?").str.strip()
-    false_positive = doubtful
-    marker = _find(raw, "Kind", "Type", exclude=[name])
-    if marker is not None:
-        false_positive = false_positive | raw[marker].str.lower().isin(_FP_WORDS)
-    flag = _find(raw, "FP", exclude=[name])
-    if flag is not None:
-        false_positive = false_positive | raw[flag].str.lower().isin(_RAVEN_FP_FLAG)
-    label = pd.Series(np.where(false_positive, FP, TP), index=raw.index)
-    score = _find(raw, "Confidence", "Score", exclude=[name])
-    confidence: pd.Series | float = np.nan
-    if score is not None:
-        # a detector's table (`predict --format raven`, BirdNET): its rows are candidates, unless a person marked
-        # one true (a Kind/Type of tp, ...) or false (fp, ...) after listening
-        confidence = _numbers(raw, path, score, required=False)
-        verified_tp = raw[marker].str.lower().isin(_TP_WORDS) if marker is not None else False
-        label = pd.Series(np.where(false_positive, FP, np.where(verified_tp, TP, CANDIDATE)), index=raw.index)
-        columns["confidence"] = score
-    frame = _assemble(path, raw, columns, species=species, t_min=t_min, t_max=t_max, f_min=f_min, f_max=f_max,
-                      label=label, file_hint=hint, confidence=confidence)
-    frame.attrs["duplicates"] = duplicates
-    return frame
 
 
-def _read_audacity(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    lines = pd.Series(_read_text(path).splitlines() or [""], dtype=object)  # an empty file: one blank line
-    parts = lines.str.split("\t", n=2, expand=True).reindex(columns=[0, 1, 2]).fillna("")
-    parts = parts.apply(lambda column: column.str.strip())
-    parts.columns = ["start", "end", "label"]
-    parts["_line"] = parts.index + 1
-    blank = (parts[["start", "end", "label"]] == "").all(axis=1)
-    is_freq = parts["start"] == "\\"
-    labels = parts[~blank & ~is_freq].copy()
-    labels["_row"] = np.arange(1, len(labels) + 1)
-    freq = parts[is_freq].rename(columns={"end": "f_low", "label": "f_high"}).copy()
-    # A frequency line carries the range of the label line just above it.
-    orphan = ~(freq.index - 1).isin(labels.index)
-    if orphan.any():
-        line = int(freq["_line"][orphan].iloc[0])
-        raise DataError(f"{path}: line {line}: a frequency line ('\\<tab>f_low<tab>f_high') must follow a label line")
-    freq.index = freq.index - 1
-    freq["_row"] = labels.loc[freq.index, "_row"]
-    f_low = _numbers(freq, path, "f_low").reindex(labels.index)
-    f_high = _numbers(freq, path, "f_high").reindex(labels.index)
-    # Audacity writes -1 for an undefined edge of the spectral selection.
-    f_low, f_high = f_low.where(f_low >= 0), f_high.where(f_high >= 0)
-    columns = {"t_min": "start", "t_max": "end", "f_min": "f_low", "f_max": "f_high", "species": "label"}
-    species = labels["label"]
-    doubtful = species.str.endswith("?")
-    label = pd.Series(np.where(doubtful, -1, 1), index=labels.index)
-    return _assemble(path, labels, columns, species=species.str.rstrip("?").str.strip(),
-                     t_min=_numbers(labels, path, "start"), t_max=_numbers(labels, path, "end"), f_min=f_low,
-                     f_max=f_high, label=label)
 
 
-def _read_arbimon(path: Path, species_column: str | None) -> pd.DataFrame:
-    raw = _read_grid(path, ",", csv.QUOTE_MINIMAL)
-    recording = _require(raw, path, "recording")
-    name = _species_column(raw, path, "arbimon", species_column)
-    validated = _require(raw, path, "validated", "present", what="1 = present, 0 = absent")
-    kind = _kind(raw[validated])
-    # Rows not (yet) validated, or validated with another value, are left out and counted.
-    skipped = int((kind == 0).sum())
-    raw, kind = raw[kind != 0], kind[kind != 0]
-    if _find(raw, "x1") is not None or _find(raw, "t_min") is None:
-        t_cols = (_require(raw, path, "x1", "t_min"), _require(raw, path, "x2", "t_max"))
-        f_cols = (_find(raw, "y1", "f_min"), _find(raw, "y2", "f_max"))
-    else:
-        t_cols = (_require(raw, path, "t_min"), _require(raw, path, "t_max"))
-        f_cols = (_find(raw, "f_min"), _find(raw, "f_max"))
-    nan = pd.Series(np.nan, index=raw.index)
-    songtype = _find(raw, "songtype", "songtype_id", "songtype_name")
-    columns = {"t_min": t_cols[0], "t_max": t_cols[1], "f_min": f_cols[0] or "y1", "f_max": f_cols[1] or "y2",
-               "species": name, "file_hint": recording}
-    frame = _assemble(
-        path, raw, columns, species=raw[name], t_min=_numbers(raw, path, t_cols[0]),
-        t_max=_numbers(raw, path, t_cols[1]),
-        f_min=_numbers(raw, path, f_cols[0], required=False) if f_cols[0] else nan,
-        f_max=_numbers(raw, path, f_cols[1], required=False) if f_cols[1] else nan,
-        label=kind, file_hint=raw[recording], songtype=raw[songtype] if songtype else "",
-    )
-    hint_missing = frame["file_hint"] == ""
-    _raise_first(frame, [("file_hint", hint_missing, lambda r: "empty recording name")], {str(path): columns})
-    frame.attrs["skipped"] = skipped
-    return frame
 
 
-def _read_csv(path: Path, species_column: str | None) -> pd.DataFrame:
-    raw = _read_grid(path, ",", csv.QUOTE_MINIMAL)
-    recording = _require(raw, path, "recording", "recording_id")
-    name = _species_column(raw, path, "csv", species_column)
-    if _find(raw, "t_min") is not None or _find(raw, "start") is None:
-        t_cols = (_require(raw, path, "t_min", "start"), _require(raw, path, "t_max", "end"))
-    else:
-        t_cols = (_require(raw, path, "start"), _require(raw, path, "end"))
-    f_cols = (_find(raw, "f_min"), _find(raw, "f_max"))
-    nan = pd.Series(np.nan, index=raw.index)
-    columns = {"t_min": t_cols[0], "t_max": t_cols[1], "f_min": f_cols[0] or "f_min", "f_max": f_cols[1] or "f_max",
-               "species": name, "file_hint": recording}
-    # TP/FP: the first of kind, tp, label that is not the species column; no such column: every row is TP.
-    kind_column = _find(raw, "kind", "tp", "label", exclude=[name])
-    if kind_column is not None:
-        label = _kind(raw[kind_column])
-        bad = label == 0
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise _row_error(path, int(raw["_row"].iloc[i]), int(raw["_line"].iloc[i]), kind_column,
-                             f"{raw[kind_column].iloc[i]!r} is neither TP (tp, 1, present) nor FP (fp, 0, -1, absent)")
-    else:
-        label = pd.Series(1, index=raw.index)
-    frame = _assemble(
-        path, raw, columns, species=raw[name], t_min=_numbers(raw, path, t_cols[0]),
-        t_max=_numbers(raw, path, t_cols[1]),
-        f_min=_numbers(raw, path, f_cols[0], required=False) if f_cols[0] else nan,
-        f_max=_numbers(raw, path, f_cols[1], required=False) if f_cols[1] else nan,
-        label=label, file_hint=raw[recording],
-    )
-    _raise_first(frame, [("file_hint", frame["file_hint"] == "", lambda r: "empty recording")], {str(path): columns})
-    return frame
 
 
-def detect_format(path: Path) -> str | None:
-    """A table's format told from its first line: ``raven`` (tab-separated with ``Begin Time (s)``), ``audacity``
-    (no header: two numbers and a label, tab-separated), ``arbimon`` (CSV with ``validated``/``present``, or
-    ``recording`` with ``x1``), ``csv`` (CSV with ``recording``/``recording_id``); None: none of them."""
-    try:
-        text = _read_text(path)
-    except OSError:
-        return None
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    fields = [f.strip().lower() for f in first.split("\t")]
-    if len(fields) > 1 and "begin time (s)" in fields:
-        return "raven"
-    if len(fields) in (2, 3):
-        try:
-            float(fields[0]), float(fields[1])
-            return "audacity"
-        except ValueError:
-            pass
-    columns = {c.strip().strip('"').lower() for c in next(csv.reader([first]), [])}
-    if "validated" in columns or "present" in columns or {"recording", "x1"} <= columns:
-        return "arbimon"
-    if columns & {"recording", "recording_id"}:
-        return "csv"
-    return None
 
 
 def read_table(path: str | Path, fmt: str, species_column: str | None = None, uncertain: str = "skip") -> pd.DataFrame:
@@ -535,24 +193,17 @@ def read_table(path: str | Path, fmt: str, species_column: str | None = None, un
     if fmt == "auto":
         found = detect_format(path)
         if found is None:
-            raise DataError(f"{path}: not a Raven, Audacity, Arbimon or CSV label table (its first line names none "
-                            "of their columns); give --format")
+            raise DataError(f"{path}: not a label table of a format rfcx-kit reads ({', '.join(FORMATS)}: its first "
+                            "line names none of their columns); give --format")
         fmt = found
-    if fmt == "raven":
-        frame = _read_raven(path, species_column)
-    elif fmt == "audacity":
-        frame = _read_audacity(path)
-    elif fmt == "arbimon":
-        frame = _read_arbimon(path, species_column)
-    else:
-        frame = _read_csv(path, species_column)
+    frame = get_format(fmt).read(path, species_column)
     frame.attrs.setdefault("skipped", 0)
     frame.attrs.setdefault("duplicates", 0)
     if uncertain not in UNCERTAIN:
         raise DataError(f"unknown --uncertain {uncertain!r}; expected one of {', '.join(UNCERTAIN)}")
     empty = frame["species"] == ""
     if uncertain == "error":
-        _raise_first(frame, [("species", empty, lambda r: "empty species name (nothing, or a '?' alone): name it, "
+        raise_first(frame, [("species", empty, lambda r: "empty species name (nothing, or a '?' alone): name it, "
                                                             "or say what such rows are with --uncertain "
                                                             "skip|unknown|fp")],
                      {str(path): frame.attrs["columns"]})
@@ -675,16 +326,16 @@ def _read_species_table(path: Path) -> pd.DataFrame:
     Without ``species_id`` the ids follow the table's row order (0, 1, ...). Empty codes/frequencies are
     NaN here and filled later.
     """
-    raw = _read_grid(path, ",", csv.QUOTE_MINIMAL)
-    name = _require(raw, path, "name")
+    raw = read_grid(path, ",", csv.QUOTE_MINIMAL)
+    name = require(raw, path, "name")
     table = pd.DataFrame({"source": str(path), "row": raw["_row"], "line": raw["_line"], "name": raw[name]})
-    ids = _find(raw, "species_id")
-    table["species_id"] = _numbers(raw, path, ids) if ids else np.arange(len(raw), dtype=float)
-    code = _find(raw, "code")
+    ids = find(raw, "species_id")
+    table["species_id"] = numbers(raw, path, ids) if ids else np.arange(len(raw), dtype=float)
+    code = find(raw, "code")
     table["code"] = raw[code].replace("", np.nan) if code else np.nan
     for edge in ("f_min", "f_max"):
-        column = _find(raw, edge)
-        table[edge] = _numbers(raw, path, column, required=False) if column else np.nan
+        column = find(raw, edge)
+        table[edge] = numbers(raw, path, column, required=False) if column else np.nan
     table = table.reset_index(drop=True)
     sid = table["species_id"]
     checks: list[Check] = [
@@ -696,7 +347,7 @@ def _read_species_table(path: Path) -> pd.DataFrame:
         ("code", table["code"].notna() & table["code"].duplicated(), lambda r: f"{r['code']!r} appears twice"),
         ("f_max", table["f_max"] <= table["f_min"], lambda r: f"{r['f_max']:g} Hz is not above f_min"),
     ]
-    _raise_first(table, checks, {str(path): {"name": name, "species_id": ids or "species_id", "code": code or "code"}})
+    raise_first(table, checks, {str(path): {"name": name, "species_id": ids or "species_id", "code": code or "code"}})
     table["species_id"] = table["species_id"].astype(np.int64)
     return table[SPECIES_OUT_COLUMNS]
 
@@ -728,7 +379,7 @@ def _tables(inputs: Sequence[Path], fmt: str) -> list[tuple[Path, str]]:
     relative to it (which picks among audio files sharing a name)."""
     tables: list[tuple[Path, str]] = []
     seen: set[Path] = set()
-    globs = ("*.txt", "*.csv") if fmt == "auto" else (_TABLE_GLOBS[fmt],)
+    globs = tuple(dict.fromkeys(f.glob for f in formats().values())) if fmt == "auto" else (get_format(fmt).glob,)
     for root in inputs:
         if root.is_dir():
             found = sorted(p for g in globs for p in root.rglob(g)
@@ -797,7 +448,7 @@ def _match_recordings(labels: pd.DataFrame, tables: list[tuple[Path, str]], audi
         column = columns[at["source"]].get("file_hint", "recording")
         what = (f"matches several audio files under {audio.root}: {listed}" if found else
                 f"no audio file under {audio.root} has this relative path or file name (with or without extension)")
-        raise _row_error(at["source"], int(at["row"]), int(at["line"]), column, f"{hint!r}: {what}")
+        raise row_error(at["source"], int(at["row"]), int(at["line"]), column, f"{hint!r}: {what}")
     keys = keys.assign(recording_id=ids)
     return labels[["table", "file_hint"]].merge(keys, on=["table", "file_hint"], how="left")["recording_id"].set_axis(
         labels.index)
@@ -954,7 +605,7 @@ def _check_boxes(labels: pd.DataFrame, recordings: pd.DataFrame, train_files: _A
     if fault is not None:  # the one box rule (data/reader.py), named in the file's own row and column
         i, name, message = fault
         at = labels.iloc[i]
-        raise _row_error(at["source"], int(at["row"]), int(at["line"]),
+        raise row_error(at["source"], int(at["row"]), int(at["line"]),
                          columns.get(at["source"], {}).get(name, name), message)
     labels["t_max"] = np.minimum(labels["t_max"], seconds)
     labels["f_min"] = labels["f_min"].fillna(0.0)
@@ -971,7 +622,7 @@ def _name_species(labels: pd.DataFrame, species_path: Path | None, columns: dict
     if species_path is not None:
         table = _read_species_table(species_path)
         unknown = ~labels["species"].isin(table["name"]) & ~unnamed
-        _raise_first(labels, [("species", unknown, lambda r: f"{r['species']!r} is not in the species table "
+        raise_first(labels, [("species", unknown, lambda r: f"{r['species']!r} is not in the species table "
                                                             f"{species_path}")], columns)
     else:
         names = sorted(labels.loc[~unnamed, "species"].unique())

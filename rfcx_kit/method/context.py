@@ -3,6 +3,7 @@ windows, statistics (:class:`RunContext`), and the windows a model of a config p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from rfcx_kit.core.species import Species
 from rfcx_kit.data.features import FeatureStore, resolve_store
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.data.reader import Competition
-from rfcx_kit.method.run import Run
+from rfcx_kit.method.run import Run, data_fingerprint
 
 
 @dataclass
@@ -128,3 +129,19 @@ def predict_positions(cfg: Config, frames: int | None = None) -> list[list[int]]
     if run_frames is None:
         raise ValueError("predict_positions: give the recording's frames (features.seconds is null)")
     return Grid.of(cfg, run_frames).test_positions(frames)
+
+
+def check_same_data(ctx: RunContext, what: str) -> None:
+    """Refuse to train ``what`` (a cycle, the control, the oracle) when the run's data changed since stage 1: its
+    CV would be on other labels than stage 1's, and the kept stage would compare the two."""
+    from rfcx_kit.core.errors import StateError
+
+    path = ctx.run.inputs()
+    if not path.exists():
+        return  # a run from before the data fingerprint was recorded
+    recorded = json.loads(path.read_text()).get("data")
+    now = json.loads(json.dumps(data_fingerprint(ctx.comp)))
+    if recorded is not None and recorded != now:
+        differ = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+        raise StateError(f"{what}: {ctx.comp.root} changed since stage 1 ({', '.join(differ)} differ): its CV would "
+                         "score other labels than stage 1's; run stage 1 on it into a new --run")

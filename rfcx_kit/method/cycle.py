@@ -46,10 +46,10 @@ from rfcx_kit.data.reader import check_pseudo_boxes, read_pseudo_boxes
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.method.pseudo import (box_peaks, build_label_table, label_counts, peak_boxes, read_label_table,
                                    segment_mask, window_thresholds)
-from rfcx_kit.method.run import (Run, check_inputs, check_same_data, config_fingerprint, cycle_stage, file_fingerprint,
+from rfcx_kit.method.run import (Run, check_inputs, config_fingerprint, cycle_stage, file_fingerprint,
                                  format_metrics, previous_stage, read_metrics)
 from rfcx_kit.method.checkpoint import build_model, load_checkpoint
-from rfcx_kit.method.context import RunContext, load_context
+from rfcx_kit.method.context import RunContext, check_same_data, load_context
 from rfcx_kit.method.predictions import load_prediction, predict_split, save_prediction
 from rfcx_kit.method.folds import check_backend
 from rfcx_kit.method.stage1 import collect_stage, train_stage

@@ -22,7 +22,7 @@ Shapes: ``R`` recordings, ``N`` windows per recording, ``K`` species, ``F`` fold
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -296,24 +296,16 @@ def box_peaks(frames: np.ndarray, boxes: pd.DataFrame, recording_ids: Sequence[s
     return out
 
 
-def window_thresholds(scores: np.ndarray, original: np.ndarray, rule: str = "fixed", threshold: float = 0.5,
-                      quantile: float = 0.5) -> np.ndarray:
-    """``(K,)`` thresholds of the window votes.
+def fixed_thresholds(scores: np.ndarray, original: np.ndarray, threshold: float, quantile: float) -> np.ndarray:
+    """``fixed``: ``threshold`` for every species (the post: 0.5)."""
+    return np.full(scores.shape[-1], float(threshold))
 
-    ``fixed``: ``threshold`` for every species (the post: 0.5). ``tp_quantile``: per species, the ``quantile`` of
-    the scores of its own TP windows, never below ``threshold``: a pseudo-positive must look at least as sure as
-    that share of the verified calls, and the bar follows the model's calibration from cycle to cycle. A species
-    without a TP window gets 1.0 (no pseudo-positive).
 
-    Args:
-        scores: ``(R, N, K)`` window probabilities (the mean over the fold models).
-        original: ``(R, N, K)`` int8 original window labels (+1 TP).
-    """
+def tp_quantile_thresholds(scores: np.ndarray, original: np.ndarray, threshold: float, quantile: float) -> np.ndarray:
+    """``tp_quantile``: per species, the ``quantile`` of the scores of its own TP windows, never below ``threshold``:
+    a pseudo-positive must look at least as sure as that share of the verified calls, and the bar follows the
+    model's calibration from cycle to cycle. A species without a TP window gets 1.0 (no pseudo-positive)."""
     k = scores.shape[-1]
-    if rule == "fixed":
-        return np.full(k, float(threshold))
-    if rule != "tp_quantile":
-        raise ValueError(f"unknown threshold rule {rule!r}: use 'fixed' or 'tp_quantile'")
     out = np.ones(k)
     tp = original == 1
     for s in range(k):  # a loop over the species, not over windows
@@ -321,6 +313,28 @@ def window_thresholds(scores: np.ndarray, original: np.ndarray, rule: str = "fix
         if len(v):
             out[s] = max(float(threshold), float(np.quantile(v, quantile)))
     return out
+
+
+# THE PSEUDO-LABEL RULES (relabel.threshold_rule): name -> (scores (R, N, K), original (R, N, K), threshold,
+# quantile) -> (K,) thresholds. A new rule is a function here, its entry, its name in core/config.py's CHOICES
+# (tests/method/test_pseudo.py keeps the two lists equal) and its test.
+THRESHOLD_RULES: dict[str, Callable[[np.ndarray, np.ndarray, float, float], np.ndarray]] = {
+    "fixed": fixed_thresholds,
+    "tp_quantile": tp_quantile_thresholds,
+}
+
+
+def window_thresholds(scores: np.ndarray, original: np.ndarray, rule: str = "fixed", threshold: float = 0.5,
+                      quantile: float = 0.5) -> np.ndarray:
+    """``(K,)`` thresholds of the window votes by the rule named ``rule`` (:data:`THRESHOLD_RULES`).
+
+    Args:
+        scores: ``(R, N, K)`` window probabilities (the mean over the fold models).
+        original: ``(R, N, K)`` int8 original window labels (+1 TP).
+    """
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}: use one of {', '.join(THRESHOLD_RULES)}")
+    return THRESHOLD_RULES[rule](scores, original, threshold, quantile)
 
 
 def label_counts(table: pd.DataFrame, n_species: int | None = None) -> pd.DataFrame:

@@ -26,9 +26,9 @@ from rfcx_kit.core.config import ConfigError
 from rfcx_kit.core.errors import StateError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.method.folds import check_backend
-from rfcx_kit.method.run import (Run, check_inputs, check_same_data, config_fingerprint, file_fingerprint,
+from rfcx_kit.method.run import (Run, check_inputs, config_fingerprint, file_fingerprint,
                                  format_metrics, read_metrics)
-from rfcx_kit.method.context import load_context
+from rfcx_kit.method.context import check_same_data, load_context
 from rfcx_kit.method.stage1 import collect_stage, train_stage
 from rfcx_kit.method.train import planted_calls
 

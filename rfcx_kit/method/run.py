@@ -64,15 +64,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from rfcx_kit.core.config import Config
 from rfcx_kit.data.reader import Competition
-
-if TYPE_CHECKING:
-    from rfcx_kit.method.context import RunContext
 
 # The run folder only: no torch, no feature store. A fold's context is method/context.py, model building and
 # checkpoints method/checkpoint.py, a stage's prediction files method/predictions.py.
@@ -343,22 +340,6 @@ def data_fingerprint(comp: Competition) -> dict[str, Any]:
     if (comp.root / UNKNOWN_FILE).exists():  # only then: the runs made before it keep their fingerprint
         found[UNKNOWN_FILE] = file_fingerprint(comp.root / UNKNOWN_FILE)
     return found
-
-
-def check_same_data(ctx: "RunContext", what: str) -> None:
-    """Refuse to train ``what`` (a cycle, the control, the oracle) when the run's data changed since stage 1: its
-    CV would be on other labels than stage 1's, and the kept stage would compare the two."""
-    from rfcx_kit.core.errors import StateError
-
-    path = ctx.run.inputs()
-    if not path.exists():
-        return  # a run from before the data fingerprint was recorded
-    recorded = json.loads(path.read_text()).get("data")
-    now = json.loads(json.dumps(data_fingerprint(ctx.comp)))
-    if recorded is not None and recorded != now:
-        differ = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
-        raise StateError(f"{what}: {ctx.comp.root} changed since stage 1 ({', '.join(differ)} differ): its CV would "
-                         "score other labels than stage 1's; run stage 1 on it into a new --run")
 
 
 def check_inputs(path: Path, inputs: dict[str, Any], what: str, fresh: str) -> None:

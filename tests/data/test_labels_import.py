@@ -474,7 +474,7 @@ def test_auto_reads_a_folder_that_mixes_raven_audacity_and_csv(tmp_path):
     assert sorted(zip(tp["recording_id"], tp["t_min"])) == [("siteA/rec1", 0.5), ("siteA/rec1", 1.2), ("siteB/rec1", 0.2)]
     summary = json.loads((tmp_path / "data" / "import.json").read_text())
     assert summary["counts"]["formats"] == {"audacity": 1, "csv": 1, "raven": 1} and result.n_tp == 3
-    with pytest.raises(DataError, match=r"README.txt: not a Raven, Audacity, Arbimon or CSV label table"):
+    with pytest.raises(DataError, match=r"README.txt: not a label table of a format rfcx-kit reads \(raven, audacity, arbimon, csv"):
         import_labels([labels / "README.txt"], audio, tmp_path / "data2", fmt="auto")
 
 

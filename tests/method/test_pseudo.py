@@ -546,3 +546,25 @@ def test_labelled_boxes_go_through_the_one_box_reader(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"train_fp\.csv: row 1 \(line 2\), field 't_max': 60.4 s is past the end of recording .b. \(60 s\)"):
         labelled_boxes(tp, fp)
     assert labelled_boxes(None, None).empty
+
+
+def test_every_pseudo_label_rule_is_a_config_choice_and_each_choice_a_rule() -> None:
+    from rfcx_kit.core.config import CHOICES
+    from rfcx_kit.method.pseudo import THRESHOLD_RULES
+
+    assert tuple(THRESHOLD_RULES) == CHOICES["relabel.threshold_rule"]
+
+
+def test_the_threshold_rules_on_hand_made_scores() -> None:
+    from rfcx_kit.method.pseudo import window_thresholds
+
+    scores = np.zeros((2, 3, 3))
+    original = np.zeros((2, 3, 3), dtype=np.int8)
+    scores[0, :, 0] = [0.9, 0.7, 0.1]
+    original[0, :2, 0] = 1  # species 0: two TP windows scored 0.9 and 0.7
+    scores[1, 0, 1], original[1, 0, 1] = 0.2, 1  # species 1: one TP window at 0.2, under the floor
+    np.testing.assert_allclose(window_thresholds(scores, original, "fixed", 0.5), [0.5, 0.5, 0.5])
+    # the median of its TP windows, never below the floor; no TP window: 1.0 (no pseudo-positive)
+    np.testing.assert_allclose(window_thresholds(scores, original, "tp_quantile", 0.5, 0.5), [0.8, 0.5, 1.0])
+    with pytest.raises(ValueError, match="use one of fixed, tp_quantile"):
+        window_thresholds(scores, original, "median")
