@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from rfcx_kit.data.features import LogMel
-from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.layouts import read_competition
 from rfcx_kit.method.events import EventRule
 from rfcx_kit.method.apply import chunk_events, fold_mean, load_models, read_frames
 from rfcx_kit.method.run import Run

@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rfcx_kit.core.config import FeatureConfig
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
 
     if args.data is None:
         n_test = max(1, args.files // 4)

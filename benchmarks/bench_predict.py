@@ -41,7 +41,7 @@ from rfcx_kit.data.features import FeatureStore  # noqa: E402
 from rfcx_kit.model.inputs import normalize, recording_stats, window_inputs  # noqa: E402
 from rfcx_kit.model.sed import SEDModel  # noqa: E402
 from rfcx_kit.method.predict import auto_max_windows, forward_windows, predict_recordings  # noqa: E402
-from rfcx_kit.data.reader import read_competition  # noqa: E402
+from rfcx_kit.data.layouts import read_competition  # noqa: E402
 from rfcx_kit.core.grid import window_positions  # noqa: E402
 from rfcx_kit.data.window import merge_windows, stitch_windows, stitched_max  # noqa: E402
 

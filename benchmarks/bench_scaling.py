@@ -61,7 +61,7 @@ def child(data: Path, backbone: str, batch_recordings: int) -> dict:
     from rfcx_kit.model.sed import SEDModel
     from rfcx_kit.method.predict import predict_recordings
     from rfcx_kit.method.pseudo import build_label_table, label_counts
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
     from rfcx_kit.core.grid import window_positions
 
     out: dict = {"import_s": time.perf_counter() - import_start, "rss_after_imports_gib": common.rss_bytes() / gib}

@@ -73,7 +73,7 @@ def features(data: str | Path, pipeline: str | Path | None = None, overrides: Ov
     missing): resumable, every array checked. Returns the cache folder, or None for precomputed arrays."""
     from rfcx_kit.core.config import load_config
     from rfcx_kit.data.features import build_cache, default_cache_dir
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
     from rfcx_kit.method.preflight import resolve_features
 
     cfg = load_config(pipeline, as_overrides(overrides))
@@ -231,7 +231,7 @@ def stages(run: str | Path) -> pd.DataFrame:
 def prior(data: str | Path) -> float | None:
     """The prior's test LWLRAP on a synthetic set (one constant ranking of the species by train frequency): what a
     model scores by base rates alone. None without ``truth/``."""
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
     from rfcx_kit.method.references import prior_test_lwlrap
 
     return prior_test_lwlrap(read_competition(Path(data)))
@@ -240,7 +240,7 @@ def prior(data: str | Path) -> float | None:
 def validate(submission: str | Path | pd.DataFrame, data: str | Path | None = None) -> pd.DataFrame:
     """Check a submission (``rfcx-kit validate``): its header, finite numbers, and with ``data`` exactly that
     data folder's test recordings, each once. Returns it as a frame; raises DataError naming the first bad row."""
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
     from rfcx_kit.data.submission import validate_submission
 
     return validate_submission(submission, read_competition(Path(data)).test_ids if data is not None else None)

@@ -151,7 +151,7 @@ def test_boxes_above_the_top_frequency_and_windows_short_of_the_end_stop_stage1(
 def test_the_feature_cache_recomputes_a_recording_replaced_under_its_name(tmp_path: Path) -> None:
     from rfcx_kit.core.config import FeatureConfig
     from rfcx_kit.data.features import build_cache
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
 
     w = imported(tmp_path)
     comp = read_competition(w["data"])

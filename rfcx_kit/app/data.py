@@ -15,7 +15,7 @@ from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.app.options import JOBS, at_least, finite
 from rfcx_kit.core.scale import PROBABILITY, detect_scale
 from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
-from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.layouts import read_competition
 from rfcx_kit.data.submission import read_expected_ids, validate_submission
 
 

@@ -84,7 +84,7 @@ def submit_to_standin(file: Path, message: str, data: Path, log_path: Path, home
 
 def labelled_share(data: Path) -> tuple[int, int]:
     """(planted train calls with a TP row, planted calls in the train recordings the pipeline sees)."""
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
 
     comp = read_competition(data)
     calls = pd.read_csv(data / "truth" / "calls.csv", dtype={"recording_id": str})
@@ -108,7 +108,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     from rfcx_kit.core.io import atomic_write_json
     from rfcx_kit.core.numerics import describe as describe_numerics
     from rfcx_kit.core.recipes import resolve_recipe
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
     from rfcx_kit.method.run import Run, format_metrics
 
     recipe = resolve_recipe(recipe or DEFAULT_RECIPE)

@@ -140,7 +140,7 @@ def run_pair(data: Path, run_dir: Path, name: str, design: Design, train_seed: i
 
 def collect(study: Path, design: Design, timer: Timer) -> pd.DataFrame:
     """``study.csv``'s rows: one per run (the oracle of a run without one is its data set's first run's)."""
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
     from rfcx_kit.method.references import prior_test_lwlrap
     from rfcx_kit.report.study import run_row
 

@@ -33,7 +33,8 @@ from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.check import read_header
-from rfcx_kit.data.reader import Competition, read_competition
+from rfcx_kit.data.reader import Competition
+from rfcx_kit.data.layouts import read_competition
 
 _DB_PER_NEPER = 10.0 / math.log(10.0)  # 10 log10(x) = (10 / ln 10) ln(x)
 

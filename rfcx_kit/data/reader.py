@@ -1,19 +1,13 @@
-"""Read and validate a competition folder.
+"""The tables of a data folder, read and validated: the box tables and THE BOX RULE, the species, the test ids,
+``recordings.csv``, pseudo-positive boxes, and the validated :class:`Competition` a layout gives.
 
-Two layouts are accepted:
+How a folder is laid out (the competition's ``train/``/``test/`` folders, precomputed arrays, one's own
+recordings through ``recordings.csv``) is ``data/layouts/``: each layout reads its folder with these readers, and
+``data.layouts.read_competition`` reads any of them.
 
-* Kaggle's: ``train_tp.csv``, ``train_fp.csv``, ``sample_submission.csv``, ``train/*.flac``, ``test/*.flac``
-  (``.wav``/``.ogg`` are read too);
-* precomputed spectrograms ("Theo Viel's dataset"): the same CSVs with ``train/{recording_id}.npy`` and
-  ``test/{recording_id}.npy``, each a 128 x 3751 log-mel array;
-* your own recordings (what ``rfcx-kit labels import`` writes): ``train_tp.csv`` [``train_fp.csv``],
-  ``species.csv`` and ``recordings.csv`` (``recording_id,split,path,seconds,sample_rate``: the audio files
-  wherever they are; ids are paths relative to the audio folder, e.g. ``siteA/rec1``).
-
-``train_fp.csv`` is optional everywhere; ``sample_submission.csv`` only names the test recordings (without it:
-``recordings.csv``'s test rows, or the files in ``test/``, or none). The species come from ``species.csv``,
-else from ``sample_submission.csv``'s columns, else from the ids in the label tables (the competition's 24
-when they fit).
+``train_fp.csv`` is optional everywhere; ``sample_submission.csv`` only names the test recordings. The species
+come from ``species.csv``, else from ``sample_submission.csv``'s columns, else from the ids in the label tables
+(the competition's 24 when they fit).
 
 Every problem is reported as a :class:`~rfcx_kit.core.errors.DataError` that names the file, the row (1-based
 data row, with its line in the file) and the field, before any work starts.
@@ -389,59 +383,38 @@ def audio_limits(paths: dict[str, Path]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=["seconds", "sample_rate"])
 
 
-def _detect_layout(root: Path) -> tuple[str, str]:
-    folder = root / "train"
-    if not folder.is_dir():
-        raise DataError(f"{root}: no train/ folder (expected train/*.flac or train/*.npy)")
-    counts: dict[str, int] = {}
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            suffix = Path(entry.name).suffix.lower()
-            if suffix in (*AUDIO_EXTENSIONS, ".npy"):
-                counts[suffix] = counts.get(suffix, 0) + 1
-    if not counts:
-        raise DataError(f"{folder}: holds no .flac, .wav, .ogg or .npy recordings")
-    extension = max(counts, key=lambda k: counts[k])
-    return ("npy" if extension == ".npy" else "audio"), extension
 
 
-def _missing(root: Path, split: str, ids: list[str], extension: str) -> list[str]:
-    present = {p.name for p in (root / split).glob(f"*{extension}")} if (root / split).is_dir() else set()
-    return [rid for rid in ids if f"{rid}{extension}" not in present]
 
 
-def _describe_missing(root: Path, split: str, missing: list[str], what: str) -> str:
-    head = ", ".join(missing[:5])
-    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-    return f"{root / split}: {len(missing)} {what} recording(s) have no file: {head}{more}"
 
 
-def read_competition(root: str | Path, require_test: bool = True, n_mels: int | None = None) -> Competition:
-    """Validate a data folder and return its tables, species and layout.
 
-    ``n_mels``: for precomputed arrays, the mel bins the config expects (``features.n_mels``); None: any, as
-    long as train and test agree.
 
-    Raises:
-        DataError: a CSV is malformed (file, row, field named), a box lies outside its recording or above its
-        Nyquist frequency, or audio is missing for a labelled recording (the first few named, with the count).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: data folder not found")
-    recordings = read_recordings(root / RECORDINGS_FILE) if (root / RECORDINGS_FILE).is_file() else None
-    if recordings is not None:
-        layout = "audio"
-        extension = ""
-    else:
-        layout, extension = _detect_layout(root)
+@dataclass
+class LabelTables:
+    """What every layout's label tables give: the species, the TP/FP/unknown boxes, the labelled train ids and
+    ``sample_submission.csv``'s test ids (``has_submission``: whether the folder has one)."""
+
+    species: Species
+    tp: pd.DataFrame
+    fp: pd.DataFrame
+    unknown: pd.DataFrame
+    train_ids: list[str]
+    test_ids: list[str]
+    has_submission: bool
+
+
+def read_label_tables(root: Path, nested: bool) -> LabelTables:
+    """The species table (``species.csv``, else ``sample_submission.csv``'s columns, else the label ids), the box
+    tables through :func:`read_boxes` and the test ids of ``sample_submission.csv``. ``nested``: ids may be
+    relative paths."""
     species = Species.read(root / SPECIES_FILE) if (root / SPECIES_FILE).is_file() else None
     submission = root / "sample_submission.csv"
     test_ids: list[str] = []
     if submission.is_file():
         test_ids, k = read_sample_submission(submission, len(species) if species is not None else None)
         species = species or infer_species(k - 1)
-    nested = recordings is not None
     k = len(species) if species is not None else None
     tp = read_boxes(root / "train_tp.csv", k, nested=nested)
     fp = read_boxes(root / "train_fp.csv", k, nested=nested) if (root / "train_fp.csv").exists() else empty_boxes()
@@ -450,37 +423,17 @@ def read_competition(root: str | Path, require_test: bool = True, n_mels: int | 
     unknown = read_boxes(root / UNKNOWN_FILE, None, None, nested, unknown=True) if (root / UNKNOWN_FILE).exists() \
         else empty_boxes()
     train_ids = sorted(set(tp["recording_id"]) | set(fp["recording_id"]) | set(unknown["recording_id"]))
-    if recordings is not None:
-        known = set(recordings.index[recordings["split"] == "train"])
-        absent = [rid for rid in train_ids if rid not in known]
-        if absent:
-            raise DataError(f"{root / RECORDINGS_FILE}: {len(absent)} labelled recording(s) are not train rows: "
-                            f"{', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}")
-        if not submission.is_file():
-            test_ids = recordings.index[recordings["split"] == "test"].tolist()
-        limits = recordings[["seconds", "sample_rate"]]
-    else:
-        if not submission.is_file() and (root / "test").is_dir():
-            test_ids = sorted(p.name[: -len(extension)] for p in (root / "test").glob(f"*{extension}"))
-        missing = _missing(root, "train", train_ids, extension)
-        if missing:
-            raise DataError(_describe_missing(root, "train", missing, "labelled"))
-        if require_test:
-            missing = _missing(root, "test", test_ids, extension)
-            if missing:
-                raise DataError(_describe_missing(root, "test", missing, "sample_submission.csv"))
-        limits = None  # each recording's length and rate: check_box_limits, before training (it opens every file)
-    if limits is not None:  # the same rules again, now that each recording's length and rate are known
-        tp = read_boxes(root / "train_tp.csv", len(species), limits, nested)
-        if (root / "train_fp.csv").exists():
-            fp = read_boxes(root / "train_fp.csv", len(species), limits, nested)
-    if limits is not None and (root / UNKNOWN_FILE).exists():
-        unknown = read_boxes(root / UNKNOWN_FILE, None, limits, nested, unknown=True)
-    comp = Competition(root, layout, tp, fp, train_ids, test_ids, extension, species=species, recordings=recordings,
-                       unknown=unknown)
-    if layout == "npy":
-        _check_npy_shape(comp, n_mels)
-    return comp
+    return LabelTables(species, tp, fp, unknown, train_ids, test_ids, submission.is_file())
+
+
+def with_limits(root: Path, tables: LabelTables, limits: pd.DataFrame, nested: bool) -> LabelTables:
+    """The same tables read again against each recording's length and rate (the box rule, now with them known)."""
+    k = len(tables.species)
+    tp = read_boxes(root / "train_tp.csv", k, limits, nested)
+    fp = read_boxes(root / "train_fp.csv", k, limits, nested) if (root / "train_fp.csv").exists() else tables.fp
+    unknown = read_boxes(root / UNKNOWN_FILE, None, limits, nested, unknown=True) if (root / UNKNOWN_FILE).exists() \
+        else tables.unknown
+    return LabelTables(tables.species, tp, fp, unknown, tables.train_ids, tables.test_ids, tables.has_submission)
 
 
 def check_band(comp: Competition, fmax: float) -> None:
@@ -528,24 +481,3 @@ def check_box_limits(comp: Competition) -> None:
             read_boxes(comp.root / name, len(comp.species), limits)
 
 
-def _check_npy_shape(comp: Competition, expected_mels: int | None = None) -> None:
-    """Peek at one precomputed array per split: a wrong shape is better found now than mid-training.
-
-    Every array's shape is checked against the config before training (``data/check.py``)."""
-    seen: tuple[int, Path] | None = None
-    for split in ("train", "test"):
-        ids = comp.ids(split)
-        if not ids or not comp.path(split, ids[0]).exists():
-            continue
-        path = comp.path(split, ids[0])
-        try:
-            array = np.load(path, mmap_mode="r")
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
-        if array.ndim != 2 or (expected_mels is not None and array.shape[0] != expected_mels):
-            want = f"a {expected_mels} x T" if expected_mels is not None else "a 2-D (mel bins x T)"
-            raise DataError(f"{path}: expected {want} log-mel array (features.n_mels), got shape {array.shape}")
-        if seen is not None and array.shape[0] != seen[0]:
-            raise DataError(f"{path}: {array.shape[0]} mel bins, but {seen[1]} has {seen[0]}: train and test "
-                            "arrays must share one grid")
-        seen = (array.shape[0], path)

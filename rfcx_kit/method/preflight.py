@@ -22,7 +22,8 @@ from rfcx_kit.core.errors import ConfigError, DataError, RfcxError, StateError
 from rfcx_kit.core.grid import Grid
 from rfcx_kit.data.check import CHECKED_NAME, check_arrays
 from rfcx_kit.data.features import FeatureStore
-from rfcx_kit.data.reader import Competition, check_band, check_box_band, check_box_limits, read_competition
+from rfcx_kit.data.reader import Competition, check_band, check_box_band, check_box_limits
+from rfcx_kit.data.layouts import read_competition
 from rfcx_kit.method.checkpoint import build_model
 from rfcx_kit.method.folds import check_backend
 from rfcx_kit.method.run import Run, check_inputs, data_fingerprint

@@ -23,7 +23,7 @@ from rfcx_kit.core.config import FeatureConfig
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.app.data import features_cmd
 from rfcx_kit.data.features import FeatureStore, LogMel, build_cache, logmel, mel_bin_of, resolve_store
-from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.layouts import read_competition
 
 LIBROSA_TOLERANCE_DB = 1e-3  # measured max |torch - librosa| is ~2.5e-5 to 4e-5 dB on these signals
 
@@ -140,7 +140,7 @@ KILL_SCRIPT = textwrap.dedent(
     import numpy as np
     from rfcx_kit.core.config import FeatureConfig
     from rfcx_kit.data.features import build_cache
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
 
     real_save, calls = np.save, [0]
 

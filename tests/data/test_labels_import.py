@@ -14,7 +14,7 @@ import soundfile as sf
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.data import labels_import
 from rfcx_kit.data.labels_import import import_labels, read_table
-from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.layouts import read_competition
 
 RATE = 22050  # Nyquist 11,025 Hz
 RAVEN_HEADER = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",

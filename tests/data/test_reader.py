@@ -14,7 +14,8 @@ from conftest import RFCX_DATA, requires_shared
 
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.data.reader import check_box_limits, read_boxes, read_competition
+from rfcx_kit.data.reader import check_box_limits, read_boxes
+from rfcx_kit.data.layouts import read_competition
 
 
 def write_boxes(path: Path, **changes) -> Path:

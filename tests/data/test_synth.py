@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from rfcx_kit.data.audio import load_audio
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.data.features import logmel
-from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.layouts import read_competition
 from rfcx_kit.core.species import BOX_COLUMNS, N_SPECIES, SPECIES_COLUMNS, species_table
 from rfcx_kit.data.synth import calls as C
 from rfcx_kit.data.synth.baseline import baseline_lwlrap

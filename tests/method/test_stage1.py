@@ -18,7 +18,7 @@ from rfcx_kit.method.folds import make_folds, run_folds
 from rfcx_kit.model.inputs import normalize, stats_of, window_inputs
 from rfcx_kit.model.sed import SEDModel, prepare_input
 from rfcx_kit.method.predict import auto_max_windows, peak_activation_bytes, predict_recordings
-from rfcx_kit.data.reader import read_competition
+from rfcx_kit.data.layouts import read_competition
 from rfcx_kit.app.commands import stage1_cmd
 from rfcx_kit.method.checkpoint import load_checkpoint
 from rfcx_kit.method.stage1 import prepare_run, run_stage1

@@ -376,7 +376,7 @@ def test_download_unpacks_the_layout_and_resumes(cli: Cli, server: StandIn, tmp_
     assert "5 file(s) written, 1 already present, 1 archive member(s) outside the layout" in proc.stdout
     assert not (out / ".download").exists(), "the archive is removed after extraction"
     assert not list(out.rglob("*.tmp*")), "no temporary file may be left behind"
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
 
     competition = read_competition(out)  # the layout the reader accepts
     assert competition.train_ids == ["r1", "r2"] and competition.test_ids == ["t1"]

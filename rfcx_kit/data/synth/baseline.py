@@ -79,7 +79,7 @@ def baseline_lwlrap(data_dir: str | Path, seed: int = 0, shuffles: int = 20) -> 
     shuffled, mean of ``shuffles`` permutations: what the species' base rates alone give), ``random_lwlrap``
     (uniform random scores, same averaging), ``n_train``, ``n_test``, ``n_test_positive`` (labels scored).
     """
-    from rfcx_kit.data.reader import read_competition
+    from rfcx_kit.data.layouts import read_competition
 
     root = Path(data_dir)
     comp = read_competition(root)
