@@ -186,14 +186,20 @@ class RelabelResult:
 
 
 def relabel(run: str | Path, cycles: int | None = None, overrides: Overrides = None, backend: str = "loky",
-            workers: int = 1, scheduler: str | None = None, progress: bool = True) -> RelabelResult:
-    """Stage 2: ``cycles`` re-labeling cycles on a finished stage 1 (resumes a killed loop)."""
+            workers: int = 1, scheduler: str | None = None, progress: bool = True,
+            pseudo_boxes: str | Path | None = None) -> RelabelResult:
+    """Stage 2: ``cycles`` re-labeling cycles on a finished stage 1 (resumes a killed loop).
+
+    ``pseudo_boxes``: cycle 1's pseudo-positive boxes made elsewhere (``labels from-oof --boxes``) instead of its
+    own fold votes.
+    """
     from rfcx_kit.method.cycle import run_relabel
     from rfcx_kit.method.run import Run
     from rfcx_kit.report.markdown import relabel_table, write_cv_tables, write_relabel_report
 
     run = Path(run)
-    history = run_relabel(run, cycles, as_overrides(overrides), backend, workers, scheduler, progress=progress)
+    history = run_relabel(run, cycles, as_overrides(overrides), backend, workers, scheduler, progress=progress,
+                          pseudo_boxes=Path(pseudo_boxes) if pseudo_boxes is not None else None)
     write_cv_tables(run)
     write_relabel_report(run)
     stages = [StageResult(run, m["stage"], m) for m in history]

@@ -80,12 +80,15 @@ def stage1_cmd(data: Path, run_dir: Path, pipeline: Path | None, overrides: tupl
               help="Where folds run: local processes or an existing Dask cluster.")
 @click.option("--workers", type=at_least(1), default=1, show_default=True, help="Folds at once with --backend loky.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT", help="Dask scheduler (with --backend dask).")
+@click.option("--pseudo-boxes", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Cycle 1's pseudo-positive boxes made elsewhere (labels from-oof --boxes: another model's "
+                   "out-of-fold windows), instead of its own fold votes; later cycles vote as usual.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @cli_errors
 def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold: float | None, votes: int | None,
                 pseudo_weight: float | None, threshold_rule: str | None, init: str | None,
                 early_stop: bool | None, early_stop_metric: str | None, overrides: tuple[str, ...],
-                backend: str, workers: int, scheduler: str | None, no_progress: bool) -> None:
+                backend: str, workers: int, scheduler: str | None, pseudo_boxes: Path | None, no_progress: bool) -> None:
     """Stage 2: cycle re-labeling on a stage-1 run directory.
 
     \b
@@ -102,7 +105,7 @@ def relabel_cmd(run_dir: Path, cycles: int | None, source: str | None, threshold
 
     sets = api.as_overrides({f"relabel.{k}": v for k, v in options.items() if v is not None})
     history = [s.metrics for s in api.relabel(run_dir, cycles, sets + overrides, backend, workers, scheduler,
-                                              progress=not no_progress).stages]
+                                              progress=not no_progress, pseudo_boxes=pseudo_boxes).stages]
     for m in history:
         click.echo(f"{m['stage']}: {format_metrics(m)}" + (f", pseudo-positives={int(m['pseudo_positives'])}"
                                                            if "pseudo_positives" in m else ""))

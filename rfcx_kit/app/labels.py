@@ -22,7 +22,7 @@ from rfcx_kit.core.scale import SCALES
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.grid import COVER, WINDOW, window_positions
 from rfcx_kit.core.io import atomic_write_csv
-from rfcx_kit.app.options import PROBABILITY, SHARE, at_least
+from rfcx_kit.app.options import PROBABILITY, SHARE, at_least, finite
 from rfcx_kit.data.labels_import import FORMAT_CHOICES, UNCERTAIN
 from rfcx_kit.core.species import Species
 
@@ -111,21 +111,28 @@ def import_cmd(inputs: tuple[Path, ...], fmt: str, audio: Path, out: Path, speci
 @click.option("--window", type=at_least(1), default=WINDOW, show_default=True, help="Window length in frames.")
 @click.option("--cover", type=at_least(0), default=COVER, show_default=True,
               help="Frames each window overlaps the previous (less than --window).")
+@click.option("--seconds", type=finite(1.0, 3600.0), default=60.0, show_default=True,
+              help="Length of the recordings the predictions are of (the windows' times follow from it).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the label table here (CSV).")
+@click.option("--boxes", "boxes_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the pseudo-positive windows as boxes a run trains on: relabel --pseudo-boxes FILE.")
 @cli_errors
 def from_oof_cmd(
     files: tuple[str, ...], threshold: float, scale: str, votes: int | None, pseudo_weight: float,
     species_threshold: tuple[str, ...], negative_threshold: float | None, tp_path: str | None,
-    fp_path: str | None, window: int, cover: int, out: str | None,
+    fp_path: str | None, window: int, cover: int, seconds: float, out: str | None, boxes_out: str | None,
 ) -> None:
     """Turn window predictions FILES (patch,recording_id,s0..s23) into a pseudo-label table.
 
     \b
     Without --tp/--fp every window is unknown, so every window/species above the threshold becomes a
     pseudo-positive. With them, the original TP/FP windows are included and never overwritten.
+    --boxes writes the pseudo-positives as boxes, one per window, that a run's first re-labeling cycle
+    trains on instead of its own fold votes: rfcx-kit relabel --run RUN --pseudo-boxes FILE.
     """
-    from rfcx_kit.data.external import (EXTERNAL_COLUMNS, FRAMES, describe_scale, labelled_boxes, original_window_labels,
-                                        read_oof_files, read_votes)
+    from rfcx_kit.core.grid import frames_of
+    from rfcx_kit.data.external import (EXTERNAL_COLUMNS, HOP_LENGTH, SAMPLE_RATE, describe_scale, labelled_boxes,
+                                        original_window_labels, read_oof_files, read_votes, window_boxes)
     from rfcx_kit.method.pseudo import build_label_table, label_counts, species_threshold_array
 
     start = time.perf_counter()
@@ -153,13 +160,14 @@ def from_oof_cmd(
 
     original = np.zeros((len(ids), n_windows, len(EXTERNAL_COLUMNS)), dtype=np.int8)
     if tp_path or fp_path:
-        positions = window_positions(FRAMES, window=window, cover=cover)
+        frames = frames_of(seconds, SAMPLE_RATE, HOP_LENGTH)
+        positions = window_positions(frames, window=window, cover=cover)
         if len(positions) != n_windows:
             raise DataError(f"the files hold {n_windows} patches per recording, but --window {window} "
-                            f"--cover {cover} gives {len(positions)} windows over {FRAMES} frames")
-        boxes = labelled_boxes(tp_path, fp_path)
+                            f"--cover {cover} gives {len(positions)} windows over {frames} frames ({seconds:g} s)")
+        boxes = labelled_boxes(tp_path, fp_path, seconds)
         known = boxes["recording_id"].isin(pd.Index(ids))
-        original = original_window_labels(boxes, ids, positions)
+        original = original_window_labels(boxes, ids, positions, frames=frames)
         click.echo(f"originals: {int((boxes['label'] > 0).sum())} TP and {int((boxes['label'] < 0).sum())} FP "
                    f"boxes; {int((~known).sum())} of them name recordings absent from the predictions (left out)")
     else:
@@ -177,6 +185,11 @@ def from_oof_cmd(
     if out:
         atomic_write_csv(out, table)
         click.echo(f"wrote {len(table)} rows to {out}")
+    if boxes_out:
+        boxes = window_boxes(table, preds, ids, seconds, window, cover, use_scale)
+        atomic_write_csv(boxes_out, boxes)
+        click.echo(f"wrote {len(boxes)} pseudo-positive boxes to {boxes_out}; train on them with "
+                   f"rfcx-kit relabel --run RUN --pseudo-boxes {boxes_out}")
     click.echo(f"done in {time.perf_counter() - start:.2f} s")
 
 

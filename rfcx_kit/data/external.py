@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
-from rfcx_kit.core.grid import RECORDING_RATE, rfcx_grid
+from rfcx_kit.core.grid import COVER, RECORDING_RATE, WINDOW, rfcx_grid
 from rfcx_kit.core.scale import detect_scale
 from rfcx_kit.core.species import Species
 from rfcx_kit.data.framewise import FramewiseLabels
@@ -89,15 +89,17 @@ def _check_boxes(boxes: pd.DataFrame, n_species: int, seconds: float) -> pd.Data
     return boxes
 
 
-def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None) -> pd.DataFrame:
+def labelled_boxes(tp: str | Path | None = None, fp: str | Path | None = None,
+                   seconds: float | None = None) -> pd.DataFrame:
     """``train_tp.csv`` / ``train_fp.csv`` as one frame with ``label`` +1 (TP) / -1 (FP).
 
     Each file goes through the data layer's one box reader (``data.reader.read_boxes``: columns, ids, species,
     times inside the recording, frequencies below Nyquist, errors naming file, row and field).
     Columns: recording_id (text), species_id, t_min, t_max, label.
     """
-    # the competition's recordings: its 24 species, 60 s at 48 kHz
-    parts = [read_boxes(Path(path), len(EXTERNAL_COLUMNS), (_GRID.seconds, float(RECORDING_RATE)))[["recording_id", "species_id", "t_min", "t_max"]]
+    # the competition's recordings: its 24 species, 60 s (or ``seconds``) at 48 kHz
+    limits = (_GRID.seconds if seconds is None else float(seconds), float(RECORDING_RATE))
+    parts = [read_boxes(Path(path), len(EXTERNAL_COLUMNS), limits)[["recording_id", "species_id", "t_min", "t_max"]]
              .assign(label=label)
              for path, label in ((tp, 1), (fp, -1)) if path is not None]
     if not parts:
@@ -247,3 +249,44 @@ def describe_scale(preds: np.ndarray, detected: str, asked: str) -> tuple[str, s
         return "prob", f"values taken as probabilities (--scale prob; {span})"
     note = "; note: all are in [0,1], as probabilities would be" if detected == "prob" else ""
     return "logit", f"values taken as logits (--scale logit; {span}){note}; converted with the sigmoid"
+
+
+def window_boxes(table: pd.DataFrame, preds: np.ndarray, recording_ids: Sequence[str], seconds: float | None = None,
+                 window: int = WINDOW, cover: int = COVER, scale: str = "prob") -> pd.DataFrame:
+    """The pseudo-positive windows of a label table as boxes a run can train on (``relabel --pseudo-boxes``).
+
+    A window is the box: from its first frame's centre to its last real frame's, on the external layout's grid
+    for recordings of ``seconds`` (None: the competition's 60); its score is the mean probability of the models that voted.
+
+    Args:
+        table: the label table (``build_label_table``); its ``pseudo_positive`` rows become boxes.
+        preds: ``(R, N, K)`` or ``(F, R, N, K)`` the predictions the table came from, on ``scale``.
+        recording_ids: the ``R`` recordings of ``preds``.
+    Returns:
+        ``recording_id, species_id, t_min, t_max, weight, score`` (``data.reader.PSEUDO_BOX_COLUMNS``).
+    Raises:
+        DataError: the window layout does not give ``N`` windows over recordings of ``seconds``.
+    """
+    from rfcx_kit.core.grid import window_positions
+    from rfcx_kit.core.scale import to_prob
+    from rfcx_kit.data.reader import PSEUDO_BOX_COLUMNS
+
+    seconds = _GRID.seconds if seconds is None else seconds
+    frames = _GRID.frames_of(seconds)
+    positions = np.asarray(window_positions(frames, window=window, cover=cover), dtype=np.int64)
+    if len(positions) != preds.shape[-2]:
+        raise DataError(f"the files hold {preds.shape[-2]} patches per recording, but --window {window} --cover "
+                        f"{cover} gives {len(positions)} windows over {seconds:g} s ({frames} frames; --seconds)")
+    pseudo = table[table["source"] == "pseudo_positive"]
+    prob = to_prob(preds, scale)
+    prob = prob.mean(axis=0) if prob.ndim == 4 else prob
+    row = pd.Index(np.asarray(recording_ids, dtype=object)).get_indexer(pseudo["recording_id"].astype(str))
+    n = pseudo["window"].to_numpy(np.int64)
+    s = pseudo["species_id"].to_numpy(np.int64)
+    step = _GRID.frame_seconds
+    return pd.DataFrame({
+        "recording_id": pseudo["recording_id"].astype(str).to_numpy(), "species_id": s,
+        "t_min": np.round(positions[n, 0] * step, 4),
+        "t_max": np.round(np.minimum(positions[n, 1] - 1, frames - 1) * step, 4),
+        "weight": pseudo["weight"].to_numpy(np.float64), "score": prob[row, n, s].astype(np.float64),
+    })[PSEUDO_BOX_COLUMNS]

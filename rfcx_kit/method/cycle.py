@@ -43,7 +43,7 @@ from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.core.errors import RfcxError, StateError
 from rfcx_kit.data.framewise import FramewiseLabels
 from rfcx_kit.data.reader import check_pseudo_boxes, read_pseudo_boxes
-from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
+from rfcx_kit.core.io import atomic_open, atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.method.pseudo import (box_peaks, build_label_table, label_counts, peak_boxes, read_label_table,
                                    segment_mask, window_thresholds)
 from rfcx_kit.method.run import (Run, check_inputs, config_fingerprint, cycle_stage, file_fingerprint,
@@ -73,9 +73,24 @@ def relabel_config(run_dir: Path, overrides: tuple[str, ...]) -> Config:
     return cfg
 
 
-def cycle_inputs(run: Run, cfg: Config, cycle: int) -> dict[str, Any]:
-    """What a cycle is made from: the config (less the cycle count) and the previous stage's metrics file."""
-    return {"config": config_fingerprint(cfg), "previous": file_fingerprint(run.metrics(previous_stage(cycle)))}
+def cycle_inputs(run: Run, cfg: Config, cycle: int, given: Path | None = None) -> dict[str, Any]:
+    """What a cycle is made from: the config (less the cycle count), the previous stage's metrics file and, for
+    cycle 1 given its pseudo-positive boxes (``given``, else the copy in the run), that file's bytes."""
+    inputs = {"config": config_fingerprint(cfg), "previous": file_fingerprint(run.metrics(previous_stage(cycle)))}
+    given = given if given is not None else run.given_pseudo_boxes(cycle_stage(cycle))
+    if cycle == 1 and given.exists():
+        inputs["given_pseudo_boxes"] = file_fingerprint(given)
+    return inputs
+
+
+def given_labels(ctx: RunContext, boxes: pd.DataFrame) -> pd.DataFrame:
+    """The label table of boxes given from elsewhere: the TP/FP windows, and a pseudo-positive for every unknown
+    window/species a given box overlaps (weight ``relabel.pseudo_weight``; the boxes keep their own for training)."""
+    g = ctx.grid
+    overlap = FramewiseLabels(boxes.assign(label=np.int8(1)), ctx.train_ids, g.frames, g.sample_rate, g.hop_length,
+                              ctx.n_species, ctx.train_frames).windows(ctx.positions)
+    return build_label_table(ctx.train_ids, ctx.window_labels, (overlap > 0).astype(np.float64), threshold=0.5,
+                             pseudo_weight=ctx.cfg.relabel.pseudo_weight)
 
 
 def fold_predictions(ctx: RunContext, stage: str) -> list:  # list[Prediction]
@@ -279,6 +294,18 @@ def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:
         [run.test_labels(stage), run.test_pseudo_boxes(stage)] * r.test_pseudo
     if all(p.exists() for p in ready):
         return read_label_table(run.labels(stage))
+    if cycle == 1 and run.given_pseudo_boxes(stage).exists():  # relabel --pseudo-boxes: made elsewhere
+        boxes = read_pseudo_boxes(run.given_pseudo_boxes(stage), ctx.seconds("train"), ctx.n_species)
+        table = given_labels(ctx, boxes)
+        counts = label_counts(table, ctx.n_species)
+        counts["pseudo_boxes"] = np.bincount(boxes["species_id"].to_numpy(np.int64), minlength=ctx.n_species)
+        counts["threshold"] = np.nan  # decided where the boxes were made
+        atomic_write_csv(run.label_counts(stage), counts, index=True)
+        atomic_write_csv(run.pseudo_boxes(stage), boxes)
+        atomic_write_csv(run.labels(stage), table)  # written last: its presence marks the labels complete
+        log.info("cycle 1: %d given pseudo-positive boxes (%s) over %d windows", len(boxes),
+                 run.given_pseudo_boxes(stage), int(counts["pseudo_positive"].sum()))
+        return table
     scores = window_scores(ctx, previous_stage(cycle))
     thresholds = window_thresholds(scores.mean(axis=0), ctx.window_labels, r.threshold_rule, r.threshold,
                                    r.tp_quantile)
@@ -367,9 +394,30 @@ def choose_kept(history: list[dict[str, Any]], rule: str = "cv", name: str = "lw
     return kept
 
 
+def check_given_boxes(run: Run, cfg: Config, path: Path, ctx: RunContext) -> None:
+    """``relabel --pseudo-boxes``, before anything is written: cycle 1 still to run, no setting that needs cycle 1's
+    own fold votes, and every box a pseudo-positive of one of the run's train recordings (the box rule)."""
+    if run.cycle_done("cycle1").exists():
+        raise StateError(f"--pseudo-boxes {path}: cycle 1 of {run.root} has finished, so given boxes would change "
+                         f"nothing; delete {run.stage('cycle1')} to run it from them")
+    given = run.given_pseudo_boxes("cycle1")
+    if given.exists() and file_fingerprint(given) != file_fingerprint(path):
+        raise StateError(f"--pseudo-boxes {path}: cycle 1 started from other given boxes ({given}); rerun with those, "
+                         f"or delete {run.stage('cycle1')} to start it fresh")
+    if cfg.relabel.test_pseudo or cfg.relabel.soft_share > 0:
+        raise ConfigError("--pseudo-boxes: relabel.test_pseudo and relabel.soft_share come from cycle 1's own fold "
+                          "votes; turn them off (--set relabel.test_pseudo=false --set relabel.soft_share=0)")
+    read_pseudo_boxes(path, ctx.seconds("train"), ctx.n_species)
+
+
 def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, ...] = (), backend: str = "loky",
-                workers: int = 1, scheduler: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or resume) the cycles; returns the metrics of stage 1 and every cycle run."""
+                workers: int = 1, scheduler: str | None = None, progress: bool = True,
+                pseudo_boxes: Path | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) the cycles; returns the metrics of stage 1 and every cycle run.
+
+    ``pseudo_boxes``: cycle 1's pseudo-positive boxes, made elsewhere (``labels from-oof --boxes``: another team's
+    out-of-fold windows), instead of its own fold votes; the later cycles vote as usual.
+    """
     run_dir, run = Path(run_dir), Run(run_dir)
     check_backend(backend, workers, scheduler)
     if not run.config.exists():
@@ -381,7 +429,10 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
     if cycles is not None and cycles < 0:
         raise ConfigError(f"--cycles must be >= 0, got {cycles}")
     # the data and feature store still where stage 1 found them (else: the path, now), with stage 1's labels
-    check_same_data(load_context(run_dir), f"relabel {run_dir}")
+    ctx = load_context(run_dir)
+    check_same_data(ctx, f"relabel {run_dir}")
+    if pseudo_boxes is not None:
+        check_given_boxes(run, cfg, Path(pseudo_boxes), ctx)
     first = next((c for c in range(1, (cycles if cycles is not None else cfg.relabel.cycles) + 1)
                   if not run.cycle_done(cycle_stage(c)).exists()), None)
     if first is not None:  # what its labels come from must exist before anything is written
@@ -395,12 +446,17 @@ def run_relabel(run_dir: Path, cycles: int | None = None, overrides: tuple[str, 
         for cycle in range(1, (cycles if cycles is not None else cfg.relabel.cycles) + 1):
             stage = cycle_stage(cycle)
             if not run.cycle_done(stage).exists():
+                given = Path(pseudo_boxes) if pseudo_boxes is not None and cycle == 1 else None
                 if run.inputs(stage).exists():
-                    check_inputs(run.inputs(stage), cycle_inputs(run, cfg, cycle), f"{run.stage(stage)}",
+                    check_inputs(run.inputs(stage), cycle_inputs(run, cfg, cycle, given), f"{run.stage(stage)}",
                                  f"rerun with its settings, or delete {run.stage(stage)} to start it fresh")
                 break
         if overrides:
             cfg.save(run.config)
+        if pseudo_boxes is not None and not run.given_pseudo_boxes("cycle1").exists():
+            run.stage("cycle1").mkdir(parents=True, exist_ok=True)
+            with atomic_open(run.given_pseudo_boxes("cycle1"), "wb") as handle:
+                handle.write(Path(pseudo_boxes).read_bytes())
         return _relabel_locked(run, cycles, backend, workers, scheduler, progress)
 
 

@@ -19,6 +19,8 @@
                                with other ones is refused
         pseudo_boxes.csv       (cycles) recording_id,species_id,t_min,t_max,weight,score: one box per pseudo-positive
                            window, at its peak; what the cycle trains on beside the TP/FP boxes
+        given_pseudo_boxes.csv (cycle1, relabel --pseudo-boxes) the same, given from elsewhere (labels from-oof
+                           --boxes): cycle 1 trains on them instead of its own fold votes
         labels.csv             (cycles) recording_id,window,species_id,source,weight: TP/FP windows and the
                            pseudo-positive windows the fold votes gave
         test_labels.csv, test_pseudo_boxes.csv   (cycles, relabel.test_pseudo) the same for the test recordings
@@ -174,6 +176,10 @@ class Run:
 
     def label_counts(self, stage: str) -> Path:
         return self.root / stage / "label_counts.csv"
+
+    def given_pseudo_boxes(self, stage: str) -> Path:
+        """(cycle 1, ``relabel --pseudo-boxes``) the pseudo-positive boxes given from elsewhere, copied in."""
+        return self.root / stage / "given_pseudo_boxes.csv"
 
     def cycle_done(self, stage: str) -> Path:
         return self.root / stage / "done"
