@@ -191,6 +191,14 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
                "kept_minus_control": final["truth_test_lwlrap"] - refs.loc["control", "truth_test_lwlrap"],
                "numerics": describe_numerics()}
     atomic_write_json(out / "summary.json", summary)
+    echo_summary(summary, table)
+    return summary
+
+
+def echo_summary(summary: dict, table: pd.DataFrame) -> None:
+    """The demo's closing lines: time, numerics, the labelled share, one row per stage, the kept stage and the study."""
+    labelled, planted, kept = summary["labelled_calls"], summary["planted_calls"], summary["kept"]
+    prior = summary["prior"]["truth_test_lwlrap"]
     click.secho(f"\nrfcx-kit demo finished in {summary['seconds']:.0f} s", bold=True)
     click.echo(f"numerics: {summary['numerics']['mode']} ({summary['numerics']['torch_cpu_capability']}, "
                f"{summary['numerics']['torch_threads']} threads)")
@@ -209,8 +217,7 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     click.echo(f"kept - control: {summary['kept_minus_control']:+.3f} on this run; one run at this scale cannot show "
                f"whether re-labeling beats the same training without it; the study does: {STUDY_FIGURE} "
                "(`rfcx-kit study`, README)")
-    click.echo(f"report: {report}\nsubmission: {sub_path}")
-    return summary
+    click.echo(f"report: {summary['report']}\nsubmission: {summary['submission']}")
 
 
 @click.command("demo")

@@ -440,16 +440,8 @@ def submit(
     frame = validate_submission(path, expected, check_ids=expected is not None, ids_from=source)
     result = SubmitResult(path, path.stat().st_size, sha256_file(path), competition, message, dry_run=dry_run)
     echo(f"valid: {path} ({len(frame)} recordings; {source})")
-
     if dry_run:
-        echo("dry run: would send (nothing was sent, nothing logged):")
-        for key, value in (
-            ("file", path), ("size", f"{result.size} bytes"), ("sha256", result.sha256),
-            ("competition", competition), ("message", message),
-            # Finding them means starting the client, which checks an access token with Kaggle: not in a dry run.
-            ("credentials", "not checked (the kaggle client finds them when you submit)"),
-        ):
-            echo(f"  {key:12s}{value}")
+        _echo_dry_run(result, echo)
         return result
 
     read_log(log_path)  # a log we could not append to must stop us before submitting, not after
@@ -458,11 +450,46 @@ def submit(
     api = _client()
     echo(f"credentials: {_describe(api)}")
     interval = _poll_interval(api, poll_seconds) if wait else poll_seconds  # decided (and warned) before sending
+    result.remaining_before = _submissions_left(api, competition)
+    echo(f"submissions left today: {result.remaining_before}")
+    response = _upload(api, path, message, competition)
+    result.ref = int(response.ref)
+    listed = _confirm(api, competition, result.ref, response.message)
+    row = {"time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "file": path.as_posix(),
+           "sha256": result.sha256, "message": message, "ref": str(result.ref)}
 
+    def record(sub: Any) -> None:
+        result.status = _status(sub)
+        result.public_score = getattr(sub, "public_score", None) or None
+        result.error_description = getattr(sub, "error_description", None) or None
+        _log_upsert(log_path, {**row, "status": result.status, "score": result.public_score or ""})
+        result.logged = True
+
+    record(listed)
+    echo(f"submitted: ref {result.ref}, status {result.status}; logged to {log_path}")
+    if wait:
+        _wait_for_score(api, result, record, interval, timeout)
+        echo(f"scored: ref {result.ref} {result.status}, public score {result.public_score}")
+    return result
+
+
+def _echo_dry_run(result: SubmitResult, echo: Callable[[str], None]) -> None:
+    echo("dry run: would send (nothing was sent, nothing logged):")
+    for key, value in (
+        ("file", result.file), ("size", f"{result.size} bytes"), ("sha256", result.sha256),
+        ("competition", result.competition), ("message", result.message),
+        # Finding them means starting the client, which checks an access token with Kaggle: not in a dry run.
+        ("credentials", "not checked (the kaggle client finds them when you submit)"),
+    ):
+        echo(f"  {key:12s}{value}")
+
+
+def _submissions_left(api: Any, competition: str) -> int:
+    """Submissions allowed now; none left is refused with why (the daily count, the lifetime cap, the rules)."""
     with _step(competition, "reading the submission limits", "nothing was submitted"):
         limits = api.competition_get_submission_limits(competition)
-    result.remaining_before = int(limits.num_allowed_now or 0)
-    if result.remaining_before <= 0:
+    left = int(limits.num_allowed_now or 0)
+    if left <= 0:
         if limits.limited_by_total:
             why = f"the lifetime cap is reached ({limits.num_total} submissions)"
         elif not (limits.num_today or limits.num_total):
@@ -470,8 +497,11 @@ def submit(
         else:
             why = f"{limits.num_today} made today; the count resets at 00:00 UTC"
         raise KaggleError(f"no submissions left for {competition} ({why}); nothing was submitted", EXIT_NO_SUBMISSIONS_LEFT)
-    echo(f"submissions left today: {result.remaining_before}")
+    return left
 
+
+def _upload(api: Any, path: Path, message: str, competition: str) -> Any:
+    """The client's upload and CreateSubmission; a failure says whether Kaggle may have recorded it."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured):  # the client prints upload errors instead of raising them
@@ -491,69 +521,59 @@ def submit(
             + (f" ({said})" if said else "") + "; nothing was submitted or logged, try again",
             EXIT_UPLOAD_FAILED,
         )
-    result.ref = int(response.ref)
+    return response
 
-    with _step(competition, f"confirming submission {result.ref}",
-               f"Kaggle answered ref {result.ref} but it could not be confirmed, so it is not logged; "
+
+def _confirm(api: Any, competition: str, ref: int, answer: str) -> Any:
+    """The submission as Kaggle lists it: only a listed one is logged."""
+    with _step(competition, f"confirming submission {ref}",
+               f"Kaggle answered ref {ref} but it could not be confirmed, so it is not logged; "
                f"check https://www.kaggle.com/c/{competition}/submissions before submitting again"):
-        listed = _listed(api, competition, result.ref) or _fetched(api, competition, result.ref)
+        listed = _listed(api, competition, ref) or _fetched(api, competition, ref)
     if listed is None:
         raise KaggleError(
-            f"Kaggle answered ref {result.ref} ({response.message}) but does not list it among your submissions; "
+            f"Kaggle answered ref {ref} ({answer}) but does not list it among your submissions; "
             f"not logged; check https://www.kaggle.com/c/{competition}/submissions before submitting again",
             EXIT_NOT_CONFIRMED,
         )
-    row = {
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "file": path.as_posix(),
-        "sha256": result.sha256,
-        "message": message,
-        "ref": str(result.ref),
-    }
+    return listed
 
-    def record(sub: Any) -> None:
-        result.status = _status(sub)
-        result.public_score = getattr(sub, "public_score", None) or None
-        result.error_description = getattr(sub, "error_description", None) or None
-        _log_upsert(log_path, {**row, "status": result.status, "score": result.public_score or ""})
-        result.logged = True
 
-    record(listed)
-    echo(f"submitted: ref {result.ref}, status {result.status}; logged to {log_path}")
+def _wait_for_score(api: Any, result: SubmitResult, record: Callable[[Any], None], interval: float,
+                    timeout: float) -> None:
+    """Poll until the submission is scored, logging every change; PENDING past ``timeout`` or ERROR is refused.
 
-    if wait:
-        # Our own loop (not the client's private _poll_submission) so that the row is logged as PENDING first
-        # and updated on every change. Each status read is the client's get_submission, at least `interval`
-        # after the previous read: a wait that has less than an interval left ends without a faster read.
-        deadline = time.monotonic() + timeout
-        for _ in range(math.ceil(timeout / interval)):  # bounded in count as well as in time
-            if result.status != "PENDING" or deadline - time.monotonic() < interval:
-                break
-            time.sleep(interval)
-            try:
-                with _step(competition, f"waiting for the score of {result.ref}", f"the submission is logged as {result.status}"):
-                    sub = _fetched(api, competition, result.ref)
-            except KaggleError as exc:
-                if exc.exit_code not in (EXIT_RATE_LIMITED, EXIT_SERVER_ERROR, EXIT_NETWORK):
-                    raise
-                warn(f"warning: {exc}; polling on")  # a passing hiccup must not end the wait
-                continue
-            if sub is not None:  # a 404 just after creating it is Kaggle catching up: still PENDING
-                record(sub)
-        if result.status == "PENDING":
-            raise KaggleError(
-                f"submission {result.ref} is still PENDING after {timeout:g} s; it is logged as PENDING; "
-                f"see https://www.kaggle.com/c/{competition}/submissions",
-                EXIT_WAIT_TIMEOUT,
-            )
-        if result.status == "ERROR":
-            raise KaggleError(
-                f"Kaggle could not score submission {result.ref}: {result.error_description or 'no description given'} "
-                f"(logged with status ERROR)",
-                EXIT_SCORING_ERROR,
-            )
-        echo(f"scored: ref {result.ref} {result.status}, public score {result.public_score}")
-    return result
+    Our own loop (not the client's private _poll_submission) so that the row is logged as PENDING first and updated
+    on every change. Each status read is the client's get_submission, at least ``interval`` after the previous
+    read: a wait that has less than an interval left ends without a faster read."""
+    competition = result.competition
+    deadline = time.monotonic() + timeout
+    for _ in range(math.ceil(timeout / interval)):  # bounded in count as well as in time
+        if result.status != "PENDING" or deadline - time.monotonic() < interval:
+            break
+        time.sleep(interval)
+        try:
+            with _step(competition, f"waiting for the score of {result.ref}", f"the submission is logged as {result.status}"):
+                sub = _fetched(api, competition, result.ref)
+        except KaggleError as exc:
+            if exc.exit_code not in (EXIT_RATE_LIMITED, EXIT_SERVER_ERROR, EXIT_NETWORK):
+                raise
+            warn(f"warning: {exc}; polling on")  # a passing hiccup must not end the wait
+            continue
+        if sub is not None:  # a 404 just after creating it is Kaggle catching up: still PENDING
+            record(sub)
+    if result.status == "PENDING":
+        raise KaggleError(
+            f"submission {result.ref} is still PENDING after {timeout:g} s; it is logged as PENDING; "
+            f"see https://www.kaggle.com/c/{competition}/submissions",
+            EXIT_WAIT_TIMEOUT,
+        )
+    if result.status == "ERROR":
+        raise KaggleError(
+            f"Kaggle could not score submission {result.ref}: {result.error_description or 'no description given'} "
+            f"(logged with status ERROR)",
+            EXIT_SCORING_ERROR,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
