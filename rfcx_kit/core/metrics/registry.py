@@ -11,15 +11,13 @@ Adding a metric: a new ``metric_<name>.py`` and its test; nothing else changes.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from rfcx_kit.core.errors import ConfigError
+from rfcx_kit.core.registry import discover
 
 DEFAULT = "lwlrap"
 
@@ -56,12 +54,7 @@ class Metric:
 
 def metrics() -> dict[str, Metric]:
     """Every registered metric by name: the ``metric_*.py`` modules of this folder, in name order."""
-    found = {}
-    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
-        if info.name.startswith("metric_"):
-            metric = importlib.import_module(f"rfcx_kit.core.metrics.{info.name}").METRIC
-            found[metric.name] = metric
-    return found
+    return {metric.name: metric for metric in discover("rfcx_kit.core.metrics", "metric_", "METRIC")}
 
 
 def get_metric(name: str) -> Metric:

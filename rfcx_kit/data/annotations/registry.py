@@ -10,8 +10,6 @@ Adding a format: a new ``format_<name>.py`` and its test; nothing else changes.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.registry import discover
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,7 @@ class AnnotationFormat:
 
 def formats() -> dict[str, AnnotationFormat]:
     """Every registered format by name, in the order ``--format auto`` tries them."""
-    found = []
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("format_"):
-            found.append(importlib.import_module(f"rfcx_kit.data.annotations.{info.name}").FORMAT)
+    found = discover("rfcx_kit.data.annotations", "format_", "FORMAT")
     return {f.name: f for f in sorted(found, key=lambda f: (f.detect_order, f.name))}
 
 

@@ -11,13 +11,12 @@ Adding a layout (BirdCLEF's ``train_audio/<species>/``, say): a new ``layout_<na
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.registry import discover
 from rfcx_kit.data.reader import Competition
 
 
@@ -42,10 +41,7 @@ class Layout:
 
 def layouts() -> dict[str, Layout]:
     """Every registered layout by name, in the order :func:`read_competition` tries them."""
-    found = []
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("layout_"):
-            found.append(importlib.import_module(f"rfcx_kit.data.layouts.{info.name}").LAYOUT)
+    found = discover("rfcx_kit.data.layouts", "layout_", "LAYOUT")
     return {layout.name: layout for layout in sorted(found, key=lambda layout: (layout.order, layout.name))}
 
 
