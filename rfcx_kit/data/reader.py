@@ -223,9 +223,9 @@ def first_box_fault(boxes: pd.DataFrame, seconds: pd.Series | float | None = Non
                     nyquist: pd.Series | float | None = None) -> tuple[int, str, str] | None:
     """THE BOX RULE, for every reader and writer of boxes: the earliest row that breaks it, or None.
 
-    A box starts at 0 s or later and before its recording ends, ends after it starts and at most :data:`TIME_TOLERANCE` past its recording's
-    ``seconds``; its band (where the table has ``f_min``/``f_max``) starts at 0 Hz or above, ends above its start
-    and at or below the recording's ``nyquist``. ``seconds``/``nyquist``: one value, or one per row (NaN or None:
+    A box starts at 0 s or later and before its recording ends, ends after it starts and at most
+    :data:`TIME_TOLERANCE` past its recording's ``seconds``; its band (where the table has ``f_min``/``f_max``)
+    starts at 0 Hz or above, ends above its start and at or below the recording's ``nyquist``. ``seconds``/``nyquist``: one value, or one per row (NaN or None:
     unknown, not checked). Each caller names the place its own way (file and line, or row).
 
     Returns:
