@@ -20,11 +20,13 @@ from rfcx_kit.core.errors import DataError, StateError
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_text
 from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.features import mel_bin_of
+from rfcx_kit.core.metrics.registry import get_metric
 from rfcx_kit.method.references import gap_closed, prior_test_lwlrap
 from rfcx_kit.method.run import Run, read_metrics
 from rfcx_kit.method.context import load_context
 from rfcx_kit.method.predictions import load_prediction
 from rfcx_kit.report import plots
+from rfcx_kit.report.verdict import verdict
 
 log = logging.getLogger(__name__)
 
@@ -176,15 +178,17 @@ def species_table(run_dir: Path, ctx: Any = None) -> pd.DataFrame:
     return out
 
 
-def relabel_table(run_dir: Path) -> pd.DataFrame:
+def relabel_table(run_dir: Path, metric: str = "lwlrap") -> pd.DataFrame:
     """One row per stage: CV, pseudo-positives added, their precision/recall vs truth, test LWLRAP vs truth,
-    and the gap closed toward the oracle (``(stage - stage1) / (oracle - stage1)``) where the oracle ran."""
+    and the gap closed toward the oracle (``(stage - stage1) / (oracle - stage1)``) where the oracle ran.
+    ``metric``: the run's ``train.metric``, whose ``cv_<metric>`` column follows LWLRAP's when it is another."""
 
     nan = float("nan")
     rows = []
     for stage in stage_names(run_dir):
         m = read_metrics(Run(run_dir).metrics(stage))
         rows.append({"stage": stage, "cv_lwlrap": m.get("cv_lwlrap"),
+                     **({f"cv_{metric}": m.get(f"cv_{metric}")} if metric != "lwlrap" else {}),
                      "pseudo_positives": int(m.get("pseudo_positives", 0)),
                      "pseudo_precision": m.get("pseudo_precision", nan),
                      "pseudo_recall": m.get("pseudo_recall", nan),
@@ -312,7 +316,10 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     submitted = submitted_stage(run, stages)
     plots.species_ap(species, report / "species_ap.png", ("stage1", submitted))
     figures.append((f"Per-species AP: stage1 against {submitted} (submitted)", "species_ap.png"))
-    sections = [f"# rfcx-kit report: {title}\n",
+    relabel = relabel_table(run_dir, ctx.cfg.train.metric)
+    kept = json.loads(run.kept.read_text()) if run.kept.is_file() else None
+    lb = {str(s): float(v) for s, v in zip(cv["stage"], pd.to_numeric(cv["LB"], errors="coerce")) if np.isfinite(v)}
+    sections = [f"# rfcx-kit report: {title}\n", *verdict(relabel, kept, lb, ctx.cfg.train.metric),
                 f"Data: `{shown_path(ctx.comp.root, path)}` ({ctx.comp.layout} layout, {len(ctx.train_ids)} train / "
                 f"{len(ctx.comp.test_ids)} test recordings, {ctx.n_species} species). Model: {ctx.cfg.model.backbone}, "
                 f"{len(ctx.positions)} windows x {ctx.cfg.windows.window} frames (train), "
@@ -326,13 +333,13 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
         write_relabel_report(run_dir, prior)
         counts = pd.read_csv(report / "pseudo_per_species.csv")
         plots.pseudo_per_species(counts, report / "pseudo_per_species.png")
-        kept = json.loads(run.kept.read_text()) if run.kept.is_file() else None
-        figure = "CV average precision" if kept and kept.get("metric") == "cv_ap" else "CV LWLRAP"
+        figure = ("CV average precision" if kept and kept.get("metric") == "cv_ap" else
+                  f"CV {get_metric(ctx.cfg.train.metric).title or ctx.cfg.train.metric}")
         kept_line = (f"The loop kept **{kept['stage']}**: the best {figure} on the original labels "
                      f"({', '.join(f'{k} {v:.3f}' for k, v in kept['candidates'].items() if v is not None)}); "
                      "ensemble, predict and export use it by default."
                      + (f" Note: {kept['note']}." if kept.get("note") else "") + "\n" if kept else "")
-        sections += ["## Cycle re-labeling\n", kept_line, markdown_table(relabel_table(run_dir)),
+        sections += ["## Cycle re-labeling\n", kept_line, markdown_table(relabel),
                      f"\n![metrics by cycle]({rel}/relabel.png)\n"]
         figures.append(("Pseudo-positives per species and cycle", "pseudo_per_species.png"))
     history = {s: pd.read_csv(run.history(s)) for s in stages if run.history(s).exists()}
