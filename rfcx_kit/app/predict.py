@@ -76,13 +76,14 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 @click.option("--batch", type=at_least(1), default=None,
               help="Recordings decoded and predicted together [default: the run's predict.batch_recordings].")
 @click.option("--threads", type=at_least(1), default=None, help="torch CPU threads [default: torch's].")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 @click.argument("more_checkpoints", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @cli_errors
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
                 sources: tuple[Path, ...], out: Path,
                 fmt: str, min_conf: float, selections: str, merge_gap: float, min_length: float,
                 windows_out: Path | None, threshold: float | None, device: str,
-                batch: int | None, threads: int | None) -> None:
+                batch: int | None, threads: int | None, no_progress: bool) -> None:
     """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
 
     Any sample rate and any length of at least one window; no CSVs or feature cache needed. A killed run resumes
@@ -120,8 +121,8 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
     if fmt == "csv" and out.is_dir():
         raise ConfigError(f"--out {out}: a folder; --format csv writes one table (give a file name)")
     events = EventRule(min_conf, merge_gap, min_length) if fmt == "raven" and selections == "events" else None
-    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, fmt=fmt, min_conf=min_conf,
-                            events=events)
+    summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, progress=not no_progress,
+                            fmt=fmt, min_conf=min_conf, events=events)
     where = f"stage {summary['stage']}, " if summary["stage"] else ""
     kind = "events" if events is not None else "window selections"
     click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"
@@ -139,20 +140,25 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
 @click.option("--fold", type=at_least(0), default=None, help="Only this fold [default: every fold].")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the graphs.")
+@click.option("--tolerance", type=finite(0.0, 1.0, low_open=True), default=None,
+              help="The largest |probability difference| between onnxruntime and torch a kept graph may show, on "
+                   "real windows of the run [default: 1e-4].")
 @click.argument("more_checkpoints", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @cli_errors
 def export_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
-               fold: int | None, fmt: str,
-               out: Path) -> None:
+               fold: int | None, fmt: str, out: Path, tolerance: float | None) -> None:
     """Export a stage's fold models to ONNX (for CPU inference without torch, e.g. a Kaggle notebook).
 
-    Each graph is checked with onnxruntime against torch before it is kept; model.json says how to build its
-    input and read its outputs.
+    Each graph is checked with onnxruntime against torch before it is kept: the probabilities (the sigmoid of
+    each output) on every window of the run's first test recordings; model.json says how to build its input and
+    read its outputs, and what the check was.
     """
-    from rfcx_kit.method.export import export_stage
+    from rfcx_kit.method.export import TOLERANCE, export_stage
 
     check_output_path(out, {"run": run_dir} if run_dir is not None else {}, "--out", replaces=False)
-    info = export_stage(run_dir, stage, checkpoint_paths(checkpoints, more_checkpoints), out, fold)
+    info = export_stage(run_dir, stage, checkpoint_paths(checkpoints, more_checkpoints), out, fold,
+                        TOLERANCE if tolerance is None else tolerance)
     worst = max(max(g["max_abs_difference"].values()) for g in info["graphs"])
-    click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |difference| {worst:.1e})")
+    click.echo(f"{len(info['graphs'])} ONNX graph(s) -> {out} (onnxruntime vs torch: max |probability difference| "
+               f"{worst:.1e} on {info['check']['on']})")
     click.echo(json.dumps({g["file"]: g["sha256"][:12] for g in info["graphs"]}))

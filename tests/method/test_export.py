@@ -36,6 +36,24 @@ def test_onnx_graphs_equal_torch_on_real_windows(tmp_path: Path) -> None:
     info = json.loads((out / "model.json").read_text())
     assert [g["file"] for g in info["graphs"]] == ["fold1.onnx"] and not (out / "fold0.onnx").exists()
     assert info["input"]["shape"][1:] == [3, 128, 512]
+    # checked on the run's own test windows, on probabilities, against the stated tolerance
+    assert info["check"]["tolerance"] == 1e-4 and "test recording(s) of the run" in info["check"]["on"]
+    assert max(info["graphs"][0]["max_abs_difference"].values()) <= 1e-4
+    assert "max |probability difference|" in result.output
+
+    # a graph whose probabilities differ by more than --tolerance is refused and not kept
+    import rfcx_kit.method.export as export
+
+    def off(*_: object) -> dict[str, float]:
+        return {"clipwise": 3e-3, "framewise": 0.0}
+
+    strict = tmp_path / "strict"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "max_difference", off)
+        result = CliRunner().invoke(main, ["export", "--run", str(run), "--fold", "1", "--tolerance", "1e-3",
+                                           "--out", str(strict)])
+    assert result.exit_code != 0 and "by 3.00e-03 (> --tolerance 0.001) on the" in result.output, result.output
+    assert not (strict / "fold1.onnx").exists()
 
     models = load_models(run, "latest")
     cfg, model = models.cfg, models.models[1]
