@@ -99,3 +99,13 @@ def test_finite_refuses_what_click_float_range_lets_through() -> None:
             kind.convert(bad, None, None)
     assert kind.convert("0.25", None, None) == 0.25
     assert finite(0, None, low_open=True).convert("1e9", None, None) == 1e9
+
+
+def test_no_help_shows_a_bound_of_none_and_the_demo_tp_share_is_the_profile_s() -> None:
+    from rfcx_kit.data.synth.scene import PROFILES
+
+    for path, command in _commands():
+        text = CliRunner().invoke(main, [*path, "--help"], terminal_width=200).output
+        assert "None]" not in text and "<=None" not in text, (path, text)
+    synth = CliRunner().invoke(main, ["synth", "--help"], terminal_width=200).output
+    assert f"{PROFILES['demo']['tp_share']:g} (demo)" in synth

@@ -32,9 +32,10 @@ from rfcx_kit.data.submission import read_expected_ids, validate_submission
               help="Recipe whose `features` section sets the parameters [default: the method post's].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set features.n_mels=64 (repeatable).")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 @cli_errors
 def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs: int | None,
-                 batch_size: int | None, pipeline: Path | None, overrides: tuple[str, ...]) -> None:
+                 batch_size: int | None, pipeline: Path | None, overrides: tuple[str, ...], no_progress: bool) -> None:
     """Build the log-mel feature cache of a competition folder.
 
     Validates the folder, then computes 128 x 3751 log-mel arrays (float16, memory-mappable) in parallel
@@ -56,15 +57,15 @@ def features_cmd(data: Path, cache: Path | None, splits: tuple[str, ...], n_jobs
     if comp.layout == "npy":
         store = FeatureStore.open(comp, None, cfg)
         paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
-        check_arrays(paths, cfg.n_mels, cfg.frames, None, progress=True)  # nothing is written into the data
+        check_arrays(paths, cfg.n_mels, cfg.frames, None, progress=not no_progress)  # nothing is written into the data
         click.echo(f"{data}: precomputed spectrogram layout ({len(comp.train_ids)} train, {len(comp.test_ids)} test), "
                    "every array checked (dtype, shape, finite); no cache needed, arrays are memory-mapped directly.")
         return
     cache_dir = Path(cache or default_cache_dir(comp.root))
-    build_cache(comp, cache_dir, cfg, splits=splits, n_jobs=n_jobs)
+    build_cache(comp, cache_dir, cfg, splits=splits, n_jobs=n_jobs, progress=not no_progress)
     store = FeatureStore.open(comp, cache_dir, cfg)
     paths = {f"{s}/{rid}": store.path(s, rid) for s in splits for rid in comp.ids(s)}
-    check_arrays(paths, cfg.n_mels, cfg.frames, cache_dir / CHECKED_NAME, progress=True)
+    check_arrays(paths, cfg.n_mels, cfg.frames, cache_dir / CHECKED_NAME, progress=not no_progress)
     click.echo(f"feature cache ready: {cache_dir} ({len(comp.train_ids)} train, {len(comp.test_ids)} test; every "
                "array checked)")
 

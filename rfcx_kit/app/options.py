@@ -26,6 +26,12 @@ class FiniteFloatRange(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        """The range click shows in --help: "finite" for a float with no bound (click would say ``x<=None``)."""
+        if self.min is None and self.max is None:
+            return "finite"
+        return super()._describe_range()
+
 
 def finite(low: float | None = None, high: float | None = None, *, low_open: bool = False,
            high_open: bool = False) -> FiniteFloatRange:

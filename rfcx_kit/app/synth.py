@@ -46,7 +46,7 @@ def _parse_snr(text: str) -> tuple[float, float]:
 @click.option("--hop-length", type=at_least(64, 4096), default=None, help="npy format: hop in samples at 32 kHz [default: 512].")
 @click.option("--label-scale", type=finite(0, 20, low_open=True), default=SynthConfig.label_scale, show_default=True,
               help="Multiply the real TP-label ratio (1 = RFCX's: ~0.26 TP rows per train recording).")
-@click.option("--tp-share", type=SHARE, default=None, show_default="none (rfcx), 0.1 (demo)",
+@click.option("--tp-share", type=SHARE, default=None, show_default=f"none (rfcx), {PROFILES['demo']['tp_share']:g} (demo)",
               help="Instead of RFCX's per-species TP rows, give this share of the planted train calls a TP row, "
                    "drawn over all calls (louder ones more likely), e.g. 0.08: 1 call in 12.5.")
 @click.option("--n-jobs", type=JOBS, default=-1, show_default=True, help="Worker processes (-1: all cores).")

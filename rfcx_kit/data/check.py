@@ -72,9 +72,9 @@ def check_arrays(paths: dict[str, Path], n_mels: int, frames: int | None, record
         except ValueError:
             done = {}
     todo = [(name, path) for name, path in paths.items() if done.get(name) != _stamp(path)]
-    from tqdm.auto import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
-    for name, path in tqdm(todo, unit="file", desc="checking arrays", disable=not progress or len(todo) < 50):
+    for name, path in progress_bar(todo, unit="file", desc="checking arrays", enabled=progress and len(todo) >= 50):
         array = np.load(path, mmap_mode="r")
         # In row blocks: a float16 array of 128 x 3751 is 1 MB, but never hold more than a block as float32.
         for lo in range(0, array.shape[0], 32):

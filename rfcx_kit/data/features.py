@@ -208,7 +208,7 @@ def build_cache(
 def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tuple[str, ...], n_jobs: int | None,
                   progress: bool) -> Path:
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
     todo, rows = [], []
     for split in splits:
@@ -233,7 +233,7 @@ def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tu
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         jobs = n_jobs if n_jobs is not None else cfg.n_jobs
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        bar = tqdm(total=len(todo), unit="rec", desc="log-mel", disable=not progress)
+        bar = progress_bar(total=len(todo), unit="rec", desc="log-mel", enabled=progress)
         for chunk_rows in parallel(delayed(_compute_chunk)(chunk, cfg) for chunk in chunks):
             rows.extend(chunk_rows)
             bar.update(len(chunk_rows))

@@ -368,7 +368,7 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
     Raises:
         DataError naming every recording that could not be read, after the others were predicted and written.
     """
-    from tqdm.auto import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
     cfg = models.cfg
     recordings = list_recordings(sources)
@@ -398,8 +398,8 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
         return read
 
     number = 1 + max((int(p.stem[5:]) for p in parts.glob("part-*.npz")), default=-1)
-    bar = tqdm(total=len(recordings), initial=len(recordings) - len(todo), unit="rec", desc="predict",
-               disable=not progress)
+    bar = progress_bar(total=len(recordings), initial=len(recordings) - len(todo), unit="rec", desc="predict",
+               enabled=progress)
     hop_s = cfg.features.hop_length / cfg.features.sample_rate
     for _, read in prefetched(chunks, decode):
         good = [(rid, a) for rid, a in read if not isinstance(a, str)]

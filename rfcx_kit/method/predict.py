@@ -197,7 +197,7 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
     ``max_windows``: windows per forward (None: :func:`auto_max_windows`). ``timelines=False`` skips the
     stitched mode and the pooled framewise timeline (left as zeros) for callers that only need the windows.
     """
-    from tqdm.auto import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
     from rfcx_kit.core.grid import window_counts
 
@@ -209,7 +209,7 @@ def predict_recordings(model: torch.nn.Module, store: FeatureStore, split: str, 
     lengths = np.full(r, store.frames, dtype=np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
     counts = window_counts(lengths, positions, store.frames)
     windows = clipwise = stitched = framewise = None
-    bar = tqdm(total=r, unit="rec", desc=f"predict {split}", disable=not progress, leave=False)
+    bar = progress_bar(total=r, unit="rec", desc=f"predict {split}", enabled=progress, leave=False)
     for lo, hi in equal_length_batches(lengths, batch_recordings):
         ids, length, n_b = recording_ids[lo:hi], int(lengths[lo]), int(counts[lo])
         raw = torch.from_numpy(store.batch(split, ids, length)).to(device, non_blocking=True)  # (B, F, T_b) dB

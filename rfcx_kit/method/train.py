@@ -380,7 +380,7 @@ def _schedule(f: FoldRun) -> Schedule:
 
 def _train_epoch(f: FoldRun, plan: Schedule, epoch: int, progress: bool) -> list[float]:
     """One epoch of steps over its sampled crops (the next batch's input built ahead in a thread); the losses."""
-    from tqdm.auto import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
     cfg, cuda = f.cfg, f.device.type == "cuda"
     augment = cfg.augment if cfg.augment.active else None
@@ -390,8 +390,8 @@ def _train_epoch(f: FoldRun, plan: Schedule, epoch: int, progress: bool) -> list
              else sample_epoch(f.ctx, f.stage, f.train_rows, rng, f.labels, f.soft, f.test_labels))
     f.model.train()
     losses: list[float] = []
-    bar = tqdm(total=len(items), unit="win", desc=f"{f.stage} fold {f.fold} epoch {epoch + 1}/{f.epochs}",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=len(items), unit="win", desc=f"{f.stage} fold {f.fold} epoch {epoch + 1}/{f.epochs}",
+               enabled=progress, leave=False)
     batches = ((i, items.take(np.arange(lo, min(lo + cfg.train.batch_size, len(items)))))
                for i, lo in enumerate(range(0, len(items), cfg.train.batch_size)))
     batch_seed = (*f.seeds, epoch)

@@ -640,7 +640,7 @@ def _extract(archive_path: Path, folder: Path, result: DownloadResult, progress:
     A member whose target already exists with the member's size is kept (a present file is a finished file,
     since every file is renamed into place only once complete). Returns ``{name: size}`` of layout members.
     """
-    from tqdm import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
     wanted: dict[str, int] = {}
     with _open_zip(archive_path) as archive:
@@ -658,7 +658,7 @@ def _extract(archive_path: Path, folder: Path, result: DownloadResult, progress:
             else:
                 members.append(info)
         total = sum(m.file_size for m in members)
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="extract", disable=not progress or not members,
+        with progress_bar(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="extract", enabled=progress and bool(members),
                   file=sys.stderr) as bar:
             for info in members:
                 _copy_member(archive, info, folder / info.filename, archive_path)

@@ -215,12 +215,12 @@ def write_audio(plan: Plan, fmt: str, out: Path, n_jobs: int = 1, progress: bool
                 chunk: int = 4) -> pd.DataFrame:
     """Render every recording of ``plan`` into ``out/{train,test}/`` in parallel; returns per-recording stats."""
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+    from rfcx_kit.core.progress import progress_bar
 
     for split in SPLITS:
         (out / split).mkdir(parents=True, exist_ok=True)
     total = len(plan.train_ids) + len(plan.test_ids)
-    bar = tqdm(total=total, unit="rec", desc=f"synth {fmt}", disable=not progress)
+    bar = progress_bar(total=total, unit="rec", desc=f"synth {fmt}", enabled=progress)
     rows: list[dict] = []
     # Tasks are made lazily and joblib dispatches only a few ahead, so memory stays flat in N.
     parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
