@@ -51,6 +51,9 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
                    "the highest finished cycle, else stage1.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help=CHECKPOINT_HELP)
+@click.option("--onnx", "onnx_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A folder `rfcx-kit export` wrote: predict with its ONNX graphs (onnxruntime on the CPU) instead "
+                   "of torch checkpoints.")
 @click.option("--audio", "sources", multiple=True, required=True, type=click.Path(path_type=Path),
               help=f"A recording or a folder of them (recursive; {', '.join(RECORDING_SUFFIXES)}). Repeatable.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
@@ -80,7 +83,7 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 @click.argument("more_checkpoints", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @cli_errors
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
-                sources: tuple[Path, ...], out: Path,
+                onnx_dir: Path | None, sources: tuple[Path, ...], out: Path,
                 fmt: str, min_conf: float, selections: str, merge_gap: float, min_length: float,
                 windows_out: Path | None, threshold: float | None, device: str,
                 batch: int | None, threads: int | None, no_progress: bool) -> None:
@@ -101,9 +104,13 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
                               "csv (for detections in a table: --windows FILE --threshold P)")
     if selections == "windows" and any(given(n) == ParameterSource.COMMANDLINE for n in ("merge_gap", "min_length")):
         raise ConfigError("--merge-gap and --min-length shape events: they do nothing with --selections windows")
+    if onnx_dir is not None and (run_dir is not None or checkpoints or more_checkpoints):
+        raise ConfigError("--onnx predicts with exported graphs: give it without --run and --checkpoint")
     keep = {f"recordings {p}": p for p in sources}
     if run_dir is not None:
         keep["run"] = run_dir
+    if onnx_dir is not None:
+        keep["--onnx"] = onnx_dir
     check_output_path(out, keep, "--out", replaces=False)
     if windows_out is not None:
         check_output_path(windows_out, {**keep, "--out": out}, "--windows", replaces=False)
@@ -113,9 +120,15 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
 
     if threads:
         torch.set_num_threads(threads)
-    checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
-    dev = resolve_device(device)
-    models = load_models(run_dir, stage, checkpoints, dev)
+    if onnx_dir is not None:
+        from rfcx_kit.method.onnx_models import load_onnx
+
+        dev = torch.device("cpu")  # onnxruntime's CPU provider
+        models = load_onnx(onnx_dir, threads)
+    else:
+        checkpoints = checkpoint_paths(checkpoints, more_checkpoints)
+        dev = resolve_device(device)
+        models = load_models(run_dir, stage, checkpoints, dev)
     if fmt == "raven" and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: --format raven writes a folder of selection tables, and this is a file")
     if fmt == "csv" and out.is_dir():

@@ -64,6 +64,12 @@ class Models:
     paths: list[Path]
     stage: str | None = None
     species: Species | None = None  # the run's species table (names for Raven tables); None: ids only
+    input_mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # onnx: the scaling model.json gives
+    onnx: bool = False  # the models are exported graphs (method/onnx_models.py): their scaling is input_mean_std
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """The mean and std the model input is scaled to (None: the post's ImageNet constants)."""
+        return self.input_mean_std if self.onnx else input_stats(self.cfg)
 
     @property
     def n_species(self) -> int:
@@ -301,7 +307,7 @@ def fold_mean(models: Models, frames: list[np.ndarray], device: torch.device, ti
     clip = np.zeros((len(frames), models.n_species), dtype=np.float64)
     windows: list[np.ndarray] = [np.empty(0)] * len(frames)
     lines: list[np.ndarray] = [np.empty(0)] * len(frames)
-    mean_std = input_stats(cfg)
+    mean_std = models.mean_std()
     lengths = np.array([a.shape[1] for a in frames])
     for length in np.unique(lengths):
         index = np.flatnonzero(lengths == length)

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from rfcx_kit.core.errors import ConfigError, RfcxError
-from rfcx_kit.core.io import atomic_path, atomic_write_json
+from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_json
+from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.method.apply import load_models
 from rfcx_kit.method.checkpoint import input_stats
 from rfcx_kit.method.context import predict_positions, window_step
@@ -153,5 +154,7 @@ def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...]
             # every recording at one length: its windows; at their own lengths: the step, as predict uses it
             "window_positions": predict_positions(cfg) if cfg.features.frames else None,
             "window_step": window_step(cfg), "predict_mode": cfg.predict.mode}
+    atomic_write_csv(out / SPECIES_FILE, models.species.frame() if models.species is not None
+                     else Species.numbered(k).frame())  # names for predict --onnx's Raven tables
     atomic_write_json(out / "model.json", info)
     return info

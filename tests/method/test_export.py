@@ -77,3 +77,38 @@ def test_export_refuses_a_fold_the_stage_lacks(tmp_path: Path) -> None:
     run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
     result = CliRunner().invoke(main, ["export", "--run", str(run), "--fold", "7", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--fold 7" in result.output and "0..2" in result.output
+
+
+def test_predict_runs_the_exported_graphs_as_torch_runs_the_checkpoints(tmp_path: Path) -> None:
+    """`predict --onnx DIR` takes what `export` wrote, through the same front end, windows and fold mean: the clip
+    table equals torch's on the same checkpoints within the export's tolerance, and Raven tables carry names."""
+    import pandas as pd
+
+    from rfcx_kit.method.run import Run
+
+    data = make_tiny(tmp_path / "data")
+    run = tmp_path / "run"
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
+    out = tmp_path / "onnx"
+    assert CliRunner().invoke(main, ["export", "--run", str(run), "--out", str(out)]).exit_code == 0
+    assert (out / "species.csv").is_file()
+    by_onnx, by_torch = tmp_path / "onnx.csv", tmp_path / "torch.csv"
+    result = CliRunner().invoke(main, ["predict", "--onnx", str(out), "--audio", str(data / "test"), "--out", str(by_onnx),
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    folds = [str(Run(run).checkpoint("stage1", k)) for k in range(3)]
+    result = CliRunner().invoke(main, ["predict", "--checkpoint", *folds, "--audio", str(data / "test"),
+                                       "--out", str(by_torch), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    a = pd.read_csv(by_onnx, dtype={"recording_id": str}).set_index("recording_id")
+    b = pd.read_csv(by_torch, dtype={"recording_id": str}).set_index("recording_id")
+    assert list(a.index) == list(b.index) and len(a) == 4
+    assert float((a - b).abs().to_numpy().max()) <= 1e-4 and float(a.to_numpy().std()) > 0
+    raven = tmp_path / "raven"
+    result = CliRunner().invoke(main, ["predict", "--onnx", str(out), "--audio", str(data / "test"), "--format", "raven",
+                                       "--min-conf", "0.0", "--out", str(raven), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list(raven.glob("*.selections.txt"))) == 4
+    refused = CliRunner().invoke(main, ["predict", "--onnx", str(out), "--run", str(run), "--audio", str(data / "test"),
+                                        "--out", str(tmp_path / "x.csv")])
+    assert refused.exit_code == 2 and "without --run and --checkpoint" in refused.output
