@@ -54,8 +54,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert sorted(n.split("/")[-1] for n in names if n.startswith("rfcx_kit/pipelines/")) == shipped
     assert "rfcx_kit/resources/species.csv" in names
     target = work / "site"
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-                           str(wheel)], capture_output=True, text=True, timeout=300, cwd=work)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                           str(target), str(wheel)], capture_output=True, text=True, timeout=300, cwd=work)
     assert done.returncode == 0, done.stderr[-2000:]
     return target
 
@@ -101,3 +101,34 @@ def test_the_installed_demo_runs_without_the_checkout(installed: Path, tmp_path:
     assert summary["recipe"] == "demo.yaml" and summary["stages"][0]["stage"] == "stage1"
     written = "\n".join(p.read_text(errors="replace") for p in [out / "report.md", out / "summary.json"])
     assert str(REPO) not in written  # nothing points back at the checkout
+
+
+@pytest.mark.timeout(600)
+def test_offline_inference_from_the_wheel_writes_a_valid_submission(installed: Path, tmp_path: Path) -> None:
+    """The offline path of a Kaggle notebook: the wheel installed with no index (above), the hub offline and no
+    proxy to reach it, a stage's best.pt files: `predict` writes the clip table and `validate` accepts it as the
+    data's submission."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import make_tiny, tiny_overrides
+
+    from rfcx_kit.method.stage1 import run_stage1
+
+    data = make_tiny(tmp_path / "data", n_train=9, n_test=4)
+    run = tmp_path / "run"
+    run_stage1(data, run, overrides=tiny_overrides(epochs=1), progress=False)
+    checkpoints = sorted(str(p) for p in (run / "stage1").glob("fold*/best.pt"))
+    assert len(checkpoints) == 3
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",) and "proxy" not in k.lower()}
+    env.update(PYTHONPATH=str(installed), HF_HUB_OFFLINE="1", HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    code = "import sys\nfrom rfcx_kit.app.cli import main\nsys.argv = ['rfcx-kit'] + sys.argv[1:]\nmain()\n"
+    sub = tmp_path / "kaggle" / "submission.csv"
+    predicted = subprocess.run([sys.executable, "-c", code, "predict", "--checkpoint", *checkpoints, "--audio",
+                                str(data / "test"), "--out", str(sub), "--no-progress"],
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    checked = subprocess.run([sys.executable, "-c", code, "validate", str(sub), "--data", str(data)],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert checked.returncode == 0 and "OK" in checked.stdout, (checked.stdout, checked.stderr[-2000:])
+    where = subprocess.run([sys.executable, "-c", "import rfcx_kit; print(rfcx_kit.__file__)"], capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path, env=env)
+    assert where.stdout.strip().startswith(str(installed)), where.stdout  # the wheel's copy ran, not the checkout
