@@ -30,8 +30,9 @@ import yaml
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
-__all__ = ["StageResult", "RelabelResult", "Score", "as_overrides", "synth", "features", "stage1", "relabel", "control",
-           "oracle", "stages", "prior", "ensemble", "validate", "submit", "report", "predict", "score", "stage"]
+__all__ = ["StageResult", "RelabelResult", "Score", "Model", "as_overrides", "synth", "features", "stage1", "relabel",
+           "control", "oracle", "stages", "prior", "ensemble", "validate", "submit", "report", "load", "predict",
+           "score", "stage"]
 
 
 def as_overrides(overrides: Overrides) -> tuple[str, ...]:
@@ -288,6 +289,114 @@ def ensemble(run: str | Path | None = None, stage: str = "kept", out: str | Path
     specs = tuple(str(w) for w in with_files)
     result = ensemble_to_file(out, run, stage, with_specs=specs, method=method, data_dir=data, **options)
     return result.frame.reset_index(drop=True)
+
+
+class Model:
+    """A stage's fold models, loaded once (:func:`load`): predict files, folders or waveforms as ``rfcx-kit
+    predict`` does (soft frame-wise prediction, fold mean), with species names, events and Raven tables.
+
+    Attributes:
+        species: the run's species table (``.names``, ``.codes``); ``stage``: the stage the models are from.
+    """
+
+    def __init__(self, folds: Any, device: Any):
+        self.folds, self.device = folds, device
+        self.species = folds.species
+        self.stage = folds.stage
+
+    def __repr__(self) -> str:
+        return f"Model(stage={self.stage!r}, folds={len(self.folds.models)}, species={len(self.species)})"
+
+    def _frames(self, audio: Any, sample_rate: int | None) -> tuple[list[str], list[np.ndarray], list[float]]:
+        """``(ids, (n_mels, T) log-mel frames, seconds)`` of files/folders, or of waveforms at ``sample_rate``."""
+        import torch
+
+        from rfcx_kit.core.errors import ConfigError
+        from rfcx_kit.data.features import LogMel
+        from rfcx_kit.method.apply import list_recordings, read_frames
+
+        cfg = self.folds.cfg
+        logmel = LogMel(cfg.features)
+        waves = [audio] if isinstance(audio, np.ndarray) else list(audio) if isinstance(audio, (list, tuple)) and \
+            audio and isinstance(audio[0], np.ndarray) else None
+        if waves is None:
+            sources = (Path(audio),) if isinstance(audio, (str, Path)) else tuple(Path(a) for a in audio)
+            recordings = list_recordings(sources)
+            frames = [read_frames(path, cfg, logmel) for _, path in recordings]
+            ids = [rid for rid, _ in recordings]
+        else:
+            if sample_rate is None:
+                raise ConfigError("predict: give sample_rate with waveform arrays")
+            import soxr
+
+            frames, ids = [], [f"wave{i}" for i in range(len(waves))]
+            for wave in waves:
+                wave = np.asarray(wave, dtype=np.float32)
+                wave = wave.mean(axis=0) if wave.ndim == 2 else wave  # (channels, samples) -> mono
+                if sample_rate != cfg.features.sample_rate:
+                    wave = soxr.resample(wave, sample_rate, cfg.features.sample_rate, quality="HQ").astype(np.float32)
+                with torch.no_grad():
+                    frames.append(logmel(torch.from_numpy(wave)[None])[0].numpy().astype(cfg.features.dtype)
+                                  .astype(np.float32))
+        hop_s = cfg.features.hop_length / cfg.features.sample_rate
+        return ids, frames, [(f.shape[1] - 1) * hop_s for f in frames]
+
+    def predict(self, audio: Any, sample_rate: int | None = None) -> pd.DataFrame:
+        """Clip probabilities: ``audio`` is a file, a folder, a list of them, or waveform arrays (1-D, or
+        channels x samples) at ``sample_rate``. Returns ``recording_id`` and one column per species name."""
+        from rfcx_kit.method.apply import fold_mean
+
+        ids, frames, _ = self._frames(audio, sample_rate)
+        clip, _, _ = fold_mean(self.folds, frames, self.device)
+        table = pd.DataFrame(clip, columns=list(self.species.names))
+        table.insert(0, "recording_id", ids)
+        return table
+
+    def events(self, audio: Any, sample_rate: int | None = None, min_conf: float = 0.5, merge_gap: float = 0.5,
+               min_length: float = 0.2) -> pd.DataFrame:
+        """Call-level events (``predict --format raven``'s selections): ``recording_id, species, begin_s, end_s,
+        confidence``, one row per run of the fold-mean framewise output at or above ``min_conf``."""
+        from rfcx_kit.method.apply import chunk_events, fold_mean
+        from rfcx_kit.method.events import EventRule
+
+        ids, frames, seconds = self._frames(audio, sample_rate)
+        _, _, lines = fold_mean(self.folds, frames, self.device, timelines=True)
+        cfg = self.folds.cfg
+        found = chunk_events(ids, lines, EventRule(min_conf, merge_gap, min_length),
+                             cfg.features.hop_length / cfg.features.sample_rate, seconds)
+        rows = found["row"].astype(np.int64)
+        names = np.asarray(self.species.names, dtype=object)
+        return pd.DataFrame({"recording_id": [ids[i] for i in rows],
+                             "species": names[found["species"].astype(np.int64)] if len(rows) else [],
+                             "begin_s": found["begin"], "end_s": found["end"], "confidence": found["confidence"]})
+
+    def raven(self, audio: str | Path | Sequence[str | Path], out: str | Path, min_conf: float = 0.5,
+              progress: bool = False) -> Path:
+        """One Raven selection table per recording under ``out`` (``predict --format raven``: events, names)."""
+        from rfcx_kit.method.apply import predict_files
+        from rfcx_kit.method.events import EventRule
+
+        sources = (Path(audio),) if isinstance(audio, (str, Path)) else tuple(Path(a) for a in audio)
+        predict_files(self.folds, sources, Path(out), device=self.device, progress=progress, fmt="raven",
+                      min_conf=min_conf, events=EventRule(min_conf, 0.5, 0.2))
+        return Path(out)
+
+
+def load(run: str | Path | None = None, stage: str = "kept", checkpoints: Sequence[str | Path] = (),
+         onnx: str | Path | None = None, device: str = "auto") -> Model:
+    """A stage's fold models, loaded once: a run's stage, ``best.pt`` files alone, or an ONNX export folder."""
+    from rfcx_kit.method.apply import load_models
+    from rfcx_kit.method.train import resolve_device
+
+    if onnx is not None:
+        import torch
+
+        from rfcx_kit.method.onnx_models import load_onnx
+
+        return Model(load_onnx(Path(onnx)), torch.device("cpu"))
+    dev = resolve_device(device)
+    return Model(load_models(Path(run) if run is not None else None, stage, tuple(Path(c) for c in checkpoints), dev),
+                 dev)
 
 
 def predict(audio: str | Path | Sequence[str | Path], run: str | Path | None = None, stage: str = "kept",

@@ -37,7 +37,7 @@ SLOW_MODULES = {
     "method/test_loop_levers.py", "method/test_own_labels_rules.py", "method/test_resume.py",
     "method/test_select.py", "method/test_stage1.py", "method/test_tracking.py", "model/test_pretrained.py",
     "report/test_study_report.py", "test_api_docs.py", "test_checkpoint_args.py", "test_demo.py",
-    "test_field_recordings.py", "test_install.py", "test_own_data.py", "test_readme_path.py", "test_study.py",
+    "test_field_recordings.py", "test_install.py", "test_api_model.py", "test_own_data.py", "test_readme_path.py", "test_study.py",
     "core/test_numerics.py",
 }
 # Fixtures that train or write a data set big enough to take seconds: a test using one is slow wherever it is.

@@ -1,0 +1,71 @@
+"""`api.load`: a stage's fold models loaded once, predicting files, folders or waveforms as the CLI does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from rfcx_kit import api
+from rfcx_kit.app.cli import main
+
+from tiny import make_tiny, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("model")
+    data = make_tiny(root / "data", n_train=9, n_test=4)
+    api.stage1(data, root / "run", overrides=tiny_overrides(epochs=1), progress=False)
+    return {"root": root, "data": data, "run": root / "run"}
+
+
+def test_predict_gives_the_cli_s_table_with_species_names(tiny_run: dict[str, Path]) -> None:
+    model = api.load(tiny_run["run"], stage="stage1", device="cpu")
+    assert "stage1" in repr(model) and len(model.species) == 24
+    table = model.predict(tiny_run["data"] / "test")
+    assert list(table.columns) == ["recording_id", *model.species.names] and len(table) == 4
+    out = tiny_run["root"] / "cli.csv"
+    result = CliRunner().invoke(main, ["predict", "--run", str(tiny_run["run"]), "--stage", "stage1", "--device", "cpu",
+                                       "--audio", str(tiny_run["data"] / "test"), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    cli = pd.read_csv(out, dtype={"recording_id": str}).set_index("recording_id")
+    mine = table.set_index("recording_id").loc[cli.index]
+    np.testing.assert_allclose(mine.to_numpy(), cli.to_numpy(), atol=1e-6)
+
+
+def test_a_waveform_predicts_as_its_file_does_and_events_carry_names(tiny_run: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    model = api.load(tiny_run["run"], stage="stage1", device="cpu")
+    rng = np.random.default_rng(1)
+    wave = (0.1 * rng.standard_normal(48000 * 10)).astype(np.float32)
+    wave[48000 * 3 : 48000 * 4] += 0.5 * np.sin(2 * np.pi * 2500 * np.arange(48000) / 48000).astype(np.float32)
+    sf.write(tmp_path / "clip.wav", wave, 48000, subtype="FLOAT")
+    by_file = model.predict(tmp_path / "clip.wav")
+    by_array = model.predict(wave, sample_rate=48000)
+    stereo = model.predict([np.stack([wave, wave])], sample_rate=48000)
+    np.testing.assert_allclose(by_array.iloc[:, 1:].to_numpy(), by_file.iloc[:, 1:].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(stereo.iloc[:, 1:].to_numpy(), by_array.iloc[:, 1:].to_numpy(), atol=1e-6)
+    with pytest.raises(Exception, match="sample_rate"):
+        model.predict(wave)
+    events = model.events(wave, sample_rate=48000, min_conf=0.0)
+    assert list(events.columns) == ["recording_id", "species", "begin_s", "end_s", "confidence"]
+    assert len(events) > 0 and set(events["species"]) <= set(model.species.names)
+    assert (events["end_s"] > events["begin_s"]).all() and events["end_s"].max() <= 10.0 + 1e-6
+    raven = model.raven(tiny_run["data"] / "test", tmp_path / "raven", min_conf=0.0)
+    assert len(list(raven.glob("*.selections.txt"))) == 4
+
+
+def test_an_onnx_export_loads_as_a_model(tiny_run: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    out = tmp_path / "onnx"
+    result = CliRunner().invoke(main, ["export", "--run", str(tiny_run["run"]), "--stage", "stage1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    by_onnx = api.load(onnx=out).predict(tiny_run["data"] / "test")
+    by_torch = api.load(tiny_run["run"], stage="stage1", device="cpu").predict(tiny_run["data"] / "test")
+    np.testing.assert_allclose(by_onnx.iloc[:, 1:].to_numpy(), by_torch.iloc[:, 1:].to_numpy(), atol=1e-4)
