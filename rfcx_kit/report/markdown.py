@@ -218,7 +218,8 @@ def write_relabel_report(run_dir: Path, prior: float | None = None) -> Path:
         if "pseudo_per_species" in m:
             counts[stage] = m["pseudo_per_species"]
     atomic_write_csv(report / "pseudo_per_species.csv", counts)
-    plots.relabel_metrics(table, report / "relabel.png", prior)
+    kept = json.loads(Run(run_dir).kept.read_text()).get("stage") if Run(run_dir).kept.is_file() else None
+    plots.relabel_metrics(table, report / "relabel.png", prior, kept)
     text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
             "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
             "the planted calls (synthetic truth); pseudo_lift: that precision over the precision of as many "
@@ -309,8 +310,9 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     stages = stage_names(run_dir)
     figures = []
     prior = prior_test_lwlrap(ctx.comp)
+    kept_stage = json.loads(run.kept.read_text()).get("stage") if run.kept.is_file() else None
     plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png", prior=prior, spread=fold_sd(run_dir, stages),
-                          title=f"{title}: LWLRAP by stage (error bars: +- 1 sd over folds)")
+                          title=f"{title}: LWLRAP by stage (error bars: +- 1 sd over folds)", kept=kept_stage)
     figures.append(("LWLRAP by stage", "lwlrap_by_stage.png"))
     species = species_table(run_dir, ctx)
     submitted = submitted_stage(run, stages)
@@ -360,10 +362,16 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     spec = ctx.store.batch("train", [rid])[0]
     hop_s = ctx.cfg.features.hop_length / ctx.cfg.features.sample_rate
     pool = -(-spec.shape[1] // framewise.shape[1])
+    pseudo = None
+    if last.startswith("cycle") and run.pseudo_boxes(last).is_file():  # what the cycle added to this recording
+        pseudo = pd.read_csv(run.pseudo_boxes(last), dtype={"recording_id": str})
+        pseudo = pseudo[pseudo["recording_id"] == rid]
+    bands = {i: (lo, hi) for i, (lo, hi) in enumerate(zip(ctx.species.f_min, ctx.species.f_max))}
     plots.recording_overlay(spec, ctx.positions, boxes, truth_calls, framewise, pool,
                             f"{rid} (out-of-fold, {last}, fold {fold})", report / "recording.png",
                             lambda f: mel_bin_of(np.asarray(f), ctx.cfg.features) + 0.5, hop_s,
-                            codes=ctx.species.codes, band=(ctx.cfg.features.fmin, ctx.cfg.features.fmax))
+                            codes=ctx.species.codes, band=(ctx.cfg.features.fmin, ctx.cfg.features.fmax),
+                            pseudo=pseudo, bands=bands)
     figures.append((f"One recording: {rid}, its windows, labels and framewise predictions", "recording.png"))
     sections.append("## Figures\n")
     sections += [f"### {title}\n\n![{title}]({rel}/{name})\n" for title, name in figures]
