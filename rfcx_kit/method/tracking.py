@@ -9,11 +9,16 @@ What they get is what the run's own files hold, so a tracker never disagrees wit
 
 Where each writes (``RUN/tracking/``, beside the run's own files):
 
-- tensorboard: ``tensorboard/STAGE/foldK`` (a TensorBoard run per fold) and ``tensorboard/STAGE/summary``;
+- tensorboard: ``tensorboard/STAGE/foldK`` (a TensorBoard run per fold) and ``tensorboard/STAGE/summary`` (the
+  CV metrics, one tag per species' AP, and the config as HParams beside them);
   ``tensorboard --logdir RUN/tracking/tensorboard``.
-- mlflow: ``$MLFLOW_TRACKING_URI``, else a local file store ``mlruns/``; the experiment is the run's name. One
-  MLflow run per stage (config as params, provenance as tags, the CV metrics and ``metrics.json``) with a
-  nested run per fold (its epochs). ``mlflow ui --backend-store-uri RUN/tracking/mlruns``.
+- mlflow: ``$MLFLOW_TRACKING_URI``, else a local file store ``mlruns/``; the experiment is
+  ``$MLFLOW_EXPERIMENT_NAME``, else the data folder's name, so a team's runs on one data set sit side by side.
+  One MLflow run per stage, ``RUN/STAGE`` (config as params, provenance as tags, the CV metrics; ``metrics.json``,
+  ``history.csv``, ``oof.csv``, ``test.csv`` and each fold's ``best.pt`` as artifacts), with a nested run per fold
+  (the config and its fold as params, its epochs). ``rfcx-kit report`` adds the LB where the submission log has
+  one, and report.md with its figures, to each stage's run. ``mlflow ui --backend-store-uri RUN/tracking/mlruns``
+  (the UI needs the full ``mlflow`` package; the extra installs ``mlflow-skinny``, which logs).
 - wandb: ``wandb/``; project ``$WANDB_PROJECT`` (default rfcx-kit), a W&B run per fold and one per stage's
   summary, grouped as ``RUN/STAGE``. ``WANDB_MODE=offline`` keeps everything on disk (``wandb sync`` later).
 
@@ -46,6 +51,18 @@ def check_trackers(names: list[str]) -> None:
 
 def tracking_dir(run: Run) -> Path:
     return run.root / "tracking"
+
+
+def _hparams(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The config flattened with its numbers and flags kept as such (anything else as text): what TensorBoard's
+    HParams tab compares across runs."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_hparams(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, bool, str)) else str(value)
+    return out
 
 
 def scalars(row: dict[str, Any]) -> dict[str, float]:
@@ -86,6 +103,20 @@ def _mlflow_client(run: Run):  # noqa: ANN202 - an MlflowClient
     return MlflowClient(tracking_uri=uri)
 
 
+def experiment_name(run: Run) -> str:
+    """``$MLFLOW_EXPERIMENT_NAME``, else the name of the run's data folder (one experiment per data set), else the
+    run's."""
+    if os.environ.get("MLFLOW_EXPERIMENT_NAME"):
+        return os.environ["MLFLOW_EXPERIMENT_NAME"]
+    try:
+        import yaml
+
+        data = yaml.safe_load(run.data.read_text(encoding="utf-8"))
+        return Path(data["data"]).name or run.root.name
+    except (OSError, KeyError, TypeError, ValueError):
+        return run.root.name
+
+
 def _mlflow_experiment(client, name: str) -> str:  # noqa: ANN001
     found = client.get_experiment_by_name(name)
     return found.experiment_id if found is not None else client.create_experiment(name)
@@ -102,7 +133,7 @@ def _mlflow_run(client, run: Run, id_file: Path, name: str, tags: dict[str, str]
             return run_id
         except Exception:  # noqa: BLE001 - a store that lost it (another tracking URI): start a new run
             pass
-    experiment = _mlflow_experiment(client, run.root.name)
+    experiment = _mlflow_experiment(client, experiment_name(run))
     run_id = client.create_run(experiment, run_name=name, tags=tags).info.run_id
     from rfcx_kit.core.io import atomic_write_text
 
@@ -130,6 +161,9 @@ class Tracker:
                   values: dict[str, float], per_species: list[float | None]) -> None:
         """A collected stage: its config, provenance and CV figures."""
         raise NotImplementedError
+
+    def log_report(self, run: Run, lb: dict[str, float], files: list[Path]) -> None:
+        """A written report: each stage's LB where known, and the report's files (nothing by default)."""
 
 
 class TensorBoard(Tracker):
@@ -163,9 +197,13 @@ class TensorBoard(Tracker):
             writer.add_text("provenance", "```json\n" + json.dumps(provenance, indent=1) + "\n```", 0)
             for key, value in values.items():
                 writer.add_scalar(f"cv/{key}", value, 0)
-            for i, ap in enumerate(per_species):
+            for i, ap in enumerate(per_species):  # a tag per species, not the species on the step axis
                 if ap is not None and math.isfinite(ap):
-                    writer.add_scalar("cv/per_species_ap", ap, i)
+                    writer.add_scalar(f"cv/per_species_ap/s{i}", ap, 0)
+            hparams = _hparams(config)
+            metrics = {f"hparam/{k}": v for k, v in values.items() if k.startswith(("cv_", "truth_test"))}
+            if hparams and metrics:  # the HParams tab: this stage's settings beside its figures
+                writer.add_hparams(hparams, metrics, run_name="hparams")
 
 
 class MLflow(Tracker):
@@ -202,7 +240,9 @@ class MLflow(Tracker):
             self.open_stage(run, stage)
         tags = {"rfcx.run": run.root.name, "rfcx.stage": stage, "rfcx.fold": str(fold),
                 "mlflow.parentRunId": stage_file.read_text().strip()}
-        return self.Writer(client, _mlflow_run(client, run, run.fold(stage, fold) / MLFLOW_ID, label, tags))
+        run_id = _mlflow_run(client, run, run.fold(stage, fold) / MLFLOW_ID, label, tags)
+        _log_params(client, run_id, {**flat(config), "fold": str(fold), "stage": stage})
+        return self.Writer(client, run_id)
 
     def log_stage(self, run: Run, stage: str, config: dict[str, Any], provenance: dict[str, Any],
                   values: dict[str, float], per_species: list[float | None]) -> None:
@@ -210,17 +250,41 @@ class MLflow(Tracker):
 
         client = _mlflow_client(run)
         run_id = self._stage_run(client, run, stage)
-        params = [Param(k, v) for k, v in flat(config).items()]
-        logged = client.get_run(run_id).data.params  # a param is written once: a resumed stage keeps its own
-        params = [p for p in params if p.key not in logged]
-        for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            client.log_batch(run_id, params=params[i:i + 100])
+        _log_params(client, run_id, flat(config))
         client.log_batch(run_id, tags=[RunTag(f"provenance.{k}", v) for k, v in flat(provenance).items()])
         now = _now_ms()
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
-        client.log_artifact(run_id, str(run.metrics(stage)))
-        client.log_artifact(run_id, str(run.history(stage)))
+        for path in (run.metrics(stage), run.history(stage), run.oof_csv(stage), run.test_csv(stage)):
+            if path.is_file():
+                client.log_artifact(run_id, str(path))
+        for fold_dir in sorted(run.stage(stage).glob("fold*")):
+            if (fold_dir / "best.pt").is_file():  # the weights a submission is made from
+                client.log_artifact(run_id, str(fold_dir / "best.pt"), f"checkpoints/{fold_dir.name}")
         client.set_terminated(run_id, status="FINISHED")
+
+    def log_report(self, run: Run, lb: dict[str, float], files: list[Path]) -> None:
+        from mlflow.entities import Metric
+
+        client = _mlflow_client(run)
+        for stage in run.stages():
+            id_file = run.stage(stage) / MLFLOW_ID
+            if not id_file.is_file():
+                continue
+            run_id = id_file.read_text().strip()
+            if stage in lb:
+                client.log_batch(run_id, metrics=[Metric("LB", lb[stage], _now_ms(), 0)])
+            for path in files:
+                client.log_artifact(run_id, str(path), "report" if path.suffix == ".md" else "report/figures")
+
+
+def _log_params(client: Any, run_id: str, values: dict[str, str]) -> None:
+    """Params not yet on the run (a param is written once: a resumed run keeps its own), 100 per batch."""
+    from mlflow.entities import Param
+
+    logged = client.get_run(run_id).data.params
+    params = [Param(k, str(v)[:6000]) for k, v in values.items() if k not in logged]
+    for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run_id, params=params[i:i + 100])
 
 
 class WandB(Tracker):
@@ -298,6 +362,13 @@ def log_stage(run_dir: Path, stage: str, names: list[str], metrics: dict[str, An
     provenance = json.loads(run.provenance.read_text()) if run.provenance.is_file() else {}
     for name in names:
         REGISTRY[name].log_stage(run, stage, config, provenance, scalars(metrics), metrics.get("per_species_ap") or [])
+
+
+def log_report(run_dir: Path, names: list[str], lb: dict[str, float], files: list[Path]) -> None:
+    """A written report to each tracker: the LB of each stage where the submission log has one, and its files."""
+    run = Run(run_dir)
+    for name in names:
+        REGISTRY[name].log_report(run, lb, [f for f in files if Path(f).is_file()])
 
 
 def _wandb_init(run: Run, stage: str, name: str, job: str, config: dict[str, Any]):  # noqa: ANN202 - a wandb Run

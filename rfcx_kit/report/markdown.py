@@ -383,4 +383,8 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
                   "positives: train recordings with a TP row of the species (what its CV AP is computed on).\n"),
                  markdown_table(species)]
     atomic_write_text(path, "\n".join(sections))
+    if ctx.cfg.train.log_to:  # the trackers get the LB where known, and the report with its figures
+        from rfcx_kit.method.tracking import log_report
+
+        log_report(run_dir, ctx.cfg.train.log_to, lb, [path, *(report / name for _, name in figures)])
     return path

@@ -74,7 +74,50 @@ def test_mlflow_run_metrics_equal_history(tracked: Path) -> None:
     assert stage.data.params["train.folds"] == "2" and stage.data.params["train.epochs"] == "2"
     assert "provenance.torch" in stage.data.tags or any(k.startswith("provenance.") for k in stage.data.tags)
     experiment = client.get_experiment(stage.info.experiment_id)
-    assert experiment.name == tracked.name
+    assert experiment.name == "data"  # one experiment per data set: the data folder's name
+    assert stage.info.run_name == f"{tracked.name}/stage1"
+    # fold runs carry their params; the stage run its files, each fold's best.pt among them
+    fold_run = client.get_run((run.fold("stage1", 0) / tracking.MLFLOW_ID).read_text().strip())
+    assert fold_run.data.params["fold"] == "0" and fold_run.data.params["train.epochs"] == "2"
+
+    def listed(path: str = "") -> list[str]:
+        out = []
+        for item in client.list_artifacts(stage_id, path):
+            out += listed(item.path) if item.is_dir else [item.path]
+        return out
+
+    assert {"metrics.json", "history.csv", "oof.csv", "test.csv", "checkpoints/fold0/best.pt",
+            "checkpoints/fold1/best.pt"} <= set(listed())
+
+
+def test_the_report_and_the_lb_reach_the_stage_runs(tracked: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from rfcx_kit.method.tracking import log_report
+    from rfcx_kit.report.markdown import write_report
+
+    run = Run(tracked)
+    write_report(tracked)
+    client = MlflowClient((tracked / "tracking" / "mlruns").resolve().as_uri())
+    stage_id = (run.stage("stage1") / tracking.MLFLOW_ID).read_text().strip()
+    assert "report/report.md" in [a.path for a in client.list_artifacts(stage_id, "report")]
+    assert any(a.path.endswith("lwlrap_by_stage.png") for a in client.list_artifacts(stage_id, "report/figures"))
+    log_report(tracked, ["mlflow"], {"stage1": 0.8123}, [])  # what write_report passes once the log has an LB
+    assert client.get_run(stage_id).data.metrics["LB"] == pytest.approx(0.8123)
+
+
+def test_tensorboard_summary_has_hparams_and_a_tag_per_species(tracked: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = EventAccumulator(str(tracked / "tracking" / "tensorboard" / "stage1" / "summary"))
+    summary.Reload()
+    session = EventAccumulator(str(tracked / "tracking" / "tensorboard" / "stage1" / "summary" / "hparams"))
+    session.Reload()
+    assert session.PluginTagToContent("hparams")  # the HParams tab's experiment and session of this stage
+    assert session.Scalars("hparam/cv_lwlrap")[0].value == pytest.approx(
+        pd.read_json(Run(tracked).metrics("stage1"), typ="series")["cv_lwlrap"], rel=1e-6)
+    tags = summary.Tags()["scalars"]
+    assert "cv/per_species_ap" not in tags and any(t.startswith("cv/per_species_ap/s") for t in tags)
 
 
 def test_wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
