@@ -38,6 +38,7 @@ OUTPUTS = ("clipwise", "framewise")
 # On probabilities, not logits: a 2-epoch model's logits reach 87, where float32 rounding alone differs by 1e-4 in
 # the logit and by 3e-6 in the probability a user reads.
 TOLERANCE = 1e-4
+ENSEMBLE_FILE = "ensemble.onnx"  # waves in, clip probabilities out: the whole predict in one file
 
 
 class Outputs(torch.nn.Module):
@@ -64,6 +65,81 @@ def export_onnx(model: torch.nn.Module, path: Path, shape: tuple[int, int, int])
                               external_data=False, verbose=False)
         except ImportError as exc:
             raise RfcxError(f"ONNX export needs the onnx extra: pip install 'rfcx-kit[onnx]' ({exc})") from None
+
+
+class WaveToClip(torch.nn.Module):
+    """Every fold model behind the front end, in one graph: ``(B, S)`` waves at ``features.sample_rate`` of the run's
+    length -> ``(B, K)`` clip probabilities, the fold mean of soft frame-wise prediction (what ``predict`` writes).
+
+    Inside: the log-mel (STFT, mel filters, dB, the cache's float16 rounding), each recording's min-max (or mean-std)
+    scaling to the input statistics, the run's test windows (zero past the end), every fold model, the framewise
+    sigmoid, its max over time and windows, and the mean over folds.
+    """
+
+    def __init__(self, models: list[torch.nn.Module], cfg, positions: list[list[int]],  # noqa: ANN001 - a Config
+                 mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None):
+        super().__init__()
+        from rfcx_kit.data.features import LogMel
+        from rfcx_kit.model.inputs import channel_mean_std
+
+        self.logmel = LogMel(cfg.features)
+        self.models = torch.nn.ModuleList(models)
+        self.positions, self.window = [tuple(p) for p in positions], cfg.windows.window
+        self.mode, self.channels, self.half = cfg.model.normalize, cfg.model.in_channels, cfg.features.dtype == "float16"
+        mean, std = channel_mean_std(cfg.model.in_channels, mean_std)
+        self.register_buffer("mean", mean.float().reshape(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", std.float().reshape(1, -1, 1, 1), persistent=False)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        db = self.logmel(wave)
+        if self.half:  # the feature cache's dtype: what training and predict read
+            db = db.half().float()
+        b, frames = db.shape[0], db.shape[-1]
+        flat = db.reshape(b, -1)
+        if self.mode == "post":  # min-max to [0, 1], then the input statistics
+            low, high = flat.amin(1), flat.amax(1)
+            span = (high - low)[:, None, None]
+            unit = torch.where(span > 0, (db - low[:, None, None]) / span.clamp_min(1e-30), torch.zeros_like(db))
+            x = (unit[:, None] - self.mean) / self.std
+        else:  # standardize
+            mean, std = flat.mean(1), flat.std(1, unbiased=False)
+            x = ((db - mean[:, None, None]) / (std[:, None, None] + 1e-6))[:, None].expand(-1, self.channels, -1, -1)
+        windows = []
+        for start, end in self.positions:
+            piece = x[..., start:min(end, frames)]
+            if end > frames:  # past the recording: 0 after the scaling, as predict pads
+                piece = torch.nn.functional.pad(piece, (0, end - frames))
+            windows.append(piece)
+        batch = torch.stack(windows).reshape(-1, x.shape[1], x.shape[2], self.window)  # window-major, as predict
+        clip = 0.0
+        for model in self.models:
+            framewise = torch.sigmoid(model(batch)["framewise"]).reshape(len(self.positions), b, -1, self.window)
+            clip = clip + framewise.amax(-1).amax(0)
+        return clip / len(self.models)
+
+
+def export_ensemble(models: list[torch.nn.Module], cfg, path: Path, seconds: float,  # noqa: ANN001 - a Config
+                    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> dict:
+    """Write :class:`WaveToClip` of ``models`` for recordings of ``seconds`` as one ONNX graph (atomically)."""
+    from rfcx_kit.core.grid import frames_of
+
+    if cfg.predict.mode != "framewise":
+        raise ConfigError(f"the one-file graph gives soft frame-wise prediction; predict.mode is {cfg.predict.mode}")
+    rate = cfg.features.sample_rate
+    positions = predict_positions(cfg, frames_of(seconds, rate, cfg.features.hop_length))
+    graph = WaveToClip(models, cfg, positions, mean_std).eval()
+    probe = torch.zeros((2, int(round(seconds * rate))))
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (probe,), str(tmp), input_names=["wave"], output_names=["clip"],
+                          dynamic_shapes={"wave": {0: torch.export.Dim("recordings")}}, dynamo=True,
+                          external_data=False, verbose=False)
+    return {"file": path.name, "input": {"name": "wave", "shape": ["recordings", int(round(seconds * rate))],
+                                         "dtype": "float32", "sample_rate": rate, "seconds": seconds,
+                                         "note": "mono, resampled to sample_rate, cut or zero-padded to seconds"},
+            "output": {"name": "clip", "shape": ["recordings", cfg.model.n_species],
+                       "what": "probabilities: the fold mean of soft frame-wise prediction"},
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def onnx_session(path: Path, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
@@ -145,6 +221,9 @@ def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...]
         log.info("%s: max |onnxruntime - torch| %s", path, diff)
     mean_std = input_stats(cfg)
     k = cfg.model.n_species
+    ensemble = None
+    if cfg.features.seconds is not None and cfg.predict.mode == "framewise" and fold is None:
+        ensemble = export_ensemble(models.models, cfg, out / ENSEMBLE_FILE, cfg.features.seconds, mean_std)
     info = {"format": "onnx", "stage": models.stage, "graphs": graphs,
             "check": {"on": probed_on, "tolerance": tolerance, "what": "max |probability difference|, onnxruntime - torch"},
             "input": {"name": "x", "shape": ["windows", *shape], "dtype": "float32",
@@ -153,7 +232,9 @@ def export_stage(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...]
             "features": asdict(cfg.features), "windows": asdict(cfg.windows),
             # every recording at one length: its windows; at their own lengths: the step, as predict uses it
             "window_positions": predict_positions(cfg) if cfg.features.frames else None,
-            "window_step": window_step(cfg), "predict_mode": cfg.predict.mode}
+            "window_step": window_step(cfg), "predict_mode": cfg.predict.mode,
+            # every fold behind the front end in one graph: waves in, the clip table out (runs of a fixed length)
+            "ensemble": ensemble}
     atomic_write_csv(out / SPECIES_FILE, models.species.frame() if models.species is not None
                      else Species.numbered(k).frame())  # names for predict --onnx's Raven tables
     atomic_write_json(out / "model.json", info)

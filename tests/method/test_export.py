@@ -112,3 +112,16 @@ def test_predict_runs_the_exported_graphs_as_torch_runs_the_checkpoints(tmp_path
     refused = CliRunner().invoke(main, ["predict", "--onnx", str(out), "--run", str(run), "--audio", str(data / "test"),
                                         "--out", str(tmp_path / "x.csv")])
     assert refused.exit_code == 2 and "without --run and --checkpoint" in refused.output
+
+
+    # one file with the front end inside: waves of the run's length in, the fold-mean clip probabilities out
+    from rfcx_kit import api
+
+    info = json.loads((out / "model.json").read_text())["ensemble"]
+    assert info["file"] == "ensemble.onnx" and info["input"]["shape"] == ["recordings", 320000]
+    rng = np.random.default_rng(5)
+    waves = (0.1 * rng.standard_normal((3, 320000))).astype(np.float32)
+    waves[1, 96000:128000] += np.sin(2 * np.pi * 3000 * np.arange(32000) / 32000).astype(np.float32)
+    got = onnx_session(out / "ensemble.onnx").run(None, {"wave": waves})[0]
+    want = api.load(run, stage="stage1", device="cpu").predict(list(waves), sample_rate=32000).iloc[:, 1:].to_numpy()
+    assert got.shape == (3, 24) and float(np.abs(got - want).max()) <= 1e-4 and float(want.std()) > 0
