@@ -9,7 +9,7 @@ OUT    ?= runs/demo
 CONSTRAINTS ?= constraints.txt
 PIP_C   = $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test test-fast check-readme install install-dev bench clean
+.PHONY: demo test test-fast check-readme install install-dev install-cpu bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ $(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
+# A machine without a GPU: torch and torchvision from PyTorch's CPU index (about 0.7 GB instead of the 5.9 GB of
+# PyPI's CUDA build), then the project and its dev extra. Needs that index reachable (not only PyPI).
+install-cpu: | $(BIN)/python
+	$(BIN)/pip install -q torch torchvision --index-url https://download.pytorch.org/whl/cpu
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed-dev $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
