@@ -93,7 +93,7 @@ class ModelConfig:
 class TrainConfig:
     """Fold training. Defaults are the post's stage 1: Adam 1e-3, cosine, 50 epochs."""
 
-    # the figure that picks each fold's epoch and the kept stage: a name in core/metrics/registry.py (lwlrap, macro_ap)
+    # the figure that picks each fold's epoch and the kept stage: a name in core/metrics/registry.py (lwlrap, macro_ap, roc_auc, padded_cmap)
     metric: str = "lwlrap"
     folds: int = 5
     seed: int = 42
