@@ -17,7 +17,7 @@ Where each writes (``RUN/tracking/``, beside the run's own files):
   One MLflow run per stage, ``RUN/STAGE`` (config as params, provenance as tags, the CV metrics; ``metrics.json``,
   ``history.csv``, ``oof.csv``, ``test.csv`` and each fold's ``best.pt`` as artifacts), with a nested run per fold
   (the config and its fold as params, its epochs). ``rfcx-kit report`` adds the LB where the submission log has
-  one, and report.md with its figures, to each stage's run. ``mlflow ui --backend-store-uri RUN/tracking/mlruns``
+  one, report.md with its figures, and each submission file ensembled from the stage, to each stage's run. ``mlflow ui --backend-store-uri RUN/tracking/mlruns``
   (the UI needs the full ``mlflow`` package; the extra installs ``mlflow-skinny``, which logs).
 - wandb: ``wandb/``; project ``$WANDB_PROJECT`` (default rfcx-kit), a W&B run per fold and one per stage's
   summary, grouped as ``RUN/STAGE``. ``WANDB_MODE=offline`` keeps everything on disk (``wandb sync`` later).
@@ -275,6 +275,24 @@ class MLflow(Tracker):
                 client.log_batch(run_id, metrics=[Metric("LB", lb[stage], _now_ms(), 0)])
             for path in files:
                 client.log_artifact(run_id, str(path), "report" if path.suffix == ".md" else "report/figures")
+        _log_submissions(client, run)
+
+
+def _log_submissions(client: Any, run: Run) -> None:
+    """Each submission file ensembled from a stage (``RUN/submissions.csv``) to that stage's MLflow run, once."""
+    import pandas as pd
+
+    if not run.submissions.is_file():
+        return
+    made = pd.read_csv(run.submissions, dtype=str)
+    for stage, file in zip(made.get("stage", []), made.get("file", [])):
+        id_file = run.stage(str(stage)) / MLFLOW_ID
+        path = Path(str(file))
+        if id_file.is_file() and path.is_file():
+            run_id = id_file.read_text().strip()
+            logged = {a.path for a in client.list_artifacts(run_id, "submissions")}
+            if f"submissions/{path.name}" not in logged:
+                client.log_artifact(run_id, str(path), "submissions")
 
 
 def _log_params(client: Any, run_id: str, values: dict[str, str]) -> None:

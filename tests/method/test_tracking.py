@@ -102,8 +102,12 @@ def test_the_report_and_the_lb_reach_the_stage_runs(tracked: Path) -> None:
     stage_id = (run.stage("stage1") / tracking.MLFLOW_ID).read_text().strip()
     assert "report/report.md" in [a.path for a in client.list_artifacts(stage_id, "report")]
     assert any(a.path.endswith("lwlrap_by_stage.png") for a in client.list_artifacts(stage_id, "report/figures"))
+    from rfcx_kit import api
+
+    api.ensemble(tracked, stage="stage1", out=tracked.parent / "sub.csv")  # recorded in RUN/submissions.csv
     log_report(tracked, ["mlflow"], {"stage1": 0.8123}, [])  # what write_report passes once the log has an LB
     assert client.get_run(stage_id).data.metrics["LB"] == pytest.approx(0.8123)
+    assert [a.path for a in client.list_artifacts(stage_id, "submissions")] == ["submissions/sub.csv"]
 
 
 def test_tensorboard_summary_has_hparams_and_a_tag_per_species(tracked: Path) -> None:
