@@ -370,6 +370,24 @@ class Model:
                              "species": names[found["species"].astype(np.int64)] if len(rows) else [],
                              "begin_s": found["begin"], "end_s": found["end"], "confidence": found["confidence"]})
 
+    def rows(self, audio: Any, sample_rate: int | None = None, seconds: float = 5.0) -> pd.DataFrame:
+        """Scores of fixed-length rows (BirdCLEF's 5-second rows): ``row_id`` = ``<recording>_<end second>`` and one
+        column per species code, each row the max of the fold-mean framewise output over its frames."""
+        from rfcx_kit.method.apply import fold_mean
+        from rfcx_kit.method.events import row_scores
+
+        ids, frames, durations = self._frames(audio, sample_rate)
+        _, _, lines = fold_mean(self.folds, frames, self.device, timelines=True)
+        cfg = self.folds.cfg
+        hop_s = cfg.features.hop_length / cfg.features.sample_rate
+        parts = []
+        for rid, line, duration in zip(ids, lines, durations):
+            scores = row_scores(line, hop_s, duration, seconds)
+            ends = [f"{rid}_{(i + 1) * seconds:g}" for i in range(len(scores))]
+            parts.append(pd.DataFrame(scores, columns=list(self.species.codes)).assign(row_id=ends))
+        table = pd.concat(parts, ignore_index=True)
+        return table[["row_id", *self.species.codes]]
+
     def raven(self, audio: str | Path | Sequence[str | Path], out: str | Path, min_conf: float = 0.5,
               progress: bool = False) -> Path:
         """One Raven selection table per recording under ``out`` (``predict --format raven``: events, names)."""

@@ -56,6 +56,12 @@ def test_a_waveform_predicts_as_its_file_does_and_events_carry_names(tiny_run: d
     assert list(events.columns) == ["recording_id", "species", "begin_s", "end_s", "confidence"]
     assert len(events) > 0 and set(events["species"]) <= set(model.species.names)
     assert (events["end_s"] > events["begin_s"]).all() and events["end_s"].max() <= 10.0 + 1e-6
+    rows = model.rows(wave, sample_rate=48000, seconds=5.0)  # BirdCLEF's 5-second rows
+    assert rows["row_id"].tolist() == ["wave0_5", "wave0_10"] and list(rows.columns[1:]) == list(model.species.codes)
+    from rfcx_kit.method.apply import fold_mean
+
+    _, _, lines = fold_mean(model.folds, model._frames(wave, 48000)[1], model.device, timelines=True)
+    np.testing.assert_allclose(rows.iloc[:, 1:].to_numpy().max(axis=0), lines[0].max(axis=1), atol=1e-6)
     raven = model.raven(tiny_run["data"] / "test", tmp_path / "raven", min_conf=0.0)
     assert len(list(raven.glob("*.selections.txt"))) == 4
 

@@ -48,3 +48,20 @@ def test_seconds_are_frame_centres_clipped_to_the_recording() -> None:
     begin, end = ev.seconds(hop_s=0.1, duration=1.9)
     assert begin.tolist() == pytest.approx([0.15, 0.55, 1.45, 0.0, 1.75])
     assert end.tolist() == pytest.approx([0.45, 0.85, 1.55, 0.25, 1.9])
+
+
+def test_rows_take_the_max_of_the_frames_centred_in_them() -> None:
+    from rfcx_kit.method.events import row_scores
+
+    hop = 0.5  # frame t centred at t / 2 s
+    timeline = np.zeros((2, 23))  # 11 s of frames: 0, 0.5, ..., 11.0
+    timeline[0, 3] = 0.9    # 1.5 s: row 0
+    timeline[0, 10] = 0.4   # 5.0 s: row 1 (a row is [5, 10))
+    timeline[1, 21] = 0.7   # 10.5 s: row 2, the last and shorter one
+    rows = row_scores(timeline, hop, duration=11.0, row_seconds=5.0)
+    assert rows.shape == (3, 2)
+    np.testing.assert_allclose(rows[:, 0], [0.9, 0.4, 0.0])
+    np.testing.assert_allclose(rows[:, 1], [0.0, 0.0, 0.7])
+    # a row no frame centre falls in takes its nearest frame
+    np.testing.assert_allclose(row_scores(np.array([[0.1, 0.8]]), hop_s=2.0, duration=4.0, row_seconds=1.0)[:, 0],
+                               [0.1, 0.8, 0.8, 0.8])
