@@ -75,3 +75,20 @@ def test_an_onnx_export_loads_as_a_model(tiny_run: dict[str, Path], tmp_path: Pa
     by_onnx = api.load(onnx=out).predict(tiny_run["data"] / "test")
     by_torch = api.load(tiny_run["run"], stage="stage1", device="cpu").predict(tiny_run["data"] / "test")
     np.testing.assert_allclose(by_onnx.iloc[:, 1:].to_numpy(), by_torch.iloc[:, 1:].to_numpy(), atol=1e-4)
+
+
+def test_predict_rows_writes_the_api_s_rows(tiny_run: dict[str, Path], tmp_path: Path) -> None:
+    """`predict --rows 5`: BirdCLEF's row table, the same as Model.rows, in recording then time order."""
+    model = api.load(tiny_run["run"], stage="stage1", device="cpu")
+    out = tmp_path / "rows.csv"
+    args = ["predict", "--run", str(tiny_run["run"]), "--stage", "stage1", "--device", "cpu", "--audio",
+            str(tiny_run["data"] / "test"), "--rows", "5", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "8 rows of 5 s" in result.output, result.output
+    table = pd.read_csv(out)
+    want = model.rows(tiny_run["data"] / "test", seconds=5.0)
+    assert table["row_id"].tolist() == want["row_id"].tolist()
+    assert table["row_id"].tolist()[:2] == ["te00000_5", "te00000_10"]
+    np.testing.assert_allclose(table.iloc[:, 1:].to_numpy(), want.iloc[:, 1:].to_numpy(), atol=1e-6)
+    bad = CliRunner().invoke(main, args[:-3] + ["--format", "raven", "--out", str(tmp_path / "r"), "--no-progress"])
+    assert bad.exit_code == 2 and "--rows writes the row table in --format csv" in bad.output

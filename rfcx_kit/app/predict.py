@@ -70,6 +70,9 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
               help="raven events: runs of one species at most this many seconds apart merge into one event.")
 @click.option("--min-length", type=finite(0, 3600), default=0.2, show_default=True,
               help="raven events: drop events shorter than this many seconds.")
+@click.option("--rows", "row_seconds", type=finite(0.0, 3600.0, low_open=True), default=None,
+              help="csv: fixed-length rows instead of one row per recording (BirdCLEF's 5-second rows): row_id = "
+                   "<recording>_<end second>, each row the max of the fold-mean framewise output over its frames.")
 @click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
 @click.option("--threshold", type=PROBABILITY, default=None,
@@ -85,7 +88,7 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
                 onnx_dir: Path | None, sources: tuple[Path, ...], out: Path,
                 fmt: str, min_conf: float, selections: str, merge_gap: float, min_length: float,
-                windows_out: Path | None, threshold: float | None, device: str,
+                row_seconds: float | None, windows_out: Path | None, threshold: float | None, device: str,
                 batch: int | None, threads: int | None, no_progress: bool) -> None:
     """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
 
@@ -104,6 +107,8 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
                               "csv (for detections in a table: --windows FILE --threshold P)")
     if selections == "windows" and any(given(n) == ParameterSource.COMMANDLINE for n in ("merge_gap", "min_length")):
         raise ConfigError("--merge-gap and --min-length shape events: they do nothing with --selections windows")
+    if row_seconds is not None and (fmt != "csv" or windows_out is not None):
+        raise ConfigError("--rows writes the row table in --format csv, without --windows")
     if onnx_dir is not None and (run_dir is not None or checkpoints or more_checkpoints):
         raise ConfigError("--onnx predicts with exported graphs: give it without --run and --checkpoint")
     keep = {f"recordings {p}": p for p in sources}
@@ -135,11 +140,12 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
         raise ConfigError(f"--out {out}: a folder; --format csv writes one table (give a file name)")
     events = EventRule(min_conf, merge_gap, min_length) if fmt == "raven" and selections == "events" else None
     summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, progress=not no_progress,
-                            fmt=fmt, min_conf=min_conf, events=events)
+                            fmt=fmt, min_conf=min_conf, events=events, rows=row_seconds)
     where = f"stage {summary['stage']}, " if summary["stage"] else ""
     kind = "events" if events is not None else "window selections"
     click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"
                + (f" ({summary['selections']} {kind} at >= {min_conf:g})" if fmt == "raven" else "")
+               + (f" ({summary['rows']} rows of {row_seconds:g} s)" if row_seconds is not None else "")
                + (f", {windows_out}" if windows_out else ""))
 
 

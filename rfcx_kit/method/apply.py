@@ -41,7 +41,7 @@ from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.audio import RECORDING_SUFFIXES as SUFFIXES, load_audio
 from rfcx_kit.data.features import LogMel, source_stamp
 from rfcx_kit.data.submission import write_submission
-from rfcx_kit.method.events import EventRule
+from rfcx_kit.method.events import EventRule, row_scores
 from rfcx_kit.method.predict import Prediction, predict_batch
 from rfcx_kit.method.run import Run
 from rfcx_kit.method.checkpoint import build_model, input_stats, load_checkpoint
@@ -261,11 +261,15 @@ class Chunk:
     windows: np.ndarray
     events: dict[str, np.ndarray] | None = None
     stamps: list[str] | None = None  # each file's size:mtime_ns when it was predicted (a changed file is redone)
+    rows: np.ndarray | None = None  # (sum R_b, K) fixed-length rows' scores (--rows), each recording's in time order
+    n_rows: np.ndarray | None = None  # (B,) rows per recording
 
     def save(self, path: Path) -> None:
         extra = {f"event_{k}": v for k, v in (self.events or {}).items()}
         if self.stamps is not None:
             extra["stamps"] = np.asarray(self.stamps)
+        if self.rows is not None:
+            extra.update(rows=self.rows, n_rows=self.n_rows)
         with atomic_path(path, suffix=".npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, ids=np.asarray(self.ids), clip=self.clip, n_windows=self.n_windows,
@@ -276,8 +280,9 @@ class Chunk:
         with np.load(path, allow_pickle=False) as data:
             events = {k[6:]: data[k] for k in data.files if k.startswith("event_")} or None
             stamps = [str(s) for s in data["stamps"]] if "stamps" in data.files else None
+            rows = (data["rows"], data["n_rows"]) if "rows" in data.files else (None, None)
             return cls([str(i) for i in data["ids"]], data["clip"], data["n_windows"], data["starts"], data["ends"],
-                       data["windows"], events, stamps)
+                       data["windows"], events, stamps, *rows)
 
 
 def chunk_events(ids: list[str], timelines: list[np.ndarray], rule: EventRule, hop_s: float,
@@ -364,7 +369,7 @@ def open_journal(out: Path, identity: dict) -> tuple[Path, dict[str, Chunk]]:
 def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_out: Path | None = None,
                   threshold: float | None = None, device: torch.device = torch.device("cpu"),
                   batch: int | None = None, progress: bool = True, fmt: str = "csv",
-                  min_conf: float = 0.5, events: EventRule | None = None) -> dict:
+                  min_conf: float = 0.5, events: EventRule | None = None, rows: float | None = None) -> dict:
     """The whole of ``rfcx-kit predict`` once the models are loaded; returns a summary.
 
     ``fmt``: ``csv`` (``out`` is the clip table) or ``raven`` (``out`` is a folder of selection tables, one per
@@ -382,6 +387,8 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
                 "windows": json.dumps(cfg.windows.__dict__, sort_keys=True)}
     if events is not None:  # the events are kept in the journal: another rule must not reuse them
         identity["events"] = json.dumps(events.__dict__, sort_keys=True)
+    if rows is not None:  # so are the rows: other lengths must not reuse them
+        identity["rows"] = float(rows)
     parts, done = open_journal(out, identity)
     stamps = {rid: source_stamp(path) for rid, path in recordings}
     for rid in list(done):  # the journal keys on content: a file changed since it was predicted is predicted again
@@ -413,7 +420,8 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
             failed[rid] = message
             log.warning("%s", message)
         if good:
-            clip, per_window, lines = fold_mean(models, [a for _, a in good], device, timelines=events is not None)
+            clip, per_window, lines = fold_mean(models, [a for _, a in good], device,
+                                               timelines=events is not None or rows is not None)
             pos = [predict_positions(cfg, a.shape[1]) for _, a in good]
             ids = [rid for rid, _ in good]
             chunk = Chunk(ids, clip.astype(np.float64),
@@ -424,6 +432,9 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
                           np.concatenate(per_window),
                           chunk_events(ids, lines, events, hop_s, [(a.shape[1] - 1) * hop_s for _, a in good])
                           if events is not None else None, [stamps[rid] for rid in ids])
+            if rows is not None:  # soft frame-wise prediction inside each fixed-length row
+                parts_rows = [row_scores(line, hop_s, (a.shape[1] - 1) * hop_s, rows) for line, (_, a) in zip(lines, good)]
+                chunk.rows, chunk.n_rows = np.concatenate(parts_rows), np.array([len(r) for r in parts_rows])
             chunk.save(parts / f"part-{number:06d}.npz")
             number += 1
             for rid in chunk.ids:
@@ -440,6 +451,8 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
         summary["events"] = events is not None
         if windows_out is not None:
             write_tables(ids, done, out / "clip.csv", windows_out, threshold, models.n_species)
+    elif ids and rows is not None:
+        summary["rows"] = write_rows(ids, done, out, models.species or Species.numbered(models.n_species), rows)
     elif ids:
         write_tables(ids, done, out, windows_out, threshold, models.n_species)
     if failed:
@@ -483,6 +496,23 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
         if threshold is not None:
             table = table[table["score"] >= threshold]
         atomic_write_csv(windows_out, table.reset_index(drop=True))
+
+
+def write_rows(ids: list[str], done: dict[str, Chunk], out: Path, species: Species, seconds: float) -> int:
+    """The row table of ``ids`` (``row_id`` = ``<recording>_<end second>``, a column per species code), in ``ids``
+    order and each recording's rows in time order, written atomically; returns its number of rows."""
+    parts = []
+    for rid in ids:
+        chunk = done[rid]
+        j = chunk.ids.index(rid)
+        offsets = np.concatenate([[0], np.cumsum(chunk.n_rows)])
+        scores = chunk.rows[offsets[j]:offsets[j + 1]]
+        frame = pd.DataFrame(scores, columns=list(species.codes))
+        frame.insert(0, "row_id", [f"{rid}_{(i + 1) * seconds:g}" for i in range(len(scores))])
+        parts.append(frame)
+    table = pd.concat(parts, ignore_index=True)
+    atomic_write_csv(out, table)
+    return len(table)
 
 
 def write_raven(recordings: list[tuple[str, Path]], done: dict[str, Chunk], out_dir: Path, species: Species,
