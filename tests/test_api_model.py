@@ -92,3 +92,27 @@ def test_predict_rows_writes_the_api_s_rows(tiny_run: dict[str, Path], tmp_path:
     np.testing.assert_allclose(table.iloc[:, 1:].to_numpy(), want.iloc[:, 1:].to_numpy(), atol=1e-6)
     bad = CliRunner().invoke(main, args[:-3] + ["--format", "raven", "--out", str(tmp_path / "r"), "--no-progress"])
     assert bad.exit_code == 2 and "--rows writes the row table in --format csv" in bad.output
+
+
+def test_a_failed_rows_run_resumes_from_its_journal(tiny_run: dict[str, Path], tmp_path: Path) -> None:
+    """A file that cannot be read stops the table after the others are predicted and journalled; fixed, a rerun
+    finishes, and its rows equal a clean run's."""
+    import shutil
+
+    from rfcx_kit.core.errors import DataError
+    from rfcx_kit.method.apply import load_models, parts_dir, predict_files
+
+    audio = tmp_path / "audio"
+    shutil.copytree(tiny_run["data"] / "test", audio)
+    (audio / "zz_broken.npy").write_bytes(b"not an array")
+    models = load_models(tiny_run["run"], "stage1")
+    out = tmp_path / "rows.csv"
+    with pytest.raises(DataError, match="zz_broken"):
+        predict_files(models, (audio,), out, progress=False, rows=5.0)
+    assert any(parts_dir(out).glob("part-*.npz"))  # the four good recordings are journalled
+    np.save(audio / "zz_broken.npy", np.load(audio / "te00000.npy"))
+    summary = predict_files(models, (audio,), out, progress=False, rows=5.0)
+    assert summary["predicted"] == 5 and summary["rows"] == 10
+    clean = tmp_path / "clean.csv"
+    predict_files(models, (audio,), clean, progress=False, rows=5.0)
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(clean))
