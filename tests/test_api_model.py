@@ -116,3 +116,29 @@ def test_a_failed_rows_run_resumes_from_its_journal(tiny_run: dict[str, Path], t
     clean = tmp_path / "clean.csv"
     predict_files(models, (audio,), clean, progress=False, rows=5.0)
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(clean))
+
+
+def test_rows_take_a_sample_submission_s_layout(tiny_run: dict[str, Path], tmp_path: Path) -> None:
+    """`--sample-submission`: its class columns in its order, its rows in its order; other classes, or a row not
+    predicted, refused before anything is written."""
+    model = api.load(tiny_run["run"], stage="stage1", device="cpu")
+    rows = model.rows(tiny_run["data"] / "test", seconds=5.0)
+    classes = list(rows.columns[1:])[::-1]
+    sample = rows[["row_id", *classes]].iloc[[5, 0, 3]].assign(**{c: 0.0 for c in classes})
+    sample.to_csv(tmp_path / "sample.csv", index=False)
+    out = tmp_path / "submission.csv"
+    base = ["predict", "--run", str(tiny_run["run"]), "--stage", "stage1", "--device", "cpu", "--audio",
+            str(tiny_run["data"] / "test"), "--rows", "5", "--no-progress"]
+    result = CliRunner().invoke(main, base + ["--sample-submission", str(tmp_path / "sample.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["row_id", *classes] and got["row_id"].tolist() == sample["row_id"].tolist()
+    want = rows.set_index("row_id").loc[sample["row_id"], classes].to_numpy()
+    np.testing.assert_allclose(got.iloc[:, 1:].to_numpy(), want, atol=1e-6)
+    sample.rename(columns={classes[0]: "nosuchbird"}).to_csv(tmp_path / "other.csv", index=False)
+    bad = tmp_path / "bad.csv"
+    refused = CliRunner().invoke(main, base + ["--sample-submission", str(tmp_path / "other.csv"), "--out", str(bad)])
+    assert refused.exit_code == 2 and "1 the model lacks (nosuchbird)" in refused.output and not bad.exists()
+    sample.assign(row_id=["te00000_5", "elsewhere_5", "te00001_5"]).to_csv(tmp_path / "rows.csv", index=False)
+    refused = CliRunner().invoke(main, base + ["--sample-submission", str(tmp_path / "rows.csv"), "--out", str(bad)])
+    assert refused.exit_code == 2 and "1 of its 3 rows were not predicted (first: elsewhere_5)" in refused.output

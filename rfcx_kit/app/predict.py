@@ -73,6 +73,9 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 @click.option("--rows", "row_seconds", type=finite(0.0, 3600.0, low_open=True), default=None,
               help="csv: fixed-length rows instead of one row per recording (BirdCLEF's 5-second rows): row_id = "
                    "<recording>_<end second>, each row the max of the fold-mean framewise output over its frames.")
+@click.option("--sample-submission", "template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="With --rows: write the rows in this sample submission's layout (its class columns in "
+                                 "its order, and its rows where it lists them; every listed row must be predicted).")
 @click.option("--windows", "windows_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also the long table recording_id,start_s,end_s,species_id,score (one row per window and species).")
 @click.option("--threshold", type=PROBABILITY, default=None,
@@ -88,7 +91,7 @@ def checkpoint_paths(options: tuple[Path, ...], extra: tuple[Path, ...]) -> tupl
 def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...], more_checkpoints: tuple[Path, ...],
                 onnx_dir: Path | None, sources: tuple[Path, ...], out: Path,
                 fmt: str, min_conf: float, selections: str, merge_gap: float, min_length: float,
-                row_seconds: float | None, windows_out: Path | None, threshold: float | None, device: str,
+                row_seconds: float | None, template: Path | None, windows_out: Path | None, threshold: float | None, device: str,
                 batch: int | None, threads: int | None, no_progress: bool) -> None:
     """Predict new recordings with a trained stage: soft frame-wise prediction, fold mean.
 
@@ -109,6 +112,8 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
         raise ConfigError("--merge-gap and --min-length shape events: they do nothing with --selections windows")
     if row_seconds is not None and (fmt != "csv" or windows_out is not None):
         raise ConfigError("--rows writes the row table in --format csv, without --windows")
+    if template is not None and row_seconds is None:
+        raise ConfigError("--sample-submission lays out the row table: give --rows too")
     if onnx_dir is not None and (run_dir is not None or checkpoints or more_checkpoints):
         raise ConfigError("--onnx predicts with exported graphs: give it without --run and --checkpoint")
     keep = {f"recordings {p}": p for p in sources}
@@ -140,7 +145,7 @@ def predict_cmd(run_dir: Path | None, stage: str, checkpoints: tuple[Path, ...],
         raise ConfigError(f"--out {out}: a folder; --format csv writes one table (give a file name)")
     events = EventRule(min_conf, merge_gap, min_length) if fmt == "raven" and selections == "events" else None
     summary = predict_files(models, sources, out, windows_out, threshold, dev, batch, progress=not no_progress,
-                            fmt=fmt, min_conf=min_conf, events=events, rows=row_seconds)
+                            fmt=fmt, min_conf=min_conf, events=events, rows=row_seconds, template=template)
     where = f"stage {summary['stage']}, " if summary["stage"] else ""
     kind = "events" if events is not None else "window selections"
     click.echo(f"{summary['predicted']} recordings predicted ({where}{summary['folds']} fold models) -> {out}"

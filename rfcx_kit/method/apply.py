@@ -369,7 +369,8 @@ def open_journal(out: Path, identity: dict) -> tuple[Path, dict[str, Chunk]]:
 def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_out: Path | None = None,
                   threshold: float | None = None, device: torch.device = torch.device("cpu"),
                   batch: int | None = None, progress: bool = True, fmt: str = "csv",
-                  min_conf: float = 0.5, events: EventRule | None = None, rows: float | None = None) -> dict:
+                  min_conf: float = 0.5, events: EventRule | None = None, rows: float | None = None,
+                  template: Path | None = None) -> dict:
     """The whole of ``rfcx-kit predict`` once the models are loaded; returns a summary.
 
     ``fmt``: ``csv`` (``out`` is the clip table) or ``raven`` (``out`` is a folder of selection tables, one per
@@ -452,7 +453,8 @@ def predict_files(models: Models, sources: tuple[Path, ...], out: Path, windows_
         if windows_out is not None:
             write_tables(ids, done, out / "clip.csv", windows_out, threshold, models.n_species)
     elif ids and rows is not None:
-        summary["rows"] = write_rows(ids, done, out, models.species or Species.numbered(models.n_species), rows)
+        summary["rows"] = write_rows(ids, done, out, models.species or Species.numbered(models.n_species), rows,
+                                     template)
     elif ids:
         write_tables(ids, done, out, windows_out, threshold, models.n_species)
     if failed:
@@ -498,9 +500,41 @@ def write_tables(ids: list[str], done: dict[str, Chunk], out: Path, windows_out:
         atomic_write_csv(windows_out, table.reset_index(drop=True))
 
 
-def write_rows(ids: list[str], done: dict[str, Chunk], out: Path, species: Species, seconds: float) -> int:
+def rows_like(table: pd.DataFrame, template: Path) -> pd.DataFrame:
+    """``table`` in a sample submission's layout: its class columns in its order (the same classes as the species
+    codes), and, where it lists rows, exactly those rows in its order (every one must be predicted).
+
+    Raises:
+        DataError naming the classes or rows that do not match, and how many.
+    """
+    try:
+        sample = pd.read_csv(template, dtype={"row_id": str}, nrows=None)
+    except Exception as exc:  # noqa: BLE001 - empty, not CSV
+        raise DataError(f"{template}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+    if not len(sample.columns) or sample.columns[0] != "row_id":
+        raise DataError(f"{template}: the first column must be row_id, got {list(sample.columns[:3])}")
+    classes, ours = list(sample.columns[1:]), list(table.columns[1:])
+    if set(classes) != set(ours):
+        missing, extra = sorted(set(classes) - set(ours)), sorted(set(ours) - set(classes))
+        raise DataError(f"{template}: its classes are not the model's: {len(missing)} the model lacks "
+                        f"({', '.join(missing[:5])}), {len(extra)} it does not list ({', '.join(extra[:5])})")
+    table = table[["row_id", *classes]]
+    if not len(sample):
+        return table
+    wanted = sample["row_id"].astype(str)
+    index = pd.Index(table["row_id"])
+    absent = wanted[~wanted.isin(index)]
+    if len(absent):
+        raise DataError(f"{template}: {len(absent)} of its {len(wanted)} rows were not predicted (first: "
+                        f"{absent.iloc[0]}): give every recording it names to --audio")
+    return table.iloc[index.get_indexer(wanted)].reset_index(drop=True)
+
+
+def write_rows(ids: list[str], done: dict[str, Chunk], out: Path, species: Species, seconds: float,
+               template: Path | None = None) -> int:
     """The row table of ``ids`` (``row_id`` = ``<recording>_<end second>``, a column per species code), in ``ids``
-    order and each recording's rows in time order, written atomically; returns its number of rows."""
+    order and each recording's rows in time order (``template``: in a sample submission's layout,
+    :func:`rows_like`), checked finite and written atomically; returns its number of rows."""
     parts = []
     for rid in ids:
         chunk = done[rid]
@@ -511,6 +545,10 @@ def write_rows(ids: list[str], done: dict[str, Chunk], out: Path, species: Speci
         frame.insert(0, "row_id", [f"{rid}_{(i + 1) * seconds:g}" for i in range(len(scores))])
         parts.append(frame)
     table = pd.concat(parts, ignore_index=True)
+    if template is not None:
+        table = rows_like(table, template)
+    if not np.isfinite(table.iloc[:, 1:].to_numpy(dtype=np.float64)).all():
+        raise DataError(f"{out}: a row holds a score that is not finite; nothing was written")
     atomic_write_csv(out, table)
     return len(table)
 
