@@ -309,11 +309,9 @@ class Model:
 
     def _frames(self, audio: Any, sample_rate: int | None) -> tuple[list[str], list[np.ndarray], list[float]]:
         """``(ids, (n_mels, T) log-mel frames, seconds)`` of files/folders, or of waveforms at ``sample_rate``."""
-        import torch
-
         from rfcx_kit.core.errors import ConfigError
         from rfcx_kit.data.features import LogMel
-        from rfcx_kit.method.apply import list_recordings, read_frames
+        from rfcx_kit.method.apply import list_recordings, read_frames, wave_frames
 
         cfg = self.folds.cfg
         logmel = LogMel(cfg.features)
@@ -327,17 +325,8 @@ class Model:
         else:
             if sample_rate is None:
                 raise ConfigError("predict: give sample_rate with waveform arrays")
-            import soxr
-
-            frames, ids = [], [f"wave{i}" for i in range(len(waves))]
-            for wave in waves:
-                wave = np.asarray(wave, dtype=np.float32)
-                wave = wave.mean(axis=0) if wave.ndim == 2 else wave  # (channels, samples) -> mono
-                if sample_rate != cfg.features.sample_rate:
-                    wave = soxr.resample(wave, sample_rate, cfg.features.sample_rate, quality="HQ").astype(np.float32)
-                with torch.no_grad():
-                    frames.append(logmel(torch.from_numpy(wave)[None])[0].numpy().astype(cfg.features.dtype)
-                                  .astype(np.float32))
+            ids = [f"wave{i}" for i in range(len(waves))]
+            frames = [wave_frames(wave, sample_rate, cfg, logmel) for wave in waves]
         hop_s = cfg.features.hop_length / cfg.features.sample_rate
         return ids, frames, [(f.shape[1] - 1) * hop_s for f in frames]
 

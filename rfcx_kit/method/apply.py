@@ -218,6 +218,19 @@ def check_nyquist(path: Path, fmax: float) -> None:
                         "recordings held sound (predict it with a model trained at a lower features.fmax)")
 
 
+def wave_frames(wave: np.ndarray, sample_rate: int, cfg: Config, logmel: LogMel) -> np.ndarray:
+    """``(n_mels, T)`` float32 dB frames of a wave (``(S,)``, or ``(channels, S)`` mixed to mono) at ``sample_rate``:
+    resampled to ``features.sample_rate`` with soxr as decoding does, the log-mel rounded to the cache's dtype."""
+    import soxr
+
+    wave = np.asarray(wave, dtype=np.float32)
+    wave = wave.mean(axis=0) if wave.ndim == 2 else wave
+    if sample_rate != cfg.features.sample_rate:
+        wave = soxr.resample(wave, sample_rate, cfg.features.sample_rate, quality="HQ").astype(np.float32)
+    with torch.no_grad():
+        return logmel(torch.from_numpy(wave)[None])[0].numpy().astype(cfg.features.dtype).astype(np.float32)
+
+
 def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
     """``(n_mels, T)`` float32 dB frames of one recording, as the run's feature cache holds them.
 
@@ -238,8 +251,7 @@ def read_frames(path: Path, cfg: Config, logmel: LogMel) -> np.ndarray:
     else:
         check_nyquist(path, f.fmax)
         wave, _ = load_audio(path, f.sample_rate, None)
-        with torch.no_grad():
-            frames = logmel(torch.from_numpy(wave)[None])[0].numpy().astype(f.dtype).astype(np.float32)
+        frames = wave_frames(wave, f.sample_rate, cfg, logmel)
     if not np.isfinite(frames).all():
         raise DataError(f"{path}: the spectrogram holds NaN or infinite values")
     return frames  # shorter than one window: its one window is zero-padded after normalisation, as in training

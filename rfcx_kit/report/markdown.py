@@ -218,8 +218,8 @@ def write_relabel_report(run_dir: Path, prior: float | None = None) -> Path:
         if "pseudo_per_species" in m:
             counts[stage] = m["pseudo_per_species"]
     atomic_write_csv(report / "pseudo_per_species.csv", counts)
-    kept = json.loads(Run(run_dir).kept.read_text()).get("stage") if Run(run_dir).kept.is_file() else None
-    plots.relabel_metrics(table, report / "relabel.png", prior, kept)
+    run = Run(run_dir)
+    plots.relabel_metrics(table, report / "relabel.png", prior, run.kept_stage() if run.kept.is_file() else None)
     text = (f"# Cycle re-labeling: {run_dir.name}\n\n"
             "cv_lwlrap: out-of-fold vs the original TP labels. pseudo_precision/recall: pseudo-positive windows vs "
             "the planted calls (synthetic truth); pseudo_lift: that precision over the precision of as many "
@@ -310,7 +310,7 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
     stages = stage_names(run_dir)
     figures = []
     prior = prior_test_lwlrap(ctx.comp)
-    kept_stage = json.loads(run.kept.read_text()).get("stage") if run.kept.is_file() else None
+    kept_stage = run.kept_stage() if run.kept.is_file() else None  # no loop yet: nothing to mark
     plots.lwlrap_by_stage(cv, report / "lwlrap_by_stage.png", prior=prior, spread=fold_sd(run_dir, stages),
                           title=f"{title}: LWLRAP by stage (error bars: +- 1 sd over folds)", kept=kept_stage)
     figures.append(("LWLRAP by stage", "lwlrap_by_stage.png"))
