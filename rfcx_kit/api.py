@@ -246,9 +246,21 @@ def prior(data: str | Path) -> float | None:
 
 def validate(submission: str | Path | pd.DataFrame, data: str | Path | None = None) -> pd.DataFrame:
     """Check a submission (``rfcx-kit validate``): its header, finite numbers, and with ``data`` exactly that
-    data folder's test recordings, each once. Returns it as a frame; raises DataError naming the first bad row."""
+    data folder's test recordings, each once. A row table (BirdCLEF's, first column ``row_id``) is checked against
+    ``data``'s sample_submission.csv. Returns it as a frame; raises DataError naming the first bad row."""
+    from rfcx_kit.core.errors import DataError
     from rfcx_kit.data.layouts import read_competition
-    from rfcx_kit.data.submission import validate_submission
+    from rfcx_kit.data.submission import validate_rows, validate_submission
+
+    frame = submission if isinstance(submission, pd.DataFrame) else None
+    first = frame.columns[0] if frame is not None and len(frame.columns) else None
+    if frame is None:
+        with open(submission, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline().split(",", 1)[0].strip().strip('"')
+    if first == "row_id":
+        if data is None:
+            raise DataError("a row table (row_id, ...) is checked against its sample submission: give data")
+        return validate_rows(submission, Path(data) / "sample_submission.csv")
 
     return validate_submission(submission, read_competition(Path(data)).test_ids if data is not None else None)
 

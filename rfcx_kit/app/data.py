@@ -16,7 +16,7 @@ from rfcx_kit.app.options import JOBS, at_least, finite
 from rfcx_kit.core.scale import PROBABILITY, detect_scale
 from rfcx_kit.core.species import COMPETITION, SPECIES_COLUMNS, competition_test_ids
 from rfcx_kit.data.layouts import read_competition
-from rfcx_kit.data.submission import read_expected_ids, validate_submission
+from rfcx_kit.data.submission import read_expected_ids, validate_rows, validate_submission
 
 
 @click.command("features")
@@ -106,7 +106,20 @@ def windows_cmd(frames: int, window: int, cover: int | None, n_windows: int | No
 def validate_cmd(file: Path, data_dir: Path | None) -> None:
     """Check a submission CSV: its header, recording ids and numbers.
 
-    The header recording_id,s0..s{K-1}, exactly the expected recording ids (each once), finite numbers. Prints one OK line, or one error line naming the first bad row and column (exit code 2)."""
+    \b
+    A clip table (RFCX): the header recording_id,s0..s{K-1}, exactly the expected recording ids (each once),
+    finite numbers. A row table (BirdCLEF, first column row_id): DATA/sample_submission.csv's header and rows in
+    its order, probabilities in [0, 1]. Prints one OK line, or one error line naming the first bad row and column
+    (exit code 2)."""
+    if _first_column(file) == "row_id":
+        if data_dir is None:
+            raise DataError(f"{file}: a row table (row_id, ...) is checked against its sample submission: give "
+                            "--data, the competition folder that holds sample_submission.csv")
+        rows = validate_rows(file, data_dir / "sample_submission.csv")
+        click.echo(f"OK: {file}: {len(rows)} rows x {rows.shape[1] - 1} classes, the header and rows of "
+                   f"{data_dir / 'sample_submission.csv'}; probabilities in [{rows.iloc[:, 1:].to_numpy().min():.4g}, "
+                   f"{rows.iloc[:, 1:].to_numpy().max():.4g}]")
+        return
     if data_dir is not None:
         expected: list[str] | None = read_expected_ids(data_dir)
         source = f"the ids of {data_dir / 'sample_submission.csv'}"
@@ -121,6 +134,15 @@ def validate_cmd(file: Path, data_dir: Path | None) -> None:
         f"values in [{values.min():.4g}, {values.max():.4g}] "
         + ("look like probabilities (all within [0, 1])" if scale == PROBABILITY else "are logits (outside [0, 1])")
     )
+
+
+def _first_column(file: Path) -> str | None:
+    """The first header field of a CSV (None when unreadable: the full check names why)."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return handle.readline().split(",", 1)[0].strip().strip('"')
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 @click.command("score")

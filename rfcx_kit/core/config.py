@@ -227,10 +227,31 @@ class RelabelConfig:
 
 
 @dataclass
+class DataConfig:
+    """How a data folder is read (``data/layouts/``): which layout, and the choices a BirdCLEF folder offers.
+
+    The defaults read every layout as it is; a folder of RFCX or one's own recordings ignores the BirdCLEF keys.
+    """
+
+    layout: str = "auto"  # auto: the first registered layout that recognises the folder; else a layout's name
+    # BirdCLEF's focal clips carry weak clip labels: the primary species is a positive of target 1 over the whole
+    # clip; a listed secondary species a positive of this target (0.5: half sure; 1: as the primary), or left out of
+    # the loss (null: masked), since secondaries are incomplete and often faint.
+    secondary_target: float | None = 0.5
+    min_rating: float | None = None  # focal clips rated below this are left out (0 = unrated is kept); None: all
+    max_per_species: int | None = None  # at most this many focal clips per primary species, best rated first
+    # Near-duplicates (same primary label, author and length in whole seconds) share a fold, so no clip is scored
+    # by a model that trained on its twin.
+    group_duplicates: bool = True
+    soundscapes: bool = True  # the unlabelled soundscapes are train recordings without labels (stage 1 predicts them)
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of a run."""
 
     name: str = "method-post-resnet18"
+    data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -458,6 +479,9 @@ BACKENDS = ("loky", "dask")  # where folds run (method/folds.py): local processe
 # Ranges of every number in the config: (low, high, low inclusive, high inclusive); None = unbounded. Floats
 # must also be finite. A value out of range is refused before anything is written (one line naming the key).
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "data.secondary_target": (0, 1, True, True),
+    "data.min_rating": (None, None, True, True),
+    "data.max_per_species": (1, None, True, True),
     "features.sample_rate": (1000, 384000, True, True),
     "features.n_fft": (16, None, True, True),
     "features.hop_length": (1, None, True, True),

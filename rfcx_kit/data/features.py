@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from rfcx_kit.data.audio import load_audio
-from rfcx_kit.core.config import FeatureConfig
+from rfcx_kit.core.config import DataConfig, FeatureConfig
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.core.lock import folder_lock
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_text
@@ -310,9 +310,12 @@ class FeatureStore:
 
 
 def resolve_store(data: str | Path, cache: str | Path | None, cfg: FeatureConfig, build: bool = True,
-                  n_jobs: int | None = None, progress: bool = True) -> tuple[Competition, FeatureStore, Path | None]:
-    """Validate ``data`` and return its feature store, building (or completing) the cache if needed."""
-    comp = read_competition(data, n_mels=cfg.n_mels)
+                  n_jobs: int | None = None, progress: bool = True,
+                  options: DataConfig | None = None) -> tuple[Competition, FeatureStore, Path | None]:
+    """Validate ``data`` and return its feature store, building (or completing) the cache if needed.
+
+    ``options``: the config's ``data`` section (how the folder is read; None: its defaults)."""
+    comp = read_competition(data, n_mels=cfg.n_mels, options=options)
     cache_dir = None
     if comp.layout != "npy":
         cache_dir = Path(cache) if cache else default_cache_dir(comp.root)

@@ -92,14 +92,22 @@ class FramewiseLabels:
         self.first, self.stop = box_frames(boxes["t_min"].to_numpy()[order], boxes["t_max"].to_numpy()[order],
                                            sample_rate, hop_length, self.lengths[self.row])
         self.bands = boxes[["f_min", "f_max"]].to_numpy()[order] if {"f_min", "f_max"} <= set(boxes.columns) else None
-        # Loss weight of each box: 1 for verified TP/FP boxes, the pseudo weight for a pseudo-positive box.
-        self.weight = (boxes["weight"].to_numpy(np.float32)[order] if "weight" in boxes.columns
+        # Loss weight of each box: 1 for verified TP/FP boxes, the pseudo weight for a pseudo-positive box, 0 for a
+        # masked one (a BirdCLEF secondary label under data.secondary_target: null). Target of a positive box: 1,
+        # or a soft value (a BirdCLEF secondary at data.secondary_target). Missing (NaN, a table without them): 1.
+        self.weight = (boxes["weight"].fillna(1.0).to_numpy(np.float32)[order] if "weight" in boxes.columns
                        else np.ones(len(order), dtype=np.float32))
+        self.value = (boxes["target"].fillna(1.0).to_numpy(np.float32)[order] if "target" in boxes.columns
+                      else np.ones(len(order), dtype=np.float32))
         covers = self.stop > self.first  # a box wholly past its recording's last frame covers nothing
         if not covers.all():
             self.row, self.species, self.label = self.row[covers], self.species[covers], self.label[covers]
             self.first, self.stop, self.weight = self.first[covers], self.stop[covers], self.weight[covers]
+            self.value = self.value[covers]
             self.bands = None if self.bands is None else self.bands[covers]
+        # The positive boxes a training crop is drawn around: sure ones (target 1, in the loss). A soft or masked
+        # clip label (a secondary species) rides on the crops of its recording's primary instead.
+        self.anchor = (self.label > 0) & (self.value >= 1) & (self.weight > 0)
         # CSR offsets: boxes of row r are [offsets[r], offsets[r + 1]).
         self.offsets = np.searchsorted(self.row, np.arange(len(self.recording_ids) + 1))
 
@@ -172,8 +180,9 @@ class FramewiseLabels:
                      unlabeled_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Loss targets and weights ``(B, K)`` float32 of crops ``[start, start + width)``.
 
-        A species is a positive (target 1) where a positive box overlaps the crop, with the largest weight of
-        those boxes (1 for a TP box, the pseudo weight for a pseudo-positive box); else a negative of weight 1
+        A species is a positive where a positive box overlaps the crop: target the largest of those boxes' targets
+        (1, or a soft clip label's value), weight the largest of their weights (1 for a TP box, the pseudo weight for a
+        pseudo-positive box, 0 for a masked one: out of the loss); else a negative of weight 1
         where an FP box overlaps; else an *implicit* negative (target 0) of weight ``unlabeled_weight``: nobody
         looked there, so a 0 is a guess (1.0 is the post's clipwise BCE, where every unlabelled species is 0); and
         weight 0 where a box of no named species (label 0, ``train_unknown.csv``) overlaps the crop: something
@@ -181,11 +190,16 @@ class FramewiseLabels:
         """
         crop, box = self._overlaps(rows, starts, width)
         positive = np.zeros((len(rows), self.n_species), dtype=np.float32)  # largest positive-box weight
+        value = np.zeros((len(rows), self.n_species), dtype=np.float32)  # largest positive-box target
+        has = np.zeros((len(rows), self.n_species), dtype=bool)
         negative = np.zeros((len(rows), self.n_species), dtype=bool)
         pos = self.label[box] > 0
-        np.maximum.at(positive, (crop[pos], self.species[box[pos]]), self.weight[box[pos]])
+        cells = (crop[pos], self.species[box[pos]])
+        np.maximum.at(positive, cells, self.weight[box[pos]])
+        np.maximum.at(value, cells, self.value[box[pos]])
+        has[cells] = True
         negative[crop[~pos], self.species[box[~pos]]] = True
-        target = (positive > 0).astype(np.float32)
+        target = np.where(has, value, np.float32(0.0)).astype(np.float32)
         implicit = np.full((len(rows), 1), np.float32(unlabeled_weight))
         if len(self.unknown[0]):  # a crop over a call of no named species: no species is an implicit negative there
             u_row, u_first, u_stop = self.unknown
@@ -193,7 +207,7 @@ class FramewiseLabels:
             hit = ((u_row[None, :] == rows[:, None]) & (u_first[None, :] < starts[:, None] + width)
                    & (u_stop[None, :] > starts[:, None])).any(axis=1)
             implicit = np.where(hit[:, None], np.float32(0.0), implicit)
-        weight = np.where(positive > 0, positive, np.where(negative, np.float32(1.0), implicit))
+        weight = np.where(has, positive, np.where(negative, np.float32(1.0), implicit))
         return target, weight.astype(np.float32)
 
 

@@ -60,6 +60,11 @@ class Competition:
     warnings: list[str] = field(default_factory=list)
     species: Species = field(default_factory=Species.rfcx)
     recordings: pd.DataFrame | None = None
+    # which train recordings must share a fold (near-duplicates: BirdCLEF's same label, author and length), by id;
+    # None: each its own
+    groups: pd.Series | None = None
+    # label tables beyond train_tp/train_fp.csv that a run's fingerprint covers (names inside the folder)
+    label_files: tuple[str, ...] = ()
     # calls of no named species (``train_unknown.csv``): no species is an implicit negative where they are
     unknown: pd.DataFrame = field(default_factory=lambda: empty_boxes())
 
@@ -78,6 +83,12 @@ class Competition:
         return pd.concat(
             [self.tp.assign(label=np.int8(1)), self.fp.assign(label=np.int8(-1)), self.unknown.assign(label=np.int8(0))],
             ignore_index=True)
+
+    def labelled(self) -> np.ndarray:
+        """``(len(train_ids),)`` bool: train recordings with any box. The rest (BirdCLEF's unlabelled soundscapes)
+        are predicted out of fold but never scored: they have no labels to score against."""
+        boxed = set(self.tp["recording_id"]) | set(self.fp["recording_id"]) | set(self.unknown["recording_id"])
+        return np.fromiter((rid in boxed for rid in self.train_ids), bool, len(self.train_ids))
 
     def tp_presence(self) -> np.ndarray:
         """``(len(train_ids), K)`` 0/1: species with a TP box in each train recording."""
@@ -130,8 +141,12 @@ class Competition:
         return calls
 
 
-def _row_error(file: Path, row: int, column: str, message: str) -> DataError:
+def row_error(file: Path, row: int, column: str, message: str) -> DataError:
+    """The one-line error of a table's cell: ``FILE: row R (line L), field 'F': message`` (``row`` from 0)."""
     return DataError(f"{file}: row {row + 1} (line {row + 2}), field '{column}': {message}")
+
+
+_row_error = row_error
 
 
 def _plain_path(text: str) -> bool:

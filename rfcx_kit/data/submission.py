@@ -12,6 +12,7 @@ row and its line in the file) and the column, in the wording of ``reader.py``.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -271,3 +272,74 @@ def write_submission(
     frame = validate_submission(df, expected_ids, check_ids=check_ids, n_species=n_species)
     atomic_write_csv(path, frame)
     return Path(path)
+
+
+ROW_ID = re.compile(r"^(.+)_(\d+)$")  # BirdCLEF's row_id: <soundscape>_<end second>
+
+
+def validate_rows(path_or_df: str | Path | pd.DataFrame, sample: str | Path) -> pd.DataFrame:
+    """Check a row table (BirdCLEF's ``submission.csv``) against its ``sample_submission.csv``; return it.
+
+    The header must be the sample's (``row_id`` then its classes, in its order). Where the sample lists rows, the
+    table holds exactly them, in its order; else every ``row_id`` is ``<soundscape>_<end second>`` and appears once.
+    Every score is a finite number in [0, 1]: Kaggle scores probabilities, and its ROC-AUC and cmAP are blind to
+    a logit's scale but the host's checker is not.
+
+    Raises:
+        DataError naming the file, the first bad row (and line) and column.
+    """
+    sample = Path(sample)
+    try:
+        template = pd.read_csv(sample, dtype={"row_id": str})
+    except Exception as exc:  # noqa: BLE001 - missing, empty, not CSV
+        raise DataError(f"{sample}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+    if not len(template.columns) or template.columns[0] != "row_id":
+        raise DataError(f"{sample}: the first column must be row_id, got {list(template.columns[:3])}")
+    where: object
+    if isinstance(path_or_df, pd.DataFrame):
+        where, frame = "submission frame", path_or_df.copy()
+    else:
+        where = Path(path_or_df)
+        try:
+            frame = pd.read_csv(where, dtype={"row_id": str})
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(f"{where}: not a readable CSV ({' '.join(str(exc).split())[:200]})") from None
+    header, expected = [str(c) for c in frame.columns], [str(c) for c in template.columns]
+    if header != expected:
+        at = next((j for j, (a, b) in enumerate(zip(header, expected)) if a != b), min(len(header), len(expected)))
+        got = header[at] if at < len(header) else "(nothing)"
+        want = expected[at] if at < len(expected) else "(nothing)"
+        raise DataError(f"{where}: column {at + 1} is {got!r}, {sample.name} has {want!r} there "
+                        f"({len(header)} columns, expected {len(expected)}: row_id and the classes in its order)")
+    if not len(frame):
+        raise DataError(f"{where}: no rows after the header")
+    ids = frame["row_id"].astype(str)
+    if len(template):
+        wanted = template["row_id"].astype(str)
+        if len(ids) != len(wanted) or not (ids.to_numpy() == wanted.to_numpy()).all():
+            diff = next((i for i, (a, b) in enumerate(zip(ids, wanted)) if a != b), min(len(ids), len(wanted)))
+            got = ids.iloc[diff] if diff < len(ids) else "(no row)"
+            want = wanted.iloc[diff] if diff < len(wanted) else "(no row)"
+            raise DataError(f"{where}: row {diff + 1} (line {diff + 2}) is {got!r}, {sample.name} has {want!r} there "
+                            f"({len(ids)} rows, expected {len(wanted)}, in its order)")
+    else:
+        bad = ~ids.map(lambda s: bool(ROW_ID.match(s)))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{where}: row {i + 1} (line {i + 2}), column row_id: {ids.iloc[i]!r} is not "
+                            "<soundscape>_<end second>")
+        twice = ids.duplicated()
+        if twice.any():
+            i = int(np.flatnonzero(twice.to_numpy())[0])
+            raise DataError(f"{where}: row {i + 1} (line {i + 2}), column row_id: {ids.iloc[i]!r} appears twice")
+    classes = expected[1:]
+    values = frame[classes].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        cell = frame[classes].iloc[i, j]
+        raise DataError(f"{where}: row {i + 1} (line {i + 2}), column {classes[j]}: {cell!r} is not a probability "
+                        "(a finite number in [0, 1])")
+    out = pd.DataFrame(values, columns=classes)
+    out.insert(0, "row_id", ids.to_numpy())
+    return out

@@ -41,7 +41,7 @@ from rfcx_kit.core.species import SPECIES_FILE, Species
 from rfcx_kit.data.audio import RECORDING_SUFFIXES as SUFFIXES, load_audio
 from rfcx_kit.data.features import LogMel, source_stamp
 from rfcx_kit.data.submission import write_submission
-from rfcx_kit.method.events import EventRule, row_scores
+from rfcx_kit.method.events import EventRule, row_ids, row_scores
 from rfcx_kit.method.predict import Prediction, predict_batch
 from rfcx_kit.method.run import Run
 from rfcx_kit.method.checkpoint import build_model, input_stats, load_checkpoint
@@ -554,7 +554,7 @@ def write_rows(ids: list[str], done: dict[str, Chunk], out: Path, species: Speci
         offsets = np.concatenate([[0], np.cumsum(chunk.n_rows)])
         scores = chunk.rows[offsets[j]:offsets[j + 1]]
         frame = pd.DataFrame(scores, columns=list(species.codes))
-        frame.insert(0, "row_id", [f"{rid}_{(i + 1) * seconds:g}" for i in range(len(scores))])
+        frame.insert(0, "row_id", row_ids(rid, len(scores), seconds))
         parts.append(frame)
     table = pd.concat(parts, ignore_index=True)
     if template is not None:

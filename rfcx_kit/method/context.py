@@ -3,6 +3,7 @@ windows, statistics (:class:`RunContext`), and the windows a model of a config p
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,11 @@ class RunContext:
     grid: Grid  # frames T (the longest recording), seconds per frame, Nyquist, windows
     train_frames: np.ndarray  # (R_train,) each recording's own frames (<= T)
     test_frames: np.ndarray  # (R_test,)
+
+    @functools.cached_property
+    def scored(self) -> np.ndarray:
+        """``(R,)`` bool: the train recordings CV scores (those with labels; ``Competition.labelled``)."""
+        return self.comp.labelled()
 
     @property
     def species(self) -> Species:
@@ -87,7 +93,8 @@ def load_context(run_dir: str | Path) -> RunContext:
                          "folder (rerun stage 1 into a new --run)") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), str):
         raise StateError(f"{run.data}: must be a mapping with the run's data folder under 'data'")
-    comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False)
+    comp, store, _ = resolve_store(data["data"], data.get("cache"), cfg.features, build=False,
+                                 options=cfg.data)
     try:
         folds = pd.read_csv(run.folds, dtype={"recording_id": str})
         folds = folds.set_index("recording_id").loc[comp.train_ids].reset_index()

@@ -96,3 +96,18 @@ def row_scores(timeline: np.ndarray, hop_s: float, duration: float, row_seconds:
         nearest = np.minimum(np.round((np.flatnonzero(empty) + 0.5) * row_seconds / hop_s).astype(np.int64), frames - 1)
         out[empty] = timeline[:, nearest].T
     return out
+
+
+def row_ids(recording_id: str, n_rows: int, row_seconds: float = 5.0) -> list[str]:
+    """BirdCLEF's row ids of a recording's rows: ``<recording>_<end second>`` (``soundscape_1234_5``, ``..._10``)."""
+    return [f"{recording_id}_{(i + 1) * row_seconds:g}" for i in range(n_rows)]
+
+
+def framewise_rows(framewise: np.ndarray, pool: int, frame_seconds: float, frames: int, row_seconds: float = 5.0,
+                   duration: float | None = None) -> np.ndarray:
+    """Rows of one recording from its pooled framewise timeline (a stage's saved ``(K, S)``, ``pool`` frames per
+    segment): each frame takes its segment's value, then :func:`row_scores` over the recording's ``frames``.
+    ``duration``: the recording's seconds (None: its last frame's centre). Returns ``(R, K)``."""
+    timeline = np.repeat(np.asarray(framewise, dtype=np.float32), pool, axis=1)[:, :frames]
+    seconds = duration if duration is not None else (frames - 1) * frame_seconds
+    return row_scores(timeline, frame_seconds, seconds, row_seconds)

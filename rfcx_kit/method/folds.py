@@ -30,36 +30,47 @@ log = logging.getLogger(__name__)
 
 
 def make_folds(recording_ids: Sequence[str], tp_presence: np.ndarray, fp_presence: np.ndarray,
-               n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
+               n_folds: int = 5, seed: int = 42, groups: Sequence[str] | None = None) -> pd.DataFrame:
     """Assign each recording to one of ``n_folds`` folds, stratified on its TP and FP species.
 
     Args:
         recording_ids: R ids.
-        tp_presence, fp_presence: ``(R, 24)`` 0/1.
+        tp_presence, fp_presence: ``(R, K)`` 0/1.
+        groups: ``(R,)`` keys of recordings that must share a fold (BirdCLEF's near-duplicates); None: each alone.
+            The groups are stratified on the union of their members' species.
     Returns:
         DataFrame ``recording_id, fold`` (R rows, in the given order).
     """
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-    if len(recording_ids) < n_folds:
-        raise DataError(f"{len(recording_ids)} labelled recordings cannot make {n_folds} folds")
     y = np.concatenate([tp_presence, fp_presence], axis=1).astype(np.int64)
+    if groups is None:
+        inverse = np.arange(len(recording_ids))
+    else:
+        _, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
+    if n_groups < n_folds:
+        what = "labelled recordings" if groups is None else "groups of recordings (near-duplicates share one)"
+        raise DataError(f"{n_groups} {what} cannot make {n_folds} folds")
+    y_group = np.zeros((n_groups, y.shape[1]), dtype=np.int64)
+    np.maximum.at(y_group, inverse, y)
     splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold = np.full(len(recording_ids), -1, dtype=np.int64)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(len(recording_ids)), y)):
-        fold[val] = k
-    return pd.DataFrame({"recording_id": list(recording_ids), "fold": fold})
+    fold_of_group = np.full(n_groups, -1, dtype=np.int64)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(n_groups), y_group)):
+        fold_of_group[val] = k
+    return pd.DataFrame({"recording_id": list(recording_ids), "fold": fold_of_group[inverse]})
 
 
 def load_or_make_folds(path: Path, recording_ids: Sequence[str], tp_presence: np.ndarray,
-                       fp_presence: np.ndarray, n_folds: int, seed: int) -> pd.DataFrame:
+                       fp_presence: np.ndarray, n_folds: int, seed: int,
+                       groups: Sequence[str] | None = None) -> pd.DataFrame:
     """Reuse ``folds.csv`` when it exists (and matches the recordings), else make and save it."""
     if path.exists():
         folds = pd.read_csv(path, dtype={"recording_id": str})
         if sorted(folds["recording_id"]) != sorted(recording_ids) or folds["fold"].nunique() != n_folds:
             raise DataError(f"{path}: folds of another data set or fold count; use a new run directory")
         return folds.set_index("recording_id").loc[list(recording_ids)].reset_index()
-    folds = make_folds(recording_ids, tp_presence, fp_presence, n_folds, seed)
+    folds = make_folds(recording_ids, tp_presence, fp_presence, n_folds, seed, groups)
     atomic_write_csv(path, folds)
     return folds
 

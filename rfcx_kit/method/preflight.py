@@ -45,7 +45,7 @@ def preflight(run_dir: Path, data: Path, cfg: Config, resume: bool, progress: bo
     """
     problems = Problems()
     problems.check(check_backend, backend, workers, scheduler)
-    comp = problems.check(read_competition, data, n_mels=cfg.features.n_mels)
+    comp = problems.check(read_competition, data, n_mels=cfg.features.n_mels, options=cfg.data)
     species_known = False
     if comp is not None:
         problems.check(check_box_limits, comp)

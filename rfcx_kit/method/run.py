@@ -64,13 +64,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rfcx_kit.core.config import Config
+from rfcx_kit.core.config import Config, DataConfig
 from rfcx_kit.data.reader import Competition
 
 # The run folder only: no torch, no feature store. A fold's context is method/context.py, model building and
@@ -325,6 +325,8 @@ def config_fingerprint(cfg: Config) -> str:
     for section, keys in _NOT_FINGERPRINTED.items():
         for key in keys:
             data[section].pop(key, None)
+    if data.get("data") == asdict(DataConfig()):  # the section came later: runs made before it keep their print
+        data.pop("data")
     return sha256_text(json.dumps(data, sort_keys=True, default=str))
 
 
@@ -345,6 +347,8 @@ def data_fingerprint(comp: Competition) -> dict[str, Any]:
              "layout": comp.layout}
     if (comp.root / UNKNOWN_FILE).exists():  # only then: the runs made before it keep their fingerprint
         found[UNKNOWN_FILE] = file_fingerprint(comp.root / UNKNOWN_FILE)
+    for name in comp.label_files:  # a layout's own label tables (BirdCLEF's train.csv, soundscape labels)
+        found[name] = file_fingerprint(comp.root / name)
     return found
 
 
@@ -395,6 +399,9 @@ def read_metrics(path: Path) -> dict[str, Any]:
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A stage's headline figures in one line: ``cv_lwlrap=0.8123, precision=...`` (those it has)."""
     keys = ["cv_lwlrap", "precision", "recall", "truth_oof_lwlrap", "truth_test_lwlrap"]
+    # the competition's own figure where the run is scored by another (train.metric: roc_auc, padded_cmap, ...)
+    keys += [k for k in metrics if k.startswith("cv_") and k != "cv_lwlrap" and isinstance(metrics[k], float)]
+    keys += [k for k in metrics if k.startswith("truth_test_rows_")]
     return ", ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
 
 

@@ -74,7 +74,7 @@ def _box_crop_starts(first: np.ndarray, stop: np.ndarray, width: int, frames: np
 def tp_crop_count(labels: FramewiseLabels, rows: np.ndarray, fp_per_tp: float) -> int:
     """How many crops :func:`tp_crops` draws for ``rows``: one per positive box plus the FP crops."""
     in_rows = np.isin(labels.row, rows)
-    n_tp = int((in_rows & (labels.label > 0)).sum())
+    n_tp = int((in_rows & labels.anchor).sum())
     return n_tp + min(int((in_rows & (labels.label < 0)).sum()), int(round(fp_per_tp * n_tp)))
 
 
@@ -83,7 +83,7 @@ def tp_crops(labels: FramewiseLabels, rows: np.ndarray, width: int, fp_per_tp: f
     """Crops around the positive (TP, pseudo-positive) boxes of ``rows`` plus ``fp_per_tp`` times as many
     crops around FP boxes."""
     in_rows = np.isin(labels.row, rows)
-    tp = np.flatnonzero(in_rows & (labels.label > 0))
+    tp = np.flatnonzero(in_rows & labels.anchor)
     fp = np.flatnonzero(in_rows & (labels.label < 0))
     n_fp = min(len(fp), int(round(fp_per_tp * len(tp))))
     chosen = np.concatenate([tp, rng.choice(fp, size=n_fp, replace=False)]) if n_fp else tp

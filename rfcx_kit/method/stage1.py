@@ -27,9 +27,10 @@ from rfcx_kit.model.inputs import recording_stats
 from rfcx_kit.core.io import atomic_save_npy, atomic_write_csv, atomic_write_json, atomic_write_text
 from rfcx_kit.core.metrics import lwlrap, per_species_ap, precision_recall
 from rfcx_kit.core.metrics.registry import get_metric
-from rfcx_kit.core.grid import Grid
+from rfcx_kit.core.grid import POOL, Grid
 from rfcx_kit.method.run import Run, check_inputs, data_fingerprint, write_provenance
 from rfcx_kit.method.context import load_context
+from rfcx_kit.method.events import framewise_rows, row_ids
 from rfcx_kit.method.predictions import load_prediction
 from rfcx_kit.method.train import train_fold
 from rfcx_kit.method.preflight import check_store, preflight
@@ -48,7 +49,7 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
     run = Run(run_dir)
     if not checked:  # run_stage1 checks before it takes the lock
         preflight(run_dir, data, cfg, resume, progress)
-    comp, store, cache_dir = resolve_store(data, cache, cfg.features, build=True, n_jobs=n_jobs, progress=progress)
+    comp, store, cache_dir = resolve_store(data, cache, cfg.features, build=True, options=cfg.data, n_jobs=n_jobs, progress=progress)
     if cache_dir is not None:  # the audio layout: its arrays exist only now (the cache records what it checked)
         check_store(comp, store, cfg, cache_dir, progress)
     grid = Grid.of(cfg, store.frames)  # the windows must cover the longest recording: refused before any write
@@ -64,8 +65,9 @@ def prepare_run(run_dir: Path, data: Path, cache: Path | None, cfg: Config, resu
          "layout": comp.layout, "train": len(comp.train_ids), "test": len(comp.test_ids), "frames": store.frames,
          "species": len(comp.species)}, sort_keys=False))
     atomic_write_csv(run.species, comp.species.frame())
+    groups = None if comp.groups is None else comp.groups.reindex(comp.train_ids).tolist()
     load_or_make_folds(run.folds, comp.train_ids, comp.tp_presence(), comp.fp_presence(),
-                       cfg.train.folds, cfg.train.seed)
+                       cfg.train.folds, cfg.train.seed, groups)
     for split in ("train", "test"):
         path = run.stats(split)
         if not path.exists():
@@ -119,7 +121,8 @@ def collect_stage(run_dir: Path, stage: str) -> dict[str, Any]:
     frame.insert(0, "recording_id", ctx.comp.test_ids)
     atomic_write_csv(run.test_csv(stage), frame)
 
-    metrics = stage_metrics(ctx, oof_clip, have, test_mean, tests)
+    metrics = stage_metrics(ctx, oof_clip, have & ctx.scored, test_mean, tests)
+    metrics.update(test_row_metrics(ctx, run, stage, folds_done))
     metrics["fold_cv_lwlrap"] = fold_cv(ctx, folds_done, oof_clip)
     metrics.update({"stage": stage, "folds": folds_done, "window": cfg.windows.window,
                     "model": cfg.model.backbone, "run": run_dir.name})
@@ -142,8 +145,37 @@ def fold_cv(ctx: Any, folds: list[int], oof_clip: np.ndarray) -> list[float]:
     out = []
     for k in folds:
         rows = np.flatnonzero(fold_of == k)
-        rows = rows[~np.isnan(oof_clip[rows]).any(axis=1)]
+        rows = rows[~np.isnan(oof_clip[rows]).any(axis=1) & ctx.scored[rows]]
         out.append(lwlrap(ctx.tp_truth[rows], oof_clip[rows]))
+    return out
+
+
+def test_row_metrics(ctx: Any, run: Run, stage: str, folds: list[int]) -> dict[str, Any]:
+    """A BirdCLEF-shaped synthetic set's figure (``truth/test_rows.csv``): the test recordings' 5-s rows, each the
+    max of the fold-mean framewise output inside it (what ``predict --rows 5`` submits), scored with
+    ``train.metric`` and LWLRAP against the rows' truth. Empty without that file or without test recordings."""
+    truth_dir = ctx.comp.truth_dir
+    path = truth_dir / "test_rows.csv" if truth_dir is not None else None
+    if path is None or not path.is_file() or not ctx.comp.test_ids or not folds:
+        return {}
+    framewise = np.mean([load_prediction(run.prediction(stage, k, "test"))[1].framewise.astype(np.float32)
+                         for k in folds], axis=0)  # (R, K, S)
+    seconds = ctx.seconds("test")
+    ids, rows = [], []
+    for r, rid in enumerate(ctx.comp.test_ids):
+        scores = framewise_rows(framewise[r], POOL, ctx.grid.frame_seconds, int(ctx.test_frames[r]),
+                                duration=float(seconds.iloc[r]))
+        ids += row_ids(rid, len(scores))
+        rows.append(scores)
+    truth = pd.read_csv(path, dtype={"row_id": str}).set_index("row_id")
+    missing = [i for i in ids if i not in truth.index]
+    if missing:
+        raise RfcxError(f"{path}: no truth for {len(missing)} predicted row(s), first {missing[0]}")
+    y = truth.loc[ids, list(ctx.species.codes)].to_numpy(np.int8)
+    scores = np.concatenate(rows)
+    metric = get_metric(ctx.cfg.train.metric)
+    out = {"truth_test_rows": len(ids), "truth_test_rows_lwlrap": lwlrap(y, scores)}
+    out[f"truth_test_rows_{metric.name}"] = metric(y, scores)
     return out
 
 

@@ -437,10 +437,11 @@ def _validate(f: FoldRun, row: dict[str, Any], epoch: int, val_target: np.ndarra
         row["val_loss"] = float(_loss({"clipwise": torch.from_numpy(clipwise.reshape(-1, k))},
                                       torch.from_numpy(val_target.reshape(-1, k)),
                                       torch.from_numpy(weight.reshape(-1, k)), cfg, cfg.train.loss == "masked"))
-    clip = pred.clip(cfg.predict.mode)
-    row["val_lwlrap"] = lwlrap(f.ctx.tp_truth[f.val_rows], clip)  # the competition's, always reported
+    scored = f.ctx.scored[f.val_rows]  # recordings without labels (unlabelled soundscapes) are not scored
+    clip, truth = pred.clip(cfg.predict.mode)[scored], f.ctx.tp_truth[f.val_rows][scored]
+    row["val_lwlrap"] = lwlrap(truth, clip)  # the competition's, always reported
     metric = get_metric(cfg.train.metric)  # the one that chooses the epoch (core/metrics/registry.py)
-    value = row.setdefault(f"val_{metric.name}", metric(f.ctx.tp_truth[f.val_rows], clip))
+    value = row.setdefault(f"val_{metric.name}", metric(truth, clip))
     # one direction for the comparison below: higher is better; no figure (no positive): the loss
     score = (value if metric.higher_is_better else -value) if np.isfinite(value) else -row["val_loss"]
     # train.select: best keeps the epoch the held-out fold scores best (an optimistic CV); last keeps the final

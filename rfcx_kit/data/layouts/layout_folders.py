@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rfcx_kit.core.config import DataConfig
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.data.layouts.registry import Layout
 from rfcx_kit.data.reader import AUDIO_EXTENSIONS, Competition, read_label_tables
@@ -23,7 +24,8 @@ def detects(root: Path) -> bool:
     return True  # the fallback: read() names what a folder of this layout lacks
 
 
-def read(root: Path, require_test: bool = True, n_mels: int | None = None) -> Competition:
+def read(root: Path, require_test: bool = True, n_mels: int | None = None,
+         options: DataConfig | None = None) -> Competition:
     layout, extension = storage(root)
     tables = read_label_tables(root, nested=False)
     test_ids = tables.test_ids

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rfcx_kit.core.config import DataConfig
 from rfcx_kit.core.errors import DataError
 from rfcx_kit.data.layouts.registry import Layout
 from rfcx_kit.data.reader import RECORDINGS_FILE, Competition, read_label_tables, read_recordings, with_limits
@@ -19,7 +20,8 @@ def detects(root: Path) -> bool:
     return (root / RECORDINGS_FILE).is_file()
 
 
-def read(root: Path, require_test: bool = True, n_mels: int | None = None) -> Competition:
+def read(root: Path, require_test: bool = True, n_mels: int | None = None,
+         options: DataConfig | None = None) -> Competition:
     recordings = read_recordings(root / RECORDINGS_FILE)
     tables = read_label_tables(root, nested=True)
     known = set(recordings.index[recordings["split"] == "train"])

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rfcx_kit.core.errors import DataError
+from rfcx_kit.core.config import DataConfig
+from rfcx_kit.core.errors import ConfigError, DataError
 from rfcx_kit.core.registry import discover
 from rfcx_kit.data.reader import Competition
 
@@ -27,14 +28,15 @@ class Layout:
     Attributes:
         name: how it is named in logs and errors.
         detects: ``root -> bool``: the folder is laid out this way.
-        read: ``(root, require_test, n_mels) -> Competition``; every problem a DataError naming file, row, field.
+        read: ``(root, require_test, n_mels, options) -> Competition`` (``options``: the config's ``data``
+            section); every problem a DataError naming file, row, field.
         order: :func:`read_competition` tries the layouts by this number, lowest first.
         title: one line saying what the folder holds.
     """
 
     name: str
     detects: Callable[[Path], bool]
-    read: Callable[[Path, bool, int | None], Competition]
+    read: Callable[[Path, bool, int | None, DataConfig], Competition]
     order: int
     title: str = ""
 
@@ -45,20 +47,28 @@ def layouts() -> dict[str, Layout]:
     return {layout.name: layout for layout in sorted(found, key=lambda layout: (layout.order, layout.name))}
 
 
-def read_competition(root: str | Path, require_test: bool = True, n_mels: int | None = None) -> Competition:
+def read_competition(root: str | Path, require_test: bool = True, n_mels: int | None = None,
+                     options: DataConfig | None = None) -> Competition:
     """Validate a data folder of any registered layout and return its tables, species and recordings.
 
     ``require_test``: every test recording must have its file. ``n_mels``: for precomputed arrays, the mel bins
-    the config expects (``features.n_mels``); None: any, as long as train and test agree.
+    the config expects (``features.n_mels``); None: any, as long as train and test agree. ``options``: the
+    config's ``data`` section (None: its defaults); ``data.layout`` other than ``auto`` forces that layout.
 
     Raises:
         DataError: a CSV is malformed (file, row, field named), a box lies outside its recording or above its
         Nyquist frequency, or audio is missing for a labelled recording (the first few named, with the count).
     """
     root = Path(root)
+    options = options if options is not None else DataConfig()
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")
-    for layout in layouts().values():
+    known = layouts()
+    if options.layout != "auto":
+        if options.layout not in known:
+            raise ConfigError(f"data.layout: {options.layout!r} is not auto or one of {', '.join(known)}")
+        return known[options.layout].read(root, require_test, n_mels, options)
+    for layout in known.values():
         if layout.detects(root):
-            return layout.read(root, require_test, n_mels)
+            return layout.read(root, require_test, n_mels, options)
     raise DataError(f"{root}: not a data folder of any layout rfcx-kit reads ({', '.join(layouts())})")
