@@ -68,6 +68,18 @@ def synth(out: str | Path, n_train: int = 300, n_test: int = 100, profile: str =
     return Path(out)
 
 
+def synth_birdclef(out: str | Path, year: int = 2025, seed: int = 0, progress: bool = True, n_jobs: int = -1,
+                   **settings: Any) -> Path:
+    """A BirdCLEF-shaped synthetic set (``rfcx-kit synth --profile birdclef``): the year's Kaggle layout (focal clips
+    in train_audio/, unlabelled and test soundscapes, the tables) plus ``truth/``. ``settings``: the rest of
+    ``data.synth.birdclef.BirdclefSynth`` (species, clips_per_species, soundscapes, test, soundscape_seconds, ...).
+    Returns ``out``."""
+    from rfcx_kit.data.synth.birdclef import BirdclefSynth, write_birdclef
+
+    write_birdclef(BirdclefSynth(year=year, seed=seed, **settings), Path(out), n_jobs=n_jobs, progress=progress)
+    return Path(out)
+
+
 def features(data: str | Path, pipeline: str | Path | None = None, overrides: Overrides = None,
              cache: str | Path | None = None, progress: bool = True) -> Path | None:
     """The log-mel feature cache of an audio data folder (``rfcx-kit features``; stage 1 builds it too when
@@ -420,7 +432,8 @@ def load(run: str | Path | None = None, stage: str = "kept", checkpoints: Sequen
 
 def predict(audio: str | Path | Sequence[str | Path], run: str | Path | None = None, stage: str = "kept",
             checkpoints: Sequence[str | Path] = (), out: str | Path | None = None, windows: bool = False,
-            device: str = "auto", batch: int | None = None, progress: bool = True) -> pd.DataFrame:
+            device: str = "auto", batch: int | None = None, progress: bool = True, rows: float | None = None,
+            sample_submission: str | Path | None = None) -> pd.DataFrame:
     """Soft frame-wise prediction of new recordings (files or folders) with a stage's fold models (fold mean).
 
     Args:
@@ -428,8 +441,10 @@ def predict(audio: str | Path | Sequence[str | Path], run: str | Path | None = N
         run, stage: the models of a run's stage; or ``checkpoints``: best.pt files alone.
         out: also write the clip table there (a killed prediction resumes from it).
         windows: return the window table (recording_id, start_s, end_s, species_id, score) instead.
+        rows: fixed-length rows of this many seconds instead (BirdCLEF's 5-s rows: ``row_id`` =
+            ``<recording>_<end second>``, a column per class code), in ``sample_submission``'s layout when given.
     Returns:
-        ``(N, 1 + K)`` recording_id, s0..s{K-1}; or the window table.
+        ``(N, 1 + K)`` recording_id, s0..s{K-1}; the row table; or the window table.
     """
     from rfcx_kit.method.apply import load_models, predict_files
     from rfcx_kit.method.train import resolve_device
@@ -440,10 +455,11 @@ def predict(audio: str | Path | Sequence[str | Path], run: str | Path | None = N
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(out) if out is not None else Path(tmp) / "predictions.csv"
         window_path = Path(tmp) / "windows.csv" if windows else None
-        predict_files(models, sources, target, window_path, None, dev, batch, progress=progress)
+        predict_files(models, sources, target, window_path, None, dev, batch, progress=progress, rows=rows,
+                      template=Path(sample_submission) if sample_submission is not None else None)
         if windows:
             return pd.read_csv(window_path, dtype={"recording_id": str})
-        return pd.read_csv(target, dtype={"recording_id": str})
+        return pd.read_csv(target, dtype={"row_id" if rows is not None else "recording_id": str})
 
 
 @dataclass

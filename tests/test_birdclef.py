@@ -45,3 +45,22 @@ def test_a_year_goes_from_its_folder_to_a_valid_submission(tmp_path: Path, year:
     assert said.startswith(f"OK: {out}: 6 rows x 3 classes")
     submission, sample = pd.read_csv(out), pd.read_csv(data / "sample_submission.csv")
     assert list(submission.columns) == list(sample.columns) and submission["row_id"].equals(sample["row_id"])
+
+
+def test_the_birdclef_demo_scores_every_stage_on_the_test_rows(tmp_path: Path) -> None:
+    from rfcx_kit.app.demo_birdclef import run_birdclef_demo
+
+    fast = ("train.epochs=2", "train.steps_per_epoch=4", "train.val_every=2", "relabel.epochs=1")
+    summary = run_birdclef_demo(tmp_path / "demo", seed=1, overrides=fast, cycles=1, progress=False, n_test=3)
+    stages = {row["stage"]: row for row in summary["stages"]}
+    assert set(stages) == {"stage1", "cycle1", "control", "oracle"}
+    assert summary["prior"] == pytest.approx(0.5)  # a constant score per class: macro ROC-AUC 0.5 by construction
+    for row in stages.values():
+        assert 0.0 <= row["test_rows_roc_auc"] <= 1.0 and 0.0 <= row["cv_roc_auc"] <= 1.0
+    assert stages["stage1"]["gap_closed"] == 0.0 and stages["oracle"]["gap_closed"] == pytest.approx(1.0) \
+        or stages["oracle"]["test_rows_roc_auc"] <= stages["stage1"]["test_rows_roc_auc"]
+    kept = summary["kept"]["stage"]
+    assert summary["kept_minus_control"] == pytest.approx(stages[kept]["test_rows_roc_auc"]
+                                                         - stages["control"]["test_rows_roc_auc"])
+    submission = pd.read_csv(summary["submission"])
+    assert len(submission) == 3 * 6 and json.loads((tmp_path / "demo" / "summary.json").read_text())["metric"] == "roc_auc"

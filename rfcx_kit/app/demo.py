@@ -28,18 +28,20 @@ from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.app.options import SEED, SHARE, at_least, finite
 from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS
 
+from rfcx_kit.data.synth.birdclef import PROFILE as BIRDCLEF
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RECIPE = "demo"  # the shipped pipelines/demo.yaml, in a checkout or an installed package
 DEMO_TRAIN, DEMO_TEST = 300, 100  # recordings of the demo's synthetic set (docs/method-notes.md, section 9)
 
 
-def _step(i: int, n: int, text: str) -> float:
+def step(i: int, n: int, text: str) -> float:
     click.secho(f"\n[{i}/{n}] {text}", bold=True)
     return time.time()
 
 
-def _done(started: float, text: str = "") -> None:
+def done(started: float, text: str = "") -> None:
     click.echo(f"      done in {time.time() - started:.0f} s{': ' + text if text else ''}")
 
 
@@ -120,61 +122,61 @@ def run_demo(out: Path, n_train: int | None = None, n_test: int | None = None, s
     n = 8
     started = time.time()
 
-    t = _step(1, n, f"synthesise the train and test recordings (profile {profile}, {fmt}, {seconds:g} s) -> {data}")
+    t = step(1, n, f"synthesise the train and test recordings (profile {profile}, {fmt}, {seconds:g} s) -> {data}")
     # npy arrays on the recipe's grid, whatever the profile
     api.synth(data, n_train, n_test, profile, seconds, seed, fmt, pipeline=recipe, overrides=overrides,
               progress=progress, label_scale=label_scale, tp_share=tp_share)
     comp = read_competition(data)
     labelled, planted = labelled_share(data)
-    _done(t, f"{len(comp.train_ids)} train + {len(comp.test_ids)} test recordings, {len(comp.tp)} TP rows, {len(comp.fp)} FP rows: {labelled} of {planted} planted train calls "
+    done(t, f"{len(comp.train_ids)} train + {len(comp.test_ids)} test recordings, {len(comp.tp)} TP rows, {len(comp.fp)} FP rows: {labelled} of {planted} planted train calls "
              f"({labelled / max(1, planted):.1%}, 1 in {planted / max(1, labelled):.1f}) have a TP row; the rest "
              f"are in {data / 'truth'} (never read by training)")
 
     if comp.layout == "audio":
-        t = _step(2, n, "log-mel feature cache (parallel, resumable)")
+        t = step(2, n, "log-mel feature cache (parallel, resumable)")
         api.features(data, recipe, overrides, cache=data / "features_cache", progress=progress)
-        _done(t)
+        done(t)
     else:
-        _step(2, n, "precomputed spectrograms: no feature cache needed")
+        step(2, n, "precomputed spectrograms: no feature cache needed")
 
-    t = _step(3, n, f"stage 1: {recipe.name}, folds -> train -> soft frame-wise prediction")
+    t = step(3, n, f"stage 1: {recipe.name}, folds -> train -> soft frame-wise prediction")
     s1 = api.stage1(data, run_dir, recipe, overrides, resume=Run(run_dir).config.exists(), progress=progress)
-    _done(t, format_metrics(s1.metrics))
+    done(t, format_metrics(s1.metrics))
 
     cycles = cycles if cycles is not None else cfg.relabel.cycles
-    t = _step(4, n, f"stage 2: {cycles} cycles of re-labeling")
+    t = step(4, n, f"stage 2: {cycles} cycles of re-labeling")
     loop = api.relabel(run_dir, cycles, progress=progress)
-    _done(t, "; ".join(f"{s.stage}: {format_metrics(s.metrics)}" for s in loop.stages[1:]))
+    done(t, "; ".join(f"{s.stage}: {format_metrics(s.metrics)}" for s in loop.stages[1:]))
 
-    t = _step(5, n, "references: the control (stage 1 trained on as long as the cycles, no pseudo-labels) "
+    t = step(5, n, "references: the control (stage 1 trained on as long as the cycles, no pseudo-labels) "
                     "and the oracle (stage 1's recipe on every planted call)")
     control = api.control(run_dir, cycles=len(loop.stages) - 1, progress=progress)
     oracle = api.oracle(run_dir, progress=progress)
-    _done(t, f"control: {format_metrics(control.metrics)}; oracle: {format_metrics(oracle.metrics)}")
+    done(t, f"control: {format_metrics(control.metrics)}; oracle: {format_metrics(oracle.metrics)}")
 
     kept = json.loads(Run(run_dir).kept.read_text())
-    t = _step(6, n, f"ensemble the kept stage's folds ({kept['stage']}, best CV LWLRAP on the original labels) "
+    t = step(6, n, f"ensemble the kept stage's folds ({kept['stage']}, best CV LWLRAP on the original labels) "
                     "-> validate")
     sub_path = subs / "demo.csv"
     api.ensemble(run_dir, "kept", out=sub_path, echo=click.echo)
     api.validate(sub_path, data)
-    _done(t, f"{sub_path} is a valid submission ({len(comp.test_ids)} rows)")
+    done(t, f"{sub_path} is a valid submission ({len(comp.test_ids)} rows)")
 
     log_path = subs / "log.csv"
     if submit == "standin":
-        t = _step(7, n, "submit with the official kaggle client to a stand-in Kaggle on 127.0.0.1 "
+        t = step(7, n, "submit with the official kaggle client to a stand-in Kaggle on 127.0.0.1 "
                         "(its 'public LB' is LWLRAP against the synthetic test truth)")
         line = submit_to_standin(sub_path, "rfcx-kit demo", data, log_path, out)
-        _done(t, line)
+        done(t, line)
     else:
-        t = _step(7, n, "submit --dry-run (nothing is sent)")
+        t = step(7, n, "submit --dry-run (nothing is sent)")
         api.submit(sub_path, "rfcx-kit demo", data, dry_run=True, log=log_path)
-        _done(t)
+        done(t)
 
-    t = _step(8, n, "report")
+    t = step(8, n, "report")
     report = api.report(run_dir, log_path, out=out / "report.md",
                         name=f"{Path(out).resolve().name} (rfcx-kit demo, recipe {recipe.stem})")
-    _done(t, str(report))
+    done(t, str(report))
 
     table = api.stages(run_dir)
     prior = api.prior(data)
@@ -224,10 +226,13 @@ def echo_summary(summary: dict, table: pd.DataFrame) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Folder for everything the demo writes (data, run, submissions, report).")
 @click.option("--train", "n_train", type=at_least(1), default=DEMO_TRAIN, show_default=True, help="Synthetic train recordings.")
-@click.option("--test", "n_test", type=at_least(1), default=DEMO_TEST, show_default=True, help="Synthetic test recordings.")
-@click.option("--profile", type=click.Choice(PROFILES), default="demo", show_default=True,
+@click.option("--test", "n_test", type=at_least(1), default=None, show_default=f"{DEMO_TEST} (birdclef: 20 soundscapes)",
+              help="Synthetic test recordings.")
+@click.option("--profile", type=click.Choice([*PROFILES, BIRDCLEF]), default="demo", show_default=True,
               help="The synthetic data's profile (rfcx-kit synth --profile): demo, where a CPU learns the calls and "
-                   "the labels are the limit; rfcx, the competition's shape (pass a recipe for its 128 x 3751 grid).")
+                   "the labels are the limit; rfcx, the competition's shape (pass a recipe for its 128 x 3751 grid); "
+                   "birdclef, a BirdCLEF 2025-layout folder scored by macro ROC-AUC on 5-s rows (recipe "
+                   "pipelines/birdclef-demo.yaml; --train, --seconds, --format, --tp-share and --submit do not apply).")
 @click.option("--seconds", type=finite(MIN_SECONDS, MAX_SECONDS), default=60.0, show_default=True, help="Recording length (RFCX: 60).")
 @click.option("--seed", type=SEED, default=7, show_default=True, help="Seed of the synthetic data (the training seed is train.seed: --set train.seed=N).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="npy", show_default=True,
@@ -246,7 +251,7 @@ def echo_summary(summary: dict, table: pd.DataFrame) -> None:
               help="portable: the CPU kernels every x86-64 machine runs, so the README's table is reproduced "
                    "anywhere (about 2x slower); native: the fastest kernels of this CPU (docs/architecture.md).")
 @cli_errors
-def demo_cmd(out: Path, n_train: int, n_test: int, profile: str, seconds: float, seed: int, fmt: str,
+def demo_cmd(out: Path, n_train: int, n_test: int | None, profile: str, seconds: float, seed: int, fmt: str,
              tp_share: float | None, cycles: int | None,
              recipe: Path | None, overrides: tuple[str, ...], submit: str, no_progress: bool, numerics: str) -> None:
     """Run the whole method on a small synthetic RFCX-shaped data set, end to end.
@@ -267,5 +272,10 @@ def demo_cmd(out: Path, n_train: int, n_test: int, profile: str, seconds: float,
         pinned.ensure_portable()  # before anything is written: may start this command again with the pins set
     elif pinned.requested():
         raise click.UsageError(f"--numerics native, but {pinned.ENV}=portable is set in the environment: unset it")
-    run_demo(out, n_train, n_test, seconds, seed, tp_share, 1.0, profile, recipe, overrides, cycles, submit, fmt,
-             progress=not no_progress)
+    if profile == BIRDCLEF:
+        from rfcx_kit.app.demo_birdclef import run_birdclef_demo
+
+        run_birdclef_demo(out, seed, recipe, overrides, cycles, progress=not no_progress, n_test=n_test or 20)
+        return
+    run_demo(out, n_train, n_test or DEMO_TEST, seconds, seed, tp_share, 1.0, profile, recipe, overrides, cycles,
+             submit, fmt, progress=not no_progress)

@@ -11,6 +11,7 @@ from rfcx_kit.core.errors import ConfigError
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.data.synth.scene import MAX_SECONDS, MIN_SECONDS, PROFILES, SynthConfig, plan_dataset, synth_config
 from rfcx_kit.data.synth.writer import FORMATS, write_dataset
+from rfcx_kit.data.synth.birdclef import PROFILE as BIRDCLEF, YEARS, BirdclefSynth, write_birdclef
 from rfcx_kit.app.options import JOBS, SEED, SHARE, at_least, finite
 
 
@@ -32,10 +33,23 @@ def _parse_snr(text: str) -> tuple[float, float]:
 @click.option("--seed", type=SEED, default=SynthConfig.seed, show_default=True, help="Same seed and sizes: same bytes.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="flac", show_default=True,
               help="flac: 48 kHz 16-bit audio; npy: log-mel arrays on the profile's grid (fast, for large sizes).")
-@click.option("--profile", type=click.Choice(list(PROFILES)), default="rfcx", show_default=True,
+@click.option("--profile", type=click.Choice([*PROFILES, BIRDCLEF]), default="rfcx", show_default=True,
               help="rfcx: the competition's shape (species prevalence as RFCX's test set, 128 x 3751 arrays); demo: "
                    "every species in 12 % of recordings, SNR 6..20 dB, 1 call in 8 labelled, 64 x 1876 arrays "
-                   "(what `rfcx-kit demo` uses). The options below override the profile.")
+                   "(what `rfcx-kit demo` uses). The options below override the profile. birdclef: a BirdCLEF "
+                   "folder of --year's layout (focal clips with weak labels, unlabelled soundscapes at other sites, "
+                   "test soundscapes with a 5-s truth; the --birdclef-* options, --test and --seed apply).")
+@click.option("--year", type=click.Choice([str(y) for y in YEARS]), default="2025", show_default=True,
+              help="birdclef: whose layout (2023-2024: train_metadata.csv, eBird taxonomy; 2025-2026: train.csv, "
+                   "taxonomy.csv; 2026 adds train_soundscapes_labels.csv).")
+@click.option("--birdclef-species", type=at_least(2), default=BirdclefSynth.species, show_default=True,
+              help="birdclef: classes.")
+@click.option("--birdclef-clips", type=at_least(1), default=BirdclefSynth.clips_per_species, show_default=True,
+              help="birdclef: focal clips per class.")
+@click.option("--birdclef-soundscapes", type=at_least(0), default=BirdclefSynth.soundscapes, show_default=True,
+              help="birdclef: unlabelled soundscapes.")
+@click.option("--birdclef-seconds", type=finite(5, 600), default=BirdclefSynth.soundscape_seconds, show_default=True,
+              help="birdclef: soundscape length (2023: 600, 2024: 240, 2025-2026: 60).")
 @click.option("--snr", default=None, show_default=f"{SynthConfig.snr_low:g},{SynthConfig.snr_high:g} (rfcx)",
               help="In-band SNR range of calls and confusers, LOW,HIGH dB.")
 @click.option("--prevalence", type=SHARE, default=None,
@@ -56,9 +70,10 @@ def _parse_snr(text: str) -> tuple[float, float]:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @cli_errors
 def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed: int, fmt: str, profile: str,
-              snr: str | None, prevalence: float | None, confusers: float | None, n_mels: int | None,
-              hop_length: int | None, label_scale: float, tp_share: float | None, n_jobs: int, preview: Path | None,
-              progress: bool) -> None:
+              year: str, birdclef_species: int, birdclef_clips: int, birdclef_soundscapes: int,
+              birdclef_seconds: float, snr: str | None, prevalence: float | None, confusers: float | None,
+              n_mels: int | None, hop_length: int | None, label_scale: float, tp_share: float | None, n_jobs: int,
+              preview: Path | None, progress: bool) -> None:
     """Write an RFCX-shaped synthetic data set with hidden ground truth.
 
     \b
@@ -66,6 +81,19 @@ def synth_cmd(out: Path | None, n_train: int, n_test: int, seconds: float, seed:
     and truth/ (every planted call and confuser, presence matrices, README.md), which the pipeline never
     reads. 24 species call in their real bands and lengths; labels are as incomplete as RFCX's.
     """
+    if profile == BIRDCLEF:
+        if out is None:
+            raise ConfigError("synth --profile birdclef: give --out DIR")
+        start = time.perf_counter()
+        cfg_b = BirdclefSynth(year=int(year), species=birdclef_species, clips_per_species=birdclef_clips,
+                              soundscapes=birdclef_soundscapes, test=n_test, soundscape_seconds=birdclef_seconds,
+                              seed=seed)
+        recordings = write_birdclef(cfg_b, out, n_jobs=n_jobs, progress=progress)
+        parts = recordings["part"].value_counts()
+        click.echo(f"{out}: BirdCLEF {year} layout, {cfg_b.species} classes, {parts.get('focal', 0)} focal clips, "
+                   f"{parts.get('soundscape', 0)} unlabelled and {parts.get('test', 0)} test soundscapes of "
+                   f"{birdclef_seconds:g} s (32 kHz OGG), truth/ beside; {time.perf_counter() - start:.1f} s")
+        return
     low, high = _parse_snr(snr) if snr is not None else (None, None)
     cfg = synth_config(profile, n_train=n_train, n_test=n_test, seconds=seconds, seed=seed, snr_low=low,
                        snr_high=high, label_scale=label_scale, tp_share=tp_share, prevalence=prevalence,

@@ -99,7 +99,9 @@ def stage_boxes(ctx: RunContext, stage: str) -> FramewiseLabels:
     g = ctx.grid
     if stage.startswith("cycle"):
         pseudo = read_pseudo_boxes(ctx.run.pseudo_boxes(stage), ctx.seconds("train"), ctx.n_species)
-        boxes = pd.concat([ctx.comp.boxes().assign(weight=1.0), pseudo.assign(label=np.int8(1))], ignore_index=True)
+        given = ctx.comp.boxes()  # their own weights where they have them (a masked BirdCLEF secondary: 0), else 1
+        given["weight"] = given["weight"].fillna(1.0) if "weight" in given.columns else 1.0
+        boxes = pd.concat([given, pseudo.assign(label=np.int8(1))], ignore_index=True)
     elif stage == "oracle":
         boxes = pd.concat([planted_calls(ctx).assign(label=np.int8(1)), ctx.comp.fp.assign(label=np.int8(-1))],
                           ignore_index=True)

@@ -36,6 +36,7 @@ from rfcx_kit.core.io import atomic_path, atomic_write_csv, atomic_write_text
 from rfcx_kit.data.synth.background import add_sound, draw_background
 from rfcx_kit.data.synth.calls import band_of, draw_duration, songtypes_of, species_call
 
+PROFILE = "birdclef"  # its name among the synthetic profiles (rfcx-kit synth/demo --profile)
 YEARS = (2023, 2024, 2025, 2026)
 RATE = SAMPLE_RATE  # BirdCLEF's audio: 32 kHz
 ROW_SECONDS = 5.0
