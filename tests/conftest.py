@@ -38,7 +38,7 @@ SLOW_MODULES = {
     "method/test_select.py", "method/test_stage1.py", "method/test_tracking.py", "model/test_pretrained.py",
     "report/test_study_report.py", "test_api_docs.py", "test_checkpoint_args.py", "test_demo.py",
     "test_field_recordings.py", "test_install.py", "test_api_model.py", "test_own_data.py", "test_readme_path.py", "test_study.py",
-    "core/test_numerics.py", "test_birdclef.py",
+    "core/test_numerics.py", "test_birdclef.py", "test_kaggle_package.py",
 }
 # Fixtures that train or write a data set big enough to take seconds: a test using one is slow wherever it is.
 SLOW_FIXTURES = {"world", "main_set", "truth", "small_sets", "tiny", "server", "cli"}

@@ -20,14 +20,14 @@ from rfcx_kit.app.predict import export_cmd, predict_cmd
 from rfcx_kit.app.references import control_cmd, oracle_cmd
 from rfcx_kit.app.report import report_cmd
 from rfcx_kit.app.study import study_cmd
-from rfcx_kit.app.submit import download_cmd, ensemble_cmd, submit_cmd
+from rfcx_kit.app.submit import download_cmd, ensemble_cmd, kaggle_package_cmd, submit_cmd
 from rfcx_kit.app.synth import synth_cmd
 
 # In the order of the method (the group's --help lists them so).
 COMMANDS: list[click.Command] = [
     demo_cmd, synth_cmd, download_cmd, features_cmd, windows_cmd, stage1_cmd, relabel_cmd, oracle_cmd, control_cmd,
-    study_cmd, labels_cmd, weights_cmd, predict_cmd, export_cmd, ensemble_cmd, validate_cmd, submit_cmd, score_cmd,
-    report_cmd,
+    study_cmd, labels_cmd, weights_cmd, predict_cmd, export_cmd, ensemble_cmd, validate_cmd, submit_cmd,
+    kaggle_package_cmd, score_cmd, report_cmd,
 ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from rfcx_kit.app.errors import cli_errors
-from rfcx_kit.app.options import finite
+from rfcx_kit.app.options import at_least, finite
 from rfcx_kit.core.species import COMPETITION
 from rfcx_kit.submit.ensemble import METHODS, ensemble_to_file
 from rfcx_kit.submit.kaggle_client import DEFAULT_LOG, STAGING, check_slug, download, list_data_files, submit
@@ -131,3 +131,40 @@ def download_cmd(
     if to is None:
         raise click.UsageError("--to DIR is required (the folder to fill)")
     download(competition, to, files=files, keep_zip=keep_zip, progress=not no_progress)
+
+
+@click.command("kaggle-package")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder whose stage's fold models go into the package.")
+@click.option("--stage", default="kept", show_default=True,
+              help="Stage of the run: stage1, cycle1, ...; 'kept': the stage the re-labeling loop kept.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="New folder for the package (predict.py, package.json, model_fold{k}.onnx, wheels/, README.md).")
+@click.option("--chunk-seconds", type=finite(5, 3600), default=60.0, show_default=True,
+              help="Seconds of audio each graph takes at once, a multiple of 5 (2025-2026 soundscapes: 60; longer "
+                   "files are cut into chunks, the last zero-padded).")
+@click.option("--wheels", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A folder of wheels to ship (pip download --only-binary=:all: --python-version 3.11 -d FOLDER "
+                   "onnxruntime soundfile) [default: packed from this environment, for this Python].")
+@click.option("--threads", type=at_least(1), default=1, show_default=True,
+              help="onnxruntime threads per model (the measured cost is at this count; 1 avoids the "
+                   "oversubscription that timed multi-threaded ONNX out on Kaggle).")
+@cli_errors
+def kaggle_package_cmd(run_dir: Path, stage: str, out: Path, chunk_seconds: float, wheels: Path | None,
+                       threads: int) -> None:
+    """Build an offline inference package for a BirdCLEF notebook (Kaggle scores notebooks, not CSVs).
+
+    \b
+    Each fold model becomes one ONNX graph (wave chunk -> framewise probabilities, front end inside), checked
+    against torch on real audio of the run and timed here; predict.py turns a folder of soundscapes into
+    submission.csv (5-s rows, the classes in the sample submission's order) with numpy, soundfile and onnxruntime
+    only, installed from wheels/ with pip --no-index. Given --budget-minutes it drops the models that would not
+    fit. What to do on Kaggle is in OUT/README.md: upload OUT as a dataset, run predict.py in a notebook, submit it.
+    """
+    from rfcx_kit.submit.kaggle_package import build_package
+
+    info = build_package(run_dir, out, stage, chunk_seconds, wheels, threads)
+    per_minute = [m["seconds_per_audio_minute_here"] for m in info["models"]]
+    click.echo(f"{out}: {len(per_minute)} model(s) of {info['stage']}, {len(info['classes'])} classes, chunks of "
+               f"{chunk_seconds:g} s; {sum(per_minute):.3f} s per minute of audio for all of them here "
+               f"({', '.join(f'{v:.3f}' for v in per_minute)}; {threads} thread(s) each); next: {out / 'README.md'}")

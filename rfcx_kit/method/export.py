@@ -41,6 +41,12 @@ TOLERANCE = 1e-4
 ENSEMBLE_FILE = "ensemble.onnx"  # waves in, clip probabilities out: the whole predict in one file
 
 
+def quiet_exporter() -> None:
+    """torch's ONNX exporter logs an INFO line per folded constant (onnx_ir, onnxscript): keep warnings only."""
+    for name in ("onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 class Outputs(torch.nn.Module):
     """The SED model with positional outputs (ONNX graphs give a tuple, not a dict)."""
 
@@ -57,6 +63,7 @@ def export_onnx(model: torch.nn.Module, path: Path, shape: tuple[int, int, int])
     """Write ``model`` as an ONNX graph of input ``(windows, *shape)`` (atomically), with torch's exporter."""
     wrapped = Outputs(model).eval()
     probe = torch.zeros((2, *shape))
+    quiet_exporter()
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -91,6 +98,16 @@ class WaveToClip(torch.nn.Module):
         self.register_buffer("std", std.float().reshape(1, -1, 1, 1), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        batch, b, _ = self.window_batch(wave)
+        clip = 0.0
+        for model in self.models:
+            framewise = torch.sigmoid(model(batch)["framewise"]).reshape(len(self.positions), b, -1, self.window)
+            clip = clip + framewise.amax(-1).amax(0)
+        return clip / len(self.models)
+
+    def window_batch(self, wave: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """``(B, S)`` waves -> ``(N * B, C, F, W)`` normalised windows (window-major, as predict), ``B`` and the
+        recordings' frames ``T``."""
         db = self.logmel(wave)
         if self.half:  # the feature cache's dtype: what training and predict read
             db = db.half().float()
@@ -110,12 +127,29 @@ class WaveToClip(torch.nn.Module):
             if end > frames:  # past the recording: 0 after the scaling, as predict pads
                 piece = torch.nn.functional.pad(piece, (0, end - frames))
             windows.append(piece)
-        batch = torch.stack(windows).reshape(-1, x.shape[1], x.shape[2], self.window)  # window-major, as predict
-        clip = 0.0
+        return torch.stack(windows).reshape(-1, x.shape[1], x.shape[2], self.window), b, frames  # window-major
+
+
+class WaveToFrames(WaveToClip):
+    """The same front end and windows, giving each recording's framewise timeline: ``(B, S)`` waves -> ``(B, K, T)``
+    probabilities, the fold mean of the framewise sigmoid stitched by its max over overlapping windows (what
+    ``predict --rows`` reads its 5-s rows from; T: the frames of S samples)."""
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        batch, b, frames = self.window_batch(wave)
+        total = 0.0
         for model in self.models:
             framewise = torch.sigmoid(model(batch)["framewise"]).reshape(len(self.positions), b, -1, self.window)
-            clip = clip + framewise.amax(-1).amax(0)
-        return clip / len(self.models)
+            # each window's frames at their place in the recording; 0 elsewhere (a sigmoid is never below it)
+            placed = [torch.nn.functional.pad(framewise[i], (start, self.reach - end))
+                      for i, (start, end) in enumerate(self.positions)]
+            total = total + torch.stack(placed).amax(0)[..., :frames]
+        return total / len(self.models)
+
+    @property
+    def reach(self) -> int:
+        """The frame where the last window ends (past the recording when it is padded)."""
+        return max(end for _, end in self.positions)
 
 
 def export_ensemble(models: list[torch.nn.Module], cfg, path: Path, seconds: float,  # noqa: ANN001 - a Config
@@ -129,6 +163,7 @@ def export_ensemble(models: list[torch.nn.Module], cfg, path: Path, seconds: flo
     positions = predict_positions(cfg, frames_of(seconds, rate, cfg.features.hop_length))
     graph = WaveToClip(models, cfg, positions, mean_std).eval()
     probe = torch.zeros((2, int(round(seconds * rate))))
+    quiet_exporter()
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, (probe,), str(tmp), input_names=["wave"], output_names=["clip"],
@@ -140,6 +175,30 @@ def export_ensemble(models: list[torch.nn.Module], cfg, path: Path, seconds: flo
             "output": {"name": "clip", "shape": ["recordings", cfg.model.n_species],
                        "what": "probabilities: the fold mean of soft frame-wise prediction"},
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def export_frames(models: list[torch.nn.Module], cfg, path: Path, seconds: float,  # noqa: ANN001 - a Config
+                  mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> WaveToFrames:
+    """Write :class:`WaveToFrames` of ``models`` for chunks of ``seconds`` as one ONNX graph (atomically): input
+    ``wave (chunks, S)``, output ``frames (chunks, K, T)`` probabilities. Returns the torch module it exported."""
+    from rfcx_kit.core.grid import frames_of
+
+    if cfg.predict.mode != "framewise":
+        raise ConfigError(f"the framewise graph gives soft frame-wise prediction; predict.mode is {cfg.predict.mode}")
+    rate = cfg.features.sample_rate
+    positions = predict_positions(cfg, frames_of(seconds, rate, cfg.features.hop_length))
+    graph = WaveToFrames(models, cfg, positions, mean_std).eval()
+    probe = torch.zeros((2, int(round(seconds * rate))))
+    quiet_exporter()
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(graph, (probe,), str(tmp), input_names=["wave"], output_names=["frames"],
+                              dynamic_shapes={"wave": {0: torch.export.Dim("chunks")}}, dynamo=True,
+                              external_data=False, verbose=False)
+        except ImportError as exc:
+            raise RfcxError(f"ONNX export needs the onnx extra: pip install 'rfcx-kit[onnx]' ({exc})") from None
+    return graph
 
 
 def onnx_session(path: Path, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
