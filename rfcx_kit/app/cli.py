@@ -47,8 +47,8 @@ class MethodGroup(click.Group):
             raise
 
 
-@click.group(cls=MethodGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110,
-                                               "terminal_width": 110})
+@click.group(cls=MethodGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120,
+                                               "terminal_width": 120})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.version_option(package_name="rfcx-kit")
