@@ -70,9 +70,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
-from rfcx_kit.core.errors import DataError, RfcxError
+from rfcx_kit.core.errors import ConfigError, DataError, RfcxError
 from rfcx_kit.core.io import atomic_open, sha256_file
 from rfcx_kit.core.species import COMPETITION, competition_test_ids
+from rfcx_kit.submit.competitions import KNOWN, notebook_steps
 
 __all__ = [
     "KaggleError",
@@ -434,6 +435,9 @@ def submit(
     from rfcx_kit.data.submission import validate_submission
 
     path, log_path = Path(path), Path(log_path)
+    known = KNOWN.get(competition)
+    if known is not None and known.kind == "notebook":  # refused before anything is read or sent
+        raise ConfigError(notebook_steps(known))
     if not message.strip():
         raise DataError("the submission message (-m) is empty; say what this submission is")
     expected, source = _expected_ids(competition, Path(data_dir) if data_dir is not None else None)

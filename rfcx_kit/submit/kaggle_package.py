@@ -30,12 +30,9 @@ from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rfcx_kit.core.errors import ConfigError, RfcxError
 from rfcx_kit.core.io import atomic_write_json, atomic_write_text, check_output_path
-from rfcx_kit.method.apply import load_models
-from rfcx_kit.method.export import export_frames, onnx_session
 from rfcx_kit.submit.wheels import collect
 
 log = logging.getLogger(__name__)
@@ -43,12 +40,19 @@ log = logging.getLogger(__name__)
 REQUIREMENTS = ["onnxruntime", "soundfile"]  # what predict.py imports beyond the standard library (numpy comes along)
 SCRIPT = "kaggle_predict.py"  # rfcx_kit/resources: the package's predict.py
 ROW_SECONDS = 5.0
+# onnxruntime threads per model: on 2 cores 2 threads ran the graphs 1.1-1.4x faster than 1 (BIRDCLEF_BUDGET.md); the
+# script is one process, so nothing else competes for them
+THREADS = 2
 TOLERANCE = 1e-4  # largest |probability difference| between onnxruntime and torch on the probe chunk
 
 
 def build_package(run_dir: Path, out: Path, stage: str = "kept", chunk_seconds: float = 60.0,
-                  wheels: Path | None = None, threads: int = 1, tolerance: float = TOLERANCE) -> dict:
+                  wheels: Path | None = None, threads: int = THREADS, tolerance: float = TOLERANCE) -> dict:
     """Write the package into ``out`` (which must not exist, or be empty); returns package.json's content."""
+    import torch  # here, not above: the command's --help and its default (THREADS) must load without torch
+
+    from rfcx_kit.method.apply import load_models
+    from rfcx_kit.method.export import export_frames, onnx_session
     run_dir, out = Path(run_dir), Path(out)
     if chunk_seconds <= 0 or abs(chunk_seconds / ROW_SECONDS - round(chunk_seconds / ROW_SECONDS)) > 1e-9:
         raise ConfigError(f"--chunk-seconds must be a positive multiple of {ROW_SECONDS:g} (the rows), got {chunk_seconds:g}")
