@@ -41,6 +41,10 @@ class FeatureConfig:
     # None: each recording at its own length (a shorter one than a window is padded); a number: every recording
     # padded or cut to it (60: the competition's recordings, which are all 60 s).
     seconds: float | None = None
+    # A recording longer than this is cut to it, a shorter one kept at its own length (None: none cut). BirdCLEF's
+    # focal clips run to half an hour: the first minute holds the labelled call as often as not, and a run's window
+    # arrays are as wide as its longest recording.
+    max_seconds: float | None = None
     dtype: str = "float16"  # cache dtype; float16 rounds dB values of -128..-64 to within 0.031 dB
     # Recordings per torch STFT call. 1 is fastest on CPU: an 8-recording STFT (8 x 1025 x 3751 complex) falls
     # out of cache and costs 184 ms per recording against 84 ms alone (benchmarks/RESULTS.md); raise it on GPU.
@@ -493,6 +497,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "features.amin": (0, None, False, True),
     "features.ref": (0, None, False, True),
     "features.seconds": (0, 3600, False, True),
+    "features.max_seconds": (0, 86400, False, True),
     "features.batch_size": (1, None, True, True),
     "windows.window": (1, None, True, True),
     "windows.cover": (0, None, True, True),

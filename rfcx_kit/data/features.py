@@ -130,6 +130,8 @@ def _params(cfg: FeatureConfig) -> dict:
     params = asdict(cfg)
     for key in ("batch_size", "n_jobs"):  # how, not what: they do not change the features
         params.pop(key)
+    if params.get("max_seconds") is None:  # came later: caches built before it keep their parameters
+        params.pop("max_seconds", None)
     return params
 
 
@@ -159,6 +161,10 @@ def _compute_chunk(items: list[tuple[str, str, str, str]], cfg: FeatureConfig) -
         waves, statuses = [], []
         for _, _, source, _ in items:
             wave, status = load_audio(source, cfg.sample_rate, cfg.seconds)
+            limit = int(round(cfg.max_seconds * cfg.sample_rate)) if cfg.max_seconds else None
+            if limit is not None and len(wave) > limit:
+                status = f"cut from {len(wave) / cfg.sample_rate:.2f} s (features.max_seconds)"
+                wave = wave[:limit]
             waves.append(wave)
             statuses.append(status)
         if len({len(w) for w in waves}) == 1:
@@ -246,6 +252,10 @@ def _build_locked(comp: Competition, cache: Path, cfg: FeatureConfig, splits: tu
     manifest = manifest.sort_values(["split", "recording_id"], kind="stable")
     atomic_write_csv(cache / "manifest.csv", manifest)
     changed = manifest[~manifest["status"].isin(["ok", "cached"])]
+    asked = changed["status"].astype(str).str.endswith("(features.max_seconds)")
+    if asked.any():  # asked for: one line, not one per clip
+        log.info("%d recording(s) cut to features.max_seconds = %g s", int(asked.sum()), cfg.max_seconds)
+        changed = changed[~asked.to_numpy()]
     for row in changed.itertuples():
         log.warning("%s/%s: %s", row.split, row.recording_id, row.status)
     return cache

@@ -327,6 +327,8 @@ def config_fingerprint(cfg: Config) -> str:
             data[section].pop(key, None)
     if data.get("data") == asdict(DataConfig()):  # the section came later: runs made before it keep their print
         data.pop("data")
+    if data["features"].get("max_seconds") is None:  # so did this key
+        data["features"].pop("max_seconds", None)
     return sha256_text(json.dumps(data, sort_keys=True, default=str))
 
 

@@ -231,3 +231,22 @@ def test_the_synthetic_profile_is_deterministic_and_its_truth_consistent(tmp_pat
             assert (a / path).read_bytes() == (b / path).read_bytes(), path
     with pytest.raises(ConfigError, match="other settings"):
         write_birdclef(BirdclefSynth(year=2025, **{**TINY, "species": 4}), a, progress=False)
+
+
+def test_max_seconds_cuts_long_recordings_and_keeps_short_ones(folders: dict[int, Path], tmp_path: Path) -> None:
+    from rfcx_kit.core.config import FeatureConfig
+    from rfcx_kit.data.features import FeatureStore, build_cache
+
+    comp = read_competition(folders[2025])
+    cfg = FeatureConfig(n_mels=32, hop_length=1024, max_seconds=4.0)
+    cache = build_cache(comp, tmp_path / "cache", cfg, n_jobs=1, progress=False)
+    lengths = FeatureStore.open(comp, cache, cfg).lengths("train", comp.train_ids)
+    seconds = comp.recordings["seconds"].reindex(comp.train_ids).to_numpy()
+    limit = 1 + int(4.0 * 32000) // 1024
+    assert (lengths[seconds > 4.1] == limit).all() and (seconds > 4.1).any()
+    short = seconds < 3.9
+    assert short.any() and (lengths[short] == 1 + np.round(seconds[short] * 32000).astype(int) // 1024).all()
+    manifest = pd.read_csv(cache / "manifest.csv").query("split == 'train'")
+    assert manifest["status"].str.endswith("(features.max_seconds)").sum() == int((seconds > 4.0 + 1e-6).sum())
+    with pytest.raises(DataError, match="other feature parameters"):  # a cache is built at one cut only
+        build_cache(comp, cache, FeatureConfig(n_mels=32, hop_length=1024, max_seconds=5.0), n_jobs=1, progress=False)
