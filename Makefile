@@ -9,7 +9,7 @@ OUT    ?= runs/demo
 CONSTRAINTS ?= constraints.txt
 PIP_C   = $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 
-.PHONY: demo test test-fast check-readme install install-dev install-cpu bench clean
+.PHONY: demo demo-birdclef test test-fast check-readme check-readme-birdclef install install-dev install-cpu bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ install-dev: $(VENV)/.installed-dev
 demo: $(VENV)/.installed
 	$(BIN)/rfcx-kit demo --out $(OUT)
 
+demo-birdclef: $(VENV)/.installed
+	$(BIN)/rfcx-kit demo --profile birdclef --out $(OUT)-birdclef
+
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
@@ -45,6 +48,9 @@ test-fast: $(VENV)/.installed-dev
 # A fresh demo run must print the table README.md shows (.ci/check_readme.py states the tolerance).
 check-readme: demo
 	$(BIN)/python .ci/check_readme.py $(OUT)/summary.json README.md
+
+check-readme-birdclef: demo-birdclef
+	$(BIN)/python .ci/check_readme.py $(OUT)-birdclef/summary.json README.md --block birdclef-demo-table
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/run_all.py

@@ -1,6 +1,9 @@
 """Fail when the demo table in README.md and a fresh demo run disagree.
 
-usage: python .ci/check_readme.py OUT/summary.json [README.md] [--tolerance 0.005]
+usage: python .ci/check_readme.py OUT/summary.json [README.md] [--tolerance 0.005] [--block demo-table]
+
+``--block birdclef-demo-table`` checks the table of `rfcx-kit demo --profile birdclef` (between
+`<!-- birdclef-demo-table -->` markers) against that run's summary.json the same way.
 
 README.md holds the table `rfcx-kit demo` printed, between the markers `<!-- demo-table -->` and
 `<!-- /demo-table -->`. Every number of it (CV, test LWLRAP vs truth, gap closed, pseudo-positive precision,
@@ -25,6 +28,10 @@ from pathlib import Path
 START, END = "<!-- demo-table -->", "<!-- /demo-table -->"
 
 
+def markers(block: str) -> tuple[str, str]:
+    return f"<!-- {block} -->", f"<!-- /{block} -->"
+
+
 def readme_table(text: str) -> list[dict[str, str]]:
     if START not in text or END not in text:
         raise SystemExit(f"README has no {START} ... {END} block")
@@ -36,6 +43,10 @@ def readme_table(text: str) -> list[dict[str, str]]:
 
 
 def summary_rows(summary: dict) -> dict[str, dict]:
+    if summary.get("profile") == "birdclef":  # every stage in "stages"; the prior a number on the test rows
+        rows = {"prior": {"stage": "prior", f"test_rows_{summary['metric']}": summary["prior"]}}
+        rows.update({row["stage"]: row for row in summary["stages"]})
+        return rows
     rows = {"prior": summary["prior"]} if "prior" in summary else {}
     rows.update({row["stage"]: row for row in summary["stages"]})
     for ref in ("control", "oracle"):
@@ -105,12 +116,16 @@ def main() -> int:
     parser.add_argument("summary", type=Path)
     parser.add_argument("readme", type=Path, nargs="?", default=Path("README.md"))
     parser.add_argument("--tolerance", type=float, default=0.005)
+    parser.add_argument("--block", default="demo-table", help="The markers' name: demo-table, birdclef-demo-table.")
     args = parser.parse_args()
+    global START, END
+    START, END = markers(args.block)
     summary = json.loads(args.summary.read_text())
     text = args.readme.read_text()
     problems = compare(readme_table(text), summary_rows(summary), args.tolerance)
     share = re.search(r"(\d+) of (\d+) planted train calls have a TP row", text.split(START, 1)[1].split(END, 1)[0])
-    if share and (int(share.group(1)), int(share.group(2))) != (summary["labelled_calls"], summary["planted_calls"]):
+    if share and (int(share.group(1)), int(share.group(2))) != (summary.get("labelled_calls"),
+                                                                 summary.get("planted_calls")):
         problems.append(f"labelled calls: README {share.group(1)} of {share.group(2)}, run "
                         f"{summary['labelled_calls']} of {summary['planted_calls']}")
     problems += numerics_problems(text.split(START, 1)[1].split(END, 1)[0], summary)

@@ -140,3 +140,53 @@ def test_readme_check_refuses_a_run_of_other_numerics() -> None:
     problems = check.numerics_problems(block, {"numerics": {"mode": "native"}})
     assert len(problems) == 1 and "run native" in problems[0] and "--numerics portable" in problems[0]
     assert "no 'numerics:' line" in check.numerics_problems("labels: 1 of 2", {"numerics": {"mode": "native"}})[0]
+
+
+def test_readme_check_reads_the_birdclef_table_from_its_own_markers(tmp_path: Path) -> None:
+    """`--block birdclef-demo-table`: the BirdCLEF demo's rows (the prior a number on the test rows) are compared
+    the same way, and the RFCX table beside it is left alone."""
+    import json
+    import subprocess
+    import sys
+
+    readme = tmp_path / "README.md"
+    readme.write_text("""<!-- demo-table -->
+```
+stage cv_lwlrap
+stage1 0.999
+```
+<!-- /demo-table -->
+<!-- birdclef-demo-table -->
+```
+numerics: portable (AVX2, 2 threads)
+  stage  test_rows_roc_auc  cv_roc_auc  gap_closed pseudo_positives
+  prior              0.500           -           -                -
+ stage1              0.658       0.800       0.000                -
+ cycle1              0.663       0.817       0.050               18
+control              0.699       0.818       0.399                -
+ oracle              0.759       0.807       1.000                -
+kept: cycle1; kept - control on the test rows: -0.036
+```
+<!-- /birdclef-demo-table -->
+""")
+    stages = [{"stage": "stage1", "test_rows_roc_auc": 0.6584, "cv_roc_auc": 0.7995, "gap_closed": 0.0,
+               "pseudo_positives": None},
+              {"stage": "cycle1", "test_rows_roc_auc": 0.6635, "cv_roc_auc": 0.8166, "gap_closed": 0.05,
+               "pseudo_positives": 18},
+              {"stage": "control", "test_rows_roc_auc": 0.6986, "cv_roc_auc": 0.8175, "gap_closed": 0.399,
+               "pseudo_positives": None},
+              {"stage": "oracle", "test_rows_roc_auc": 0.7592, "cv_roc_auc": 0.8073, "gap_closed": 1.0,
+               "pseudo_positives": None}]
+    summary = {"profile": "birdclef", "metric": "roc_auc", "prior": 0.5, "stages": stages,
+               "kept": {"stage": "cycle1"}, "numerics": {"mode": "portable", "torch_cpu_capability": "AVX2"}}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    script = str(Path(__file__).parents[1] / ".ci" / "check_readme.py")
+    ok = subprocess.run([sys.executable, script, str(path), str(readme), "--block", "birdclef-demo-table"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    stages[1]["test_rows_roc_auc"] = 0.70
+    path.write_text(json.dumps(summary))
+    bad = subprocess.run([sys.executable, script, str(path), str(readme), "--block", "birdclef-demo-table"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "cycle1.test_rows_roc_auc: README 0.663, run 0.7000" in bad.stdout

@@ -196,7 +196,10 @@ def relabel_table(run_dir: Path, metric: str = "lwlrap") -> pd.DataFrame:
                      "pseudo_boxes": int(m.get("pseudo_boxes", 0)),
                      "pseudo_box_precision": m.get("pseudo_box_precision", nan),
                      "truth_oof_lwlrap": m.get("truth_oof_lwlrap", nan),
-                     "truth_test_lwlrap": m.get("truth_test_lwlrap", nan)})
+                     "truth_test_lwlrap": m.get("truth_test_lwlrap", nan),
+                     # a BirdCLEF-shaped set's figure: its test soundscapes' 5-s rows by the run's metric
+                     **({f"truth_test_rows_{metric}": m[f"truth_test_rows_{metric}"]}
+                        if f"truth_test_rows_{metric}" in m else {})})
     table = pd.DataFrame(rows)
     if len(table) and "oracle" in set(table["stage"]):
         truth = table.set_index("stage")["truth_test_lwlrap"]

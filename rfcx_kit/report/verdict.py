@@ -31,8 +31,8 @@ def verdict(table: pd.DataFrame, kept: dict[str, Any] | None, lb: dict[str, floa
     """The verdict's lines (markdown), from one row per stage and ``kept.json``.
 
     Args:
-        table: ``stage`` and ``cv_<metric>``, with ``truth_test_lwlrap`` and ``pseudo_positives`` where known
-            (``report.markdown.relabel_table``).
+        table: ``stage`` and ``cv_<metric>``, with ``truth_test_lwlrap`` (or a BirdCLEF-shaped set's
+            ``truth_test_rows_<metric>``, preferred) and ``pseudo_positives`` where known (``relabel_table``).
         kept: ``kept.json`` (``stage``, ``metric``), or None before any cycle.
         lb: the public score of each stage that was submitted, where the log has one.
         metric: the registry metric that chose the kept stage.
@@ -47,10 +47,14 @@ def verdict(table: pd.DataFrame, kept: dict[str, Any] | None, lb: dict[str, floa
                 "`rfcx-kit control --run RUN` the control they must beat."]
     stage = kept["stage"]
     k, s1, control = rows.get(stage), rows.get("stage1"), rows.get("control")
-    has_truth = _value(k, "truth_test_lwlrap") is not None and _value(s1, "truth_test_lwlrap") is not None
+    # the truth a synthetic set has: BirdCLEF-shaped sets score the test soundscapes' 5-s rows by the metric
+    rows_truth = f"truth_test_rows_{metric}"
+    truth = rows_truth if _value(k, rows_truth) is not None else "truth_test_lwlrap"
+    truth_name = f"test rows, {metric}" if truth == rows_truth else "test LWLRAP"
+    has_truth = _value(k, truth) is not None and _value(s1, truth) is not None
     lb = lb or {}
     if has_truth:
-        judge, column, name = "the hidden truth (test LWLRAP)", "truth_test_lwlrap", "truth"
+        judge, column, name = f"the hidden truth ({truth_name})", truth, "truth"
     elif stage in lb and "stage1" in lb:
         judge, column, name = "the LB", None, "LB"
     else:
@@ -74,12 +78,12 @@ def verdict(table: pd.DataFrame, kept: dict[str, Any] | None, lb: dict[str, floa
         headline = f"not judged: {stage} has no {name} figure to compare"
     lines = [f"**Verdict: {headline}.**", ""]
     compared = [f"- kept **{stage}** (by {kept.get('metric', cv)}) against stage 1: CV {_diff(_value(k, cv), _value(s1, cv))}"
-                + (f", truth {_diff(_value(k, 'truth_test_lwlrap'), _value(s1, 'truth_test_lwlrap'))}" if has_truth else "")
+                + (f", truth {_diff(_value(k, truth), _value(s1, truth))}" if has_truth else "")
                 + (f", LB {_diff(lb.get(stage), lb.get('stage1'))}" if stage in lb and "stage1" in lb else "")]
     if control is not None:
         compared.append(f"- against the control: CV {_diff(_value(k, cv), _value(control, cv))}"
-                        + (f", truth {_diff(_value(k, 'truth_test_lwlrap'), _value(control, 'truth_test_lwlrap'))}"
-                           if has_truth and _value(control, "truth_test_lwlrap") is not None else ""))
+                        + (f", truth {_diff(_value(k, truth), _value(control, truth))}"
+                           if has_truth and _value(control, truth) is not None else ""))
     else:
         compared.append("- no control yet: `rfcx-kit control --run RUN` trains stage 1 on for as long as the cycles, "
                         "without pseudo-labels")
@@ -92,9 +96,9 @@ def verdict(table: pd.DataFrame, kept: dict[str, Any] | None, lb: dict[str, floa
         if control is not None and score(c) is not None and score("control") is not None and score(c) < score("control"):
             warnings.append(f"{c} is **below the control** on {name} ({score(c):.3f} < {score('control'):.3f})")
     if (stage != "stage1" and has_truth
-            and _value(k, "truth_test_lwlrap") < _value(s1, "truth_test_lwlrap")):
+            and _value(k, truth) < _value(s1, truth)):
         warnings.append(f"CV kept {stage}, but on the truth it is **below stage 1** "
-                        f"({_value(k, 'truth_test_lwlrap'):.3f} < {_value(s1, 'truth_test_lwlrap'):.3f}): "
+                        f"({_value(k, truth):.3f} < {_value(s1, truth):.3f}): "
                         "the CV on TP-only labels misled the choice")
     if warnings:
         lines += [""] + [f"- warning: {w}" for w in warnings]

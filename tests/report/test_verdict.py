@@ -81,3 +81,18 @@ def test_the_report_opens_with_the_verdict_of_a_run_where_the_loop_loses(tmp_pat
     assert lines[0].startswith("# rfcx-kit report")
     assert lines[1].startswith("**Verdict: the loop did not pay: cycle1 is -0.055 against the control")
     assert any("**below stage 1** (0.259 < 0.268)" in line for line in lines[:12])
+
+
+def test_a_birdclef_set_is_judged_on_its_test_rows_by_the_runs_metric() -> None:
+    frame = pd.DataFrame([
+        {"stage": "stage1", "cv_roc_auc": 0.80, "truth_test_lwlrap": 0.66, "truth_test_rows_roc_auc": 0.658,
+         "pseudo_positives": 0},
+        {"stage": "cycle1", "cv_roc_auc": 0.82, "truth_test_lwlrap": 0.61, "truth_test_rows_roc_auc": 0.700,
+         "pseudo_positives": 18},
+        {"stage": "control", "cv_roc_auc": 0.81, "truth_test_lwlrap": 0.67, "truth_test_rows_roc_auc": 0.690,
+         "pseudo_positives": 0}])
+    lines = verdict(frame, {"stage": "cycle1", "metric": "cv_roc_auc"}, metric="roc_auc")
+    # the clip-level LWLRAP says the opposite; the rows by ROC-AUC are what BirdCLEF scores
+    assert lines[0] == ("**Verdict: the loop paid: cycle1 beats the control by +0.010 on the hidden truth (test rows, "
+                        "roc_auc).**")
+    assert "against stage 1: CV +0.020, truth +0.042" in "\n".join(lines)
