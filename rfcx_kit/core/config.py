@@ -218,6 +218,16 @@ class RelabelConfig:
     soft_share: float = 0.0
     soft_power: float = 1.0
     soft_teacher: str = "oof"  # oof: each recording's out-of-fold model; mean: the mean of every fold model
+    # A teacher probability below this is taken as 0 (BirdCLEF 2025's 2nd place: 0.1): the long tail of small
+    # probabilities over every absent species is noise a student would learn as "a little present".
+    soft_floor: float = 0.0
+    # Which recordings' windows are pseudo-labelled: all (the train recordings, RFCX) or unlabelled (those without
+    # any label: BirdCLEF's soundscapes, the domain the focal clips do not cover).
+    soft_from: str = "all"
+    # How the pseudo-labelled windows join an epoch: swap (they take soft_share of its items, each trained on
+    # alone) or mixup (the same, and every labelled crop of a batch is mixed 50/50 with one of the batch's
+    # pseudo-labelled windows, union targets: BirdCLEF 2025's winner's injection).
+    soft_inject: str = "swap"
     # Pseudo-label the test recordings too (their audio is given, as RFCX's was): the same fold votes, thresholds and
     # peak boxes on every fold model's test windows, at most max_pseudo_per_tp x (test / train recordings) per TP box
     # of a species; every fold then trains on those test crops beside its train crops. Needs source: vote.
@@ -473,6 +483,8 @@ CHOICES = {
     "relabel.window_score": ("framewise", "clipwise"),
     "relabel.select": ("cv", "last"),
     "relabel.soft_teacher": ("oof", "mean"),
+    "relabel.soft_from": ("all", "unlabelled"),
+    "relabel.soft_inject": ("swap", "mixup"),
     "train.select": ("best", "last"),
     "train.log_to": ("tensorboard", "mlflow", "wandb"),
     "augment.mixup_at": ("input", "features"),
@@ -543,6 +555,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "relabel.max_pseudo_per_tp": (0, None, True, True),
     "relabel.soft_share": (0, 1, True, False),
     "relabel.soft_power": (0, 10, False, True),
+    "relabel.soft_floor": (0, 1, True, False),
 }
 
 _DTYPES = ("float16", "float32")

@@ -275,8 +275,14 @@ def teacher_targets(ctx: RunContext, stage: str, scores: np.ndarray) -> np.ndarr
 
     r = ctx.cfg.relabel
     teacher = window_scores(ctx, stage, "oof")[0] if r.soft_teacher == "oof" else scores.mean(axis=0)
-    teacher = np.where(ctx.window_valid[:, :, None], teacher, np.nan)  # past an end: not sound, never drawn
-    return soft_targets(teacher, ctx.window_labels, r.soft_power)
+    drawn = ctx.window_valid[:, :, None]  # past an end: not sound, never drawn
+    if r.soft_from == "unlabelled":  # only the recordings without labels (BirdCLEF's soundscapes)
+        drawn = drawn & ~ctx.scored[:, None, None]
+    teacher = np.where(drawn, teacher, np.nan)
+    if not np.isfinite(teacher).any():
+        raise RfcxError(f"relabel.soft_from: {r.soft_from}: no train recording has a window to pseudo-label"
+                        + (" (every one has labels)" if r.soft_from == "unlabelled" else ""))
+    return soft_targets(teacher, ctx.window_labels, r.soft_power, r.soft_floor)
 
 
 def make_labels(ctx: RunContext, cycle: int) -> pd.DataFrame:

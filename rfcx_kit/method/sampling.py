@@ -29,17 +29,18 @@ class Items:
     target: np.ndarray
     weight: np.ndarray
     test: np.ndarray | None = None
+    soft: np.ndarray | None = None  # (M,) bool: a pseudo-labelled window (relabel.soft_share); None: none is
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def take(self, index: np.ndarray) -> Items:
         return Items(self.rows[index], self.starts[index], self.target[index], self.weight[index],
-                     None if self.test is None else self.test[index])
+                     None if self.test is None else self.test[index], None if self.soft is None else self.soft[index])
 
     def on_test(self) -> Items:
         """The same items, marked as crops of test recordings."""
-        return Items(self.rows, self.starts, self.target, self.weight, np.ones(len(self.rows), dtype=bool))
+        return Items(self.rows, self.starts, self.target, self.weight, np.ones(len(self.rows), dtype=bool), self.soft)
 
 
 def labels_to_loss_arrays(labels: np.ndarray, loss: str, unlabeled_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -110,19 +111,22 @@ def all_windows(window_labels: np.ndarray, rows: np.ndarray, positions: list[lis
     return items
 
 
-def soft_targets(teacher: np.ndarray, window_labels: np.ndarray, power: float = 1.0) -> np.ndarray:
+def soft_targets(teacher: np.ndarray, window_labels: np.ndarray, power: float = 1.0, floor: float = 0.0) -> np.ndarray:
     """The targets of pseudo-labelled windows: ``(R, N, K)`` float32 from the teacher's ``(R, N, K)`` window
     probabilities (NaN past a recording's end) and the original ``(R, N, K)`` int8 labels.
 
     A TP window is 1 and an FP window 0 whatever the teacher says; every unknown cell is the teacher's probability
     raised to ``power`` (the BirdCLEF winners' sharpening: ``power > 1`` pushes the doubtful middle towards 0 and
-    leaves sure calls near 1). NaN stays NaN (a window that is not sound is never drawn).
+    leaves sure calls near 1); a probability below ``floor`` is 0 before that. NaN stays NaN (a window that is not
+    sound is never drawn).
     """
     if teacher.shape != window_labels.shape:
         raise ValueError(f"teacher {teacher.shape} and labels {window_labels.shape} differ")
     if not power > 0:
         raise ValueError(f"power must be positive, got {power}")
-    soft = np.power(np.clip(teacher.astype(np.float32), 0.0, 1.0), np.float32(power))
+    probability = np.clip(teacher.astype(np.float32), 0.0, 1.0)
+    probability = np.where(probability < np.float32(floor), np.float32(0.0), probability)  # NaN stays NaN
+    soft = np.power(probability, np.float32(power))
     soft = np.where(window_labels == 1, np.float32(1.0), np.where(window_labels == -1, np.float32(0.0), soft))
     return soft.astype(np.float32)
 
@@ -148,13 +152,31 @@ def soft_windows(targets: np.ndarray, rows: np.ndarray, positions: list[list[int
     window = pick % n_windows
     starts = np.asarray([p[0] for p in positions], dtype=np.int64)[window]
     target = targets[item_rows, window].astype(np.float32)
-    return Items(item_rows, starts, target, np.ones_like(target))
+    return Items(item_rows, starts, target, np.ones_like(target), soft=np.ones(len(item_rows), dtype=bool))
 
 
 def concat_items(*parts: Items) -> Items:
     """One epoch's items from several draws, in the given order."""
-    test = None
-    if any(p.test is not None for p in parts):
-        test = np.concatenate([np.zeros(len(p), bool) if p.test is None else p.test for p in parts])
+    flags = {}
+    for name in ("test", "soft"):
+        if any(getattr(p, name) is not None for p in parts):
+            flags[name] = np.concatenate([np.zeros(len(p), bool) if getattr(p, name) is None else getattr(p, name)
+                                          for p in parts])
     return Items(np.concatenate([p.rows for p in parts]), np.concatenate([p.starts for p in parts]),
-                 np.concatenate([p.target for p in parts]), np.concatenate([p.weight for p in parts]), test)
+                 np.concatenate([p.target for p in parts]), np.concatenate([p.weight for p in parts]),
+                 flags.get("test"), flags.get("soft"))
+
+
+def injection_plan(soft: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """``relabel.soft_inject: mixup``: each labelled item of a batch (``soft`` False) is mixed 50/50 with one of the
+    batch's pseudo-labelled windows, drawn at random; the windows themselves stay as they are. Returns ``(partner
+    (M,), lam (M,))`` as :func:`model.augment.mixup_plan` gives them, or None when the batch has no window or no
+    labelled item."""
+    soft = np.asarray(soft, dtype=bool)
+    windows, labelled = np.flatnonzero(soft), np.flatnonzero(~soft)
+    if not len(windows) or not len(labelled):
+        return None
+    partner = np.arange(len(soft))
+    partner[labelled] = windows[rng.integers(0, len(windows), size=len(labelled))]
+    lam = np.where(soft, 1.0, 0.5).astype(np.float32)
+    return partner, lam

@@ -39,8 +39,8 @@ from rfcx_kit.method.run import Run
 from rfcx_kit.method.checkpoint import build_model, input_stats, load_checkpoint, save_checkpoint
 from rfcx_kit.method.context import RunContext, load_context
 from rfcx_kit.method.predictions import predict_split, write_predictions
-from rfcx_kit.method.sampling import (Items, all_windows, concat_items, labels_to_loss_arrays, soft_windows, tp_crop_count,
-                                      tp_crops)
+from rfcx_kit.method.sampling import (Items, all_windows, concat_items, injection_plan, labels_to_loss_arrays,
+                                      soft_windows, tp_crop_count, tp_crops)
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +408,11 @@ def _train_epoch(f: FoldRun, plan: Schedule, epoch: int, progress: bool) -> list
     prefetch = cuda if cfg.train.prefetch is None else cfg.train.prefetch
     for (i, batch), x in prefetched(batches, make_input, enabled=prefetch):
         mixing = mixup_plan(len(batch), cfg.augment, batch_generator(*batch_seed, i, 1)) if augment else None
+        if cfg.relabel.soft_inject == "mixup" and batch.soft is not None and f.soft is not None:
+            # every labelled crop mixed with one of the batch's pseudo-labelled windows (instead of augment's mixup)
+            injected = injection_plan(batch.soft, np.random.default_rng([*batch_seed, i, 2]))
+            if injected is not None:
+                mixing = (torch.from_numpy(injected[0]), torch.from_numpy(injected[1]))
         x = x.to(f.device, non_blocking=True)
         if cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
