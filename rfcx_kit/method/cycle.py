@@ -167,6 +167,48 @@ def pseudo_quality(table: pd.DataFrame, ctx: RunContext, truth: np.ndarray | Non
     return out
 
 
+CALIBRATION_BINS = 10  # equal-width bins of the soft label for its reliability table
+
+
+def soft_quality(soft: np.ndarray, ctx: RunContext, truth: np.ndarray | None,
+                 threshold: float = 0.5) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """How good a cycle's soft pseudo-labels are, against the planted calls: over the cells a window can be drawn
+    with (a finite soft target on an unknown cell of the original labels).
+
+    ``soft_precision``/``soft_recall`` at ``threshold`` (``predict.threshold``); ``soft_auc``: how well the soft
+    label ranks true cells over false ones; ``soft_ece``: the expected calibration error, the mean over cells of
+    |soft label - the share of true cells among those with a soft label in its bin|; ``soft_true_mean`` and
+    ``soft_false_mean``. Returns them and the reliability table (bin, cells, mean soft label, share true), or
+    ``({}, None)`` without truth or soft targets.
+    """
+    if truth is None:
+        return {}, None
+    from sklearn.metrics import roc_auc_score
+
+    cells = np.isfinite(soft) & (ctx.window_labels == 0)
+    value, true = soft[cells].astype(np.float64), truth[cells]
+    nan = float("nan")
+    if not len(value):
+        return {"soft_cells": 0.0}, None
+    chosen = value >= threshold
+    out = {"soft_cells": float(len(value)), "soft_true_cells": float(true.sum()),
+           "soft_precision": float(true[chosen].mean()) if chosen.any() else nan,
+           "soft_recall": float(chosen[true].mean()) if true.any() else nan,
+           "soft_auc": float(roc_auc_score(true, value)) if 0 < true.sum() < len(true) else nan,
+           "soft_true_mean": float(value[true].mean()) if true.any() else nan,
+           "soft_false_mean": float(value[~true].mean()) if (~true).any() else nan}
+    bins = np.minimum((value * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    count = np.bincount(bins, minlength=CALIBRATION_BINS)
+    mean = np.bincount(bins, weights=value, minlength=CALIBRATION_BINS) / np.maximum(count, 1)
+    share = np.bincount(bins, weights=true.astype(np.float64), minlength=CALIBRATION_BINS) / np.maximum(count, 1)
+    out["soft_ece"] = float(np.sum(count * np.abs(mean - share)) / count.sum())
+    table = pd.DataFrame({"bin_low": np.arange(CALIBRATION_BINS) / CALIBRATION_BINS,
+                          "bin_high": (np.arange(CALIBRATION_BINS) + 1) / CALIBRATION_BINS, "cells": count,
+                          "mean_soft_label": np.where(count > 0, mean, np.nan),
+                          "share_true": np.where(count > 0, share, np.nan)})
+    return out, table
+
+
 SEGMENT_POOL = POOL  # framewise timelines are pooled (predict_recordings' pool: core/grid.POOL)
 
 
@@ -490,6 +532,12 @@ def _relabel_locked(run: Run, cycles: int | None, backend: str, workers: int, sc
                 test_table = pd.read_csv(run.test_labels(stage), dtype={"recording_id": str})
                 quality.update(pseudo_quality(test_table, ctx, truth_windows(ctx, "test"), "test"))
             quality.update(box_quality(ctx, read_pseudo_boxes(run.pseudo_boxes(stage), ctx.seconds(), ctx.n_species)))
+            if r.soft_share > 0:  # the soft labels' precision, recall and calibration against the planted calls
+                soft_figures, reliability = soft_quality(np.load(run.soft_targets(stage)), ctx, truth,
+                                                         ctx.cfg.predict.threshold)
+                quality.update(soft_figures)
+                if reliability is not None:
+                    atomic_write_csv(run.soft_calibration(stage), reliability)
             results = train_stage(run_dir, stage, folds, backend, workers, scheduler, resume=True,
                                   init_from=_init_weights(run_dir, cycle, r.init, folds), progress=progress)
             failed = [res for res in results if not res.ok]

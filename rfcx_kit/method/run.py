@@ -25,6 +25,7 @@
                            pseudo-positive windows the fold votes gave
         test_labels.csv, test_pseudo_boxes.csv   (cycles, relabel.test_pseudo) the same for the test recordings
         soft_targets.npy       (cycles, relabel.soft_share) (R_train, N, K) float32 targets of pseudo-labelled windows
+        soft_calibration.csv   (cycles, relabel.soft_share, synthetic truth) the soft labels' reliability table
         label_counts.csv       (cycles) per species: tp, fp, pseudo_positive (windows), pseudo_boxes, threshold
         fold{k}/
           last.pt              {"model", "optimizer", "epoch", "step", "torch_rng", "best_score", "best_epoch", "config"}
@@ -170,6 +171,9 @@ class Run:
 
     def soft_targets(self, stage: str) -> Path:
         return self.root / stage / "soft_targets.npy"
+
+    def soft_calibration(self, stage: str) -> Path:
+        return self.root / stage / "soft_calibration.csv"
 
     def labels(self, stage: str) -> Path:
         return self.root / stage / "labels.csv"

@@ -197,6 +197,8 @@ def relabel_table(run_dir: Path, metric: str = "lwlrap") -> pd.DataFrame:
                      "pseudo_box_precision": m.get("pseudo_box_precision", nan),
                      "truth_oof_lwlrap": m.get("truth_oof_lwlrap", nan),
                      "truth_test_lwlrap": m.get("truth_test_lwlrap", nan),
+                     # soft pseudo-labels against the planted calls (relabel.soft_share): ranking and calibration
+                     **{k: m[k] for k in ("soft_precision", "soft_recall", "soft_auc", "soft_ece") if k in m},
                      # a BirdCLEF-shaped set's figure: its test soundscapes' 5-s rows by the run's metric
                      **({f"truth_test_rows_{metric}": m[f"truth_test_rows_{metric}"]}
                         if f"truth_test_rows_{metric}" in m else {})})
