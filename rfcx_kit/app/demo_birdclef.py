@@ -25,19 +25,6 @@ RECIPE = "birdclef-demo"
 YEAR = 2025
 
 
-def prior_rows(data: Path, metric_name: str) -> float:
-    """The prior's figure on the test rows: every row scored with the classes' share of focal clips (one constant
-    score per class), what base rates alone give. Macro ROC-AUC of a constant column is 0.5 by construction."""
-    from rfcx_kit.core.metrics.registry import get_metric
-    from rfcx_kit.data.layouts import read_competition
-
-    comp = read_competition(data)
-    rows = pd.read_csv(data / "truth" / "test_rows.csv", dtype={"row_id": str})
-    y = rows[list(comp.species.codes)].to_numpy(np.int8)
-    share = comp.tp_presence()[comp.labelled()].mean(axis=0)
-    return float(get_metric(metric_name)(y, np.tile(share, (len(y), 1))))
-
-
 def stage_rows(run_dir: Path, metric_name: str) -> pd.DataFrame:
     """One row per finished stage: CV and test-row figures by the competition's metric, pseudo-label figures."""
     from rfcx_kit import api
@@ -66,6 +53,7 @@ def run_birdclef_demo(out: Path, seed: int = 7, recipe: Path | None = None, over
     from rfcx_kit.core.numerics import describe as describe_numerics
     from rfcx_kit.core.recipes import resolve_recipe
     from rfcx_kit.data.layouts import read_competition
+    from rfcx_kit.method.references import prior_test_rows
     from rfcx_kit.method.run import Run, format_metrics
 
     recipe = resolve_recipe(recipe or RECIPE)
@@ -119,7 +107,7 @@ def run_birdclef_demo(out: Path, seed: int = 7, recipe: Path | None = None, over
     done(t, str(report))
 
     table = stage_rows(run_dir, metric)
-    prior = prior_rows(data, metric)
+    prior = prior_test_rows(read_competition(data, options=cfg.data), metric)
     refs = table.set_index("stage")
     figure = f"test_rows_{metric}"
     s1_value, oracle_value = refs.at["stage1", figure], refs.at["oracle", figure]

@@ -32,6 +32,7 @@ import pandas as pd
 
 from rfcx_kit.core.errors import ConfigError, StateError
 from rfcx_kit.core.numerics import MODES
+from rfcx_kit.data.synth.birdclef import PROFILE as BIRDCLEF, BirdclefSynth
 from rfcx_kit.data.synth.scene import PROFILES
 from rfcx_kit.app.errors import cli_errors
 from rfcx_kit.core.io import atomic_write_csv, atomic_write_json
@@ -53,7 +54,9 @@ class Design:
     overrides: list[str]
     cycles: int
     oracle: str
-    synth: dict[str, Any] | None = None  # profile, train, test, seconds, tp_share (synthetic data only)
+    # profile, train, test, seconds, tp_share (synthetic data only; birdclef: train = focal clips per class, test =
+    # test soundscapes, seconds = the soundscapes' length)
+    synth: dict[str, Any] | None = None
     numerics: str = "native"
     runs: list[str] = field(default_factory=list)
 
@@ -112,6 +115,17 @@ def has_truth(data: Path) -> bool:
     return (Path(data) / "truth" / "calls.csv").is_file()
 
 
+def rows_truth(data: Path) -> bool:
+    """A BirdCLEF-shaped synthetic set: its truth is the test soundscapes' 5-s rows."""
+    return (Path(data) / "truth" / "test_rows.csv").is_file()
+
+
+def study_metric(design: Design) -> str:
+    from rfcx_kit.core.config import load_config
+
+    return load_config(design.pipeline, design.overrides).train.metric
+
+
 def run_pair(data: Path, run_dir: Path, name: str, design: Design, train_seed: int, oracle: bool, timer: Timer,
              progress: bool) -> None:
     """Stage 1, the cycles, the control and (``oracle``) the oracle of one run; each step resumes."""
@@ -141,15 +155,23 @@ def run_pair(data: Path, run_dir: Path, name: str, design: Design, train_seed: i
 def collect(study: Path, design: Design, timer: Timer) -> pd.DataFrame:
     """``study.csv``'s rows: one per run (the oracle of a run without one is its data set's first run's)."""
     from rfcx_kit.data.layouts import read_competition
-    from rfcx_kit.method.references import prior_test_lwlrap
+    from rfcx_kit.method.references import prior_test_lwlrap, prior_test_rows
     from rfcx_kit.report.study import run_row
 
+    metric = study_metric(design)
     rows = []
     for d in design.data:
-        prior = prior_test_lwlrap(read_competition(Path(d["path"]))) if has_truth(Path(d["path"])) else None
+        path = Path(d["path"])
+        keys = {}
+        if rows_truth(path):  # a BirdCLEF-shaped set: its test rows by the run's metric
+            prior = prior_test_rows(read_competition(path), metric)
+            keys = {"truth_key": f"truth_test_rows_{metric}", "cv_key": f"cv_{metric}"}
+        else:
+            prior = prior_test_lwlrap(read_competition(path)) if has_truth(path) else None
         for t in design.train_seeds:
             name = f"{d['name']}-t{t}"
-            rows.append(run_row(study / "runs" / name, name, d["name"], d["seed"], t, prior, timer.run_seconds(name)))
+            rows.append(run_row(study / "runs" / name, name, d["name"], d["seed"], t, prior, timer.run_seconds(name),
+                                **keys))
     frame = pd.DataFrame(rows)
     if design.oracle == "first" and "oracle" in frame:
         first = frame.groupby("data")["oracle"].transform("first")
@@ -173,12 +195,18 @@ def run_study(out: Path, design: Design, progress: bool = True, command: str = "
         name = f"{d['name']}-t{t}"
         if d["seed"] is not None and not any(r["run"] == d["name"] and r["step"] == "data" for r in timer.rows):
             s = design.synth or {}
-            click.echo(f"[data] {d['name']}: synthesising {s['train']} + {s['test']} recordings (profile "
-                       f"{s['profile']}, seed {d['seed']})")
             begun = time.time()  # synth resumes a folder it started
-            api.synth(d["path"], n_train=s["train"], n_test=s["test"], profile=s["profile"], seconds=s["seconds"],
-                      seed=d["seed"], pipeline=design.pipeline, progress=progress,
-                      **({"tp_share": s["tp_share"]} if s.get("tp_share") is not None else {}))
+            if s["profile"] == BIRDCLEF:
+                click.echo(f"[data] {d['name']}: synthesising a BirdCLEF set, {s['train']} focal clips per class, "
+                           f"{s['test']} test soundscapes of {s['seconds']:g} s (seed {d['seed']})")
+                api.synth_birdclef(d["path"], seed=d["seed"], clips_per_species=s["train"], test=s["test"],
+                                   soundscape_seconds=s["seconds"], progress=progress)
+            else:
+                click.echo(f"[data] {d['name']}: synthesising {s['train']} + {s['test']} recordings (profile "
+                           f"{s['profile']}, seed {d['seed']})")
+                api.synth(d["path"], n_train=s["train"], n_test=s["test"], profile=s["profile"], seconds=s["seconds"],
+                          seed=d["seed"], pipeline=design.pipeline, progress=progress,
+                          **({"tp_share": s["tp_share"]} if s.get("tp_share") is not None else {}))
             timer.add(d["name"], "data", time.time() - begun)
         elapsed = time.time() - started
         eta = f", about {elapsed / i * (len(pairs) - i) / 60:.0f} min left" if i else ""
@@ -195,7 +223,11 @@ def run_study(out: Path, design: Design, progress: bool = True, command: str = "
                  "timing.csv.")
     title = (f"Study: {len(design.data)} data set(s) x {len(design.train_seeds)} training seed(s), "
              f"{design.cycles} cycles, recipe {Path(design.pipeline).stem}")
-    result = write_study(out, frame, title, command, notes)
+    words = {}
+    if any(rows_truth(Path(d["path"])) for d in design.data):
+        metric = study_metric(design)
+        words = {"figure": f"test rows {metric}", "cv_figure": f"CV {metric}"}
+    result = write_study(out, frame, title, command, notes, **words)
     result["seconds"] = timer.total()
     atomic_write_json(out / "result.json", result)
     return result
@@ -269,12 +301,18 @@ def command_of(out: Path, design: Design) -> str:
               help="Your own data folder (repeatable) [default: synthetic data sets, one per --data-seeds].")
 @click.option("--data-seeds", default="7,1,2", show_default=True, help="Seeds of the synthetic data sets (without --data).")
 @click.option("--train-seeds", default="42,1", show_default=True, help="Training seeds (train.seed), one run each per data set.")
-@click.option("--profile", type=click.Choice(PROFILES), default="demo", show_default=True,
-              help="The synthetic data's profile (rfcx-kit synth --profile).")
-@click.option("--train", "n_train", type=at_least(1), default=600, show_default=True, help="Synthetic train recordings.")
-@click.option("--test", "n_test", type=at_least(1), default=300, show_default=True,
+@click.option("--profile", type=click.Choice([*PROFILES, BIRDCLEF]), default="demo", show_default=True,
+              help="The synthetic data's profile (rfcx-kit synth --profile); birdclef: judged on the test "
+                   "soundscapes' 5-s rows by the recipe's metric (use --pipeline birdclef-study).")
+@click.option("--train", "n_train", type=at_least(1), default=None,
+              show_default=f"600; birdclef: {BirdclefSynth.clips_per_species} clips per class",
+              help="Synthetic train recordings (birdclef: focal clips per class).")
+@click.option("--test", "n_test", type=at_least(1), default=None,
+              show_default=f"300; birdclef: {BirdclefSynth.test} soundscapes",
               help="Synthetic test recordings (the judge: 300 keeps its noise below the effects measured).")
-@click.option("--seconds", type=finite(10, 60), default=60.0, show_default=True, help="Synthetic recording length.")
+@click.option("--seconds", type=finite(10, 600), default=None,
+              show_default=f"60; birdclef: {BirdclefSynth.soundscape_seconds:g}",
+              help="Synthetic recording length (RFCX profiles 10-60 s; birdclef: the soundscapes').")
 @click.option("--tp-share", type=SHARE, default=None, help="Share of planted calls with a TP row [default: the profile's].")
 @click.option("--pipeline", default=DEFAULT_RECIPE, show_default=True, help="Recipe (a file or a shipped name).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (repeatable).")
@@ -285,9 +323,9 @@ def command_of(out: Path, design: Design) -> str:
               help="native: this CPU's fastest kernels; portable: the same floats on any x86-64 CPU (slower).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @cli_errors
-def study_cmd(out: Path, data: tuple[Path, ...], data_seeds: str, train_seeds: str, profile: str, n_train: int,
-              n_test: int, seconds: float, tp_share: float | None, pipeline: str, overrides: tuple[str, ...],
-              cycles: int | None, oracle: str, numerics: str, no_progress: bool) -> None:
+def study_cmd(out: Path, data: tuple[Path, ...], data_seeds: str, train_seeds: str, profile: str,
+              n_train: int | None, n_test: int | None, seconds: float | None, tp_share: float | None, pipeline: str,
+              overrides: tuple[str, ...], cycles: int | None, oracle: str, numerics: str, no_progress: bool) -> None:
     """Does re-labeling beat the same training without it? Over data seeds x training seeds.
 
     Stage 1, the cycles, the control and the oracle on each data seed x training seed, with the paired
@@ -304,6 +342,12 @@ def study_cmd(out: Path, data: tuple[Path, ...], data_seeds: str, train_seeds: s
         pinned.ensure_portable()
     elif pinned.requested():
         raise click.UsageError(f"--numerics native, but {pinned.ENV}=portable is set in the environment: unset it")
+    birdclef = profile == BIRDCLEF
+    n_train = n_train or (BirdclefSynth.clips_per_species if birdclef else 600)
+    n_test = n_test or (BirdclefSynth.test if birdclef else 300)
+    seconds = seconds or (BirdclefSynth.soundscape_seconds if birdclef else 60.0)
+    if not birdclef and seconds > 60:
+        raise ConfigError(f"--seconds {seconds:g}: the RFCX profiles' recordings are 10-60 s")
     design = design_of(out, data, data_seeds, train_seeds, profile, n_train, n_test, seconds, tp_share, pipeline,
                        overrides, cycles, oracle, numerics)
     result = run_study(out, design, progress=not no_progress, command=command_of(out, design))

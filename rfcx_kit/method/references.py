@@ -125,6 +125,24 @@ def prior_test_lwlrap(comp) -> float | None:  # noqa: ANN001 - a Competition
     return prior_lwlrap(train[columns].to_numpy(np.int8), test.loc[comp.test_ids, columns].to_numpy(np.int8))
 
 
+def prior_test_rows(comp, metric: str) -> float | None:  # noqa: ANN001 - a Competition
+    """A BirdCLEF-shaped set's prior on its test rows (``truth/test_rows.csv``): every row scored with the classes'
+    share of the labelled train recordings, one constant score per class, by ``metric`` (the registry's). Macro
+    ROC-AUC of a constant column is 0.5 by construction. None without that file."""
+    import numpy as np
+    import pandas as pd
+
+    from rfcx_kit.core.metrics.registry import get_metric
+
+    truth = comp.truth_dir
+    if truth is None or not (truth / "test_rows.csv").is_file():
+        return None
+    rows = pd.read_csv(truth / "test_rows.csv", dtype={"row_id": str})
+    y = rows[list(comp.species.codes)].to_numpy(np.int8)
+    share = comp.tp_presence()[comp.labelled()].mean(axis=0)
+    return float(get_metric(metric)(y, np.tile(share, (len(y), 1))))
+
+
 def gap_closed(stage: float | None, stage1: float | None, oracle: float | None) -> float | None:
     """``(stage - stage1) / (oracle - stage1)``; None when a figure is missing or the oracle is no better."""
     values = (stage, stage1, oracle)
@@ -133,4 +151,4 @@ def gap_closed(stage: float | None, stage1: float | None, oracle: float | None) 
     return (stage - stage1) / (oracle - stage1)  # type: ignore[operator]
 
 
-__all__ = ["gap_closed", "prior_test_lwlrap", "run_control", "run_oracle"]
+__all__ = ["gap_closed", "prior_test_lwlrap", "prior_test_rows", "run_control", "run_oracle"]

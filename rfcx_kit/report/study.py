@@ -32,10 +32,12 @@ def _cycles(run: Run) -> list[str]:
 
 
 def run_row(run_dir: Path, name: str, data: str, data_seed: int | None, train_seed: int,
-            prior: float | None = None, seconds: float | None = None) -> dict[str, Any]:
-    """One finished run's figures: each stage's test LWLRAP against truth (``STAGE``, where known) and CV
-    (``STAGE_cv``), the kept stage, kept - control on both, and every cycle's pseudo-positives with their
-    precision, recall and lift against truth."""
+            prior: float | None = None, seconds: float | None = None, truth_key: str = TRUTH,
+            cv_key: str = CV) -> dict[str, Any]:
+    """One finished run's figures: each stage's test figure against truth (``STAGE``, where known: ``truth_key``
+    of its metrics, test LWLRAP; a BirdCLEF-shaped set's ``truth_test_rows_<metric>``) and CV (``STAGE_cv``:
+    ``cv_key``), the kept stage, kept - control on both, and every cycle's pseudo-positives with their precision,
+    recall and lift against truth (and, with soft pseudo-labels, their ranking AUC and calibration error)."""
     run = Run(run_dir)
     stages = run.finished_stages()
     metrics = {s: read_metrics(run.metrics(s)) for s in stages}
@@ -44,8 +46,8 @@ def run_row(run_dir: Path, name: str, data: str, data_seed: int | None, train_se
                            "prior": nan if prior is None else prior}
     for stage in stages:
         m = metrics[stage]
-        row[stage] = m.get(TRUTH, nan)
-        row[f"{stage}_cv"] = m.get(CV, nan)
+        row[stage] = m.get(truth_key, nan)
+        row[f"{stage}_cv"] = m.get(cv_key, nan)
     kept = read_json(run.kept)["stage"] if run.kept.is_file() else "stage1"
     row["kept"] = kept
     row["kept_truth"] = row.get(kept, nan)
@@ -62,6 +64,9 @@ def run_row(run_dir: Path, name: str, data: str, data_seed: int | None, train_se
         row[f"{stage}_pseudo"] = m.get("pseudo_positives", nan)
         for key in ("precision", "recall", "lift"):
             row[f"{stage}_{key}"] = m.get(f"pseudo_{key}", nan)
+        for key in ("auc", "ece"):  # soft pseudo-labels against the truth (relabel.soft_share)
+            if f"soft_{key}" in m:
+                row[f"{stage}_soft_{key}"] = m[f"soft_{key}"]
     row["seconds"] = nan if seconds is None else round(seconds, 1)
     return row
 
@@ -136,7 +141,7 @@ def cycle_summary(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for stage in (c for c in stage_columns(frame) if c.startswith("cycle")):
         row: dict[str, Any] = {"cycle": stage}
-        for key in ("pseudo", "precision", "recall", "lift"):
+        for key in ("pseudo", "precision", "recall", "lift", "soft_auc", "soft_ece"):
             col = f"{stage}_{key}"
             if col in frame:
                 v = pd.to_numeric(frame[col], errors="coerce")
@@ -149,9 +154,9 @@ def cycle_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_study(out: Path, frame: pd.DataFrame, title: str, command: str, notes: list[str] | None = None,
-                confidence: float = 0.95) -> dict[str, Any]:
+                confidence: float = 0.95, figure: str = "test LWLRAP", cv_figure: str = "CV LWLRAP") -> dict[str, Any]:
     """``study.csv``, ``study.md`` and ``study.png`` in ``out``; returns the summary (also in ``study.json``'s
-    ``result``)."""
+    ``result``). ``figure``, ``cv_figure``: what the truth and CV columns are, in words."""
     from rfcx_kit.report.markdown import markdown_table
 
     out = Path(out)
@@ -163,9 +168,9 @@ def write_study(out: Path, frame: pd.DataFrame, title: str, command: str, notes:
     truth = has_truth(frame)
     main = diffs["kept - control (truth)"] if truth else diffs["kept - control (CV)"]
     lines = [f"# {title}\n", f"Reproduce: `{command}`\n"]
-    lines.append("**" + verdict(main, "kept - control, " + ("test LWLRAP vs truth" if truth else "CV LWLRAP")) + ".**\n")
+    lines.append("**" + verdict(main, "kept - control, " + (f"{figure} vs truth" if truth else cv_figure)) + ".**\n")
     if not truth:
-        lines.append("Without a truth, the figures are CV LWLRAP of the original labels: the kept stage is the best "
+        lines.append(f"Without a truth, the figures are {cv_figure} of the original labels: the kept stage is the best "
                      "CV of several stages (optimistic), the last cycle is not chosen by CV. CV of TP-only labels "
                      "scores what was labelled, not what was missed: a synthetic study (`rfcx-kit study` without "
                      "--data) judges the method against the truth.\n")
@@ -186,7 +191,8 @@ def write_study(out: Path, frame: pd.DataFrame, title: str, command: str, notes:
     if len(cycles):
         lines.append("## Pseudo-positives by cycle\n")
         lines.append(markdown_table(cycles))
-        per_run = [c for c in frame.columns if c.startswith("cycle") and c.endswith(("_precision", "_lift", "_pseudo"))]
+        per_run = [c for c in frame.columns if c.startswith("cycle")
+                   and c.endswith(("_precision", "_lift", "_pseudo", "_soft_auc", "_soft_ece"))]
         if per_run and truth:
             lines.append(markdown_table(frame[["run", *per_run]]))
     lines.append("## Each stage over the runs\n")
@@ -197,13 +203,13 @@ def write_study(out: Path, frame: pd.DataFrame, title: str, command: str, notes:
     for note in notes or []:
         lines.append(note + "\n")
     atomic_write_text(out / "study.md", "\n".join(lines))
-    study_figure(frame, out / "study.png", title, diffs, truth)
+    study_figure(frame, out / "study.png", title, diffs, truth, figure, cv_figure)
     return {"main": main.to_dict(), "differences": {k: d.to_dict() for k, d in diffs.items()},
             "verdict": verdict(main, "kept - control")}
 
 
 def study_figure(frame: pd.DataFrame, path: Path, title: str, diffs: dict[str, PairedDifference],
-                 truth: bool) -> Path:
+                 truth: bool, figure: str = "test LWLRAP", cv_figure: str = "CV LWLRAP") -> Path:
     """Left: each run's figure by stage (thin lines), the mean +-1 sd (bold), the prior; right: each run's
     kept - control with the mean and its interval."""
     from rfcx_kit.report.plots import plt, save
@@ -229,7 +235,7 @@ def study_figure(frame: pd.DataFrame, path: Path, title: str, diffs: dict[str, P
         prior = float(pd.to_numeric(frame["prior"], errors="coerce").mean())
         ax.axhline(prior, color="black", ls="--", lw=1, label=f"prior: {prior:.3f}")
     ax.set_xticks(x, stages)
-    ax.set_ylabel("test LWLRAP vs truth" if truth else "CV LWLRAP (original labels)")
+    ax.set_ylabel(f"{figure} vs truth" if truth else f"{cv_figure} (original labels)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

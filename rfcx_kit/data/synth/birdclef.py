@@ -53,7 +53,7 @@ class BirdclefSynth:
     clips_per_species: int = 8
     clip_seconds: tuple[float, float] = (5.0, 15.0)
     soundscapes: int = 20
-    test: int = 12
+    test: int = 20
     soundscape_seconds: float = 30.0
     sites: int = 3
     prevalence: float = 0.35  # share of soundscapes each species calls in
