@@ -178,6 +178,18 @@ def species_table(run_dir: Path, ctx: Any = None) -> pd.DataFrame:
     return out
 
 
+def held_out(comp) -> str:  # noqa: ANN001 - a Competition
+    """What the kept stage was chosen on, in words: the labelled train recordings, each scored by the fold model
+    that did not train on it (BirdCLEF: the focal clips, and the soundscapes with labels; the others not)."""
+    labelled = comp.labelled()
+    soundscapes = np.array(["soundscapes/" in rid for rid in comp.train_ids], dtype=bool)
+    text = f"out of fold on the {int(labelled.sum())} labelled train recordings"
+    if soundscapes.any():
+        text += (f" ({int((labelled & ~soundscapes).sum())} focal clips and {int((labelled & soundscapes).sum())} "
+                 f"labelled soundscapes; the {int((~labelled).sum())} unlabelled soundscapes are not scored)")
+    return text
+
+
 def relabel_table(run_dir: Path, metric: str = "lwlrap") -> pd.DataFrame:
     """One row per stage: CV, pseudo-positives added, their precision/recall vs truth, test LWLRAP vs truth,
     and the gap closed toward the oracle (``(stage - stage1) / (oracle - stage1)``) where the oracle ran.
@@ -343,8 +355,8 @@ def write_report(run_dir: Path, log_path: Path | None = None, out: Path | None =
         figure = ("CV average precision" if kept and kept.get("metric") == "cv_ap" else
                   f"CV {get_metric(ctx.cfg.train.metric).title or ctx.cfg.train.metric}")
         kept_line = (f"The loop kept **{kept['stage']}**: the best {figure} on the original labels "
-                     f"({', '.join(f'{k} {v:.3f}' for k, v in kept['candidates'].items() if v is not None)}); "
-                     "ensemble, predict and export use it by default."
+                     f"({', '.join(f'{k} {v:.3f}' for k, v in kept['candidates'].items() if v is not None)}), "
+                     f"{held_out(ctx.comp)}; ensemble, predict and export use it by default."
                      + (f" Note: {kept['note']}." if kept.get("note") else "") + "\n" if kept else "")
         sections += ["## Cycle re-labeling\n", kept_line, markdown_table(relabel),
                      f"\n![metrics by cycle]({rel}/relabel.png)\n"]
