@@ -97,3 +97,28 @@ def test_study_refuses_bad_designs(tmp_path: Path) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.timeout(600)
+def test_a_birdclef_study_is_judged_on_its_test_rows(tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    args = ["study", "--out", str(out), "--profile", "birdclef", "--pipeline", "birdclef-study", "--train", "3",
+            "--test", "2", "--seconds", "10", "--data-seeds", "5", "--train-seeds", "42,1", "--cycles", "1",
+            "--oracle", "first", "--no-progress", "--set", "train.epochs=2", "--set", "train.steps_per_epoch=4",
+            "--set", "train.val_every=2", "--set", "relabel.epochs=1"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out / "study.csv")
+    assert list(frame["run"]) == ["d5-t42", "d5-t1"]
+    assert frame["prior"].tolist() == [0.5, 0.5]  # one constant score per class: macro ROC-AUC 0.5
+    # the truth columns are the runs' test rows by ROC-AUC, the CV columns their CV ROC-AUC
+    for name in frame["run"]:
+        run = out / "runs" / name
+        metrics = json.loads((run / "cycle1" / "metrics.json").read_text())
+        row = frame.set_index("run").loc[name]
+        assert row["cycle1"] == pytest.approx(metrics["truth_test_rows_roc_auc"])
+        assert row["cycle1_cv"] == pytest.approx(metrics["cv_roc_auc"])
+        assert row["cycle1_soft_auc"] == pytest.approx(metrics["soft_auc"]) and 0 <= row["cycle1_soft_ece"] <= 1
+        assert (run / "cycle1" / "soft_calibration.csv").is_file()
+    text = (out / "study.md").read_text()
+    assert "kept - control, test rows roc_auc vs truth" in text and "--profile birdclef" in text

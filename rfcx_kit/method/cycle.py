@@ -323,7 +323,9 @@ def teacher_targets(ctx: RunContext, stage: str, scores: np.ndarray) -> np.ndarr
     teacher = np.where(drawn, teacher, np.nan)
     if not np.isfinite(teacher).any():
         raise RfcxError(f"relabel.soft_from: {r.soft_from}: no train recording has a window to pseudo-label"
-                        + (" (every one has labels)" if r.soft_from == "unlabelled" else ""))
+                        + (" (every one has labels, as in BirdCLEF 2023, which ships no soundscapes: --set "
+                           "relabel.soft_from=all pseudo-labels the focal clips' windows)"
+                           if r.soft_from == "unlabelled" else ""))
     return soft_targets(teacher, ctx.window_labels, r.soft_power, r.soft_floor)
 
 
