@@ -25,21 +25,28 @@ RECIPE = "birdclef-demo"
 YEAR = 2025
 
 
+SOFT = ("soft_auc", "soft_ece", "soft_precision", "soft_recall")  # the soft labels against the truth, per round
+HARD = ("pseudo_positives", "pseudo_precision", "pseudo_recall")  # hard pseudo-positive windows, per round
+
+
 def stage_rows(run_dir: Path, metric_name: str) -> pd.DataFrame:
-    """One row per finished stage: CV and test-row figures by the competition's metric, pseudo-label figures."""
-    from rfcx_kit import api
+    """One row per finished stage: CV and test-row figures by the competition's metric, then each round's
+    pseudo-labels against the truth: the soft labels' ranking AUC, calibration error, precision and recall where the
+    rounds made soft labels, the hard pseudo-positive windows' count, precision and recall where they made any."""
     from rfcx_kit.method.run import Run, read_metrics
 
-    table = api.stages(run_dir).set_index("stage")
-    run, out = Run(run_dir), []
-    for stage in table.index:
-        m = read_metrics(run.metrics(stage))
+    run = Run(run_dir)
+    metrics = {stage: read_metrics(run.metrics(stage)) for stage in run.finished_stages()}
+    hard = any(m.get("pseudo_positives", 0) for m in metrics.values())
+    soft = any("soft_auc" in m for m in metrics.values())
+    out = []
+    for stage, m in metrics.items():
         row = {"stage": stage, f"cv_{metric_name}": m.get(f"cv_{metric_name}"),
                f"test_rows_{metric_name}": m.get(f"truth_test_rows_{metric_name}"),
                "test_rows_lwlrap": m.get("truth_test_rows_lwlrap")}  # gap_closed goes after these
-        for column in ("pseudo_positives", "pseudo_precision", "pseudo_recall"):
-            if column in table.columns:
-                row[column] = table.at[stage, column]
+        cycle = stage.startswith("cycle")
+        for column in (SOFT if soft else ()) + (HARD if hard else ()):
+            row[column] = m.get(column) if cycle else None
         out.append(row)
     return pd.DataFrame(out)
 
@@ -80,7 +87,11 @@ def run_birdclef_demo(out: Path, seed: int = 7, recipe: Path | None = None, over
     done(t, format_metrics(s1.metrics))
 
     cycles = cycles if cycles is not None else cfg.relabel.cycles
-    t = step(4, n, f"stage 2: {cycles} cycle(s) of re-labeling (pseudo-labelled windows of clips and soundscapes)")
+    r = cfg.relabel
+    how = (f"soft out-of-fold labels of the {'soundscapes' if r.soft_from == 'unlabelled' else 'recordings'}' "
+           f"windows, power {r.soft_power:g}, floor {r.soft_floor:g}, {r.soft_inject}" if r.soft_share > 0
+           else f"hard window votes, {r.votes} of {cfg.train.folds}")
+    t = step(4, n, f"stage 2: {cycles} round(s) of re-labeling ({how})")
     loop = api.relabel(run_dir, cycles, progress=progress)
     done(t, "; ".join(f"{s.stage}: {format_metrics(s.metrics)}" for s in loop.stages[1:]))
 
