@@ -152,23 +152,37 @@ class WaveToFrames(WaveToClip):
         return max(end for _, end in self.positions)
 
 
-def export_ensemble(models: list[torch.nn.Module], cfg, path: Path, seconds: float,  # noqa: ANN001 - a Config
-                    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> dict:
-    """Write :class:`WaveToClip` of ``models`` for recordings of ``seconds`` as one ONNX graph (atomically)."""
+def export_wave_graph(kind: type[WaveToClip], models: list[torch.nn.Module], cfg, path: Path,  # noqa: ANN001
+                      seconds: float, mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None,
+                      output: str, batch: str) -> WaveToClip:
+    """Write ``kind`` (:class:`WaveToClip` or :class:`WaveToFrames`) of ``models`` for waves of ``seconds`` as one ONNX
+    graph (atomically): input ``wave (batch, S)``, output ``output``; the first axis named ``batch`` is dynamic.
+    Returns the torch module it exported."""
     from rfcx_kit.core.grid import frames_of
 
     if cfg.predict.mode != "framewise":
-        raise ConfigError(f"the one-file graph gives soft frame-wise prediction; predict.mode is {cfg.predict.mode}")
+        raise ConfigError(f"the wave graphs give soft frame-wise prediction; predict.mode is {cfg.predict.mode}")
     rate = cfg.features.sample_rate
     positions = predict_positions(cfg, frames_of(seconds, rate, cfg.features.hop_length))
-    graph = WaveToClip(models, cfg, positions, mean_std).eval()
+    graph = kind(models, cfg, positions, mean_std).eval()
     probe = torch.zeros((2, int(round(seconds * rate))))
     quiet_exporter()
     with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph, (probe,), str(tmp), input_names=["wave"], output_names=["clip"],
-                          dynamic_shapes={"wave": {0: torch.export.Dim("recordings")}}, dynamo=True,
-                          external_data=False, verbose=False)
+        try:
+            torch.onnx.export(graph, (probe,), str(tmp), input_names=["wave"], output_names=[output],
+                              dynamic_shapes={"wave": {0: torch.export.Dim(batch)}}, dynamo=True,
+                              external_data=False, verbose=False)
+        except ImportError as exc:
+            raise RfcxError(f"ONNX export needs the onnx extra: pip install 'rfcx-kit[onnx]' ({exc})") from None
+    return graph
+
+
+def export_ensemble(models: list[torch.nn.Module], cfg, path: Path, seconds: float,  # noqa: ANN001 - a Config
+                    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> dict:
+    """Write :class:`WaveToClip` of ``models`` for recordings of ``seconds`` as one ONNX graph (atomically)."""
+    export_wave_graph(WaveToClip, models, cfg, path, seconds, mean_std, "clip", "recordings")
+    rate = cfg.features.sample_rate
     return {"file": path.name, "input": {"name": "wave", "shape": ["recordings", int(round(seconds * rate))],
                                          "dtype": "float32", "sample_rate": rate, "seconds": seconds,
                                          "note": "mono, resampled to sample_rate, cut or zero-padded to seconds"},
@@ -181,24 +195,7 @@ def export_frames(models: list[torch.nn.Module], cfg, path: Path, seconds: float
                   mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None) -> WaveToFrames:
     """Write :class:`WaveToFrames` of ``models`` for chunks of ``seconds`` as one ONNX graph (atomically): input
     ``wave (chunks, S)``, output ``frames (chunks, K, T)`` probabilities. Returns the torch module it exported."""
-    from rfcx_kit.core.grid import frames_of
-
-    if cfg.predict.mode != "framewise":
-        raise ConfigError(f"the framewise graph gives soft frame-wise prediction; predict.mode is {cfg.predict.mode}")
-    rate = cfg.features.sample_rate
-    positions = predict_positions(cfg, frames_of(seconds, rate, cfg.features.hop_length))
-    graph = WaveToFrames(models, cfg, positions, mean_std).eval()
-    probe = torch.zeros((2, int(round(seconds * rate))))
-    quiet_exporter()
-    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(graph, (probe,), str(tmp), input_names=["wave"], output_names=["frames"],
-                              dynamic_shapes={"wave": {0: torch.export.Dim("chunks")}}, dynamo=True,
-                              external_data=False, verbose=False)
-        except ImportError as exc:
-            raise RfcxError(f"ONNX export needs the onnx extra: pip install 'rfcx-kit[onnx]' ({exc})") from None
-    return graph
+    return export_wave_graph(WaveToFrames, models, cfg, path, seconds, mean_std, "frames", "chunks")
 
 
 def onnx_session(path: Path, threads: int | None = None):  # noqa: ANN201 - onnxruntime.InferenceSession
