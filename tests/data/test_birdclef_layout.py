@@ -21,7 +21,6 @@ from rfcx_kit.method.folds import make_folds
 from rfcx_kit.method.sampling import tp_crops
 
 TINY = dict(species=3, clips_per_species=2, soundscapes=2, test=1, soundscape_seconds=10.0, clip_seconds=(3.0, 6.0))
-_CACHE: dict[int, Path] = {}
 
 
 @pytest.fixture(scope="module")
